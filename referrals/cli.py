@@ -1,0 +1,162 @@
+"""`referrals`: the operator command line.
+
+    referrals broker start|stop|status      the project's local Kafka broker
+    referrals topics create                 every topic of the contract (idempotent)
+    referrals publish TOPIC FILE            JSON lines (- for stdin) -> Avro records
+    referrals tail TOPIC                    records as JSON lines, read_committed
+    referrals run attribution|rewards|notifications
+
+Exit status 0 on success; otherwise non-zero with a message on standard error that names the
+line and field at fault. Every command honours KAFKA_BOOTSTRAP_SERVERS (and KAFKA_TOPIC_PREFIX).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from referrals import broker
+from referrals.avro import AvroCodec
+from referrals.errors import ReferralsError
+from referrals.kafka import make_admin
+from referrals.publish import prepare, publish
+from referrals.settings import KafkaSettings
+from referrals.tail import tail
+from referrals.topics import TopicNames, create_topics
+
+SERVICES = ("attribution", "rewards", "notifications")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="referrals", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("broker", help="start, stop or inspect the local Kafka broker")
+    b.add_argument("action", choices=("start", "stop", "status"))
+    b.add_argument("--port", type=int, help="client port (default 9092)")
+    b.add_argument("--data-dir", type=Path, help="storage and log folder (default .local/kafka)")
+
+    t = sub.add_parser("topics", help="create every topic of the contract")
+    t.add_argument("action", choices=("create",))
+    t.add_argument("--partitions", type=int, default=6)
+    t.add_argument("--replication-factor", type=int, default=1)
+
+    pub = sub.add_parser("publish", help="publish a JSON-lines file as Avro records")
+    pub.add_argument("topic")
+    pub.add_argument("file", help="JSON lines; - reads standard input")
+    pub.add_argument(
+        "--no-value-checks",
+        action="store_true",
+        help="skip impossible-value checks (to exercise a service's DLQ)",
+    )
+    pub.add_argument(
+        "--raw",
+        action="store_true",
+        help="publish each line's bytes unchanged, not Avro (to exercise a DLQ)",
+    )
+
+    tl = sub.add_parser("tail", help="print a topic's records as JSON lines")
+    tl.add_argument("topic")
+    tl.add_argument("--from-beginning", action="store_true")
+    tl.add_argument("--max", type=int, dest="max_records")
+    tl.add_argument("--timeout", type=float, help="stop after this many seconds without a record")
+
+    r = sub.add_parser("run", help="run one service in the foreground (SIGTERM stops it)")
+    r.add_argument("service", choices=SERVICES)
+    return p
+
+
+def _broker(args: argparse.Namespace) -> int:
+    cfg = broker.BrokerConfig.from_env()
+    overrides = {}
+    if args.port:
+        overrides["port"] = args.port
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir.resolve()
+    if overrides:
+        cfg = broker.BrokerConfig(**{**cfg.__dict__, **overrides})
+    if args.action == "start":
+        pid = broker.start(cfg)
+        print(f"Kafka broker running at {cfg.bootstrap} (pid {pid}); log: {cfg.log_file}")
+    elif args.action == "stop":
+        stopped = broker.stop(cfg)
+        print("Kafka broker stopped" if stopped else "no Kafka broker was running")
+    else:
+        state = broker.status(cfg)
+        print(json.dumps(state))
+        return 0 if state["running"] else 3
+    return 0
+
+
+async def _topics(args: argparse.Namespace, settings: KafkaSettings) -> int:
+    admin = make_admin(settings, "referrals-cli")
+    await admin.start()
+    try:
+        created = await create_topics(
+            admin,
+            TopicNames(settings.topic_prefix),
+            partitions=args.partitions,
+            replication_factor=args.replication_factor,
+        )
+    finally:
+        await admin.close()
+    print(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))
+    return 0
+
+
+def _read_lines(path: str) -> list[str]:
+    if path == "-":
+        return sys.stdin.read().splitlines()
+    return Path(path).read_text(encoding="utf-8").splitlines()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = KafkaSettings.from_env()
+    try:
+        if args.command == "broker":
+            return _broker(args)
+        if args.command == "topics":
+            return asyncio.run(_topics(args, settings))
+        if args.command == "publish":
+            records = prepare(
+                args.topic,
+                _read_lines(args.file),
+                AvroCodec(),
+                check=not args.no_value_checks,
+                raw=args.raw,
+            )
+            count = asyncio.run(publish(settings, args.topic, records))
+            print(f"published {count} record(s) to {args.topic}", file=sys.stderr)
+            return 0
+        if args.command == "tail":
+            asyncio.run(
+                tail(
+                    settings,
+                    args.topic,
+                    from_beginning=args.from_beginning,
+                    max_records=args.max_records,
+                    timeout_s=args.timeout,
+                )
+            )
+            return 0
+        if args.command == "run":
+            module = importlib.import_module(f"services.{args.service}.app")
+            status: int = module.main()
+            return status
+    except (ReferralsError, KeyError, OSError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"referrals {args.command}: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Prometheus metrics and the HTTP endpoints SREs scrape: /metrics, /healthz, /readyz.
+
+One registry per service process. Label values are bounded sets (topics, reasons, channels):
+never advocate ids or other unbounded values.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+# Buckets for latencies from event time to output: tens of milliseconds up to minutes, since a
+# backfill or a restart can legitimately show old event times.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+@dataclass
+class RuntimeMetrics:
+    """The metrics every service has; a service adds its own to `registry`."""
+
+    service: str
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.records_in = Counter(
+            "referrals_records_in", "Input records consumed", ["topic"], registry=r
+        )
+        self.records_out = Counter(
+            "referrals_records_out", "Records produced", ["topic"], registry=r
+        )
+        self.dead_letters = Counter(
+            "referrals_dead_letters",
+            "Input records sent to a dead-letter topic",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.transactions = Counter(
+            "referrals_transactions", "Kafka transactions by outcome", ["outcome"], registry=r
+        )
+        self.batch_records = Histogram(
+            "referrals_batch_records",
+            "Input records per transaction",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "referrals_transaction_commit_seconds",
+            "Time to produce and commit one transaction",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.assigned = Gauge(
+            "referrals_assigned_partitions", "Input partitions (tasks) owned", registry=r
+        )
+        self.lag = Gauge("referrals_consumer_lag", "Records behind the end", ["topic"], registry=r)
+        self.programs = Gauge("referrals_programs_known", "Program configs loaded", registry=r)
+        self.info = Gauge("referrals_service_info", "Service identity", ["service"], registry=r)
+        self.info.labels(self.service).set(1)
+
+
+@dataclass
+class Health:
+    """Liveness: the processing loop ticked recently. Readiness: start-up finished."""
+
+    stale_after_s: float = 60.0
+    ready: bool = False
+    last_tick: float = field(default_factory=time.monotonic)
+    detail: dict[str, object] = field(default_factory=dict)
+
+    def tick(self) -> None:
+        self.last_tick = time.monotonic()
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_tick < self.stale_after_s
+
+
+def build_app(registry: CollectorRegistry, health: Health) -> web.Application:
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def _state(check: Callable[[], bool]) -> web.Response:
+        ok = check()
+        payload = {"ok": ok, "ready": health.ready, "alive": health.alive(), **health.detail}
+        return web.json_response(payload, status=200 if ok else 503)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return _state(health.alive)
+
+    async def readyz(_: web.Request) -> web.Response:
+        return _state(lambda: health.ready and health.alive())
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def serve(
+    registry: CollectorRegistry, health: Health, host: str, port: int
+) -> tuple[web.AppRunner, int]:
+    """Starts the HTTP server; returns the runner (for cleanup) and the bound port."""
+    runner = web.AppRunner(build_app(registry, health), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server: Any = site._server  # bound port, useful when port 0 asked for an ephemeral one
+    bound = server.sockets[0].getsockname()[1] if server and server.sockets else port
+    return runner, int(bound)

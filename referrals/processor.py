@@ -1,0 +1,58 @@
+"""The port between a service's logic and the stream runtime.
+
+A processor receives typed records and returns the records to produce; it never touches Kafka.
+The runtime (`referrals.runtime`) decodes, calls it, and writes its outputs together with the
+consumed offsets in one Kafka transaction per task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from referrals.records import Record
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    topic: str  # logical topic name
+    partition: int
+    offset: int
+    key: str | None
+    value: Record
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    topic: str  # logical topic name
+    key: str
+    value: Record
+
+
+class Processor:
+    """Base processor: override what the service needs. Tasks are input partition numbers."""
+
+    name: str = "processor"
+    inputs: tuple[str, ...] = ()
+    # Compacted topics every instance reads whole at start-up, then follows (e.g. program
+    # configs). Inputs are not processed before these are read to their end.
+    globals: tuple[str, ...] = ()
+
+    def on_global(self, topic: str, key: str | None, record: Record) -> None:
+        """A record of a global topic arrived (in order, per partition)."""
+
+    async def assign(self, tasks: frozenset[int]) -> None:
+        """These tasks are now ours: restore their state before records arrive."""
+
+    async def revoke(self, tasks: frozenset[int]) -> None:
+        """These tasks are no longer ours: drop their state."""
+
+    def process(self, record: Inbound, now: datetime) -> Iterable[Outbound]:
+        """Handles one input record; raise a PermanentError for bad input (it goes to the DLQ)."""
+        return ()
+
+    def punctuate(self, task: int, now: datetime) -> Iterable[Outbound]:
+        """Called about once a second per task: emit what has become due by the wall clock."""
+        return ()

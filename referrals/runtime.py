@@ -1,0 +1,444 @@
+"""The stream runtime every service runs on: consume, decode, process, produce, commit.
+
+Exactly-once by construction (Kafka Streams' model, built on aiokafka):
+- Task p is partition p of every input topic (all topics share one partition count; the
+  co-partitioned assignor keeps a task on one member). Each task has its own transactional
+  producer, `transactional_id = <group>-<p>`: starting it fences any zombie owner of the task
+  and aborts its open transaction.
+- Each poll's records are grouped by task; per task, the outputs, the dead letters and the
+  consumed offsets go out in ONE transaction. Many records share a transaction, so throughput
+  does not pay a commit per record.
+- Inputs are read `read_committed`; a batch fetched before a rebalance is dropped (its records
+  will be fetched again from the committed offsets), and rebalance callbacks wait for the
+  in-flight transaction to finish (a lock).
+- Bad input (PermanentError) goes to `<topic>.dlq` in the same transaction and the task moves
+  on. A failed transaction is aborted, the task's state is rebuilt and its partitions rewound
+  to the committed offsets. A fenced producer means another member owns the task: the process
+  stops with an error rather than fight it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from referrals.assignor import CopartitionedAssignor
+from referrals.avro import AvroCodec
+from referrals.dlq import dead_letter
+from referrals.errors import ConfigError, PermanentError
+from referrals.kafka import make_consumer, make_producer
+from referrals.metrics import Health, RuntimeMetrics
+from referrals.processor import Inbound, Outbound, Processor
+from referrals.settings import KafkaSettings, ServiceSettings
+from referrals.topics import Role, TopicNames, spec_for
+from referrals.validation import check_values
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+PUNCTUATE_EVERY_S = 1.0
+MAX_CONSECUTIVE_FAILURES = 5
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class FatalRuntimeError(Exception):
+    """The runtime cannot continue safely (e.g. its producer was fenced)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    topic: str  # physical
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+class StreamRuntime:
+    def __init__(
+        self,
+        processor: Processor,
+        *,
+        kafka: KafkaSettings,
+        settings: ServiceSettings,
+        codec: AvroCodec,
+        metrics: RuntimeMetrics,
+        health: Health,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.p = processor
+        self.kafka = kafka
+        self.settings = settings
+        self.codec = codec
+        self.metrics = metrics
+        self.health = health
+        self.clock = clock
+        self.names = TopicNames(kafka.topic_prefix)
+        self.group_id = settings.group_id or f"referrals-{processor.name}"
+        self._lock = asyncio.Lock()
+        self._generation = 0
+        self._producers: dict[int, AIOKafkaProducer] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._global_consumer: AIOKafkaConsumer | None = None
+        self._dlq_producer: AIOKafkaProducer | None = None
+        self._failures = 0
+        self._last_punctuate = 0.0
+        self._positions: dict[TopicPartition, int] = {}  # next offset to consume, per partition
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        follower: asyncio.Task[None] | None = None
+        try:
+            if self.p.globals:
+                await self._bootstrap_globals()
+                follower = asyncio.create_task(self._follow_globals(stop))
+            await self._check_copartitioned()
+            self._consumer = make_consumer(
+                self.kafka,
+                group_id=self.group_id,
+                client_id=f"{self.p.name}-{self.settings.instance_id}",
+                partition_assignment_strategy=(CopartitionedAssignor,),
+            )
+            topics = [self.names(t) for t in self.p.inputs]
+            self._consumer.subscribe(topics, listener=_Listener(self))
+            await self._consumer.start()
+            self.health.ready = True
+            await self._loop(stop)
+        finally:
+            self.health.ready = False
+            if follower is not None:
+                follower.cancel()
+                await asyncio.gather(follower, return_exceptions=True)
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        async with self._lock:
+            await self._close_tasks(frozenset(self._producers))
+        for client in (self._consumer, self._global_consumer, self._dlq_producer):
+            if client is not None:
+                await client.stop()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        assert self._consumer is not None
+        stop_wait = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                self.health.tick()
+                generation = self._generation
+                fetch = asyncio.create_task(
+                    self._consumer.getmany(
+                        timeout_ms=self.settings.poll_timeout_ms,
+                        max_records=self.settings.max_batch,
+                    )
+                )
+                await asyncio.wait({fetch, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    fetch.cancel()
+                    await asyncio.gather(fetch, return_exceptions=True)
+                    break
+                batch = fetch.result()
+                async with self._lock:
+                    if generation != self._generation:
+                        continue  # fetched before a rebalance: refetched from committed offsets
+                    await self._process_batch(batch)
+                self._update_lag()
+        finally:
+            stop_wait.cancel()
+
+    # -- processing -----------------------------------------------------------------------------
+    async def _process_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        by_task: dict[int, list[tuple[TopicPartition, Any]]] = defaultdict(list)
+        for tp, messages in batch.items():
+            if tp.partition in self._producers:
+                by_task[tp.partition].extend((tp, m) for m in messages)
+        due = time.monotonic() - self._last_punctuate >= PUNCTUATE_EVERY_S
+        if due:
+            self._last_punctuate = time.monotonic()
+        tasks = set(by_task) | (set(self._producers) if due else set())
+        if not tasks:
+            return
+        results = await asyncio.gather(
+            *(self._run_task(t, by_task.get(t, []), due) for t in sorted(tasks)),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, FatalRuntimeError):
+                raise result
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _run_task(
+        self, task: int, messages: list[tuple[TopicPartition, Any]], due: bool
+    ) -> None:
+        now = self.clock()
+        pending: list[_Pending] = []
+        offsets: dict[TopicPartition, int] = {}
+        for tp, msg in messages:
+            offsets[tp] = msg.offset + 1
+            pending.extend(self._handle(tp, msg, now))
+        if due:
+            pending.extend(self._encode(self.p.punctuate(task, now)))
+        if not pending and not offsets:
+            return
+        await self._commit(task, pending, offsets, len(messages))
+
+    def _handle(self, tp: TopicPartition, msg: Any, now: datetime) -> list[_Pending]:
+        logical = self.names.logical(tp.topic)
+        self.metrics.records_in.labels(logical).inc()
+        spec = spec_for(logical)
+        try:
+            record = self.codec.decode(msg.value, spec.record) if msg.value is not None else None
+            if record is None:
+                raise PermanentError("record has no value (a tombstone)", reason="TOMBSTONE")
+            if spec.role is Role.INPUT:
+                check_values(record, now)
+            key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
+            inbound = Inbound(logical, tp.partition, msg.offset, key, record, msg.timestamp)
+            return self._encode(self.p.process(inbound, now))
+        except PermanentError as err:
+            return [self._dead_letter(tp, msg, err)]
+        except Exception as err:  # a bug must not stop every other record: DLQ it, loudly
+            log.exception("processing failed", extra={"topic": tp.topic, "offset": msg.offset})
+            return [self._dead_letter(tp, msg, err)]
+
+    def _dead_letter(self, tp: TopicPartition, msg: Any, err: BaseException) -> _Pending:
+        dl = dead_letter(
+            service=self.p.name,
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=msg.offset,
+            timestamp_ms=msg.timestamp,
+            key=msg.key,
+            value=msg.value,
+            error=err,
+        )
+        reason = dict(dl.headers)["dlq.error.reason"].decode()
+        self.metrics.dead_letters.labels(self.names.logical(tp.topic), reason).inc()
+        log.warning(
+            "dead-lettered",
+            extra={
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "offset": msg.offset,
+                "reason": reason,
+                "error": str(err)[:300],
+            },
+        )
+        return _Pending(dl.topic, dl.key, dl.value, dl.headers)
+
+    def _encode(self, outputs: Iterable[Outbound]) -> list[_Pending]:
+        out = []
+        for o in outputs:
+            out.append(_Pending(self.names(o.topic), o.key.encode(), self.codec.encode(o.value)))
+            self.metrics.records_out.labels(o.topic).inc()
+        return out
+
+    async def _commit(
+        self,
+        task: int,
+        pending: list[_Pending],
+        offsets: dict[TopicPartition, int],
+        n_in: int,
+    ) -> None:
+        producer = self._producers[task]
+        started = time.perf_counter()
+        try:
+            await producer.begin_transaction()
+            for item in pending:
+                await producer.send(
+                    item.topic, item.value, key=item.key, headers=list(item.headers)
+                )
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self.group_id)
+            await producer.commit_transaction()
+        except ProducerFenced as err:
+            self.metrics.transactions.labels("fenced").inc()
+            raise FatalRuntimeError(f"task {task}: producer fenced by another owner") from err
+        except (TimeoutError, KafkaError, OSError) as err:
+            self.metrics.transactions.labels("abort").inc()
+            log.warning(
+                "transaction failed; rewinding task", extra={"task": task, "error": repr(err)}
+            )
+            await self._recover(task)
+            return
+        self._failures = 0
+        self._positions.update(offsets)
+        self.metrics.transactions.labels("commit").inc()
+        self.metrics.batch_records.observe(n_in)
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+
+    async def _recover(self, task: int) -> None:
+        """Abort, rebuild the task's state and rewind it to its committed offsets."""
+        self._failures += 1
+        if self._failures > MAX_CONSECUTIVE_FAILURES:
+            raise FatalRuntimeError(f"task {task}: {self._failures} transactions failed in a row")
+        await asyncio.sleep(min(0.1 * 2**self._failures, 5.0))  # exponential backoff
+        await self._close_tasks(frozenset({task}))
+        await self._open_tasks(frozenset({task}))
+        assert self._consumer is not None
+        for tp in self._consumer.assignment():
+            if tp.partition == task:
+                committed = await self._consumer.committed(tp)
+                if committed is None:
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, committed)
+        self._generation += 1
+
+    # -- tasks ----------------------------------------------------------------------------------
+    async def _open_tasks(self, tasks: frozenset[int]) -> None:
+        for task in sorted(tasks):
+            producer = make_producer(
+                self.kafka,
+                client_id=f"{self.p.name}-{self.settings.instance_id}-t{task}",
+                transactional_id=f"{self.group_id}-{task}",
+            )
+            await producer.start()  # InitProducerId: fences a zombie owner, aborts its txn
+            self._producers[task] = producer
+        if tasks:
+            await self.p.assign(tasks)
+        self.metrics.assigned.set(len(self._producers))
+
+    async def _close_tasks(self, tasks: frozenset[int]) -> None:
+        if tasks:
+            await self.p.revoke(tasks)
+        for task in tasks:
+            producer = self._producers.pop(task, None)
+            if producer is not None:
+                await producer.stop()
+        self.metrics.assigned.set(len(self._producers))
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._lock:
+            wanted = frozenset(tp.partition for tp in assigned)
+            owned = frozenset(self._producers)
+            await self._close_tasks(owned - wanted)
+            await self._open_tasks(wanted - owned)
+            self._generation += 1
+            log.info("tasks assigned", extra={"tasks": sorted(wanted)})
+
+    # -- global tables --------------------------------------------------------------------------
+    async def _bootstrap_globals(self) -> None:
+        """Reads every global topic to its end (its last committed record) before any input."""
+        self._global_consumer = consumer = make_consumer(
+            self.kafka, client_id=f"{self.p.name}-{self.settings.instance_id}-globals"
+        )
+        await consumer.start()
+        parts = []
+        for topic in self.p.globals:
+            physical = self.names(topic)
+            found = await _partitions(consumer, physical)
+            parts += [TopicPartition(physical, p) for p in found]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        end = await consumer.end_offsets(parts)
+        while await _behind(consumer, parts, end):
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            await self._apply_globals(batch)
+        log.info("global topics loaded", extra={"topics": list(self.p.globals)})
+
+    async def _follow_globals(self, stop: asyncio.Event) -> None:
+        assert self._global_consumer is not None
+        while not stop.is_set():
+            batch = await self._global_consumer.getmany(timeout_ms=500, max_records=1000)
+            await self._apply_globals(batch)
+
+    async def _apply_globals(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        for tp, messages in batch.items():
+            logical = self.names.logical(tp.topic)
+            spec = spec_for(logical)
+            for msg in messages:
+                self.metrics.records_in.labels(logical).inc()
+                if msg.value is None:
+                    continue  # a tombstone deletes nothing we keep
+                key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
+                try:
+                    record = self.codec.decode(msg.value, spec.record)
+                    check_values(record, self.clock())
+                    self.p.on_global(logical, key, record)
+                except PermanentError as err:
+                    await self._dead_letter_direct(tp, msg, err)
+
+    async def _dead_letter_direct(self, tp: TopicPartition, msg: Any, err: BaseException) -> None:
+        # Global topics are read outside any group, so there is no transaction to join: every
+        # instance reports the bad record, and DLQ readers de-duplicate by original offset.
+        if self._dlq_producer is None:
+            self._dlq_producer = make_producer(self.kafka, client_id=f"{self.p.name}-dlq")
+            await self._dlq_producer.start()
+        item = self._dead_letter(tp, msg, err)
+        await self._dlq_producer.send_and_wait(
+            item.topic, item.value, key=item.key, headers=list(item.headers)
+        )
+
+    # -- checks and metrics ---------------------------------------------------------------------
+    async def _check_copartitioned(self) -> None:
+        consumer = make_consumer(self.kafka, client_id=f"{self.p.name}-check")
+        await consumer.start()
+        try:
+            counts = {t: len(await _partitions(consumer, self.names(t))) for t in self.p.inputs}
+        finally:
+            await consumer.stop()
+        if len(set(counts.values())) > 1:
+            raise ConfigError(
+                f"input topics must have equal partition counts to be processed as tasks: {counts}"
+            )
+
+    def _update_lag(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        lag: dict[str, int] = defaultdict(int)
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            position = self._positions.get(tp)
+            if high is not None and position is not None:
+                lag[self.names.logical(tp.topic)] += max(0, high - position)
+        for topic, value in lag.items():
+            self.metrics.lag.labels(topic).set(value)
+
+
+async def _behind(
+    consumer: AIOKafkaConsumer, parts: list[TopicPartition], end: dict[TopicPartition, int]
+) -> bool:
+    for tp in parts:
+        if await consumer.position(tp) < end[tp]:
+            return True
+    return False
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """Partition ids of a topic; a missing topic is a configuration error, said plainly."""
+    for _ in range(50):  # metadata for a just-created topic can take a moment to propagate
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return set(found)
+        await consumer._client.force_metadata_update()
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return set(found)
+        await asyncio.sleep(0.1)
+    raise ConfigError(f"topic {topic!r} does not exist; run `referrals topics create`")
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runtime: StreamRuntime) -> None:
+        self.runtime = runtime
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Waits for the in-flight transaction; tasks are closed lazily in on_partitions_assigned
+        # so a task that stays with this member keeps its state across the rebalance.
+        async with self.runtime._lock:
+            self.runtime._generation += 1
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.runtime.on_assigned(assigned)

@@ -1,0 +1,78 @@
+"""Wiring for one service process (the hexkit `inject` idea): settings -> clients -> runtime.
+
+`run_service` configures logging, serves /metrics and health, runs the stream runtime until
+SIGTERM or SIGINT, then shuts everything down cleanly and returns the exit status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from referrals.avro import AvroCodec
+from referrals.errors import ConfigError
+from referrals.logs import configure
+from referrals.metrics import Health, RuntimeMetrics, serve
+from referrals.processor import Processor
+from referrals.runtime import FatalRuntimeError, StreamRuntime
+from referrals.settings import KafkaSettings, ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+async def serve_processor(
+    processor: Processor,
+    settings: ServiceSettings,
+    kafka: KafkaSettings,
+    metrics: RuntimeMetrics,
+    stop: asyncio.Event,
+) -> None:
+    health = Health()
+    runner, port = await serve(
+        metrics.registry, health, settings.metrics_host, settings.metrics_port
+    )
+    log.info("metrics and health endpoints up", extra={"port": port, "service": processor.name})
+    runtime = StreamRuntime(
+        processor,
+        kafka=kafka,
+        settings=settings,
+        codec=AvroCodec(),
+        metrics=metrics,
+        health=health,
+    )
+    try:
+        await runtime.run(stop)
+    finally:
+        await runner.cleanup()
+
+
+def run_service(
+    name: str,
+    settings: ServiceSettings,
+    build: Callable[[ServiceSettings, RuntimeMetrics], Processor],
+) -> int:
+    """Runs one service in the foreground; SIGTERM/SIGINT stop it cleanly. Returns exit status."""
+    configure(name, settings.log_level)
+    kafka = KafkaSettings.from_env()
+    metrics = RuntimeMetrics(name)
+    processor = build(settings, metrics)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info(
+            "starting", extra={"bootstrap": kafka.bootstrap_servers, "group": settings.group_id}
+        )
+        await serve_processor(processor, settings, kafka, metrics, stop)
+        log.info("stopped cleanly")
+
+    try:
+        asyncio.run(main())
+    except (ConfigError, FatalRuntimeError) as err:
+        log.error("cannot continue: %s", err)
+        return 2
+    return 0

@@ -1,0 +1,137 @@
+"""The contract's topics: names, record types, keys, and idempotent creation.
+
+All topics get the same partition count so that partition p of every input topic forms one
+processing task (one transactional id per task; see `referrals.runtime`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+DLQ_SUFFIX = ".dlq"
+
+
+class Role(StrEnum):
+    INPUT = "input"  # platform teams produce
+    OUTPUT = "output"  # the system produces
+    INTERNAL = "internal"  # between services; not part of the public contract
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    record: str
+    key_field: str
+    role: Role
+    compacted: bool = False
+
+
+ADVOCATES = "referral.advocates.v1"
+SHARES = "referral.shares.v1"
+CONVERSIONS = "referral.conversions.v1"
+DEALS = "referral.deals.v1"
+PAYOUT_RESULTS = "rewards.payout-results.v1"
+PROGRAMS = "programs.config.v1"
+STATUS = "referral.status.v1"
+PAYOUTS = "rewards.payouts.v1"
+NOTIFICATIONS_SENT = "notifications.sent.v1"
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    TopicSpec(ADVOCATES, "AdvocateProfile", "advocate_id", Role.INPUT, compacted=True),
+    TopicSpec(SHARES, "ShareEvent", "advocate_id", Role.INPUT),
+    TopicSpec(CONVERSIONS, "ConversionEvent", "prospect_id", Role.INPUT),
+    TopicSpec(DEALS, "DealEvent", "deal_id", Role.INPUT),
+    TopicSpec(PAYOUT_RESULTS, "PayoutResult", "payout_id", Role.INPUT),
+    TopicSpec(PROGRAMS, "ProgramConfig", "program_id", Role.INPUT, compacted=True),
+    TopicSpec(STATUS, "ReferralStatusChanged", "advocate_id", Role.OUTPUT),
+    TopicSpec(PAYOUTS, "PayoutCommand", "advocate_id", Role.OUTPUT),
+    TopicSpec(NOTIFICATIONS_SENT, "NotificationSent", "advocate_id", Role.OUTPUT),
+)
+BY_NAME = {spec.name: spec for spec in CATALOGUE}
+
+
+def spec_for(topic: str) -> TopicSpec:
+    """The spec of a logical topic name; raises KeyError naming the known topics."""
+    try:
+        return BY_NAME[topic]
+    except KeyError:
+        known = ", ".join(sorted(BY_NAME))
+        raise KeyError(f"unknown topic {topic!r}; the contract's topics are: {known}") from None
+
+
+def dlq_of(topic: str) -> str:
+    return topic + DLQ_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """Maps logical topic names to physical ones (a prefix isolates test runs and tenants)."""
+
+    prefix: str = ""
+
+    def __call__(self, logical: str) -> str:
+        return self.prefix + logical
+
+    def logical(self, physical: str) -> str:
+        if self.prefix and physical.startswith(self.prefix):
+            return physical[len(self.prefix) :]
+        return physical
+
+
+def physical_topics(names: TopicNames) -> dict[str, dict[str, str]]:
+    """Every topic to create, physical name -> topic configs. Each consumed topic has a .dlq."""
+    # Referral history, payouts and their results are the system of record: keep them forever.
+    keep = {"retention.ms": "-1"}
+    out: dict[str, dict[str, str]] = {}
+    for spec in CATALOGUE:
+        configs = {"cleanup.policy": "compact"} if spec.compacted else dict(keep)
+        out[names(spec.name)] = configs
+        out[names(dlq_of(spec.name))] = dict(keep)
+    return out
+
+
+async def create_topics(
+    admin: AIOKafkaAdminClient,
+    names: TopicNames,
+    *,
+    partitions: int = 6,
+    replication_factor: int = 1,
+    extra: dict[str, dict[str, str]] | None = None,
+) -> list[str]:
+    """Creates the topics that do not exist yet; returns the ones it created. Idempotent."""
+    wanted = physical_topics(names) | (extra or {})
+    existing = set(await admin.list_topics())
+    missing = [name for name in wanted if name not in existing]
+    if not missing:
+        return []
+    min_isr = "2" if replication_factor >= 3 else "1"
+    new = [
+        NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            topic_configs={**wanted[name], "min.insync.replicas": min_isr},
+        )
+        for name in missing
+    ]
+    response = await admin.create_topics(new)
+    errors = [
+        (name, code, msg)
+        for name, code, msg in _topic_errors(response)
+        if code not in (0, 36)  # 36: TOPIC_ALREADY_EXISTS (a concurrent create)
+    ]
+    if errors:
+        raise RuntimeError(f"creating topics failed: {errors}")
+    return missing
+
+
+def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
+    out = []
+    for item in getattr(response, "topic_errors", []):
+        name, code = item[0], item[1]
+        msg = item[2] if len(item) > 2 else None
+        out.append((name, code, msg))
+    return out

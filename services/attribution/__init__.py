@@ -1,0 +1,1 @@
+"""Attribution: joins shares, conversions and deals to advocates; emits referral statuses."""

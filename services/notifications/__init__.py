@@ -1,0 +1,1 @@
+"""Notifications: thank-you, status and "refer again" messages in real time."""

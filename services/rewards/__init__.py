@@ -1,0 +1,1 @@
+"""Rewards: escalating reward rules; payout commands for finance, exactly once."""
