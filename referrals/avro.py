@@ -10,6 +10,7 @@ parsed and fingerprinted once, when the registry is built.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -27,7 +28,10 @@ from referrals.records import RECORD_TYPES, Record
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+# The repository's schemas/ (or REFERRALS_SCHEMA_DIR, e.g. in a container image).
+SCHEMA_DIR = Path(
+    os.environ.get("REFERRALS_SCHEMA_DIR") or Path(__file__).resolve().parent.parent / "schemas"
+)
 _FILE_NAME = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)\.v(?P<version>[0-9]+)\.avsc$")
 
 Datum = dict[str, Any]
