@@ -143,7 +143,7 @@ class AvroCodec:
         except SchemaResolutionError as err:
             reason = "UNKNOWN_SYMBOL" if "symbol" in str(err).lower() else "MISSING_FIELD"
             raise DecodeError(f"{writer.name}: {err}", reason=reason) from err
-        except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError) as err:
+        except (EOFError, ValueError, TypeError, IndexError, OverflowError) as err:
             raise DecodeError(f"{writer.name} body is corrupt: {err!r}") from err
         if body.tell() != len(data):
             raise DecodeError(

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from referrals.errors import InputError
 
 Schema = Any
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def from_json(schema: Mapping[str, Any], obj: object, *, line: int | None = None) -> dict[str, Any]:
@@ -83,6 +84,10 @@ def _primitive(typ: str, value: object) -> object:
     if typ == "string":
         if not isinstance(value, str):
             raise _Mismatch(f"expected a string, got {type(value).__name__} {value!r}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Mismatch("is not valid Unicode text (a lone surrogate?)") from None
         return value
     if typ == "boolean":
         if not isinstance(value, bool):
@@ -110,7 +115,10 @@ def _timestamp(value: object) -> datetime:
     if isinstance(value, bool):
         raise _Mismatch(f"expected an ISO 8601 timestamp or epoch milliseconds, got {value!r}")
     if isinstance(value, int):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
+        try:  # integer arithmetic: no float rounding of far-off milliseconds
+            return EPOCH + timedelta(milliseconds=value)
+        except OverflowError:
+            raise _Mismatch(f"{value} epoch milliseconds is outside the calendar") from None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -49,8 +49,8 @@ def prepare(
         text = line.strip()
         if not text:
             continue
-        if raw:
-            out.append(Prepared(None, text.encode("utf-8")))
+        if raw:  # the line's bytes as they are, surrounding white space included
+            out.append(Prepared(None, line.encode("utf-8", "surrogateescape")))
             continue
         try:
             out.append(

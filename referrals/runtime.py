@@ -108,6 +108,8 @@ class StreamRuntime:
                 group_id=self.group_id,
                 client_id=f"{self.p.name}-{self.settings.instance_id}",
                 partition_assignment_strategy=(CopartitionedAssignor,),
+                session_timeout_ms=self.settings.session_timeout_ms,
+                heartbeat_interval_ms=max(1000, self.settings.session_timeout_ms // 4),
             )
             topics = [self.names(t) for t in self.p.inputs]
             self._consumer.subscribe(topics, listener=_Listener(self))
@@ -149,11 +151,21 @@ class StreamRuntime:
                 batch = fetch.result()
                 async with self._lock:
                     if generation != self._generation:
-                        continue  # fetched before a rebalance: refetched from committed offsets
+                        self._rewind(batch)  # fetched across a rebalance: fetch it again
+                        continue
                     await self._process_batch(batch)
                 self._update_lag()
         finally:
             stop_wait.cancel()
+
+    def _rewind(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Seeks back to the first record of a dropped batch. The consumer's position already
+        moved past it; without this the records would be skipped until the next restart."""
+        assert self._consumer is not None
+        owned = self._consumer.assignment()
+        for tp, messages in batch.items():
+            if messages and tp in owned:
+                self._consumer.seek(tp, messages[0].offset)
 
     # -- processing -----------------------------------------------------------------------------
     async def _process_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:

@@ -93,5 +93,7 @@ class ServiceSettings:
     poll_timeout_ms: int = 20
     state_dir: Path = Path(".local/state")
     log_level: str = "INFO"
+    # A member that stops heartbeating loses its tasks after this long (broker minimum 6 s).
+    session_timeout_ms: int = 10_000
     # How long an event may wait for its program's config before it goes to the DLQ.
     unknown_program_wait_s: float = 3600.0

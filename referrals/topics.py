@@ -6,6 +6,7 @@ processing task (one transactional id per task; see `referrals.runtime`).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -100,32 +101,46 @@ async def create_topics(
     partitions: int = 6,
     replication_factor: int = 1,
     extra: dict[str, dict[str, str]] | None = None,
+    visible_within_s: float = 30.0,
 ) -> list[str]:
-    """Creates the topics that do not exist yet; returns the ones it created. Idempotent."""
+    """Creates the topics that do not exist yet; returns the ones it created. Idempotent.
+
+    It asks the broker to create every topic rather than trusting a listing: in KRaft a broker's
+    metadata cache trails the controller, so a topic created a moment ago can be missing from a
+    listing. It returns once every topic is visible to clients, so the caller can use them.
+    """
     wanted = physical_topics(names) | (extra or {})
-    existing = set(await admin.list_topics())
-    missing = [name for name in wanted if name not in existing]
-    if not missing:
-        return []
     min_isr = "2" if replication_factor >= 3 else "1"
     new = [
         NewTopic(
             name,
             num_partitions=partitions,
             replication_factor=replication_factor,
-            topic_configs={**wanted[name], "min.insync.replicas": min_isr},
+            topic_configs={**configs, "min.insync.replicas": min_isr},
         )
-        for name in missing
+        for name, configs in wanted.items()
     ]
     response = await admin.create_topics(new)
-    errors = [
-        (name, code, msg)
-        for name, code, msg in _topic_errors(response)
-        if code not in (0, 36)  # 36: TOPIC_ALREADY_EXISTS (a concurrent create)
-    ]
-    if errors:
-        raise RuntimeError(f"creating topics failed: {errors}")
-    return missing
+    results = _topic_errors(response)
+    failed = [(n, code, msg) for n, code, msg in results if code not in (0, TOPIC_ALREADY_EXISTS)]
+    if failed:
+        raise RuntimeError(f"creating topics failed: {failed}")
+    await _await_visible(admin, set(wanted), visible_within_s)
+    return [n for n, code, _ in results if code == 0]
+
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+async def _await_visible(admin: AIOKafkaAdminClient, topics: set[str], within_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        missing = topics - set(await admin.list_topics())
+        if not missing:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"topics not visible after {within_s:.0f} s: {sorted(missing)}")
+        await asyncio.sleep(0.1)
 
 
 def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:

@@ -7,18 +7,17 @@ Such a record is permanent bad input and goes to the topic's `.dlq`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from referrals.errors import InvalidRecord
+from referrals.money import CURRENCIES
 from referrals.records import Record
 
 MAX_ID_LENGTH = 256
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_FUTURE = timedelta(days=1)
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 _TIME_FIELDS = ("occurred_at", "updated_at")
 
 
@@ -56,7 +55,7 @@ def check_values(record: Record, now: datetime) -> None:
             f"is negative ({amount})", reason="NEGATIVE_AMOUNT", field="amount_minor"
         )
     currency = getattr(record, "currency", None)
-    if currency is not None and not _CURRENCY.match(currency):
+    if currency is not None and currency not in CURRENCIES:
         raise InvalidRecord(
             f"{currency!r} is not an ISO 4217 code", reason="BAD_CURRENCY", field="currency"
         )

@@ -1,0 +1,105 @@
+"""Shared fixtures. The Kafka broker is the project's own (deploy/kafka), started once per test
+session on free ports with a fresh data directory. If it cannot start, every test that needs it
+FAILS with the broker's log; nothing is ever skipped for lack of a broker."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from referrals import broker
+from referrals.kafka import make_admin
+from referrals.settings import KafkaSettings
+from referrals.topics import TopicNames, create_topics
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class BrokerFacts:
+    """What the session learned about the broker, printed in the terminal summary."""
+
+    bootstrap: str = ""
+    cluster_id: str = ""
+    pid: int = 0
+    topics_created: int = field(default=0)
+
+
+FACTS = BrokerFacts()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[broker.BrokerConfig]:
+    port = int(os.environ.get("TEST_KAFKA_PORT", "0")) or _free_port()
+    cfg = broker.BrokerConfig(
+        port=port,
+        controller_port=_free_port(),
+        data_dir=tmp_path_factory.mktemp("kafka"),
+        partitions=3,
+    )
+    try:
+        FACTS.pid = broker.start(cfg, timeout=120)
+    except broker.BrokerError as err:
+        pytest.fail(f"the project's Kafka broker could not start:\n{err}", pytrace=False)
+    FACTS.bootstrap = cfg.bootstrap
+    meta = (cfg.data_dir / "data" / "meta.properties").read_text()
+    FACTS.cluster_id = next(
+        (line.split("=", 1)[1] for line in meta.splitlines() if line.startswith("cluster.id")), "?"
+    )
+    yield cfg
+    broker.stop(cfg)
+
+
+@pytest.fixture(scope="session")
+def kafka(kafka_broker: broker.BrokerConfig) -> KafkaSettings:
+    """Client settings for the session broker (no topic prefix)."""
+    return KafkaSettings(bootstrap_servers=kafka_broker.bootstrap)
+
+
+@pytest_asyncio.fixture
+async def topics(kafka: KafkaSettings) -> AsyncIterator[KafkaSettings]:
+    """Creates the contract's topics under a prefix unique to this test; returns its settings."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    settings = KafkaSettings(bootstrap_servers=kafka.bootstrap_servers, topic_prefix=prefix)
+    admin = make_admin(settings, "tests")
+    await admin.start()
+    try:
+        created = await create_topics(admin, TopicNames(prefix), partitions=3)
+        FACTS.topics_created += len(created)
+    finally:
+        await admin.close()
+    yield settings
+
+
+def env_for(settings: KafkaSettings, **extra: str) -> dict[str, str]:
+    """Environment for a subprocess (CLI or service) talking to the test broker."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REFERRALS_"))}
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+        KAFKA_TOPIC_PREFIX=settings.topic_prefix,
+        **extra,
+    )
+    return env
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FACTS.bootstrap:
+        terminalreporter.write_line(
+            f"Kafka: integration tests ran against the project's Apache Kafka broker "
+            f"(KRaft, deploy/kafka) at {FACTS.bootstrap}, pid {FACTS.pid}, cluster id "
+            f"{FACTS.cluster_id}; {FACTS.topics_created} topics created on it."
+        )

@@ -1,0 +1,50 @@
+"""A test-only service on the shared runtime: each ShareEvent in, one NotificationSent out
+(notification_id = the share's event_id). Run as `python -m tests.integration.echo_service`.
+ECHO_DELAY_MS slows each record down so a test can kill the process mid-stream."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from referrals.processor import Inbound, Outbound, Processor
+from referrals.records import NotificationSent, ShareEvent
+from referrals.service import run_service
+from referrals.settings import ServiceSettings, load
+from referrals.topics import NOTIFICATIONS_SENT, SHARES
+
+
+@dataclass(frozen=True)
+class EchoSettings(ServiceSettings):
+    group_id: str = "tests-echo"
+    delay_ms: float = 0.0
+
+
+class Echo(Processor):
+    name = "echo"
+    inputs = (SHARES,)
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+
+    def process(self, record: Inbound, now: datetime) -> Iterable[Outbound]:
+        share = record.value
+        assert isinstance(share, ShareEvent)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        sent = NotificationSent(share.event_id, share.advocate_id, "ECHO", "TEST", now)
+        return [Outbound(NOTIFICATIONS_SENT, share.advocate_id, sent)]
+
+
+def main() -> int:
+    settings = load(EchoSettings, "ECHO")
+    return run_service("echo", settings, lambda s, m: Echo(settings.delay_ms / 1000))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("ECHO_METRICS_PORT", "0")
+    sys.exit(main())

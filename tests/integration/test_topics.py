@@ -1,0 +1,64 @@
+"""`referrals topics create`: every contract topic and its .dlq, compaction where the contract
+says, one partition count, and a second run creates nothing."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from referrals.kafka import make_admin
+from referrals.settings import KafkaSettings
+from referrals.topics import CATALOGUE, TopicNames, create_topics, dlq_of
+
+from .helpers import run_cli
+
+pytestmark = pytest.mark.broker
+
+
+async def test_creating_topics_twice_creates_them_once(kafka: KafkaSettings) -> None:
+    names = TopicNames("topics-twice.")
+    admin = make_admin(kafka)
+    await admin.start()
+    try:
+        first = await create_topics(admin, names, partitions=4)
+        second = await create_topics(admin, names, partitions=4)
+        expected = {names(s.name) for s in CATALOGUE} | {names(dlq_of(s.name)) for s in CATALOGUE}
+        assert set(first) == expected
+        assert second == []
+        described = await admin.describe_topics(sorted(expected))
+        assert {len(t["partitions"]) for t in described} == {4}
+    finally:
+        await admin.close()
+
+
+async def test_profiles_and_program_configs_are_compacted_and_events_are_kept(
+    topics: KafkaSettings,
+) -> None:
+    names = TopicNames(topics.topic_prefix)
+    admin = make_admin(topics)
+    await admin.start()
+    try:
+        resources = [ConfigResource(ConfigResourceType.TOPIC, names(s.name)) for s in CATALOGUE]
+        responses = await admin.describe_configs(resources)
+    finally:
+        await admin.close()
+    policies = {}
+    for response in responses:
+        for _, _, _, name, entries in response.resources:
+            values = {entry[0]: entry[1] for entry in entries}
+            policies[names.logical(name)] = (values["cleanup.policy"], values["retention.ms"])
+    for spec in CATALOGUE:
+        policy, retention = policies[spec.name]
+        assert policy == ("compact" if spec.compacted else "delete"), spec.name
+        if not spec.compacted:
+            assert retention == "-1", spec.name
+
+
+def test_the_cli_creates_topics_idempotently(kafka: KafkaSettings) -> None:
+    settings = KafkaSettings(bootstrap_servers=kafka.bootstrap_servers, topic_prefix="cli-topics.")
+    first = run_cli(settings, "topics", "create", "--partitions", "2")
+    assert first.returncode == 0, first.stderr
+    assert f"created {2 * len(CATALOGUE)} topic(s)" in first.stdout
+    second = run_cli(settings, "topics", "create", "--partitions", "2")
+    assert second.returncode == 0, second.stderr
+    assert "created 0 topic(s)" in second.stdout
