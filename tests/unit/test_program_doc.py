@@ -1,0 +1,381 @@
+"""The program document marketing writes: defaults, every problem at once with its path, and a
+canonical JSON form that round-trips."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from referrals.errors import ConfigError
+from referrals.program_doc import (
+    ProgramInvalid,
+    canonical_json,
+    from_canonical,
+    parse_document,
+    validate,
+)
+from referrals.program_model import (
+    DEFAULT_TEMPLATES,
+    AttributionPolicy,
+    MessageKind,
+    NotificationChannel,
+    RewardPeriod,
+    Tier,
+)
+from referrals.records import RewardType
+
+PROGRAMS = Path(__file__).resolve().parents[2] / "deploy" / "programs"
+
+MINIMAL = """
+program_id: acme-b2b
+currency: USD
+rewards:
+  tiers:
+    - {from_referral: 1, amount: "50.00", reward_type: GIFT_CARD}
+"""
+
+
+def document(**changes: Any) -> dict[str, Any]:
+    """A valid document as data; `rewards__tiers=[...]` replaces a nested key."""
+    data: dict[str, Any] = {
+        "program_id": "acme-b2b",
+        "currency": "USD",
+        "rewards": {
+            "tiers": [
+                {"from_referral": 1, "amount": "50.00", "reward_type": "GIFT_CARD"},
+                {"from_referral": 3, "amount": "75.00", "reward_type": "GIFT_CARD"},
+                {"from_referral": 6, "percent": "5", "reward_type": "CHECK"},
+            ]
+        },
+    }
+    for key, value in changes.items():
+        *parents, last = key.split("__")
+        target = data
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[last] = value
+    return data
+
+
+def problems_of(data: object) -> list[tuple[str, str]]:
+    with pytest.raises(ProgramInvalid) as caught:
+        validate(data)
+    return caught.value.problems
+
+
+def test_a_document_with_only_the_required_keys_is_valid_and_gets_every_default() -> None:
+    doc = validate(parse_document(MINIMAL))
+    assert (doc.program_id, doc.currency, doc.time_zone) == ("acme-b2b", "USD", "UTC")
+    assert doc.attribution.window_days == 90
+    assert doc.attribution.policy is AttributionPolicy.FIRST_TOUCH
+    rewards = doc.rewards
+    assert rewards.tiers == (Tier(1, RewardType.GIFT_CARD, amount_minor=5000),)
+    assert rewards.period is RewardPeriod.CALENDAR_YEAR
+    assert rewards.rule_id == "referral-reward"
+    assert (rewards.period_cap_minor, rewards.approval_threshold_minor) == (None, None)
+    assert (rewards.hold_days, rewards.tax_threshold_minor) == (0, None)
+    notes = doc.notifications
+    assert notes.channels == (NotificationChannel.EMAIL,)
+    assert notes.webhook is None
+    assert (notes.from_address, notes.default_locale) == ("referrals@example.com", "en-US")
+    assert (notes.staleness_days, notes.rate_limit.max_per_day) == (7, 3)
+    assert notes.nurture_days == (3, 14)
+    assert notes.unsubscribe_base_url is None
+    assert notes.templates == DEFAULT_TEMPLATES
+    assert set(notes.templates) == set(MessageKind)
+
+
+@pytest.mark.parametrize("name", ["acme-b2b.yaml", "brightcell-b2c.yaml"])
+def test_the_example_programs_validate(name: str) -> None:
+    path = PROGRAMS / name
+    doc = validate(parse_document(path.read_text(encoding="utf-8"), str(path)))
+    assert doc.program_id == name.removesuffix(".yaml")
+    assert from_canonical(canonical_json(doc)) == doc
+
+
+def test_the_b2b_example_escalates_gift_cards_then_pays_a_percentage_by_check() -> None:
+    doc = validate(parse_document((PROGRAMS / "acme-b2b.yaml").read_text(encoding="utf-8")))
+    assert [(t.from_referral, t.amount_minor, t.percent) for t in doc.rewards.tiers] == [
+        (1, 5000, None),
+        (3, 7500, None),
+        (6, None, Decimal(5)),
+    ]
+    assert doc.rewards.tier_for(4).amount_minor == 7500
+    assert doc.rewards.tax_threshold_minor == 60000
+    assert doc.notifications.template(MessageKind.LEAD, "en-US").subject.startswith("Thank you")
+
+
+def test_the_b2c_example_speaks_german_and_falls_back_to_english_defaults() -> None:
+    doc = validate(parse_document((PROGRAMS / "brightcell-b2c.yaml").read_text(encoding="utf-8")))
+    assert {t.reward_type for t in doc.rewards.tiers} == {RewardType.BILL_CREDIT}
+    notes = doc.notifications
+    assert "Gutschrift" in notes.template(MessageKind.REWARDED, "de-DE").subject
+    assert "Gutschrift" in notes.template(MessageKind.REWARDED, None).subject  # default de-DE
+    english = DEFAULT_TEMPLATES[MessageKind.REWARDED]["en-US"]
+    assert notes.template(MessageKind.REWARDED, "en-GB") == english
+    assert notes.template(MessageKind.WON, "de-DE") == DEFAULT_TEMPLATES[MessageKind.WON]["en-US"]
+
+
+def tiers(*entries: dict[str, object]) -> list[dict[str, object]]:
+    return [{"reward_type": "GIFT_CARD", **entry} for entry in entries]
+
+
+BAD_TEMPLATE = {"REWARDED": {"en-US": {"subject": "{{ reward_amount ", "text": "x"}}}
+INVALID = {
+    "unordered tiers": (
+        document(
+            rewards__tiers=tiers(
+                {"from_referral": 1, "amount": "1"},
+                {"from_referral": 5, "amount": "2"},
+                {"from_referral": 3, "amount": "3"},
+            )
+        ),
+        "rewards.tiers[2].from_referral",
+        "tiers must be in order: 3 after 5",
+    ),
+    "duplicate from_referral": (
+        document(
+            rewards__tiers=tiers(
+                {"from_referral": 1, "amount": "1"}, {"from_referral": 1, "amount": "2"}
+            )
+        ),
+        "rewards.tiers[1].from_referral",
+        "another tier already starts at 1",
+    ),
+    "first tier not 1": (
+        document(rewards__tiers=tiers({"from_referral": 2, "amount": "1"})),
+        "rewards.tiers[0].from_referral",
+        "the first tier must start at 1, not 2",
+    ),
+    "negative amount": (
+        document(rewards__tiers=tiers({"from_referral": 1, "amount": "-5.00"})),
+        "rewards.tiers[0].amount",
+        "must not be negative",
+    ),
+    "too many decimals": (
+        document(rewards__period_cap="10.001"),
+        "rewards.period_cap",
+        "'10.001' has more decimals than USD allows",
+    ),
+    "unknown currency": (
+        document(currency="USX"),
+        "currency",
+        "'USX' is not an active ISO 4217 currency code, like USD",
+    ),
+    "unknown time zone": (
+        document(time_zone="Europe/berlin"),
+        "time_zone",
+        "'Europe/berlin' is not an IANA time zone (did you mean 'Europe/Berlin'?)",
+    ),
+    "percent 0": (
+        document(rewards__tiers=tiers({"from_referral": 1, "percent": "0"})),
+        "rewards.tiers[0].percent",
+        "must be more than 0 and at most 100",
+    ),
+    "percent 101": (
+        document(rewards__tiers=tiers({"from_referral": 1, "percent": "101"})),
+        "rewards.tiers[0].percent",
+        "must be more than 0 and at most 100",
+    ),
+    "both amount and percent": (
+        document(rewards__tiers=tiers({"from_referral": 1, "amount": "5", "percent": "5"})),
+        "rewards.tiers[0]",
+        "needs either an amount or a percent (not both, not neither)",
+    ),
+    "neither amount nor percent": (
+        document(rewards__tiers=tiers({"from_referral": 1})),
+        "rewards.tiers[0]",
+        "needs either an amount or a percent (not both, not neither)",
+    ),
+    "unquoted float amount": (
+        document(rewards__tiers=tiers({"from_referral": 1, "amount": 50.0})),
+        "rewards.tiers[0].amount",
+        'must be quoted, like "50.00": unquoted, 50.0 is read as an inexact floating-point number',
+    ),
+    "unknown key typo": (
+        {**document(), "reward": {}},
+        "reward",
+        "unknown key (did you mean 'rewards'?)",
+    ),
+    "nested unknown key typo": (
+        document(rewards__hold_day=3),
+        "rewards.hold_day",
+        "unknown key (did you mean 'hold_days'?)",
+    ),
+    "template that does not render": (
+        document(notifications__templates=BAD_TEMPLATE),
+        "notifications.templates.REWARDED.en-US.subject",
+        "line 1: unexpected end of template, expected 'end of print statement'.",
+    ),
+    "template reaching for internals": (
+        document(
+            notifications__templates={
+                "LEAD": {
+                    "en-US": {"subject": "{{ ''.__class__ }}", "text": "{{ unsubscribe_url }}"}
+                }
+            }
+        ),
+        "notifications.templates.LEAD.en-US.subject",
+        "is refused: access to attribute '__class__' of 'str' object is unsafe.",
+    ),
+    "template without unsubscribe link": (
+        document(notifications__templates={"LEAD": {"de-DE": {"subject": "Hallo", "text": "x"}}}),
+        "notifications.templates.LEAD.de-DE.text",
+        "must include the link {{ unsubscribe_url }}",
+    ),
+    "missing tiers": (
+        {"program_id": "p", "currency": "USD"},
+        "rewards.tiers",
+        "is required",
+    ),
+    "empty program id": (
+        document(program_id=""),
+        "program_id",
+        "must be 1 to 256 letters, digits, '.', '_' or '-'",
+    ),
+    "window out of range": (
+        document(attribution__window_days=0),
+        "attribution.window_days",
+        "must be a whole number from 1 to 3650",
+    ),
+    "unknown policy": (
+        document(attribution__policy="MIDDLE_TOUCH"),
+        "attribution.policy",
+        "must be one of FIRST_TOUCH, LAST_TOUCH",
+    ),
+    "unknown reward type": (
+        document(rewards__tiers=tiers({"from_referral": 1, "amount": "1", "reward_type": "CASH"})),
+        "rewards.tiers[0].reward_type",
+        "must be one of GIFT_CARD, CHECK, BILL_CREDIT, MERCHANDISE",
+    ),
+    "hold too long": (
+        document(rewards__hold_days=366),
+        "rewards.hold_days",
+        "must be a whole number from 0 to 365",
+    ),
+    "webhook channel without webhook": (
+        document(notifications__channels=["EMAIL", "WEBHOOK"]),
+        "notifications.webhook",
+        "is required when channels include WEBHOOK",
+    ),
+    "webhook secret given instead of its name": (
+        document(notifications__webhook={"url": "https://crm.example", "secret_env": "s3cr3t!"}),
+        "notifications.webhook.secret_env",
+        "must be the NAME of an environment variable holding the secret, like ACME_WEBHOOK_SECRET",
+    ),
+    "nurture days out of order": (
+        document(notifications__nurture_days=[14, 3]),
+        "notifications.nurture_days",
+        "must be a list of increasing whole numbers from 1 to 365",
+    ),
+    "unknown message kind": (
+        document(notifications__templates={"THANKS": {}}),
+        "notifications.templates.THANKS",
+        "unknown key (expected one of LEAD, WON, REWARDED, PAID, PAYOUT_FAILED, NURTURE)",
+    ),
+}
+
+
+@pytest.mark.parametrize(("data", "path", "message"), INVALID.values(), ids=list(INVALID))
+def test_an_invalid_document_names_the_path_and_the_problem(
+    data: object, path: str, message: str
+) -> None:
+    assert (path, message) in problems_of(data)
+
+
+def test_a_document_with_several_problems_reports_all_of_them_at_once() -> None:
+    text = """
+program_id: acme-b2b
+currency: USX
+time_zone: Mars/Olympus_Mons
+reward: {}
+rewards:
+  tiers:
+    - {from_referral: 3, amount: 50.00, reward_type: GIFT_CARD}
+    - {from_referral: 2, percent: "101", reward_type: CHECK}
+notifications:
+  templates:
+    WON: {en-US: {subject: "{{ nope }}", text: "{{ unsubscribe_url }}"}}
+"""
+    with pytest.raises(ProgramInvalid) as caught:
+        validate(parse_document(text))
+    paths = [path for path, _ in caught.value.problems]
+    assert paths == [
+        "reward",
+        "currency",
+        "time_zone",
+        "rewards.tiers[0].from_referral",
+        "rewards.tiers[0].amount",
+        "rewards.tiers[1].from_referral",
+        "rewards.tiers[1].percent",
+        "notifications.templates.WON.en-US.subject",
+    ]
+    lines = str(caught.value).splitlines()
+    assert len(lines) == len(paths)
+    assert lines[1] == "currency: 'USX' is not an active ISO 4217 currency code, like USD"
+    assert isinstance(caught.value, ConfigError)
+
+
+def test_json_input_works_as_well_as_yaml() -> None:
+    from_json = validate(parse_document(json.dumps(document())))
+    from_yaml = validate(parse_document(json.dumps(document(), indent=2).replace("{", "{ ")))
+    assert from_json == from_yaml
+    assert from_json.rewards.tiers[2].percent == Decimal(5)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        ("a: 1\na: 2\n", "f.yaml:2:1", "is not valid YAML: key 'a' appears twice"),
+        ('{"a": 1, "a": 2}', "f.yaml", "key 'a' appears twice"),
+        ("a: [1\n", "f.yaml:2:1", "is not valid YAML: expected ',' or ']', but got '<stream end>'"),
+        ('{"a": }', "f.yaml:1:7", "is not valid JSON: Expecting value"),
+        ("- 1\n", "f.yaml", "must be a mapping of keys (program_id:, currency:, ...)"),
+        ("a: !!python/object:os.system {}\n", "f.yaml:1:4", "is not valid YAML"),
+    ],
+)
+def test_unreadable_text_is_reported_with_its_position(text: str, where: str, message: str) -> None:
+    with pytest.raises(ProgramInvalid) as caught:
+        parse_document(text, "f.yaml")
+    [(path, problem)] = caught.value.problems
+    assert path == where
+    assert problem.startswith(message)
+
+
+def test_canonical_json_is_deterministic_complete_and_round_trips() -> None:
+    doc = validate(document(rewards__period_cap="2500", notifications__channels=[]))
+    text = canonical_json(doc)
+    same = document(rewards__period_cap=2500, notifications__channels=[])
+    same["rewards"]["tiers"][0]["amount"] = "50"
+    assert canonical_json(validate(dict(reversed(same.items())))) == text
+    data = json.loads(text)
+    assert list(data) == sorted(data)
+    assert data["rewards"]["period_cap"] == "2500.00"
+    assert data["rewards"]["tiers"][2] == {
+        "from_referral": 6,
+        "percent": "5",
+        "reward_type": "CHECK",
+    }
+    assert data["attribution"] == {"policy": "FIRST_TOUCH", "window_days": 90}
+    assert set(data["notifications"]["templates"]) == {kind.value for kind in MessageKind}
+    assert from_canonical(text) == doc
+    assert canonical_json(from_canonical(text)) == text
+
+
+def test_a_percent_is_published_in_its_shortest_exact_form() -> None:
+    doc = validate(document(rewards__tiers=tiers({"from_referral": 1, "percent": "2.50"})))
+    assert json.loads(canonical_json(doc))["rewards"]["tiers"][0]["percent"] == "2.5"
+
+
+def test_a_document_template_replaces_the_default_only_for_its_kind_and_locale() -> None:
+    custom = {"subject": "Hallo", "text": "Danke! {{ unsubscribe_url }}"}
+    doc = validate(document(notifications__templates={"LEAD": {"de-DE": custom}}))
+    lead = doc.notifications.templates[MessageKind.LEAD]
+    assert set(lead) == {"de-DE", "en-US"}
+    assert lead["de-DE"].html is None  # plain text only
+    assert lead["en-US"] == DEFAULT_TEMPLATES[MessageKind.LEAD]["en-US"]
+    assert doc.notifications.template(MessageKind.LEAD, "de_AT").subject == "Hallo"
