@@ -149,6 +149,7 @@ class ReferralStatusChanged:
     currency: str | None = None
     reward_type: str | None = None
     tier: int | None = None
+    period_referrals: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
