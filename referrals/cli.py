@@ -4,6 +4,7 @@
     referrals topics create                 every topic of the contract (idempotent)
     referrals publish TOPIC FILE            JSON lines (- for stdin) -> Avro records
     referrals tail TOPIC                    records as JSON lines, read_committed
+    referrals program validate|put FILE     a program document (every problem, with its path)
     referrals run attribution|rewards|notifications
 
 Exit status 0 on success; otherwise non-zero with a message on standard error that names the
@@ -24,6 +25,7 @@ from referrals import broker
 from referrals.avro import AvroCodec
 from referrals.errors import ReferralsError
 from referrals.kafka import make_admin
+from referrals.program_put import describe, load_program, put
 from referrals.publish import prepare, publish
 from referrals.settings import KafkaSettings
 from referrals.tail import tail
@@ -65,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     tl.add_argument("--from-beginning", action="store_true")
     tl.add_argument("--max", type=int, dest="max_records")
     tl.add_argument("--timeout", type=float, help="stop after this many seconds without a record")
+
+    pg = sub.add_parser("program", help="validate or put a program document (YAML or JSON)")
+    pg.add_argument("action", choices=("validate", "put"))
+    pg.add_argument("file", type=Path)
+    pg.add_argument("--by", help="who publishes it (default: the current user)")
 
     r = sub.add_parser("run", help="run one service in the foreground (SIGTERM stops it)")
     r.add_argument("service", choices=SERVICES)
@@ -109,6 +116,16 @@ async def _topics(args: argparse.Namespace, settings: KafkaSettings) -> int:
     return 0
 
 
+def _program(args: argparse.Namespace, settings: KafkaSettings) -> int:
+    doc = load_program(args.file)
+    if args.action == "validate":
+        print(f"{args.file}: valid {describe(doc)}")
+        return 0
+    config = asyncio.run(put(settings, doc, args.by))
+    print(f"put {config.program_id} version {config.version} ({describe(doc)})")
+    return 0
+
+
 def _read_lines(path: str) -> list[str]:
     if path == "-":
         return sys.stdin.read().splitlines()
@@ -145,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
             return 0
+        if args.command == "program":
+            return _program(args, settings)
         if args.command == "run":
             module = importlib.import_module(f"services.{args.service}.app")
             status: int = module.main()

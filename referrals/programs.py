@@ -7,14 +7,13 @@ processing inputs and follows it afterwards, so a new version takes effect witho
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from referrals.errors import InvalidRecord
+from referrals.errors import ConfigError, InvalidRecord
 from referrals.metrics import RuntimeMetrics
 from referrals.processor import Processor
+from referrals.program_doc import from_canonical
+from referrals.program_model import ProgramDocument
 from referrals.records import ProgramConfig, Record
 from referrals.topics import PROGRAMS
 
@@ -23,15 +22,21 @@ from referrals.topics import PROGRAMS
 class Program:
     program_id: str
     version: int
-    document: Mapping[str, Any]
+    document: ProgramDocument
 
 
 class ProgramCatalog:
+    """The newest valid version of each program, as typed documents."""
+
     def __init__(self) -> None:
         self._programs: dict[str, Program] = {}
 
     def apply(self, config: ProgramConfig) -> Program:
-        """Keeps `config` unless a newer version is already known; returns the one in force."""
+        """Keeps `config` unless a newer version is already known; returns the one in force.
+
+        A document that fails its checksum or validation is bad input (it goes to the DLQ);
+        the version in force stays in force.
+        """
         digest = hashlib.sha256(config.document.encode("utf-8")).hexdigest()
         if digest != config.document_sha256:
             raise InvalidRecord(
@@ -39,21 +44,19 @@ class ProgramCatalog:
                 reason="BAD_PROGRAM_DOCUMENT",
                 field="document_sha256",
             )
-        try:
-            document = json.loads(config.document)
-        except ValueError as err:
-            raise InvalidRecord(
-                f"is not JSON: {err}", reason="BAD_PROGRAM_DOCUMENT", field="document"
-            ) from err
-        if not isinstance(document, dict) or document.get("program_id") != config.program_id:
-            raise InvalidRecord(
-                "must be an object whose program_id equals the record's",
-                reason="BAD_PROGRAM_DOCUMENT",
-                field="document",
-            )
         current = self._programs.get(config.program_id)
         if current is not None and current.version >= config.version:
             return current
+        try:
+            document = from_canonical(config.document)
+        except ConfigError as err:
+            raise InvalidRecord(str(err), reason="BAD_PROGRAM_DOCUMENT", field="document") from err
+        if document.program_id != config.program_id:
+            raise InvalidRecord(
+                f"names program {document.program_id!r}, the record {config.program_id!r}",
+                reason="BAD_PROGRAM_DOCUMENT",
+                field="document",
+            )
         program = Program(config.program_id, config.version, document)
         self._programs[config.program_id] = program
         return program

@@ -1,0 +1,57 @@
+# The two commands a new machine needs (see README):
+#   make demo   the main job on a local Kafka broker
+#   make test   lint, type checks and the whole test suite against a real broker
+# Both install what they need first (virtualenv, pinned packages, Kafka jars from Maven Central)
+# and skip that step when nothing changed, so the second run is fast.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+JARS   := deploy/kafka/lib/.fetched
+PYTEST_ARGS ?=
+
+.PHONY: setup venv jars check test test-unit test-integration demo broker-start broker-stop clean
+
+setup: $(STAMP) $(JARS)
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+jars: $(JARS)
+
+$(JARS): deploy/kafka/pom.xml
+	mvn -B -q -f deploy/kafka/pom.xml package
+	touch $@
+
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: check
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(BIN)/python -m pytest tests/unit tests/property $(PYTEST_ARGS)
+
+test-integration: setup
+	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/python -m referrals.demo
+
+broker-start: setup
+	$(BIN)/referrals broker start
+
+broker-stop:
+	$(BIN)/referrals broker stop
+
+clean:
+	rm -rf $(VENV) deploy/kafka/lib .local .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
