@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -132,8 +133,16 @@ def _read_lines(path: str) -> list[str]:
     return Path(path).read_text(encoding="utf-8").splitlines()
 
 
+def quiet_client_logs() -> None:
+    """aiokafka logs retriable errors (e.g. a new partition not loaded yet) at ERROR and then
+    retries; a command's real failures surface as exceptions, so keep its output readable."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "run":
+        quiet_client_logs()
     settings = KafkaSettings.from_env()
     try:
         if args.command == "broker":

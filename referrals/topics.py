@@ -133,9 +133,17 @@ TOPIC_ALREADY_EXISTS = 36
 
 
 async def _await_visible(admin: AIOKafkaAdminClient, topics: set[str], within_s: float) -> None:
+    """Waits until every topic is listed and each of its partitions has a leader."""
     deadline = asyncio.get_running_loop().time() + within_s
     while True:
         missing = topics - set(await admin.list_topics())
+        if not missing:
+            described = await admin.describe_topics(sorted(topics))
+            missing = {
+                t["topic"]
+                for t in described
+                if t["error_code"] != 0 or any(p["leader"] < 0 for p in t["partitions"])
+            }
         if not missing:
             return
         if asyncio.get_running_loop().time() > deadline:
