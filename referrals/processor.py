@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from referrals.records import Record
+from referrals.state import TaskStore
+from referrals.topics import TopicSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,16 @@ class Processor:
     # Compacted topics every instance reads whole at start-up, then follows (e.g. program
     # configs). Inputs are not processed before these are read to their end.
     globals: tuple[str, ...] = ()
+    # Durable key-value stores per task, each backed by a changelog (`referrals.stores`).
+    stores: tuple[str, ...] = ()
+    # Topics only this service uses (e.g. a re-keyed copy of an input); created at start-up.
+    internal_topics: tuple[TopicSpec, ...] = ()
+    # Set by the runtime: task -> store name -> store.
+    task_stores: dict[int, dict[str, TaskStore]]
+
+    def store(self, task: int, name: str) -> TaskStore:
+        """This task's store `name`; its writes commit with the task's transaction."""
+        return self.task_stores[task][name]
 
     def on_global(self, topic: str, key: str | None, record: Record) -> None:
         """A record of a global topic arrived (in order, per partition)."""

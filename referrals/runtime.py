@@ -35,11 +35,12 @@ from referrals.assignor import CopartitionedAssignor
 from referrals.avro import AvroCodec
 from referrals.dlq import dead_letter
 from referrals.errors import ConfigError, PermanentError
-from referrals.kafka import make_consumer, make_producer
+from referrals.kafka import make_admin, make_consumer, make_producer
 from referrals.metrics import Health, RuntimeMetrics
 from referrals.processor import Inbound, Outbound, Processor
 from referrals.settings import KafkaSettings, ServiceSettings
-from referrals.topics import Role, TopicNames, spec_for
+from referrals.stores import StoreManager, changelog_topic
+from referrals.topics import Role, TopicNames, create_named_topics, register, spec_for
 from referrals.validation import check_values
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class _Pending:
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = ()
+    partition: int | None = None  # changelog entries go to their task's partition
 
 
 class StreamRuntime:
@@ -94,6 +96,9 @@ class StreamRuntime:
         self._failures = 0
         self._last_punctuate = 0.0
         self._positions: dict[TopicPartition, int] = {}  # next offset to consume, per partition
+        self._stores: StoreManager | None = None
+        self._restore_consumer: AIOKafkaConsumer | None = None
+        self.p.task_stores = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -102,7 +107,8 @@ class StreamRuntime:
             if self.p.globals:
                 await self._bootstrap_globals()
                 follower = asyncio.create_task(self._follow_globals(stop))
-            await self._check_copartitioned()
+            partitions = await self._check_copartitioned()
+            await self._prepare_state(partitions)
             self._consumer = make_consumer(
                 self.kafka,
                 group_id=self.group_id,
@@ -125,8 +131,13 @@ class StreamRuntime:
 
     async def _shutdown(self) -> None:
         async with self._lock:
-            await self._close_tasks(frozenset(self._producers))
-        for client in (self._consumer, self._global_consumer, self._dlq_producer):
+            await self._close_tasks(frozenset(self._producers), checkpoint=True)
+        for client in (
+            self._consumer,
+            self._global_consumer,
+            self._dlq_producer,
+            self._restore_consumer,
+        ):
             if client is not None:
                 await client.stop()
 
@@ -200,6 +211,7 @@ class StreamRuntime:
             pending.extend(self._handle(tp, msg, now))
         if due:
             pending.extend(self._encode(self.p.punctuate(task, now)))
+        pending.extend(self._changelog_entries(task))
         if not pending and not offsets:
             return
         await self._commit(task, pending, offsets, len(messages))
@@ -222,6 +234,20 @@ class StreamRuntime:
         except Exception as err:  # a bug must not stop every other record: DLQ it, loudly
             log.exception("processing failed", extra={"topic": tp.topic, "offset": msg.offset})
             return [self._dead_letter(tp, msg, err)]
+
+    def _changelog_entries(self, task: int) -> list[_Pending]:
+        out: list[_Pending] = []
+        for name, store in self.p.task_stores.get(task, {}).items():
+            topic = self.names(changelog_topic(self.p.name, name))
+            out.extend(_Pending(topic, k, v, partition=task) for k, v in store.changes())
+        return out
+
+    def _finish_stores(self, task: int, *, committed: bool) -> None:
+        for store in self.p.task_stores.get(task, {}).values():
+            if committed:
+                store.commit()
+            else:
+                store.abort()
 
     def _dead_letter(self, tp: TopicPartition, msg: Any, err: BaseException) -> _Pending:
         dl = dead_letter(
@@ -268,21 +294,28 @@ class StreamRuntime:
             await producer.begin_transaction()
             for item in pending:
                 await producer.send(
-                    item.topic, item.value, key=item.key, headers=list(item.headers)
+                    item.topic,
+                    item.value,
+                    key=item.key,
+                    headers=list(item.headers),
+                    partition=item.partition,
                 )
             if offsets:
                 await producer.send_offsets_to_transaction(offsets, self.group_id)
             await producer.commit_transaction()
         except ProducerFenced as err:
+            self._finish_stores(task, committed=False)
             self.metrics.transactions.labels("fenced").inc()
             raise FatalRuntimeError(f"task {task}: producer fenced by another owner") from err
         except (TimeoutError, KafkaError, OSError) as err:
+            self._finish_stores(task, committed=False)
             self.metrics.transactions.labels("abort").inc()
             log.warning(
                 "transaction failed; rewinding task", extra={"task": task, "error": repr(err)}
             )
             await self._recover(task)
             return
+        self._finish_stores(task, committed=True)
         self._failures = 0
         self._positions.update(offsets)
         self.metrics.transactions.labels("commit").inc()
@@ -295,7 +328,8 @@ class StreamRuntime:
         if self._failures > MAX_CONSECUTIVE_FAILURES:
             raise FatalRuntimeError(f"task {task}: {self._failures} transactions failed in a row")
         await asyncio.sleep(min(0.1 * 2**self._failures, 5.0))  # exponential backoff
-        await self._close_tasks(frozenset({task}))
+        # The transaction's outcome is unknown: rebuild the task's state from its changelog.
+        await self._close_tasks(frozenset({task}), checkpoint=False)
         await self._open_tasks(frozenset({task}))
         assert self._consumer is not None
         for tp in self._consumer.assignment():
@@ -317,14 +351,18 @@ class StreamRuntime:
             )
             await producer.start()  # InitProducerId: fences a zombie owner, aborts its txn
             self._producers[task] = producer
+            if self._stores is not None:  # after fencing: no zombie can still write the changelog
+                await self._stores.open_task(task)
         if tasks:
             await self.p.assign(tasks)
         self.metrics.assigned.set(len(self._producers))
 
-    async def _close_tasks(self, tasks: frozenset[int]) -> None:
+    async def _close_tasks(self, tasks: frozenset[int], *, checkpoint: bool = True) -> None:
         if tasks:
             await self.p.revoke(tasks)
         for task in tasks:
+            if self._stores is not None:
+                await self._stores.close_task(task, checkpoint=checkpoint)
             producer = self._producers.pop(task, None)
             if producer is not None:
                 await producer.stop()
@@ -393,7 +431,37 @@ class StreamRuntime:
         )
 
     # -- checks and metrics ---------------------------------------------------------------------
-    async def _check_copartitioned(self) -> None:
+    async def _prepare_state(self, partitions: int) -> None:
+        """Creates the service's internal topics and changelogs; sets up store restores."""
+        for spec in self.p.internal_topics:
+            register(spec)
+        changelogs = {s: self.names(changelog_topic(self.p.name, s)) for s in self.p.stores}
+        wanted: dict[str, dict[str, str]] = {self.names(s.name): {} for s in self.p.internal_topics}
+        wanted |= {t: {"cleanup.policy": "compact"} for t in changelogs.values()}
+        if not wanted:
+            return
+        admin = make_admin(self.kafka, f"{self.p.name}-setup")
+        await admin.start()
+        try:
+            await create_named_topics(admin, wanted, partitions=partitions)
+        finally:
+            await admin.close()
+        if self.p.stores:
+            self._restore_consumer = make_consumer(
+                self.kafka, client_id=f"{self.p.name}-{self.settings.instance_id}-restore"
+            )
+            await self._restore_consumer.start()
+            self._stores = StoreManager(
+                processor=self.p.name,
+                stores=self.p.stores,
+                physical=changelogs,
+                state_dir=self.settings.state_dir / self.group_id,
+                backend=self.settings.state_backend,
+                consumer=self._restore_consumer,
+            )
+            self.p.task_stores = self._stores.open
+
+    async def _check_copartitioned(self) -> int:
         consumer = make_consumer(self.kafka, client_id=f"{self.p.name}-check")
         await consumer.start()
         try:
@@ -404,6 +472,7 @@ class StreamRuntime:
             raise ConfigError(
                 f"input topics must have equal partition counts to be processed as tasks: {counts}"
             )
+        return next(iter(counts.values()), 1)
 
     def _update_lag(self) -> None:
         consumer = self._consumer

@@ -92,6 +92,7 @@ class ServiceSettings:
     max_batch: int = 2000
     poll_timeout_ms: int = 20
     state_dir: Path = Path(".local/state")
+    state_backend: str = "rocksdb"  # or "memory" (state rebuilt from changelogs at each start)
     log_level: str = "INFO"
     # A member that stops heartbeating loses its tasks after this long (broker minimum 6 s).
     session_timeout_ms: int = 10_000

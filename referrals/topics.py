@@ -54,6 +54,11 @@ CATALOGUE: tuple[TopicSpec, ...] = (
 BY_NAME = {spec.name: spec for spec in CATALOGUE}
 
 
+def register(spec: TopicSpec) -> None:
+    """Adds a service's internal topic (e.g. a re-keyed input) so the runtime can decode it."""
+    BY_NAME.setdefault(spec.name, spec)
+
+
 def spec_for(topic: str) -> TopicSpec:
     """The spec of a logical topic name; raises KeyError naming the known topics."""
     try:
@@ -110,6 +115,24 @@ async def create_topics(
     listing. It returns once every topic is visible to clients, so the caller can use them.
     """
     wanted = physical_topics(names) | (extra or {})
+    return await create_named_topics(
+        admin,
+        wanted,
+        partitions=partitions,
+        replication_factor=replication_factor,
+        visible_within_s=visible_within_s,
+    )
+
+
+async def create_named_topics(
+    admin: AIOKafkaAdminClient,
+    wanted: dict[str, dict[str, str]],
+    *,
+    partitions: int,
+    replication_factor: int = 1,
+    visible_within_s: float = 30.0,
+) -> list[str]:
+    """Creates physical topics (name -> configs) that do not exist; returns those it created."""
     min_isr = "2" if replication_factor >= 3 else "1"
     new = [
         NewTopic(

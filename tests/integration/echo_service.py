@@ -1,6 +1,10 @@
-"""A test-only service on the shared runtime: each ShareEvent in, one NotificationSent out
-(notification_id = the share's event_id). Run as `python -m tests.integration.echo_service`.
-ECHO_DELAY_MS slows each record down so a test can kill the process mid-stream."""
+"""Test-only services on the shared runtime. Run as `python -m tests.integration.echo_service`.
+
+ECHO_MODE=echo (default): each ShareEvent in, one NotificationSent out, notification_id = the
+share's event_id. ECHO_MODE=count: counts shares per advocate in a durable store and emits
+notification_id "<advocate>#<n>" for the n-th share, so lost or doubled state shows as a
+missing or repeated id. ECHO_DELAY_MS slows each record so a test can kill the process
+mid-stream."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from referrals.topics import NOTIFICATIONS_SENT, SHARES
 class EchoSettings(ServiceSettings):
     group_id: str = "tests-echo"
     delay_ms: float = 0.0
+    mode: str = "echo"
 
 
 class Echo(Processor):
@@ -40,9 +45,27 @@ class Echo(Processor):
         return [Outbound(NOTIFICATIONS_SENT, share.advocate_id, sent)]
 
 
+class Count(Echo):
+    name = "count"
+    stores = ("counts",)
+
+    def process(self, record: Inbound, now: datetime) -> Iterable[Outbound]:
+        share = record.value
+        assert isinstance(share, ShareEvent)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        counts = self.store(record.partition, "counts")
+        key = share.advocate_id.encode()
+        n = int(counts.get(key) or b"0") + 1
+        counts.put(key, str(n).encode())
+        sent = NotificationSent(f"{share.advocate_id}#{n}", share.advocate_id, "COUNT", "TEST", now)
+        return [Outbound(NOTIFICATIONS_SENT, share.advocate_id, sent)]
+
+
 def main() -> int:
     settings = load(EchoSettings, "ECHO")
-    return run_service("echo", settings, lambda s, m: Echo(settings.delay_ms / 1000))
+    kind = Count if settings.mode == "count" else Echo
+    return run_service(kind.name, settings, lambda s, m: kind(settings.delay_ms / 1000))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -37,7 +38,9 @@ def _shares(n: int) -> list[tuple[bytes | None, bytes]]:
     ]
 
 
-def _start(settings: KafkaSettings, delay_ms: float) -> subprocess.Popen[bytes]:
+def _start(
+    settings: KafkaSettings, delay_ms: float, mode: str = "echo", state_dir: str = ""
+) -> subprocess.Popen[bytes]:
     env = env_for(
         settings,
         ECHO_METRICS_PORT="0",
@@ -45,6 +48,8 @@ def _start(settings: KafkaSettings, delay_ms: float) -> subprocess.Popen[bytes]:
         ECHO_MAX_BATCH="100",
         ECHO_GROUP_ID=f"{settings.topic_prefix}echo",
         ECHO_SESSION_TIMEOUT_MS="6000",
+        ECHO_MODE=mode,
+        ECHO_STATE_DIR=state_dir or f"/tmp/referrals-tests/{settings.topic_prefix}",
     )
     return subprocess.Popen(
         [sys.executable, "-m", "tests.integration.echo_service"],
@@ -118,3 +123,50 @@ def test_echo_service_module_is_importable() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def _expected_counts(n: int) -> set[str]:
+    per_advocate = Counter(f"adv-{i % 97}" for i in range(n))
+    return {f"{adv}#{k}" for adv, total in per_advocate.items() for k in range(1, total + 1)}
+
+
+async def test_state_and_outputs_stay_in_step_across_sigkills_and_clean_restarts(
+    topics: KafkaSettings, tmp_path: Path
+) -> None:
+    await produce(topics, SHARES, _shares(N))
+    state_dir = str(tmp_path / "state")
+    for delay, hard in ((3.0, True), (2.5, False), (2.5, True)):
+        proc = _start(topics, delay_ms=1.0, mode="count", state_dir=state_dir)
+        await asyncio.sleep(delay)
+        if hard:
+            _kill(proc)  # no checkpoint: the store is rebuilt from its changelog
+        else:
+            proc.terminate()  # clean: a checkpoint lets the next start replay only what is new
+            assert proc.wait(timeout=30) == 0
+    proc = _start(topics, delay_ms=0, mode="count", state_dir=state_dir)
+    try:
+        ids = await _committed_ids(topics, expect=N)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    assert set(ids) == _expected_counts(N)
+    assert max(ids.values()) == 1
+
+
+async def test_state_moves_with_its_task_to_another_instance(
+    topics: KafkaSettings, tmp_path: Path
+) -> None:
+    await produce(topics, SHARES, _shares(N))
+    a = _start(topics, delay_ms=1.0, mode="count", state_dir=str(tmp_path / "a"))
+    b = _start(topics, delay_ms=1.0, mode="count", state_dir=str(tmp_path / "b"))
+    try:
+        await asyncio.sleep(3.5)
+        _kill(a)  # b restores a's tasks from their changelogs, into its own state directory
+        ids = await _committed_ids(topics, expect=N)
+    finally:
+        for proc in (a, b):
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+    assert set(ids) == _expected_counts(N)
+    assert max(ids.values()) == 1

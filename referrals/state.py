@@ -1,0 +1,140 @@
+"""Durable, transactional key-value state for a task, backed by a Kafka changelog.
+
+A `TaskStore` keeps uncommitted writes in an overlay. When the runtime commits a task's
+transaction it first takes the overlay's changes (`changes()`), writes them to the store's
+compacted changelog partition *inside the same transaction* as the outputs and offsets, and
+only after the commit succeeds applies them to the backend (`commit()`); an aborted transaction
+drops them (`abort()`). So the backend only ever holds committed state, and the changelog can
+rebuild it anywhere: after a crash, on another instance after a rebalance.
+
+Backends: `MemoryBackend` (tests, small state) and `RocksBackend` (RocksDB through rocksdict:
+large state lives on disk, not in the process's memory).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from rocksdict import Options, Rdict, WriteBatch
+
+_DELETED = object()  # overlay marker for a delete
+
+
+class Backend(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+    def apply(self, changes: list[tuple[bytes, bytes | None]]) -> None: ...
+    def items(self) -> Iterator[tuple[bytes, bytes]]: ...
+    def close(self) -> None: ...
+
+
+class MemoryBackend:
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def apply(self, changes: list[tuple[bytes, bytes | None]]) -> None:
+        for key, value in changes:
+            if value is None:
+                self._data.pop(key, None)
+            else:
+                self._data[key] = value
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(list(self._data.items()))
+
+    def close(self) -> None:
+        self._data.clear()
+
+
+class RocksBackend:
+    """RocksDB in raw (bytes) mode; a small write buffer keeps memory bounded per task."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_write_buffer_size(8 * 1024 * 1024)
+        options.set_max_write_buffer_number(2)
+        self.path = path
+        self._db = Rdict(str(path), options)
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._db.get(key)
+        return value if value is None else bytes(value)
+
+    def apply(self, changes: list[tuple[bytes, bytes | None]]) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for key, value in changes:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self._db.write(batch)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._db.items():
+            yield bytes(key), bytes(value)  # type: ignore[arg-type]  # raw mode: bytes
+
+    def close(self) -> None:
+        self._db.close()
+
+    @staticmethod
+    def destroy(path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class TaskStore:
+    """One store of one task: reads see uncommitted writes; the backend sees committed ones."""
+
+    def __init__(self, name: str, task: int, backend: Backend) -> None:
+        self.name = name
+        self.task = task
+        self.backend = backend
+        self._overlay: dict[bytes, object] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._overlay.get(key)
+        if value is _DELETED:
+            return None
+        if value is not None:
+            assert isinstance(value, bytes)
+            return value
+        return self.backend.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._overlay[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self._overlay[key] = _DELETED
+
+    def changes(self) -> list[tuple[bytes, bytes | None]]:
+        """The writes since the last commit, as changelog entries (None deletes)."""
+        return [
+            (key, None if value is _DELETED else value)  # type: ignore[misc]
+            for key, value in self._overlay.items()
+        ]
+
+    def commit(self) -> None:
+        if self._overlay:
+            self.backend.apply(self.changes())
+            self._overlay.clear()
+
+    def abort(self) -> None:
+        self._overlay.clear()
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Committed entries plus the overlay (for timers that scan a task's state)."""
+        seen = set()
+        for key, value in self._overlay.items():
+            seen.add(key)
+            if value is not _DELETED:
+                assert isinstance(value, bytes)
+                yield key, value
+        for key, value in self.backend.items():
+            if key not in seen:
+                yield key, value

@@ -1,0 +1,70 @@
+"""A task store's reads see its uncommitted writes; its backend sees only committed ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from referrals.state import Backend, MemoryBackend, RocksBackend, TaskStore
+
+
+@pytest.fixture(params=["memory", "rocksdb"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return MemoryBackend() if request.param == "memory" else RocksBackend(tmp_path / "db")
+
+
+def test_uncommitted_writes_are_visible_to_reads_but_not_in_the_backend(backend: Backend) -> None:
+    store = TaskStore("s", 0, backend)
+    store.put(b"a", b"1")
+    assert store.get(b"a") == b"1"
+    assert backend.get(b"a") is None
+    store.commit()
+    assert backend.get(b"a") == b"1"
+
+
+def test_an_abort_drops_writes_and_deletes_since_the_last_commit(backend: Backend) -> None:
+    store = TaskStore("s", 0, backend)
+    store.put(b"a", b"1")
+    store.commit()
+    store.put(b"a", b"2")
+    store.delete(b"a")
+    store.put(b"b", b"3")
+    assert store.get(b"a") is None
+    store.abort()
+    assert store.get(b"a") == b"1" and store.get(b"b") is None
+
+
+def test_changes_are_the_changelog_entries_with_none_for_deletes(backend: Backend) -> None:
+    store = TaskStore("s", 0, backend)
+    store.put(b"a", b"1")
+    store.commit()
+    store.delete(b"a")
+    store.put(b"b", b"2")
+    assert sorted(store.changes(), key=lambda kv: kv[0]) == [(b"a", None), (b"b", b"2")]
+    store.commit()
+    assert store.changes() == []
+    assert dict(store.items()) == {b"b": b"2"}
+
+
+def test_items_merge_the_overlay_over_committed_entries(backend: Backend) -> None:
+    store = TaskStore("s", 0, backend)
+    store.put(b"a", b"1")
+    store.put(b"b", b"1")
+    store.commit()
+    store.put(b"b", b"2")
+    store.delete(b"a")
+    store.put(b"c", b"3")
+    assert dict(store.items()) == {b"b": b"2", b"c": b"3"}
+
+
+def test_rocksdb_keeps_committed_state_across_reopening(tmp_path: Path) -> None:
+    first = RocksBackend(tmp_path / "db")
+    TaskStore("s", 0, first).put(b"gone", b"x")  # never committed
+    store = TaskStore("s", 0, first)
+    store.put(b"kept", b"y")
+    store.commit()
+    first.close()
+    again = RocksBackend(tmp_path / "db")
+    assert again.get(b"kept") == b"y" and again.get(b"gone") is None
+    again.close()
