@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from referrals.errors import PermanentError
 from referrals.records import Record
 from referrals.state import TaskStore
 from referrals.topics import TopicSpec
@@ -24,6 +25,8 @@ class Inbound:
     key: str | None
     value: Record
     timestamp_ms: int
+    raw_key: bytes | None = None  # the bytes as consumed, for a dead letter sent later
+    raw_value: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,17 @@ class Outbound:
     topic: str  # logical topic name
     key: str
     value: Record
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterOut:
+    """Send an input record to its topic's .dlq now (e.g. its program never arrived)."""
+
+    record: Inbound
+    error: PermanentError
+
+
+Output = Outbound | DeadLetterOut
 
 
 class Processor:
@@ -61,10 +75,10 @@ class Processor:
     async def revoke(self, tasks: frozenset[int]) -> None:
         """These tasks are no longer ours: drop their state."""
 
-    def process(self, record: Inbound, now: datetime) -> Iterable[Outbound]:
+    def process(self, record: Inbound, now: datetime) -> Iterable[Output]:
         """Handles one input record; raise a PermanentError for bad input (it goes to the DLQ)."""
         return ()
 
-    def punctuate(self, task: int, now: datetime) -> Iterable[Outbound]:
+    def punctuate(self, task: int, now: datetime) -> Iterable[Output]:
         """Called about once a second per task: emit what has become due by the wall clock."""
         return ()

@@ -54,6 +54,11 @@ class ReferralStatus(StrEnum):
     REJECTED = "REJECTED"
 
 
+class RewardAction(StrEnum):
+    APPROVE = "APPROVE"
+    RETRY = "RETRY"
+
+
 class RewardType(StrEnum):
     GIFT_CARD = "GIFT_CARD"
     CHECK = "CHECK"
@@ -178,6 +183,29 @@ class NotificationSent:
     referral_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PayoutOwner:
+    """Internal (rewards): the advocate a payout_id belongs to."""
+
+    payout_id: str
+    advocate_id: str
+    program_id: str
+    referral_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RewardCommand:
+    """Internal (rewards): an operator's approve or retry of one payout."""
+
+    command_id: str
+    payout_id: str
+    action: RewardAction
+    requested_by: str
+    requested_at: datetime
+    advocate_id: str | None = None
+
+
 Record = (
     AdvocateProfile
     | ShareEvent
@@ -188,6 +216,8 @@ Record = (
     | ReferralStatusChanged
     | PayoutCommand
     | NotificationSent
+    | PayoutOwner
+    | RewardCommand
 )
 
 # Record name (the Avro record name without namespace) -> Python type.
@@ -203,5 +233,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         ReferralStatusChanged,
         PayoutCommand,
         NotificationSent,
+        PayoutOwner,
+        RewardCommand,
     )
 }

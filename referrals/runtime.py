@@ -37,10 +37,17 @@ from referrals.dlq import dead_letter
 from referrals.errors import ConfigError, PermanentError
 from referrals.kafka import make_admin, make_consumer, make_producer
 from referrals.metrics import Health, RuntimeMetrics
-from referrals.processor import Inbound, Outbound, Processor
+from referrals.processor import DeadLetterOut, Inbound, Output, Processor
 from referrals.settings import KafkaSettings, ServiceSettings
 from referrals.stores import StoreManager, changelog_topic
-from referrals.topics import Role, TopicNames, create_named_topics, register, spec_for
+from referrals.topics import (
+    ANY_RECORD,
+    Role,
+    TopicNames,
+    create_named_topics,
+    register,
+    spec_for,
+)
 from referrals.validation import check_values
 
 log = logging.getLogger(__name__)
@@ -64,6 +71,16 @@ class _Pending:
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = ()
     partition: int | None = None  # changelog entries go to their task's partition
+
+
+@dataclass(frozen=True, slots=True)
+class _Consumed:
+    """The parts of a consumed record a dead letter needs (for one sent after the fact)."""
+
+    key: bytes | None
+    value: bytes | None
+    offset: int
+    timestamp: int
 
 
 class StreamRuntime:
@@ -221,13 +238,16 @@ class StreamRuntime:
         self.metrics.records_in.labels(logical).inc()
         spec = spec_for(logical)
         try:
-            record = self.codec.decode(msg.value, spec.record) if msg.value is not None else None
+            expected = None if spec.record == ANY_RECORD else spec.record
+            record = self.codec.decode(msg.value, expected) if msg.value is not None else None
             if record is None:
                 raise PermanentError("record has no value (a tombstone)", reason="TOMBSTONE")
             if spec.role is Role.INPUT:
                 check_values(record, now)
             key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
-            inbound = Inbound(logical, tp.partition, msg.offset, key, record, msg.timestamp)
+            inbound = Inbound(
+                logical, tp.partition, msg.offset, key, record, msg.timestamp, msg.key, msg.value
+            )
             return self._encode(self.p.process(inbound, now))
         except PermanentError as err:
             return [self._dead_letter(tp, msg, err)]
@@ -250,6 +270,7 @@ class StreamRuntime:
                 store.abort()
 
     def _dead_letter(self, tp: TopicPartition, msg: Any, err: BaseException) -> _Pending:
+        """The DLQ entry for consumed record `msg` (anything with key/value/offset/timestamp)."""
         dl = dead_letter(
             service=self.p.name,
             topic=tp.topic,
@@ -274,9 +295,15 @@ class StreamRuntime:
         )
         return _Pending(dl.topic, dl.key, dl.value, dl.headers)
 
-    def _encode(self, outputs: Iterable[Outbound]) -> list[_Pending]:
+    def _encode(self, outputs: Iterable[Output]) -> list[_Pending]:
         out = []
         for o in outputs:
+            if isinstance(o, DeadLetterOut):
+                r = o.record
+                tp = TopicPartition(self.names(r.topic), r.partition)
+                late = _Consumed(r.raw_key, r.raw_value, r.offset, r.timestamp_ms)
+                out.append(self._dead_letter(tp, late, o.error))
+                continue
             out.append(_Pending(self.names(o.topic), o.key.encode(), self.codec.encode(o.value)))
             self.metrics.records_out.labels(o.topic).inc()
         return out

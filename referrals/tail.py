@@ -21,7 +21,7 @@ from referrals.errors import DecodeError
 from referrals.jsonio import to_json
 from referrals.kafka import make_consumer
 from referrals.settings import KafkaSettings
-from referrals.topics import DLQ_SUFFIX, TopicNames, spec_for
+from referrals.topics import ANY_RECORD, DLQ_SUFFIX, TopicNames, spec_for
 
 
 def render(topic: str, msg: Any, codec: AvroCodec) -> dict[str, Any]:
@@ -37,7 +37,8 @@ def render(topic: str, msg: Any, codec: AvroCodec) -> dict[str, Any]:
         except DecodeError:
             out["value"] = None
         return out
-    _, datum = codec.decode_datum(msg.value, spec_for(topic).record)
+    expected = spec_for(topic).record
+    _, datum = codec.decode_datum(msg.value, None if expected == ANY_RECORD else expected)
     result = to_json(datum)
     assert isinstance(result, dict)
     return result

@@ -13,6 +13,7 @@ from enum import StrEnum
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 DLQ_SUFFIX = ".dlq"
+ANY_RECORD = "*"  # an internal topic carrying several record types (decoded by fingerprint)
 
 
 class Role(StrEnum):
@@ -39,6 +40,10 @@ PROGRAMS = "programs.config.v1"
 STATUS = "referral.status.v1"
 PAYOUTS = "rewards.payouts.v1"
 NOTIFICATIONS_SENT = "notifications.sent.v1"
+# Internal topics (not part of the public contract).
+DEALS_BY_PROSPECT = "attribution.deals-by-prospect.v1"
+REWARDS_BY_PAYOUT = "rewards.by-payout.v1"
+REWARDS_BY_ADVOCATE = "rewards.by-advocate.v1"
 
 CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(ADVOCATES, "AdvocateProfile", "advocate_id", Role.INPUT, compacted=True),
@@ -50,6 +55,11 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(STATUS, "ReferralStatusChanged", "advocate_id", Role.OUTPUT),
     TopicSpec(PAYOUTS, "PayoutCommand", "advocate_id", Role.OUTPUT),
     TopicSpec(NOTIFICATIONS_SENT, "NotificationSent", "advocate_id", Role.OUTPUT),
+    TopicSpec(DEALS_BY_PROSPECT, "DealEvent", "prospect_id", Role.INTERNAL),
+    # PayoutOwner and RewardCommand records, keyed by payout_id.
+    TopicSpec(REWARDS_BY_PAYOUT, ANY_RECORD, "payout_id", Role.INTERNAL),
+    # PayoutResult and RewardCommand records, keyed by advocate_id.
+    TopicSpec(REWARDS_BY_ADVOCATE, ANY_RECORD, "advocate_id", Role.INTERNAL),
 )
 BY_NAME = {spec.name: spec for spec in CATALOGUE}
 

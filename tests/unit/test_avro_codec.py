@@ -33,12 +33,15 @@ from referrals.records import (
     MatchedBy,
     NotificationSent,
     PayoutCommand,
+    PayoutOwner,
     PayoutResult,
     PayoutStatus,
     ProgramConfig,
     Record,
     ReferralStatus,
     ReferralStatusChanged,
+    RewardAction,
+    RewardCommand,
     RewardType,
     ShareEvent,
 )
@@ -118,7 +121,7 @@ def _id(sv: SchemaVersion) -> str:
     return f"{sv.name}.v{sv.version}"
 
 
-# -- one typed sample of each of the nine records -----------------------------------------------
+# -- one typed sample of each record -----------------------------------------------
 SAMPLES: dict[str, Record] = {
     "AdvocateProfile": AdvocateProfile(
         program_id="acme-b2b",
@@ -206,6 +209,21 @@ SAMPLES: dict[str, Record] = {
         sent_at=T0,
         referral_id="ref-1",
     ),
+    "PayoutOwner": PayoutOwner(
+        payout_id="po-1",
+        advocate_id="adv-1",
+        program_id="acme-b2b",
+        referral_id="ref-1",
+        created_at=T0,
+    ),
+    "RewardCommand": RewardCommand(
+        command_id="cmd-1",
+        payout_id="po-1",
+        action=RewardAction.APPROVE,
+        requested_by="ops",
+        requested_at=T0,
+        advocate_id="adv-1",
+    ),
 }
 
 
@@ -278,9 +296,9 @@ def test_encoded_records_start_with_c3_01_and_the_writer_fingerprint(name: str) 
 
 
 # == round trips ================================================================================
-def test_there_is_one_sample_for_each_of_the_nine_records() -> None:
+def test_there_is_one_sample_for_each_record_in_the_registry() -> None:
     assert set(SAMPLES) == set(RECORD_TYPES) == set(REGISTRY.versions)
-    assert len(SAMPLES) == 9
+    assert len(SAMPLES) == 11  # the contract's nine and the rewards service's two internal ones
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
