@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,9 +61,13 @@ def _start(
     )
 
 
-async def _committed_ids(settings: KafkaSettings, expect: int | None = None) -> Counter[str]:
+async def _committed_ids(
+    settings: KafkaSettings, expect: int | None = None, within: float = 60
+) -> Counter[str]:
     codec = AvroCodec()
-    records = await read_topic(settings, NOTIFICATIONS_SENT, expect=expect, within=60, quiet=0.5)
+    records = await read_topic(
+        settings, NOTIFICATIONS_SENT, expect=expect, within=within, quiet=0.5
+    )
     return Counter(codec.decode(m.value).notification_id for m in records)  # type: ignore[union-attr]
 
 
@@ -71,14 +76,32 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
+async def _stop_mid_stream(
+    settings: KafkaSettings, proc: subprocess.Popen[bytes], at_least: int, *, hard: bool = True
+) -> int:
+    """Stops `proc` (SIGKILL, or SIGTERM when not `hard`) once at least `at_least` outputs are
+    committed, so the stop lands mid-stream on a loaded machine too; returns that count."""
+    deadline = time.monotonic() + 60
+    count = 0
+    while time.monotonic() < deadline:
+        count = sum((await _committed_ids(settings, within=0.5)).values())  # a snapshot
+        if count >= at_least:
+            break
+        await asyncio.sleep(0.1)
+    if hard:
+        _kill(proc)
+    else:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    return count
+
+
 async def test_outputs_are_exactly_once_across_repeated_sigkills(topics: KafkaSettings) -> None:
     await produce(topics, SHARES, _shares(N))
     progress_at_kills = []
-    for delay in (3.0, 2.5, 2.0):
-        proc = _start(topics, delay_ms=1.0)
-        await asyncio.sleep(delay)
-        _kill(proc)
-        progress_at_kills.append(sum((await _committed_ids(topics)).values()))
+    for at_least in (100, 500, 900):
+        proc = _start(topics, delay_ms=2.0)
+        progress_at_kills.append(await _stop_mid_stream(topics, proc, at_least))
     proc = _start(topics, delay_ms=0)
     try:
         ids = await _committed_ids(topics, expect=N)
@@ -97,11 +120,10 @@ async def test_two_instances_share_the_work_and_a_killed_one_is_taken_over(
     topics: KafkaSettings,
 ) -> None:
     await produce(topics, SHARES, _shares(N))
-    a = _start(topics, delay_ms=1.0)
-    b = _start(topics, delay_ms=1.0)
+    a = _start(topics, delay_ms=2.0)
+    b = _start(topics, delay_ms=2.0)
     try:
-        await asyncio.sleep(3.5)
-        _kill(a)  # b takes a's tasks once a's session times out
+        await _stop_mid_stream(topics, a, 300)  # b takes a's tasks once a's session times out
         ids = await _committed_ids(topics, expect=N)
     finally:
         for proc in (a, b):
@@ -135,14 +157,11 @@ async def test_state_and_outputs_stay_in_step_across_sigkills_and_clean_restarts
 ) -> None:
     await produce(topics, SHARES, _shares(N))
     state_dir = str(tmp_path / "state")
-    for delay, hard in ((3.0, True), (2.5, False), (2.5, True)):
-        proc = _start(topics, delay_ms=1.0, mode="count", state_dir=state_dir)
-        await asyncio.sleep(delay)
-        if hard:
-            _kill(proc)  # no checkpoint: the store is rebuilt from its changelog
-        else:
-            proc.terminate()  # clean: a checkpoint lets the next start replay only what is new
-            assert proc.wait(timeout=30) == 0
+    # SIGKILL: no checkpoint, the store is rebuilt from its changelog. SIGTERM: a checkpoint
+    # lets the next start replay only what is new.
+    for at_least, hard in ((100, True), (500, False), (900, True)):
+        proc = _start(topics, delay_ms=2.0, mode="count", state_dir=state_dir)
+        await _stop_mid_stream(topics, proc, at_least, hard=hard)
     proc = _start(topics, delay_ms=0, mode="count", state_dir=state_dir)
     try:
         ids = await _committed_ids(topics, expect=N)
@@ -157,11 +176,11 @@ async def test_state_moves_with_its_task_to_another_instance(
     topics: KafkaSettings, tmp_path: Path
 ) -> None:
     await produce(topics, SHARES, _shares(N))
-    a = _start(topics, delay_ms=1.0, mode="count", state_dir=str(tmp_path / "a"))
-    b = _start(topics, delay_ms=1.0, mode="count", state_dir=str(tmp_path / "b"))
+    a = _start(topics, delay_ms=2.0, mode="count", state_dir=str(tmp_path / "a"))
+    b = _start(topics, delay_ms=2.0, mode="count", state_dir=str(tmp_path / "b"))
     try:
-        await asyncio.sleep(3.5)
-        _kill(a)  # b restores a's tasks from their changelogs, into its own state directory
+        # b restores a's tasks from their changelogs, into its own state directory.
+        await _stop_mid_stream(topics, a, 300)
         ids = await _committed_ids(topics, expect=N)
     finally:
         for proc in (a, b):
