@@ -1,0 +1,36 @@
+"""Deterministic ids: the same state change always gets the same id, even after a crash.
+
+`payout_id` depends only on (program, referral, rule), so one referral can never produce two
+different payouts. `status_id` hashes everything that distinguishes one state change of a
+referral from another, so a status re-emitted after a crash carries the id consumers already saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from referrals.records import ReferralStatus
+
+# Namespaces the hashed material so rewards' status ids can never collide with another service's.
+_STATUS_NAMESPACE = "rewards.status.v1"
+
+
+def payout_id(program_id: str, referral_id: str, rule_id: str) -> str:
+    digest = hashlib.sha256(f"{program_id}|{referral_id}|{rule_id}".encode()).hexdigest()
+    return "po-" + digest[:32]
+
+
+def status_id(
+    referral_id: str,
+    status: ReferralStatus,
+    payout_id: str,
+    attempt: int,
+    reason: str | None,
+) -> str:
+    # JSON, not a joined string: ids may contain any separator we could pick.
+    material = json.dumps(
+        [_STATUS_NAMESPACE, referral_id, status.value, payout_id, attempt, reason],
+        separators=(",", ":"),
+    )
+    return "st-" + hashlib.sha256(material.encode()).hexdigest()[:32]

@@ -1,0 +1,199 @@
+"""Random input histories for one advocate, and a runner that feeds them to the rewards core.
+
+A scenario is program rules, a WON per referral (fixed time, deal amount and currency, so a
+repeated "won" op is an exact duplicate when its variant matches and a by-referral duplicate
+otherwise) and a list of ops: wins, reversals, approvals, retries, payout results, profile
+updates and clock ticks.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import strategies as st
+
+from referrals.records import (
+    AdvocateProfile,
+    Channel,
+    MatchedBy,
+    PayoutCommand,
+    PayoutResult,
+    PayoutStatus,
+    ReferralStatus,
+    ReferralStatusChanged,
+    RewardType,
+)
+from services.rewards.domain import ids
+from services.rewards.domain.decide import (
+    new_ledger,
+    on_approve,
+    on_payout_result,
+    on_profile,
+    on_retry,
+    on_reversed,
+    on_tick,
+    on_won,
+)
+from services.rewards.domain.ledger import Ledger, from_bytes, to_bytes
+from services.rewards.domain.outputs import Decision, Output
+from services.rewards.domain.rules import Period, RewardRules, Tier
+
+PROGRAM, ADVOCATE = "acme", "adv-1"
+START = datetime(2026, 6, 1, 12, tzinfo=UTC)
+REFERRALS = 6
+TIERS = (
+    Tier(1, RewardType.GIFT_CARD, amount_minor=5_000),
+    Tier(3, RewardType.GIFT_CARD, amount_minor=7_500),
+    Tier(6, RewardType.CHECK, percent=Decimal("5")),
+)
+
+Op = tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    rules: RewardRules
+    days: tuple[int, ...]  # per referral: WON occurred_at = START + days
+    deals: tuple[int | None, ...]  # per referral: the deal amount on the WON
+    currencies: tuple[str, ...]  # per referral: the deal currency on the WON
+    ops: tuple[Op, ...]
+
+
+rules_st = st.builds(
+    RewardRules,
+    program_id=st.just(PROGRAM),
+    config_version=st.just(3),
+    currency=st.just("USD"),
+    tiers=st.just(TIERS),
+    time_zone=st.just("America/New_York"),
+    period=st.sampled_from(Period),
+    period_cap_minor=st.sampled_from([None, 8_000, 12_000, 30_000]),
+    approval_threshold_minor=st.sampled_from([None, 7_500]),
+    hold_days=st.sampled_from([0, 30]),
+    tax_threshold_minor=st.sampled_from([None, 10_000]),
+)
+# skewed, so that later ops often concern a referral already won
+ref_st = st.sampled_from([0, 0, 0, 1, 1, 2, 3, 4, 5])
+# Few distinct days, so wins share periods: START - 152 days is Dec 31 2025 in New York,
+# START - 151 days Jan 1 2026; START - 400 days is in 2025, over 365 days before -20 .. 1.
+DAYS = st.sampled_from([-400, -152, -151, -20, -20, 0, 0, 1])
+won_st = st.tuples(st.just("won"), ref_st, st.integers(0, 1))
+result_st = st.tuples(st.just("result"), ref_st, st.sampled_from([1, 1, 2, 3]), st.booleans())
+op_st = st.one_of(
+    won_st,
+    won_st,
+    won_st,
+    st.tuples(st.just("reverse"), ref_st),
+    st.tuples(st.just("reverse"), ref_st),
+    st.tuples(st.just("approve"), ref_st),
+    st.tuples(st.just("retry"), ref_st),
+    st.tuples(st.just("retry"), ref_st),
+    result_st,
+    result_st,
+    result_st,
+    st.tuples(st.just("profile"), st.booleans()),
+    st.tuples(st.just("tick"), st.integers(0, 24 * 40)),
+)
+scenario_st = st.builds(
+    Scenario,
+    rules=rules_st,
+    days=st.tuples(*[DAYS] * REFERRALS),
+    deals=st.tuples(*[st.one_of(st.none(), st.integers(0, 500_000))] * REFERRALS),
+    currencies=st.tuples(*[st.sampled_from(["USD", "USD", "USD", "EUR"])] * REFERRALS),
+    # long enough that caps, reversals after payout and retries actually happen
+    ops=st.lists(op_st, min_size=15, max_size=50).map(tuple),
+)
+
+
+def status_record(
+    s: Scenario, ref: int, status: ReferralStatus, status_id: str
+) -> ReferralStatusChanged:
+    return ReferralStatusChanged(
+        status_id=status_id,
+        referral_id=f"r{ref}",
+        program_id=PROGRAM,
+        advocate_id=ADVOCATE,
+        prospect_id=f"p{ref}",
+        channel=Channel.SHARE_URL,
+        matched_by=MatchedBy.CODE,
+        status=status,
+        config_version=3,
+        occurred_at=START + timedelta(days=s.days[ref]),
+        amount_minor=s.deals[ref],
+        currency=s.currencies[ref],
+    )
+
+
+def step(s: Scenario, book: Ledger, op: Op, now: datetime) -> tuple[Decision, datetime]:
+    kind, *args = op
+    match kind, args:
+        case "won", [int(ref), int(variant)]:
+            won = status_record(s, ref, ReferralStatus.WON, f"won-{ref}-{variant}")
+            return on_won(book, s.rules, won, now), now
+        case "reverse", [int(ref)]:
+            return on_reversed(
+                book, status_record(s, ref, ReferralStatus.REVERSED, f"rev-{ref}"), now
+            ), now
+        case "approve", [int(ref)]:
+            return on_approve(book, s.rules, payout_of(s, ref), now), now
+        case "retry", [int(ref)]:
+            return on_retry(book, payout_of(s, ref), now), now
+        case "result", [int(ref), int(attempt), bool(paid)]:
+            status = PayoutStatus.PAID if paid else PayoutStatus.FAILED
+            answer = PayoutResult(payout_of(s, ref), attempt, status, now, "NOPE")
+            return on_payout_result(book, answer, now), now
+        case "profile", [bool(form)]:
+            return on_profile(book, profile(form, now), now), now
+        case "tick", [int(hours)]:
+            later = now + timedelta(hours=hours)
+            return on_tick(book, later), later
+    raise AssertionError(op)
+
+
+def payout_of(s: Scenario, ref: int) -> str:
+    return ids.payout_id(PROGRAM, f"r{ref}", s.rules.rule_id)
+
+
+def profile(form: bool, now: datetime) -> AdvocateProfile:
+    return AdvocateProfile(PROGRAM, ADVOCATE, "a@example.com", "A", "0" * 64, False, form, now)
+
+
+@dataclass
+class Run:
+    outputs: list[list[Output]]
+    ledgers: list[Ledger]
+    decisions: list[Decision]
+
+
+def run(s: Scenario, persist_at: frozenset[int] = frozenset()) -> Run:
+    book, now = new_ledger(PROGRAM, ADVOCATE), START
+    trace = Run([], [], [])
+    for index, op in enumerate(s.ops):
+        if index in persist_at:
+            book = from_bytes(to_bytes(book))
+        decision, now = step(s, book, op, now)
+        book = decision.ledger
+        trace.outputs.append(list(decision.outputs))
+        trace.ledgers.append(book)
+        trace.decisions.append(decision)
+    return trace
+
+
+def commands(trace: Run) -> list[PayoutCommand]:
+    return [o for outs in trace.outputs for o in outs if isinstance(o, PayoutCommand)]
+
+
+def status_changes(trace: Run) -> list[ReferralStatusChanged]:
+    return [o for outs in trace.outputs for o in outs if isinstance(o, ReferralStatusChanged)]
+
+
+def periods(s: Scenario, book: Ledger) -> dict[object, list[int]]:
+    """Counted entries' indexes grouped by fixed period (rolling periods have no fixed key)."""
+    groups: dict[object, list[int]] = defaultdict(list)
+    for index, entry in enumerate(book.entries):
+        key = entry.year if s.rules.period is Period.CALENDAR_YEAR else "lifetime"
+        groups[key].append(index)
+    return groups
