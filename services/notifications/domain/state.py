@@ -1,0 +1,247 @@
+"""One advocate's notification state: small, immutable, stored by the adapter per advocate.
+
+Times are epoch milliseconds (compact, exact). Every collection stays bounded whatever the
+advocate's history, so a store of a million advocates stays small:
+
+- `messaged`: per referral, one bit per (kind, step) already decided on (planned, or dropped as
+  RATE_LIMITED / NO_CHANNEL), the most recently touched referral last, at most `MAX_REFERRALS`.
+  It is kept for the referral's lifetime, not just the staleness limit, because the same kind
+  can recur for a referral with a NEW trigger much later (a second PAYOUT_FAILED after an
+  operator's retry, a LEAD for a re-instated advocate): forgetting by trigger age would send
+  the same notification_id twice. About 45 bytes per referral, like the rewards ledger's entry.
+- `pending`: nurture steps not yet due or deferred by the rate limit, and messages held until
+  the advocate's profile arrives; dropped once stale;
+- `outbox`: messages planned but not yet confirmed delivered, for a resend after a crash;
+  dropped once delivered or stale;
+- `sends`: when the messages of the last 24 hours were planned (at most the rate limit).
+
+There is no list of recent status_ids: a repeated status names the same (referral, kind, step)
+as the original, so `messaged` and `pending` already recognise it (DUPLICATE).
+
+The opt-out is STICKY: once a profile says `opted_out` or the advocate unsubscribes,
+`opted_out_at` is set for good. A later profile with `opted_out=false` does not undo it, because
+profiles are written by other systems that may simply not know about the unsubscribe; opting in
+again is a deliberate operator action (a new state), not a side effect of a profile update.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields, is_dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from referrals.program_model import MessageKind
+from services.notifications.domain.ids import notification_id
+
+FORMAT_VERSION = 1
+# An advocate with more referrals than this is a partner or a bot; evicting the least recently
+# messaged referral only matters if that referral produces a status again afterwards.
+MAX_REFERRALS = 2_000
+DAY_MS = 24 * 3600 * 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def to_ms(moment: datetime) -> int:
+    """Epoch milliseconds of an aware datetime (Avro timestamp-millis precision)."""
+    return (moment - _EPOCH) // _MS
+
+
+def from_ms(millis: int) -> datetime:
+    return _EPOCH + millis * _MS
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What messages need from the advocate's profile (the rest of it is not kept)."""
+
+    program_id: str
+    email: str
+    display_name: str
+    locale: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What a status said that its message shows, kept while the message waits."""
+
+    status: str
+    amount_minor: int | None = None
+    currency: str | None = None
+    reward_type: str | None = None
+    payout_id: str | None = None
+    reason: str | None = None
+    period_referrals: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A message decided on but not yet out: a nurture step, or a thank-you awaiting a profile.
+
+    `trigger_at` is the status's `occurred_at`, or for NURTURE its due time (WON + delay).
+    """
+
+    referral_id: str
+    kind: MessageKind
+    step: int
+    trigger_at: int
+    won_at: int | None = None  # NURTURE: the WON it follows; a later share cancels it
+    facts: Facts | None = None  # transactional kinds only
+
+    @property
+    def notification_id(self) -> str:
+        return notification_id(self.referral_id, self.kind, self.step)
+
+    @property
+    def is_nurture(self) -> bool:
+        return self.kind is MessageKind.NURTURE
+
+    @property
+    def bit(self) -> int:
+        """This message's bit in `State.messaged`: one per transactional kind, then per step."""
+        return 1 << (_TRANSACTIONAL.index(self.kind) if not self.is_nurture else 4 + self.step)
+
+    def same_message(self, other: Pending) -> bool:
+        return (self.referral_id, self.kind, self.step) == (
+            other.referral_id,
+            other.kind,
+            other.step,
+        )
+
+
+_TRANSACTIONAL = tuple(kind for kind in MessageKind if kind is not MessageKind.NURTURE)
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    advocate_id: str
+    profile: Profile | None = None
+    opted_out_at: int | None = None
+    messaged: tuple[tuple[str, int], ...] = ()
+    pending: tuple[Pending, ...] = ()
+    outbox: tuple[Pending, ...] = ()
+    sends: tuple[int, ...] = ()
+    last_share_at: int | None = None
+
+    @property
+    def opted_out(self) -> bool:
+        return self.opted_out_at is not None
+
+    def knows(self, entry: Pending) -> bool:
+        """Whether this message was already decided on, or is waiting."""
+        bits = next((bits for ref, bits in self.messaged if ref == entry.referral_id), 0)
+        return bool(bits & entry.bit) or any(entry.same_message(e) for e in self.pending)
+
+    def with_decided(self, entry: Pending) -> State:
+        bits = next((bits for ref, bits in self.messaged if ref == entry.referral_id), 0)
+        others = tuple(pair for pair in self.messaged if pair[0] != entry.referral_id)
+        messaged = (*others, (entry.referral_id, bits | entry.bit))[-MAX_REFERRALS:]
+        return replace(self, messaged=messaged)
+
+    def sends_near(self, now: int) -> int:
+        """Messages planned less than 24 hours before or after `now` (the clock may step back)."""
+        return sum(1 for sent in self.sends if abs(sent - now) < DAY_MS)
+
+    def forget_before(self, cutoff: int, now: int) -> State:
+        """Drops what can no longer matter: stale outbox entries and sends over a day old.
+
+        Pending entries are left to the planner, which reports each one it drops.
+        """
+        return replace(
+            self,
+            outbox=tuple(entry for entry in self.outbox if entry.trigger_at >= cutoff),
+            sends=tuple(sent for sent in self.sends if sent > now - DAY_MS),
+        )
+
+
+def new_state(advocate_id: str) -> State:
+    return State(advocate_id)
+
+
+# --- persistence -------------------------------------------------------------------------------
+
+
+def to_bytes(state: State) -> bytes:
+    """Compact positional JSON: [version, advocate_id, profile, opted_out_at, ...]."""
+    row = [FORMAT_VERSION, *_row(state)]
+    return json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _row(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return [_row(getattr(value, field.name)) for field in fields(value)]
+    if isinstance(value, tuple):
+        return [_row(item) for item in value]
+    return value  # str (also StrEnum), int, None
+
+
+def from_bytes(data: bytes) -> State:
+    """The state written by `to_bytes`; ValueError for anything else."""
+    try:
+        version, advocate_id, profile, opted_out_at, messaged, *rest = json.loads(data)
+        if version != FORMAT_VERSION:
+            raise ValueError(f"unsupported format version {version!r}")
+        pending, outbox, sends, last_share_at = rest
+        return State(
+            advocate_id=_text(advocate_id),
+            profile=None if profile is None else _profile(profile),
+            opted_out_at=_optional_int(opted_out_at),
+            messaged=tuple((_text(ref), _int(bits)) for ref, bits in messaged),
+            pending=tuple(_pending(entry) for entry in pending),
+            outbox=tuple(_pending(entry) for entry in outbox),
+            sends=tuple(_int(sent) for sent in sends),
+            last_share_at=_optional_int(last_share_at),
+        )
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"not a notifications state: {err}") from err
+
+
+def _pending(row: list[Any]) -> Pending:
+    referral_id, kind, step, trigger_at, won_at, facts = row
+    return Pending(
+        _text(referral_id),
+        MessageKind(kind),
+        _int(step),
+        _int(trigger_at),
+        _optional_int(won_at),
+        None if facts is None else _facts(facts),
+    )
+
+
+def _profile(row: list[Any]) -> Profile:
+    program_id, email, display_name, locale = row
+    return Profile(_text(program_id), _text(email), _text(display_name), _optional_text(locale))
+
+
+def _facts(row: list[Any]) -> Facts:
+    status, amount_minor, currency, reward_type, payout_id, reason, period_referrals = row
+    return Facts(
+        status=_text(status),
+        amount_minor=_optional_int(amount_minor),
+        currency=_optional_text(currency),
+        reward_type=_optional_text(reward_type),
+        payout_id=_optional_text(payout_id),
+        reason=_optional_text(reason),
+        period_referrals=_optional_int(period_referrals),
+    )
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, got {value!r}")
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else _int(value)

@@ -1,0 +1,125 @@
+"""Messages render with the program's templates (marketing's content) in the advocate's locale."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from notifications_builders import NOW, known_advocate, only, program, rewarded, status
+
+from referrals.program_doc import ProgramInvalid
+from referrals.program_model import NotificationChannel, ProgramDocument
+from referrals.records import ReferralStatus
+from services.notifications.domain.messages import Message, render, sent_record
+from services.notifications.domain.plan import on_status
+
+UNSUBSCRIBE = "https://referrals.example.com/unsubscribe?token=t0k3n"
+REFER = "https://referrals.example.com/r/ALEX-42"
+GERMAN = program(
+    templates={
+        "LEAD": {
+            "de-DE": {
+                "subject": "Danke, {{ advocate_name }}!",
+                "text": "Ihre Empfehlung hat sich angemeldet.\nAbmelden: {{ unsubscribe_url }}",
+                "html": '<p>Danke, {{ advocate_name }}!</p><a href="{{ unsubscribe_url }}">x</a>',
+            }
+        }
+    }
+)
+
+
+def lead_for(doc: ProgramDocument, **profile_changes: object) -> Message:
+    state = known_advocate(doc, **profile_changes)
+    _, plan = on_status(state, status("r1", ReferralStatus.LEAD), doc, NOW)
+    return only(plan)
+
+
+@pytest.mark.parametrize("locale", ["de-DE", "de_de", "de-AT"])
+def test_renders_the_programs_template_for_the_advocates_locale_or_language(locale: str) -> None:
+    rendered = render(
+        lead_for(GERMAN, locale=locale), GERMAN, unsubscribe_url=UNSUBSCRIBE, refer_url=REFER
+    )
+    assert rendered.subject == "Danke, Alex Doe!"
+    assert rendered.text == f"Ihre Empfehlung hat sich angemeldet.\nAbmelden: {UNSUBSCRIBE}"
+    assert rendered.html is not None and UNSUBSCRIBE in rendered.html
+
+
+@pytest.mark.parametrize("locale", ["fr-FR", None])
+def test_other_locales_fall_back_to_the_programs_default(locale: str | None) -> None:
+    rendered = render(
+        lead_for(GERMAN, locale=locale), GERMAN, unsubscribe_url=UNSUBSCRIBE, refer_url=REFER
+    )
+    assert rendered.subject == "Thank you: Your friend signed up"
+    assert rendered.text.startswith("Hi Alex Doe,\n\nYour friend signed up thanks to you.")
+    assert REFER in rendered.text and UNSUBSCRIBE in rendered.text
+
+
+def test_a_german_default_locale_is_used_for_advocates_without_one() -> None:
+    german_lead = {"subject": "Danke, {{ advocate_name }}!", "text": "{{ unsubscribe_url }}"}
+    doc = program(default_locale="de-DE", templates={"LEAD": {"de-DE": german_lead}})
+    rendered = render(lead_for(doc), doc, unsubscribe_url=UNSUBSCRIBE, refer_url=REFER)
+    assert rendered.subject == "Danke, Alex Doe!"
+
+
+def test_rewarded_default_template_shows_amount_type_and_next_tier() -> None:
+    doc = program()
+    _, plan = on_status(known_advocate(doc), rewarded("r1", n=2), doc, NOW)
+    rendered = render(only(plan), doc, unsubscribe_url=UNSUBSCRIBE, refer_url=REFER)
+
+    assert rendered.subject == "You earned 50.00 USD"
+    assert "a reward of 50.00 USD (gift card)." in rendered.text
+    assert "1 more successful referral and your reward grows to 75.00 USD." in rendered.text
+
+
+def test_payout_failed_default_template_is_careful() -> None:
+    doc = program()
+    failed = status(
+        "r1",
+        ReferralStatus.PAYOUT_FAILED,
+        amount_minor=5_000,
+        currency="USD",
+        reason="ACCOUNT_CLOSED",
+    )
+    _, plan = on_status(known_advocate(doc), failed, doc, NOW)
+    rendered = render(only(plan), doc, unsubscribe_url=UNSUBSCRIBE, refer_url=REFER)
+    assert rendered.subject == "About your 50.00 USD reward"
+    assert "Nothing is lost and there is nothing you need to do" in rendered.text
+
+
+def test_html_part_escapes_what_the_profile_says() -> None:
+    doc = program()
+    rendered = render(
+        named(lead_for(doc), "<b>Alex</b>"), doc, unsubscribe_url=UNSUBSCRIBE, refer_url=REFER
+    )
+    assert rendered.html is not None
+    assert "&lt;b&gt;Alex&lt;/b&gt;" in rendered.html and "<b>" not in rendered.html
+
+
+def test_subject_never_spans_lines_whatever_the_display_name() -> None:
+    lead = {"subject": "Hi {{ advocate_name }}", "text": "{{ unsubscribe_url }}"}
+    doc = program(templates={"LEAD": {"en-US": lead}})
+    bad = named(lead_for(doc), "A\r\nBcc: everyone@example.com")
+    rendered = render(bad, doc, unsubscribe_url=UNSUBSCRIBE, refer_url=REFER)
+    assert rendered.subject == "Hi A Bcc: everyone@example.com"
+
+
+def test_a_template_reaching_for_python_internals_is_refused_by_program_validation() -> None:
+    evil = {"subject": "{{ advocate_name.__class__.__mro__ }}", "text": "{{ unsubscribe_url }}"}
+    with pytest.raises(ProgramInvalid, match=r"templates\.LEAD\.en-US\.subject"):
+        program(templates={"LEAD": {"en-US": evil}})
+
+
+def test_sent_record_names_the_message_and_the_channel_that_accepted_it() -> None:
+    message = lead_for(program())
+    record = sent_record(message, NotificationChannel.EMAIL, NOW)
+    assert (record.notification_id, record.advocate_id, record.referral_id) == (
+        message.notification_id,
+        "adv-1",
+        "r1",
+    )
+    assert (record.kind, record.channel, record.sent_at) == ("LEAD", "EMAIL", NOW)
+
+
+def named(message: Message, display_name: str) -> Message:
+    """The message as if the advocate's profile held `display_name`."""
+    return replace(message, context={**message.context, "advocate_name": display_name})
