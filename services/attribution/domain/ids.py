@@ -1,0 +1,36 @@
+"""Deterministic ids: a referral's id derives from (program, prospect); a status id from the
+state change it announces, so a status re-emitted after a crash carries the id consumers saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from referrals.records import ReferralStatus
+
+# Namespaces the hashed material so attribution's status ids never collide with rewards'.
+_STATUS_NAMESPACE = "attribution.status.v1"
+
+
+def referral_id(program_id: str, prospect_id: str) -> str:
+    digest = hashlib.sha256(f"{program_id}|{prospect_id}".encode()).hexdigest()
+    return "rf-" + digest[:32]
+
+
+def status_id(
+    referral_id: str,
+    advocate_id: str,
+    status: ReferralStatus,
+    *,
+    reason: str | None = None,
+    deal_id: str | None = None,
+    event_id: str | None = None,
+    lead: int = 0,
+) -> str:
+    """`event_id` is the event the status is about; `lead` is the referral's LEAD ordinal, so
+    the same deal event shown again to a re-instated advocate is a new change, not a repeat."""
+    # JSON, not a joined string: ids may contain any separator we could pick.
+    facts = [referral_id, advocate_id, status.value, reason, deal_id, event_id, lead]
+    material = json.dumps([_STATUS_NAMESPACE, *facts], separators=(",", ":"))
+    return "st-" + hashlib.sha256(material.encode()).hexdigest()[:32]

@@ -1,0 +1,154 @@
+"""Resolve one claim-bearing event against the directory: which advocates it claims for.
+
+Within one event the strongest *valid* claim counts: the declared advocate, then the referral
+code, then the prospect's email hash matching an EMAIL or LEAD_FORM share. A level whose
+claimants are all invalid (unknown profile, self-referral, share outside the window) does not
+stop the search, so a typo'd code or a not-yet-known declared advocate falls back to the next
+level; when the stronger level becomes valid later, it replaces the weaker claims.
+
+A code or email touch counts if the share is at most `window_days` older than the event
+(exactly the window counts; one millisecond more is OUTSIDE_WINDOW). A share *after* the event
+cannot have caused it: it is ignored (no claim, no rejection), except within CLOCK_SKEW, which
+absorbs producers' clock differences. Several shares of one advocate: the one the policy picks
+(FIRST_TOUCH the earliest, LAST_TOUCH the latest); several advocates are all claimants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from referrals.records import Channel, MatchedBy
+from services.attribution.domain.model import (
+    EMAIL_MATCH_CHANNELS,
+    Directory,
+    Policy,
+    Rules,
+    Touch,
+)
+from services.attribution.domain.state import (
+    MAX_CLAIMANTS,
+    Claim,
+    Reason,
+    Rejection,
+    Source,
+    to_ms,
+)
+
+# Producers stamp occurred_at with their own clocks; a share stamped up to an hour after the
+# conversion it led to is skew, not a later share. Small next to any attribution window.
+CLOCK_SKEW_MS = 3_600_000
+_DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    program_id: str
+    rules: Rules
+    prospect_emails: frozenset[str]
+    directory: Directory
+
+
+@dataclass(slots=True)
+class _Found:
+    claims: list[Claim] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def resolve(source: Source, ctx: Context) -> Source:
+    """The source with its claims, rejections and missing profiles as of `ctx.directory`."""
+    found = _Found()
+    if source.declared is not None:
+        _declared(source, source.declared, ctx, found)
+    if not found.claims and source.code is not None:
+        touches = ctx.directory.touches_by_code(ctx.program_id, source.code)
+        mine = (t for t in touches if t.referral_code == source.code)
+        _by_touches(source, mine, MatchedBy.CODE, ctx, found)
+    if not found.claims and source.email is not None:
+        touches = ctx.directory.touches_by_email(ctx.program_id, source.email)
+        mine = (
+            t
+            for t in touches
+            if t.channel in EMAIL_MATCH_CHANNELS and t.prospect_email_sha256 == source.email
+        )
+        _by_touches(source, mine, MatchedBy.EMAIL, ctx, found)
+    return replace(
+        source,
+        claims=tuple(sorted(found.claims, key=lambda c: c.rank(ctx.rules.policy))[:MAX_CLAIMANTS]),
+        rejections=tuple(_dedupe(found.rejections)[:MAX_CLAIMANTS]),
+        missing=tuple(sorted(set(found.missing))),
+    )
+
+
+def _declared(source: Source, advocate_id: str, ctx: Context, found: _Found) -> None:
+    claim = Claim(
+        advocate_id=advocate_id,
+        matched_by=MatchedBy.DECLARED,
+        channel=Channel.VERBAL,
+        touch_ms=source.occurred_ms,
+        source_id=source.event_id,
+        source_ms=source.occurred_ms,
+    )
+    _admit(claim, ctx, found)
+
+
+def _by_touches(
+    source: Source, touches: Iterable[Touch], matched_by: MatchedBy, ctx: Context, found: _Found
+) -> None:
+    window_ms = ctx.rules.window_days * _DAY_MS
+    by_advocate: dict[str, list[Touch]] = {}
+    for touch in touches:
+        if touch.program_id != ctx.program_id:
+            continue
+        if to_ms(touch.occurred_at) - source.occurred_ms > CLOCK_SKEW_MS:
+            continue  # after the event: cannot have caused it
+        by_advocate.setdefault(touch.advocate_id, []).append(touch)
+    for advocate_id in sorted(by_advocate):
+        candidates = by_advocate[advocate_id]
+        inside = [t for t in candidates if source.occurred_ms - to_ms(t.occurred_at) <= window_ms]
+        claim = _claim(source, _pick(inside or candidates, ctx), matched_by)
+        if inside:
+            _admit(claim, ctx, found)
+        else:
+            found.rejections.append(Rejection(claim, Reason.OUTSIDE_WINDOW))
+
+
+def _pick(touches: list[Touch], ctx: Context) -> Touch:
+    """The touch the policy would pick among one advocate's shares."""
+    keyed = sorted(touches, key=lambda t: (to_ms(t.occurred_at), t.event_id))
+    return keyed[0] if ctx.rules.policy is Policy.FIRST_TOUCH else keyed[-1]
+
+
+def _claim(source: Source, touch: Touch, matched_by: MatchedBy) -> Claim:
+    return Claim(
+        advocate_id=touch.advocate_id,
+        matched_by=matched_by,
+        channel=touch.channel,
+        touch_ms=to_ms(touch.occurred_at),
+        source_id=source.event_id,
+        source_ms=source.occurred_ms,
+    )
+
+
+def _admit(claim: Claim, ctx: Context, found: _Found) -> None:
+    """A claim in time is valid once its advocate's profile is known and is not the prospect."""
+    advocate = ctx.directory.advocate(claim.advocate_id)
+    if advocate is None:
+        found.missing.append(claim.advocate_id)
+    elif advocate.program_id != ctx.program_id:
+        return  # an advocate of another program cannot refer into this one
+    elif advocate.email_sha256 in ctx.prospect_emails:
+        found.rejections.append(Rejection(claim, Reason.SELF_REFERRAL))
+    else:
+        found.claims.append(claim)
+
+
+def _dedupe(rejections: list[Rejection]) -> list[Rejection]:
+    """One rejection per advocate (SELF_REFERRAL over OUTSIDE_WINDOW), in advocate order."""
+    best: dict[str, Rejection] = {}
+    for rejection in rejections:
+        advocate_id = rejection.claim.advocate_id
+        if advocate_id not in best or rejection.reason is Reason.SELF_REFERRAL:
+            best[advocate_id] = rejection
+    return [best[advocate_id] for advocate_id in sorted(best)]
