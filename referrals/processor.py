@@ -69,6 +69,21 @@ class Processor:
     def on_global(self, topic: str, key: str | None, record: Record) -> None:
         """A record of a global topic arrived (in order, per partition)."""
 
+    def global_start(self, topic: str, partition: int) -> int | None:
+        """Where to start reading a global topic's partition (None: from the beginning). A
+        processor keeping a durable copy of a global table returns the offset it holds."""
+        return None
+
+    def global_position(self, topic: str, partition: int, next_offset: int) -> None:
+        """Records of a global topic partition up to `next_offset` have been handed over."""
+
+    def committed(self, task: int) -> None:
+        """The task's transaction committed: its outputs and store writes are durable. Side
+        effects that must not run for an aborted transaction (sending email) start here."""
+
+    def aborted(self, task: int) -> None:
+        """The task's transaction was aborted: forget what was staged for it."""
+
     async def assign(self, tasks: frozenset[int]) -> None:
         """These tasks are now ours: restore their state before records arrive."""
 

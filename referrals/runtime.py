@@ -52,7 +52,6 @@ from referrals.validation import check_values
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
-PUNCTUATE_EVERY_S = 1.0
 MAX_CONSECUTIVE_FAILURES = 5
 
 
@@ -201,7 +200,7 @@ class StreamRuntime:
         for tp, messages in batch.items():
             if tp.partition in self._producers:
                 by_task[tp.partition].extend((tp, m) for m in messages)
-        due = time.monotonic() - self._last_punctuate >= PUNCTUATE_EVERY_S
+        due = time.monotonic() - self._last_punctuate >= self.settings.punctuate_ms / 1000
         if due:
             self._last_punctuate = time.monotonic()
         tasks = set(by_task) | (set(self._producers) if due else set())
@@ -268,6 +267,10 @@ class StreamRuntime:
                 store.commit()
             else:
                 store.abort()
+        if committed:
+            self.p.committed(task)
+        else:
+            self.p.aborted(task)
 
     def _dead_letter(self, tp: TopicPartition, msg: Any, err: BaseException) -> _Pending:
         """The DLQ entry for consumed record `msg` (anything with key/value/offset/timestamp)."""
@@ -417,7 +420,12 @@ class StreamRuntime:
             found = await _partitions(consumer, physical)
             parts += [TopicPartition(physical, p) for p in found]
         consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
+        for tp in parts:  # resume where the processor's own durable copy says it is
+            start = self.p.global_start(self.names.logical(tp.topic), tp.partition)
+            if start is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, start)
         end = await consumer.end_offsets(parts)
         while await _behind(consumer, parts, end):
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
@@ -445,6 +453,11 @@ class StreamRuntime:
                     self.p.on_global(logical, key, record)
                 except PermanentError as err:
                     await self._dead_letter_direct(tp, msg, err)
+                except Exception as err:  # a bug must not silently stop following the table
+                    log.exception("global record failed", extra={"topic": tp.topic})
+                    await self._dead_letter_direct(tp, msg, err)
+            if messages:
+                self.p.global_position(logical, tp.partition, messages[-1].offset + 1)
 
     async def _dead_letter_direct(self, tp: TopicPartition, msg: Any, err: BaseException) -> None:
         # Global topics are read outside any group, so there is no transaction to join: every

@@ -91,6 +91,8 @@ class ServiceSettings:
     # enough that a batch commits well inside the 250 ms payout latency target.
     max_batch: int = 2000
     poll_timeout_ms: int = 20
+    # How often each task's timers run (Processor.punctuate): due holds, nurture, wakeups.
+    punctuate_ms: int = 1000
     state_dir: Path = Path(".local/state")
     state_backend: str = "rocksdb"  # or "memory" (state rebuilt from changelogs at each start)
     log_level: str = "INFO"
