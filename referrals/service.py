@@ -10,13 +10,14 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from datetime import timedelta
 
 from referrals.avro import AvroCodec
 from referrals.errors import ConfigError
 from referrals.logs import configure
 from referrals.metrics import Health, RuntimeMetrics, serve
 from referrals.processor import Processor
-from referrals.runtime import FatalRuntimeError, StreamRuntime
+from referrals.runtime import FatalRuntimeError, StreamRuntime, utc_now
 from referrals.settings import KafkaSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ async def serve_processor(
         metrics.registry, health, settings.metrics_host, settings.metrics_port
     )
     log.info("metrics and health endpoints up", extra={"port": port, "service": processor.name})
+    offset = timedelta(seconds=settings.clock_offset_s)
     runtime = StreamRuntime(
         processor,
         kafka=kafka,
@@ -41,6 +43,7 @@ async def serve_processor(
         codec=AvroCodec(),
         metrics=metrics,
         health=health,
+        clock=(lambda: utc_now() + offset) if offset else utc_now,
     )
     try:
         await runtime.run(stop)

@@ -98,5 +98,8 @@ class ServiceSettings:
     log_level: str = "INFO"
     # A member that stops heartbeating loses its tasks after this long (broker minimum 6 s).
     session_timeout_ms: int = 10_000
+    # Added to the wall clock (seconds). For tests and drills only: lets a test see what a
+    # service does days later (holds released, nurture sent) without waiting days.
+    clock_offset_s: float = 0.0
     # How long an event may wait for its program's config before it goes to the DLQ.
     unknown_program_wait_s: float = 3600.0
