@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 JARS   := deploy/kafka/lib/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: setup venv jars check test test-unit test-integration demo broker-start broker-stop clean
+.PHONY: setup venv jars check test test-unit test-integration demo bench broker-start broker-stop clean
 
 setup: $(STAMP) $(JARS)
 
@@ -46,6 +46,10 @@ test-integration: setup
 
 demo: setup
 	$(BIN)/python -m referrals.demo
+
+# Throughput of the shared runtime vs a bare aiokafka loop, measured in the same run.
+bench: setup
+	$(BIN)/python bench/runtime_throughput.py
 
 broker-start: setup
 	$(BIN)/referrals broker start
