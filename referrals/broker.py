@@ -145,7 +145,10 @@ def _cluster_id() -> str:
 def _format(cfg: BrokerConfig, props: Path) -> None:
     if (cfg.data_dir / "data" / "meta.properties").exists():
         return
-    cmd = _jvm(cfg, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props))
+    # `--cluster-id=<id>` in one argument: a random id may start with "-" and would otherwise
+    # be read as an option (about one start in 64 failed that way).
+    cluster = f"--cluster-id={_cluster_id()}"
+    cmd = _jvm(cfg, "kafka.tools.StorageTool", "format", cluster, "-c", str(props))
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise BrokerError(f"formatting {cfg.data_dir} failed:\n{proc.stdout}{proc.stderr}")

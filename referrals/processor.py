@@ -84,6 +84,13 @@ class Processor:
     def aborted(self, task: int) -> None:
         """The task's transaction was aborted: forget what was staged for it."""
 
+    async def startup(self) -> None:
+        """Once, after global tables are loaded and before any task: start helpers (servers,
+        senders) the processor owns."""
+
+    async def shutdown(self) -> None:
+        """Once, after every task closed: stop what startup started."""
+
     async def assign(self, tasks: frozenset[int]) -> None:
         """These tasks are now ours: restore their state before records arrive."""
 

@@ -39,6 +39,7 @@ from referrals.kafka import make_admin, make_consumer, make_producer
 from referrals.metrics import Health, RuntimeMetrics
 from referrals.processor import DeadLetterOut, Inbound, Output, Processor
 from referrals.settings import KafkaSettings, ServiceSettings
+from referrals.state import TaskStore
 from referrals.stores import StoreManager, changelog_topic
 from referrals.topics import (
     ANY_RECORD,
@@ -113,6 +114,8 @@ class StreamRuntime:
         self._last_punctuate = 0.0
         self._positions: dict[TopicPartition, int] = {}  # next offset to consume, per partition
         self._stores: StoreManager | None = None
+        self._closing = False
+        self._timers_disabled: set[int] = set()
         self._restore_consumer: AIOKafkaConsumer | None = None
         self.p.task_stores = {}
 
@@ -135,6 +138,7 @@ class StreamRuntime:
             )
             topics = [self.names(t) for t in self.p.inputs]
             self._consumer.subscribe(topics, listener=_Listener(self))
+            await self.p.startup()
             await self._consumer.start()
             self.health.ready = True
             await self._loop(stop)
@@ -147,6 +151,8 @@ class StreamRuntime:
 
     async def _shutdown(self) -> None:
         async with self._lock:
+            self._closing = True  # a rebalance finishing during shutdown opens no new tasks
+            await self._flush_tasks()
             await self._close_tasks(frozenset(self._producers), checkpoint=True)
         for client in (
             self._consumer,
@@ -156,6 +162,19 @@ class StreamRuntime:
         ):
             if client is not None:
                 await client.stop()
+        for producer in list(self._producers.values()):  # opened while the consumer stopped
+            await producer.stop()
+        self._producers.clear()
+        await self.p.shutdown()
+
+    async def _flush_tasks(self) -> None:
+        """Runs every owned task's timers and commits what they produce (a processor may hold
+        results, e.g. accepted deliveries, that must be recorded before the task moves)."""
+        for task in sorted(self._producers):
+            try:
+                await self._run_task(task, [], due=True)
+            except Exception:  # the task is leaving anyway; what was not recorded is redone
+                log.exception("final flush failed", extra={"task": task})
 
     async def _loop(self, stop: asyncio.Event) -> None:
         assert self._consumer is not None
@@ -225,14 +244,39 @@ class StreamRuntime:
         for tp, msg in messages:
             offsets[tp] = msg.offset + 1
             pending.extend(self._handle(tp, msg, now))
-        if due:
-            pending.extend(self._encode(self.p.punctuate(task, now)))
+        if due and task not in self._timers_disabled:
+            try:
+                pending.extend(self._encode(self.p.punctuate(task, now)))
+            except Exception:
+                # A timer bug must neither stop the service nor commit half a batch: abort the
+                # task's work, rebuild it, and run it without timers (loudly) from now on.
+                log.exception(
+                    "punctuate failed; timers disabled for the task", extra={"task": task}
+                )
+                self.metrics.transactions.labels("punctuate_error").inc()
+                self._timers_disabled.add(task)
+                self.health.detail["timers_disabled_tasks"] = sorted(self._timers_disabled)
+                self._finish_stores(task, committed=False)
+                await self._recover(task)
+                return
         pending.extend(self._changelog_entries(task))
         if not pending and not offsets:
             return
         await self._commit(task, pending, offsets, len(messages))
 
     def _handle(self, tp: TopicPartition, msg: Any, now: datetime) -> list[_Pending]:
+        """One record: its outputs, or its dead letter with its store writes undone."""
+        stores = list(self.p.task_stores.get(tp.partition, {}).values())
+        for store in stores:
+            store.begin_record()
+        outputs = self._handle_record(tp, msg, now, stores)
+        for store in stores:
+            store.end_record()
+        return outputs
+
+    def _handle_record(
+        self, tp: TopicPartition, msg: Any, now: datetime, stores: list[TaskStore]
+    ) -> list[_Pending]:
         logical = self.names.logical(tp.topic)
         self.metrics.records_in.labels(logical).inc()
         spec = spec_for(logical)
@@ -249,9 +293,13 @@ class StreamRuntime:
             )
             return self._encode(self.p.process(inbound, now))
         except PermanentError as err:
+            for store in stores:
+                store.undo_record()
             return [self._dead_letter(tp, msg, err)]
         except Exception as err:  # a bug must not stop every other record: DLQ it, loudly
             log.exception("processing failed", extra={"topic": tp.topic, "offset": msg.offset})
+            for store in stores:
+                store.undo_record()
             return [self._dead_letter(tp, msg, err)]
 
     def _changelog_entries(self, task: int) -> list[_Pending]:
@@ -381,8 +429,8 @@ class StreamRuntime:
             )
             await producer.start()  # InitProducerId: fences a zombie owner, aborts its txn
             self._producers[task] = producer
-            if self._stores is not None:  # after fencing: no zombie can still write the changelog
-                await self._stores.open_task(task)
+        if self._stores is not None and tasks:  # after fencing: no zombie writes a changelog
+            await self._stores.open_tasks(tasks)
         if tasks:
             await self.p.assign(tasks)
         self.metrics.assigned.set(len(self._producers))
@@ -400,6 +448,8 @@ class StreamRuntime:
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._lock:
+            if self._closing:
+                return
             wanted = frozenset(tp.partition for tp in assigned)
             owned = frozenset(self._producers)
             await self._close_tasks(owned - wanted)
@@ -488,7 +538,9 @@ class StreamRuntime:
             await admin.close()
         if self.p.stores:
             self._restore_consumer = make_consumer(
-                self.kafka, client_id=f"{self.p.name}-{self.settings.instance_id}-restore"
+                self.kafka,
+                client_id=f"{self.p.name}-{self.settings.instance_id}-restore",
+                fetch_max_wait_ms=50,  # restores run inside the rebalance: never idle-wait long
             )
             await self._restore_consumer.start()
             self._stores = StoreManager(
@@ -556,10 +608,12 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.runtime = runtime
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Waits for the in-flight transaction; tasks are closed lazily in on_partitions_assigned
-        # so a task that stays with this member keeps its state across the rebalance.
+        # Waits for the in-flight transaction, then flushes every task's timers while this
+        # member still owns them (no other member can have fenced our producers yet). Tasks
+        # are closed lazily in on_partitions_assigned, so a task that stays keeps its state.
         async with self.runtime._lock:
             self.runtime._generation += 1
+            await self.runtime._flush_tasks()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.runtime.on_assigned(assigned)

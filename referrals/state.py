@@ -21,6 +21,7 @@ from typing import Protocol
 from rocksdict import Options, Rdict, WriteBatch
 
 _DELETED = object()  # overlay marker for a delete
+_ABSENT = object()  # journal marker: the key was not in the overlay
 
 
 class Backend(Protocol):
@@ -96,6 +97,27 @@ class TaskStore:
         self.task = task
         self.backend = backend
         self._overlay: dict[bytes, object] = {}
+        self._journal: list[tuple[bytes, object]] | None = None
+
+    def begin_record(self) -> None:
+        """Starts journaling writes so one record's writes can be undone (its handler failed)."""
+        self._journal = []
+
+    def undo_record(self) -> None:
+        """Reverts the overlay to what it was at begin_record."""
+        for key, previous in reversed(self._journal or []):
+            if previous is _ABSENT:
+                self._overlay.pop(key, None)
+            else:
+                self._overlay[key] = previous
+        self._journal = None
+
+    def end_record(self) -> None:
+        self._journal = None
+
+    def _remember(self, key: bytes) -> None:
+        if self._journal is not None:
+            self._journal.append((key, self._overlay.get(key, _ABSENT)))
 
     def get(self, key: bytes) -> bytes | None:
         value = self._overlay.get(key)
@@ -107,9 +129,11 @@ class TaskStore:
         return self.backend.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
+        self._remember(key)
         self._overlay[key] = value
 
     def delete(self, key: bytes) -> None:
+        self._remember(key)
         self._overlay[key] = _DELETED
 
     def changes(self) -> list[tuple[bytes, bytes | None]]:
@@ -120,11 +144,13 @@ class TaskStore:
         ]
 
     def commit(self) -> None:
+        self._journal = None
         if self._overlay:
             self.backend.apply(self.changes())
             self._overlay.clear()
 
     def abort(self) -> None:
+        self._journal = None
         self._overlay.clear()
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:

@@ -68,3 +68,29 @@ def test_rocksdb_keeps_committed_state_across_reopening(tmp_path: Path) -> None:
     again = RocksBackend(tmp_path / "db")
     assert again.get(b"kept") == b"y" and again.get(b"gone") is None
     again.close()
+
+
+def test_undoing_a_record_restores_the_overlay_as_it_was_before_the_record() -> None:
+    store = TaskStore("s", 0, MemoryBackend())
+    store.put(b"kept", b"1")
+    store.put(b"changed", b"old")
+    store.begin_record()
+    store.put(b"changed", b"new")
+    store.put(b"added", b"x")
+    store.delete(b"kept")
+    store.undo_record()
+    assert store.get(b"kept") == b"1"
+    assert store.get(b"changed") == b"old"
+    assert store.get(b"added") is None
+    assert sorted(store.changes()) == [(b"changed", b"old"), (b"kept", b"1")]
+
+
+def test_a_finished_record_is_not_undone_by_a_later_undo() -> None:
+    store = TaskStore("s", 0, MemoryBackend())
+    store.begin_record()
+    store.put(b"a", b"1")
+    store.end_record()
+    store.begin_record()
+    store.put(b"b", b"2")
+    store.undo_record()
+    assert store.get(b"a") == b"1" and store.get(b"b") is None
