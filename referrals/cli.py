@@ -5,6 +5,9 @@
     referrals publish TOPIC FILE            JSON lines (- for stdin) -> Avro records
     referrals tail TOPIC                    records as JSON lines, read_committed
     referrals program validate|put FILE     a program document (every problem, with its path)
+    referrals approve|retry PAYOUT_ID       release a reward held for approval / re-issue a FAILED
+                                            payout (refused, exit 1, in any other state)
+    referrals reconcile [--json]            issued, paid, failed, outstanding payouts
     referrals run attribution|rewards|notifications
 
 Exit status 0 on success; otherwise non-zero with a message on standard error that names the
@@ -73,6 +76,18 @@ def _parser() -> argparse.ArgumentParser:
     pg.add_argument("action", choices=("validate", "put"))
     pg.add_argument("file", type=Path)
     pg.add_argument("--by", help="who publishes it (default: the current user)")
+
+    for name, text in (
+        ("approve", "release a reward held for approval (REWARD_HELD NEEDS_APPROVAL)"),
+        ("retry", "re-issue a FAILED payout: same payout_id, next attempt"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("payout_id")
+        cmd.add_argument("--by", help="who asks, for the audit trail (default: the current user)")
+    rc = sub.add_parser(
+        "reconcile", help="payouts issued, paid, failed and outstanding per program and currency"
+    )
+    rc.add_argument("--json", action="store_true", help="machine-readable output")
 
     r = sub.add_parser("run", help="run one service in the foreground (SIGTERM stops it)")
     r.add_argument("service", choices=SERVICES)
@@ -173,6 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "program":
             return _program(args, settings)
+        if args.command in ("approve", "retry", "reconcile"):
+            # Imported here: the rewards service's operator commands, not needed by the others.
+            from services.rewards import operator
+
+            return operator.main(args, settings)
         if args.command == "run":
             module = importlib.import_module(f"services.{args.service}.app")
             status: int = module.main()

@@ -1,33 +1,22 @@
-"""Rewards service entrypoint (skeleton) on the shared stream runtime.
+"""Rewards service entrypoint: `referrals run rewards` calls `main()`.
 
-The reward rules and payouts arrive with the rewards issue. Today the service decodes and validates
-its inputs, dead-letters bad ones, follows program configs and counts what it consumed.
+Settings come from the environment once (prefix REWARDS_, see `settings.py`); `build` wires the
+processor (`adapter.py`) that the shared runtime runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from referrals.metrics import RuntimeMetrics
-from referrals.programs import ProgramAwareProcessor
 from referrals.service import run_service
 from referrals.settings import ServiceSettings, load
-from referrals.topics import ADVOCATES, PAYOUT_RESULTS, STATUS
+from services.rewards.adapter import RewardsProcessor
+from services.rewards.settings import RewardsSettings, rewards_settings
 
-
-@dataclass(frozen=True)
-class RewardsSettings(ServiceSettings):
-    group_id: str = "referrals-rewards"
-    metrics_port: int = 9202
-
-
-class RewardsProcessor(ProgramAwareProcessor):
-    name = "rewards"
-    inputs = (STATUS, ADVOCATES, PAYOUT_RESULTS)
+__all__ = ["RewardsProcessor", "RewardsSettings", "build", "main"]
 
 
 def build(settings: ServiceSettings, metrics: RuntimeMetrics) -> RewardsProcessor:
-    return RewardsProcessor(metrics)
+    return RewardsProcessor(metrics, rewards_settings(settings))
 
 
 def main() -> int:
