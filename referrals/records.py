@@ -206,6 +206,18 @@ class RewardCommand:
     advocate_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class UnsubscribeRequest:
+    """Internal (notifications): an advocate used a signed unsubscribe link."""
+
+    request_id: str
+    advocate_id: str
+    program_id: str
+    method: str
+    token_issued_at: datetime
+    requested_at: datetime
+
+
 Record = (
     AdvocateProfile
     | ShareEvent
@@ -218,6 +230,7 @@ Record = (
     | NotificationSent
     | PayoutOwner
     | RewardCommand
+    | UnsubscribeRequest
 )
 
 # Record name (the Avro record name without namespace) -> Python type.
@@ -235,5 +248,6 @@ RECORD_TYPES: dict[str, type[Record]] = {
         NotificationSent,
         PayoutOwner,
         RewardCommand,
+        UnsubscribeRequest,
     )
 }

@@ -44,6 +44,7 @@ NOTIFICATIONS_SENT = "notifications.sent.v1"
 DEALS_BY_PROSPECT = "attribution.deals-by-prospect.v1"
 REWARDS_BY_PAYOUT = "rewards.by-payout.v1"
 REWARDS_BY_ADVOCATE = "rewards.by-advocate.v1"
+UNSUBSCRIBES = "notifications.unsubscribes.v1"
 
 CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(ADVOCATES, "AdvocateProfile", "advocate_id", Role.INPUT, compacted=True),
@@ -60,6 +61,8 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(REWARDS_BY_PAYOUT, ANY_RECORD, "payout_id", Role.INTERNAL),
     # PayoutResult and RewardCommand records, keyed by advocate_id.
     TopicSpec(REWARDS_BY_ADVOCATE, ANY_RECORD, "advocate_id", Role.INTERNAL),
+    # Signed unsubscribe links used by advocates (notifications), keyed by advocate_id.
+    TopicSpec(UNSUBSCRIBES, "UnsubscribeRequest", "advocate_id", Role.INTERNAL),
 )
 BY_NAME = {spec.name: spec for spec in CATALOGUE}
 

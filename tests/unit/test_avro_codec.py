@@ -44,6 +44,7 @@ from referrals.records import (
     RewardCommand,
     RewardType,
     ShareEvent,
+    UnsubscribeRequest,
 )
 
 REGISTRY = SchemaRegistry()
@@ -224,6 +225,14 @@ SAMPLES: dict[str, Record] = {
         requested_at=T0,
         advocate_id="adv-1",
     ),
+    "UnsubscribeRequest": UnsubscribeRequest(
+        request_id="us-1",
+        advocate_id="adv-1",
+        program_id="acme-b2b",
+        method="LINK",
+        token_issued_at=T0,
+        requested_at=T0,
+    ),
 }
 
 
@@ -298,7 +307,8 @@ def test_encoded_records_start_with_c3_01_and_the_writer_fingerprint(name: str) 
 # == round trips ================================================================================
 def test_there_is_one_sample_for_each_record_in_the_registry() -> None:
     assert set(SAMPLES) == set(RECORD_TYPES) == set(REGISTRY.versions)
-    assert len(SAMPLES) == 11  # the contract's nine and the rewards service's two internal ones
+    # the contract's nine, the rewards service's two internal ones, notifications' one
+    assert len(SAMPLES) == 12
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))

@@ -77,13 +77,10 @@ class RenderedMessage:
     html: str | None  # None: the template has no HTML part, send plain text only
 
 
-def suppressed(entry: Pending, reason: Reason) -> Plan:
-    """A plan holding only the suppression of `entry`."""
-    return Plan(
-        suppressed=(
-            Suppressed(entry.notification_id, entry.referral_id, entry.kind, entry.step, reason),
-        )
-    )
+def suppressed(advocate_id: str, entry: Pending, reason: Reason) -> Plan:
+    """A plan holding only the suppression of `entry` (a message to `advocate_id`)."""
+    nid = entry.notification_id(advocate_id)
+    return Plan(suppressed=(Suppressed(nid, entry.referral_id, entry.kind, entry.step, reason),))
 
 
 def channels_for(profile: Profile, program: ProgramDocument) -> tuple[NotificationChannel, ...]:
@@ -99,7 +96,7 @@ def build_message(
     advocate_id: str, profile: Profile, entry: Pending, program: ProgramDocument
 ) -> Message:
     return Message(
-        notification_id=entry.notification_id,
+        notification_id=entry.notification_id(advocate_id),
         advocate_id=advocate_id,
         referral_id=entry.referral_id,
         kind=entry.kind,

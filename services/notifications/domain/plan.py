@@ -7,9 +7,10 @@ Every command takes the state and returns `(state, Plan)`; nothing is sent from 
   per entry of the program's `nurture_days`, due at the WON's `occurred_at` plus that many days
   by the wall clock (steps 1, 2, ...). A share that happened after the WON cancels its pending
   nurture steps (SUPERSEDED_BY_SHARE), also when the share arrives before the WON does.
-- One message per `notification_id` (referral, kind, step), ever: a repeated status, or another
-  status of the same kind for the same referral (a second PAYOUT_FAILED after a retry, weeks
-  later), is DUPLICATE. Thank-yous dropped as RATE_LIMITED or NO_CHANNEL count as decided too.
+- One message per `notification_id` (advocate, referral, kind, step), ever: a repeated status,
+  or another status of the same kind for the same referral (a second PAYOUT_FAILED after a
+  retry, weeks later), is DUPLICATE. Thank-yous dropped as RATE_LIMITED or NO_CHANNEL count as
+  decided too.
 - A message whose trigger is older than `staleness_days` by the wall clock is STALE, so replaying
   history mails nobody; a backfilled WON's nurture steps are due at once unless they are stale.
 - Opted-out advocates get nothing (OPTED_OUT), and the opt-out is sticky (see `state`).
@@ -71,12 +72,12 @@ def on_status(
         return state, Plan()
     entry = Pending(status.referral_id, kind, 0, to_ms(status.occurred_at), facts=_facts(status))
     if state.opted_out:
-        return state, suppressed(entry, Reason.OPTED_OUT)
+        return state, suppressed(state.advocate_id, entry, Reason.OPTED_OUT)
     state, cut = _housekeep(state, program, to_ms(now))
     if state.knows(entry):
-        return state, suppressed(entry, Reason.DUPLICATE)
+        return state, suppressed(state.advocate_id, entry, Reason.DUPLICATE)
     if entry.trigger_at < cut:
-        plan = suppressed(entry, Reason.STALE)
+        plan = suppressed(state.advocate_id, entry, Reason.STALE)
     elif state.profile is None:
         state, plan = replace(state, pending=(*state.pending, entry)), Plan()
     else:
@@ -112,7 +113,7 @@ def on_share(state: State, share: ShareEvent) -> tuple[State, Plan]:
     moot = [e for e in state.pending if e.is_nurture and e.won_at is not None and e.won_at < at]
     if not moot:
         return state, Plan()
-    plan = sum((suppressed(e, Reason.SUPERSEDED_BY_SHARE) for e in moot), Plan())
+    plan = sum((suppressed(state.advocate_id, e, Reason.SUPERSEDED_BY_SHARE) for e in moot), Plan())
     return replace(state, pending=tuple(e for e in state.pending if e not in moot)), plan
 
 
@@ -186,11 +187,11 @@ def _admit(
 ) -> tuple[State, Plan]:
     """Plans `entry` for delivery now if a channel and the rate limit allow."""
     if not channels_for(profile, program):
-        return state.with_decided(entry), suppressed(entry, Reason.NO_CHANNEL)
+        return state.with_decided(entry), suppressed(state.advocate_id, entry, Reason.NO_CHANNEL)
     if state.sends_near(now) >= program.notifications.rate_limit.max_per_day:
         if entry.is_nurture:
             return replace(state, pending=(*state.pending, entry)), Plan()
-        return state.with_decided(entry), suppressed(entry, Reason.RATE_LIMITED)
+        return state.with_decided(entry), suppressed(state.advocate_id, entry, Reason.RATE_LIMITED)
     message = build_message(state.advocate_id, profile, entry, program)
     state = replace(
         state.with_decided(entry), outbox=(*state.outbox, entry), sends=(*state.sends, now)
@@ -206,7 +207,9 @@ def _release(
         # A pending thank-you was only ever waiting for the profile; a nurture step was waiting
         # for its time or for room under the rate limit.
         waited_for_profile = state.profile is None or not entry.is_nurture
-        return state, suppressed(entry, Reason.NO_PROFILE if waited_for_profile else Reason.STALE)
+        return state, suppressed(
+            state.advocate_id, entry, Reason.NO_PROFILE if waited_for_profile else Reason.STALE
+        )
     if state.profile is None or (entry.is_nurture and entry.trigger_at > now):
         return replace(state, pending=(*state.pending, entry)), Plan()
     return _admit(state, state.profile, entry, program, now)
@@ -222,9 +225,9 @@ def _schedule_nurture(
         if state.knows(entry):
             continue
         if state.last_share_at is not None and state.last_share_at > won.trigger_at:
-            plan += suppressed(entry, Reason.SUPERSEDED_BY_SHARE)
+            plan += suppressed(state.advocate_id, entry, Reason.SUPERSEDED_BY_SHARE)
         elif entry.trigger_at < cut:
-            plan += suppressed(entry, Reason.STALE)
+            plan += suppressed(state.advocate_id, entry, Reason.STALE)
         else:
             state = replace(state, pending=(*state.pending, entry))
     return state, plan
@@ -234,13 +237,17 @@ def _opt_out(state: State, at: int) -> tuple[State, Plan]:
     """Sticky: the earliest opt-out time is kept; waiting messages are dropped, none resent."""
     if state.opted_out:
         return state, Plan()
-    plan = sum((suppressed(entry, Reason.OPTED_OUT) for entry in state.pending), Plan())
+    plan = sum(
+        (suppressed(state.advocate_id, entry, Reason.OPTED_OUT) for entry in state.pending), Plan()
+    )
     # Nothing will be planned again: keep only who the advocate is and that they opted out.
     return State(state.advocate_id, state.profile, opted_out_at=at), plan
 
 
 def _settle(state: State, notification_id: str) -> State:
-    outbox = tuple(e for e in state.outbox if e.notification_id != notification_id)
+    outbox = tuple(
+        e for e in state.outbox if e.notification_id(state.advocate_id) != notification_id
+    )
     return replace(state, outbox=outbox)
 
 

@@ -89,9 +89,9 @@ class Pending:
     won_at: int | None = None  # NURTURE: the WON it follows; a later share cancels it
     facts: Facts | None = None  # transactional kinds only
 
-    @property
-    def notification_id(self) -> str:
-        return notification_id(self.referral_id, self.kind, self.step)
+    def notification_id(self, advocate_id: str) -> str:
+        """This message's id for `advocate_id` (the state's advocate)."""
+        return notification_id(advocate_id, self.referral_id, self.kind, self.step)
 
     @property
     def is_nurture(self) -> bool:

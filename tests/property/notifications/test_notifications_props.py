@@ -148,7 +148,7 @@ def apply(
         case ("advance", int(hours)):
             return (*on_tick(state, doc, clock + hours * HOUR), clock + hours * HOUR)
         case ("delivered", int(index)) if state.outbox:
-            delivered = state.outbox[index % len(state.outbox)].notification_id
+            delivered = state.outbox[index % len(state.outbox)].notification_id(state.advocate_id)
             return on_delivered(state, delivered), Plan(), clock
     return state, Plan(), clock
 

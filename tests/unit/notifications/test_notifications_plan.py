@@ -116,11 +116,22 @@ def test_another_status_of_the_same_kind_for_the_referral_is_a_duplicate() -> No
     assert reasons(second) == [Reason.DUPLICATE]
 
 
-def test_notification_id_is_deterministic_per_referral_kind_and_step() -> None:
-    digest = hashlib.sha256(b"r1|NURTURE|2").hexdigest()[:32]
-    assert notification_id("r1", MessageKind.NURTURE, 2) == "nt-" + digest
+def test_notification_id_is_deterministic_per_advocate_referral_kind_and_step() -> None:
+    digest = hashlib.sha256(b"5:adv-1|r1|NURTURE|2").hexdigest()[:32]
+    assert notification_id("adv-1", "r1", MessageKind.NURTURE, 2) == "nt-" + digest
     _, plan = on_status(known_advocate(), status("r1", S.WON), program(), NOW)
-    assert only(plan).notification_id == notification_id("r1", MessageKind.WON, 0)
+    assert only(plan).notification_id == notification_id(ADVOCATE, "r1", MessageKind.WON, 0)
+
+
+def test_two_advocates_lead_messages_for_one_referral_have_different_ids() -> None:
+    # Under LAST_TOUCH a later claimant takes the referral over: both advocates are thanked.
+    first = notification_id("adv-1", "r1", MessageKind.LEAD, 0)
+    second = notification_id("adv-2", "r1", MessageKind.LEAD, 0)
+    assert first != second
+    # Field boundaries cannot be shifted to forge another advocate's id.
+    assert notification_id("a|b", "c", MessageKind.LEAD, 0) != notification_id(
+        "a", "b|c", MessageKind.LEAD, 0
+    )
 
 
 def test_status_older_than_the_staleness_limit_is_not_sent() -> None:

@@ -1,0 +1,387 @@
+"""The notifications adapter's edges, without a broker or a server: signed unsubscribe tokens,
+webhook signatures and status handling, the email advocates receive, the retry schedule, and the
+small durable structures (outbox entries, timers, parked records, the journal)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+from notifications_builders import NOW, program
+
+from referrals.processor import Inbound
+from referrals.program_model import MessageKind, NotificationChannel, Webhook
+from referrals.state import MemoryBackend, TaskStore
+from services.notifications import smtp, unsubscribe, webhook
+from services.notifications.delivery import backoff_s
+from services.notifications.domain.messages import Message, RenderedMessage, render
+from services.notifications.failures import PermanentFailure, TransientFailure
+from services.notifications.parking import ParkingLot
+from services.notifications.storage import (
+    Journal,
+    Journaled,
+    Keyspace,
+    OutboxEntry,
+    parse_wakeup_key,
+    wakeup_key,
+)
+from services.notifications.timers import WakeupIndex
+
+SECRET = "s3cret"
+EMAIL, WEBHOOK = NotificationChannel.EMAIL, NotificationChannel.WEBHOOK
+
+
+def _message(**changes: object) -> Message:
+    context = {
+        "advocate_name": "Alex Doe",
+        "program_id": "acme-b2b",
+        "referral_id": "r1",
+        "prospect_label": "Your friend",
+        "kind": "LEAD",
+        "status": "LEAD",
+        "reward_amount": "",
+        "reward_type": "",
+        "payout_id": "",
+        "referrals_to_next_tier": None,
+        "next_tier_amount": None,
+        "reason": "",
+    }
+    message = Message(
+        notification_id="nt-0123",
+        advocate_id="adv-1",
+        referral_id="r1",
+        kind=MessageKind.LEAD,
+        step=0,
+        channels=(EMAIL,),
+        locale="en-US",
+        email="alex@example.com",
+        display_name="Alex Doe",
+        trigger_time=NOW,
+        context=MappingProxyType(context),
+    )
+    return replace(message, **changes)  # type: ignore[arg-type]
+
+
+def _store() -> TaskStore:
+    return TaskStore("index", 0, MemoryBackend())
+
+
+# == unsubscribe tokens =========================================================================
+def test_a_signed_token_verifies_to_the_advocate_program_and_issue_time() -> None:
+    token = unsubscribe.sign(SECRET, "adv-1", "acme-b2b", NOW)
+    assert unsubscribe.verify(SECRET, token, NOW) == unsubscribe.Token("adv-1", "acme-b2b", NOW)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda t: t.replace(t.split(".")[0], unsubscribe.sign(SECRET, "adv-2", "p", NOW)[:-44]),
+        lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),
+        lambda t: t.split(".")[0],
+        lambda t: "",
+        lambda t: "not.a-token",
+    ],
+    ids=["another-advocate", "edited-mac", "no-mac", "empty", "garbage"],
+)
+def test_an_edited_or_made_up_token_is_refused(tamper: object) -> None:
+    token = unsubscribe.sign(SECRET, "adv-1", "acme-b2b", NOW)
+    with pytest.raises(unsubscribe.BadToken):
+        unsubscribe.verify(SECRET, tamper(token), NOW)  # type: ignore[operator]
+
+
+def test_a_token_signed_with_another_secret_is_refused() -> None:
+    token = unsubscribe.sign("another secret", "adv-1", "acme-b2b", NOW)
+    with pytest.raises(unsubscribe.BadToken, match="signature"):
+        unsubscribe.verify(SECRET, token, NOW)
+
+
+def test_tokens_never_expire_unless_a_maximum_age_is_set() -> None:
+    token = unsubscribe.sign(SECRET, "adv-1", "acme-b2b", NOW)
+    later = NOW + timedelta(days=400)
+    assert unsubscribe.verify(SECRET, token, later).advocate_id == "adv-1"
+    assert unsubscribe.verify(SECRET, token, NOW + timedelta(days=29), 30).advocate_id == "adv-1"
+    with pytest.raises(unsubscribe.BadToken, match="expired"):
+        unsubscribe.verify(SECRET, token, NOW + timedelta(days=31), 30)
+
+
+def test_unsubscribe_links_carry_the_token_url_safely_and_requests_have_stable_ids() -> None:
+    token = unsubscribe.sign(SECRET, "adv 1/ü", "acme-b2b", NOW)
+    assert "=" not in token and "/" not in token and "+" not in token
+    assert unsubscribe.link("https://x.example/u", token) == f"https://x.example/u?token={token}"
+    assert unsubscribe.link("https://x.example/u?lang=de", "t") == (
+        "https://x.example/u?lang=de&token=t"
+    )
+    parsed = unsubscribe.verify(SECRET, token, NOW)
+    assert parsed.advocate_id == "adv 1/ü"
+    first = unsubscribe.request_for(parsed, "LINK", NOW)
+    again = unsubscribe.request_for(parsed, "ONE_CLICK", NOW + timedelta(hours=1))
+    assert first.request_id == again.request_id  # the same link used twice: the same request
+    other = unsubscribe.verify(SECRET, unsubscribe.sign(SECRET, "adv 1/ü", "p", NOW), NOW)
+    assert unsubscribe.request_for(other, "LINK", NOW).request_id != first.request_id
+
+
+# == webhooks ===================================================================================
+def test_the_webhook_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
+    body = b'{"a":1}'
+    expected = hmac.new(b"k", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert webhook.signature("k", 1700000000, body) == "sha256=" + expected
+    assert webhook.verify("k", "1700000000", body, "sha256=" + expected)
+    assert not webhook.verify("k", "1700000001", body, "sha256=" + expected)
+    assert not webhook.verify("k", "1700000000", b'{"a":2}', "sha256=" + expected)
+    assert not webhook.verify("k", "soon", body, "sha256=" + expected)
+
+
+def test_webhook_headers_sign_the_body_and_carry_the_idempotency_key() -> None:
+    message = _message()
+    rendered = RenderedMessage("Subject", "Text", None)
+    payload = webhook.body(message, rendered, "https://u.example/?token=t")
+    headers = webhook.headers(message, payload, SECRET, NOW)
+    assert headers["Idempotency-Key"] == "nt-0123"
+    assert headers["X-Referrals-Timestamp"] == str(int(NOW.timestamp()))
+    assert webhook.verify(
+        SECRET, headers["X-Referrals-Timestamp"], payload, headers[webhook.SIGNATURE]
+    )
+    document = json.loads(payload)
+    assert document["notification_id"] == "nt-0123"
+    assert (document["kind"], document["step"], document["program_id"]) == ("LEAD", 0, "acme-b2b")
+    assert document["advocate"]["email"] == "alex@example.com"
+    assert document["trigger_time"] == "2026-03-10T12:00:00Z"
+    assert (document["subject"], document["unsubscribe_url"]) == (
+        "Subject",
+        "https://u.example/?token=t",
+    )
+
+
+def test_a_webhook_without_its_secret_is_a_permanent_failure() -> None:
+    hook = Webhook("https://crm.example/hook", secret_env="ACME_SECRET")
+    assert webhook.secret_for(hook, {"ACME_SECRET": "x"}) == "x"
+    with pytest.raises(PermanentFailure) as err:
+        webhook.secret_for(hook, {})
+    assert err.value.reason == "WEBHOOK_SECRET_MISSING"
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204])
+def test_2xx_is_acceptance(status: int) -> None:
+    webhook._check(status, None)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (500, "HTTP_5XX"),
+        (502, "HTTP_5XX"),
+        (503, "HTTP_5XX"),
+        (429, "HTTP_429"),
+        (408, "HTTP_TRY_LATER"),
+    ],
+)
+def test_server_errors_throttling_and_timeouts_are_retried(status: int, reason: str) -> None:
+    with pytest.raises(TransientFailure) as err:
+        webhook._check(status, "7")
+    assert err.value.reason == reason
+    assert err.value.retry_after_s == 7.0
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [(400, "HTTP_4XX"), (404, "HTTP_4XX"), (301, "HTTP_3XX")]
+)
+def test_client_errors_and_redirects_are_permanent(status: int, reason: str) -> None:
+    with pytest.raises(PermanentFailure) as err:
+        webhook._check(status, None)
+    assert err.value.reason == reason
+
+
+def test_retry_after_is_bounded_and_only_seconds_are_understood() -> None:
+    assert webhook._retry_after_s("100000") == 300.0
+    assert webhook._retry_after_s("Wed, 21 Oct 2026 07:28:00 GMT") is None
+
+
+# == email ======================================================================================
+def _email(message: Message, html: str | None = "<p>Hi</p>") -> smtp.EmailMessage:
+    return smtp.build_email(
+        message,
+        RenderedMessage("Thank you", "Hi Alex", html),
+        from_address="referrals@acme.example",
+        domain="referrals.local",
+        unsubscribe_url="http://127.0.0.1:9213/unsubscribe?token=abc",
+        now=NOW,
+    )
+
+
+def test_an_email_has_the_notification_id_as_message_id_and_one_click_unsubscribe() -> None:
+    email = _email(_message())
+    assert email["Message-ID"] == "<nt-0123@referrals.local>"
+    assert email["From"] == "referrals@acme.example"
+    assert email["To"] == "Alex Doe <alex@example.com>"
+    assert email["Subject"] == "Thank you"
+    assert email["List-Unsubscribe"] == "<http://127.0.0.1:9213/unsubscribe?token=abc>"
+    assert email["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert email["Auto-Submitted"] == "auto-generated"
+    assert email["Date"] == "Tue, 10 Mar 2026 12:00:00 +0000"
+
+
+def test_an_email_has_a_text_part_and_an_html_alternative_when_the_template_has_one() -> None:
+    email = _email(_message())
+    assert email.get_content_type() == "multipart/alternative"
+    parts = [part.get_content_type() for part in email.iter_parts()]
+    assert parts == ["text/plain", "text/html"]
+    plain = _email(_message(), html=None)
+    assert plain.get_content_type() == "text/plain"
+    assert plain.get_content().strip() == "Hi Alex"
+
+
+def test_a_rendered_program_template_becomes_the_email() -> None:
+    doc = program()
+    message = _message()
+    rendered = render(message, doc, unsubscribe_url="https://u/?token=t", refer_url="https://r/a")
+    email = smtp.build_email(
+        message,
+        rendered,
+        from_address="a@b.c",
+        domain="d",
+        unsubscribe_url="https://u/?token=t",
+        now=NOW,
+    )
+    body = email.get_body(preferencelist=("plain",))
+    assert body is not None and "https://u/?token=t" in body.get_content()  # type: ignore[attr-defined]
+    assert "Your friend" in email["Subject"]
+
+
+def test_a_display_name_with_a_line_break_cannot_split_a_header() -> None:
+    email = _email(_message(display_name="Alex\r\nBcc: everyone@example.com"))
+    assert email["To"] == '"Alex Bcc: everyone@example.com" <alex@example.com>'
+    assert "Bcc" not in email
+
+
+@pytest.mark.parametrize("address", ["alex@example.com\nBcc: x@y.z", "a@b@c"])
+def test_an_address_that_cannot_be_a_header_is_a_permanent_failure(address: str) -> None:
+    with pytest.raises(PermanentFailure) as err:
+        _email(_message(email=address))
+    assert err.value.reason == "BAD_ADDRESS"
+
+
+@pytest.mark.parametrize(
+    ("code", "failure", "reason"),
+    [
+        (421, TransientFailure, "SMTP_4XX"),
+        (451, TransientFailure, "SMTP_4XX"),
+        (550, PermanentFailure, "SMTP_REJECTED"),
+        (554, PermanentFailure, "SMTP_REJECTED"),
+    ],
+)
+def test_smtp_4xx_is_retried_and_5xx_is_permanent(code: int, failure: type, reason: str) -> None:
+    result = smtp._by_code(code, "text", "recipient")
+    assert isinstance(result, failure) and result.reason == reason
+
+
+# == retries ====================================================================================
+def test_backoff_doubles_from_the_base_up_to_the_cap_with_half_of_it_jittered() -> None:
+    ceilings = [backoff_s(n, 0.5, 30.0, 1.0) for n in range(1, 10)]
+    assert ceilings == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    floors = [backoff_s(n, 0.5, 30.0, 0.0) for n in range(1, 10)]
+    assert floors == [c / 2 for c in ceilings]
+    assert backoff_s(3, 0.5, 30.0, 0.5) == 1.5
+    assert backoff_s(10_000, 0.5, 30.0, 0.3) <= 30.0  # no overflow for absurd attempt counts
+
+
+# == durable structures =========================================================================
+def test_outbox_entries_and_wakeup_keys_round_trip_and_keys_sort_by_time() -> None:
+    entry = OutboxEntry("adv-1", "acme", (EMAIL, WEBHOOK))
+    assert OutboxEntry.from_bytes(entry.to_bytes()) == entry
+    assert entry.without(EMAIL).channels == (WEBHOOK,)
+    keys = [wakeup_key(due, "b") for due in (10, 2**40, 256)] + [wakeup_key(256, "a")]
+    assert [parse_wakeup_key(k) for k in sorted(keys)] == [
+        (10, "b"),
+        (256, "a"),
+        (256, "b"),
+        (2**40, "b"),
+    ]
+
+
+def test_keyspaces_share_a_store_without_seeing_each_other() -> None:
+    store = _store()
+    outbox, timers = Keyspace(store, b"o"), Keyspace(store, b"w")
+    outbox.put(b"k", b"1")
+    timers.put(b"k", b"2")
+    assert (outbox.get(b"k"), timers.get(b"k")) == (b"1", b"2")
+    assert list(outbox.items()) == [(b"k", b"1")]
+    outbox.delete(b"k")
+    assert outbox.get(b"k") is None and timers.get(b"k") == b"2"
+
+
+def test_the_wakeup_index_fires_in_time_order_and_replaced_timers_do_not_fire() -> None:
+    store = _store()
+    index = WakeupIndex(Keyspace(store, b"w"))
+    index.set("a", 300)
+    index.set("b", 100)
+    index.set("c", 200)
+    index.set("c", 500)  # rescheduled: the old time must not fire
+    index.set("b", None)  # cancelled
+    assert index.pop_due(250, limit=10) == []
+    assert index.pop_due(400, limit=10) == ["a"]
+    store.commit()
+    rebuilt = WakeupIndex(Keyspace(store, b"w"))  # after a restart: from the store alone
+    assert len(rebuilt) == 1
+    assert rebuilt.pop_due(10_000, limit=10) == ["c"]
+
+
+def test_the_wakeup_index_fires_at_most_the_limit_per_call() -> None:
+    index = WakeupIndex(Keyspace(_store(), b"w"))
+    for i in range(5):
+        index.set(f"adv-{i}", i)
+    assert index.pop_due(10, limit=3) == ["adv-0", "adv-1", "adv-2"]
+    assert index.pop_due(10, limit=3) == ["adv-3", "adv-4"]
+
+
+def _inbound(offset: int, advocate: str) -> Inbound:
+    return Inbound(
+        "referral.status.v1",
+        0,
+        offset,
+        advocate,
+        None,
+        1000 + offset,
+        advocate.encode(),
+        b"\xc3\x01raw",
+    )  # type: ignore[arg-type]
+
+
+def test_parked_records_wait_in_order_for_their_program_or_expire() -> None:
+    store = _store()
+    lot = ParkingLot(Keyspace(store, b"p"))
+    lot.park(_inbound(1, "a"), "late", "a", now_ms=0)
+    lot.park(_inbound(2, "a"), "known", "a", now_ms=1)  # behind a's first record
+    lot.park(_inbound(3, "b"), "known", "b", now_ms=2)
+    lot.park(_inbound(4, "c"), "never", "c", now_ms=3)
+    assert lot.holds("a") and not lot.holds("d")
+    ready, expired = lot.take(lambda p: p == "known", now_ms=100, wait_ms=1000)
+    assert [p.offset for p in ready] == [3] and expired == []
+    store.commit()
+    again = ParkingLot(Keyspace(store, b"p"))  # durable
+    ready, expired = again.take(lambda p: p in {"known", "late"}, now_ms=200, wait_ms=1000)
+    assert [p.offset for p in ready] == [1, 2]
+    ready, expired = again.take(lambda p: False, now_ms=2000, wait_ms=1000)
+    assert (ready, [p.offset for p in expired]) == ([], [4])
+    assert expired[0].raw_value == b"\xc3\x01raw" and expired[0].raw_key == b"c"
+    assert len(again) == 0
+
+
+def test_the_journal_is_read_once_and_a_torn_one_is_ignored(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal")
+    entries = [
+        Journaled("nt-1", EMAIL, 1, 1234),
+        Journaled("nt-2", WEBHOOK, 3, None, "HTTP_4XX", "400"),
+    ]
+    journal.write(2, entries)
+    assert journal.take(2) == entries
+    assert journal.take(2) == []
+    (tmp_path / "journal" / "task-5.json").write_text("[[1, 2")
+    assert journal.take(5) == []
+    journal.write(3, [])
+    assert not (tmp_path / "journal" / "task-3.json").exists()

@@ -1,0 +1,344 @@
+"""The notifications processor with in-memory stores and a recording sender: what it stages,
+when it hands messages over (only after a commit), how it records outcomes, what it resends
+after a restart, its timers and the records that wait for their program."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from notifications_builders import ADVOCATE, DAY, NOW, PROGRAM_ID, TIERS, profile, share, status
+
+from referrals.avro import AvroCodec
+from referrals.errors import PermanentError
+from referrals.metrics import RuntimeMetrics
+from referrals.processor import DeadLetterOut, Inbound, Outbound
+from referrals.program_doc import canonical_json, validate
+from referrals.program_model import MessageKind, NotificationChannel
+from referrals.records import (
+    NotificationSent,
+    ProgramConfig,
+    Record,
+    ReferralStatus,
+    UnsubscribeRequest,
+)
+from referrals.state import MemoryBackend, TaskStore
+from referrals.topics import ADVOCATES, SHARES, STATUS, UNSUBSCRIBES
+from services.notifications.adapter import NotificationsProcessor
+from services.notifications.config import NotificationsSettings
+from services.notifications.delivery import Delivery, Outcome
+from services.notifications.domain.ids import notification_id
+from services.notifications.storage import Journaled
+
+S, EMAIL, WEBHOOK = ReferralStatus, NotificationChannel.EMAIL, NotificationChannel.WEBHOOK
+CODEC = AvroCodec()
+
+
+@dataclass
+class RecordingSender:
+    submitted: list[Delivery] = field(default_factory=list)
+    drained: list[frozenset[int]] = field(default_factory=list)
+
+    def submit(self, delivery: Delivery) -> None:
+        self.submitted.append(delivery)
+
+    async def drain(self, tasks: frozenset[int], grace_s: float) -> None:
+        self.drained.append(tasks)
+
+    async def close(self) -> None:
+        pass
+
+
+@dataclass
+class Harness:
+    processor: NotificationsProcessor
+    sender: RecordingSender
+    clock: list[datetime]
+    offsets: dict[str, int] = field(default_factory=dict)
+
+    def feed(self, topic: str, record: Record, key: str | None = None) -> list[Any]:
+        offset = self.offsets[topic] = self.offsets.get(topic, -1) + 1
+        raw = CODEC.encode(record)
+        key = key if key is not None else record.advocate_id  # type: ignore[union-attr]
+        inbound = Inbound(topic, 0, offset, key, record, 0, key.encode(), raw)
+        return list(self.processor.process(inbound, self.clock[0]))
+
+    def punctuate(self) -> list[Any]:
+        return list(self.processor.punctuate(0, self.clock[0]))
+
+    def commit(self) -> None:
+        for store in self.processor.task_stores[0].values():
+            store.commit()
+        self.processor.committed(0)
+
+    def abort(self) -> None:
+        for store in self.processor.task_stores[0].values():
+            store.abort()
+        self.processor.aborted(0)
+
+    async def restart(self) -> None:
+        """A crash: in-memory state is lost, committed stores survive."""
+        stores = self.processor.task_stores
+        self.processor = _processor(self.clock, self.processor.settings)
+        self.processor.task_stores = stores
+        self.sender = self.processor.sender = RecordingSender()  # type: ignore[assignment]
+        _program(self.processor)
+        await self.processor.assign(frozenset({0}))
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.processor.metrics.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+
+def _program(processor: NotificationsProcessor, **notifications: Any) -> None:
+    doc = validate(
+        {
+            "program_id": PROGRAM_ID,
+            "currency": "USD",
+            "rewards": {"tiers": TIERS},
+            "notifications": {"rate_limit": {"max_per_day": 20}, **notifications},
+        }
+    )
+    text = canonical_json(doc)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    known = processor.programs.get(PROGRAM_ID)
+    version = 1 if known is None else known.version + 1  # the newest version is in force
+    config = ProgramConfig(PROGRAM_ID, version, text, digest, NOW)
+    processor.on_global("programs.config.v1", PROGRAM_ID, config)
+
+
+def _processor(clock: list[datetime], settings: NotificationsSettings) -> NotificationsProcessor:
+    return NotificationsProcessor(RuntimeMetrics("notifications"), settings, lambda: clock[0])
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> Harness:
+    clock = [NOW]
+    settings = NotificationsSettings(state_dir=tmp_path, unknown_program_wait_s=60)
+    processor = _processor(clock, settings)
+    processor.task_stores = {0: {n: TaskStore(n, 0, MemoryBackend()) for n in processor.stores}}
+    sender = RecordingSender()
+    processor.sender = sender  # type: ignore[assignment]
+    _program(processor)
+    await processor.assign(frozenset({0}))
+    return Harness(processor, sender, clock)
+
+
+def _accepted(delivery: Delivery, channel: NotificationChannel, at: datetime) -> Outcome:
+    return Outcome(delivery.task, delivery.message, channel, 1, at)
+
+
+def _known(h: Harness) -> None:
+    h.feed(ADVOCATES, profile())
+    h.commit()
+
+
+# == staging and hand-over =====================================================================
+def test_a_message_is_handed_to_the_sender_only_once_its_transaction_commits(h: Harness) -> None:
+    _known(h)
+    assert h.feed(STATUS, status("r1", S.LEAD)) == []
+    assert h.sender.submitted == []
+    h.commit()
+    [delivery] = h.sender.submitted
+    assert delivery.message.notification_id == notification_id(ADVOCATE, "r1", MessageKind.LEAD, 0)
+    assert delivery.channels == (EMAIL,)
+
+
+def test_nothing_is_sent_for_an_aborted_transaction(h: Harness) -> None:
+    _known(h)
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.abort()
+    h.commit()  # the next transaction has nothing of it
+    assert h.sender.submitted == []
+
+
+def test_an_accepted_delivery_is_recorded_once_at_the_next_punctuation(h: Harness) -> None:
+    _known(h)
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    [delivery] = h.sender.submitted
+    accepted_at = NOW + timedelta(seconds=1)
+    h.processor._reported(_accepted(delivery, EMAIL, accepted_at))
+    h.processor._reported(_accepted(delivery, EMAIL, accepted_at))  # reported twice
+    [out] = h.punctuate()
+    h.commit()
+    assert isinstance(out, Outbound) and isinstance(out.value, NotificationSent)
+    assert (out.topic, out.key) == ("notifications.sent.v1", ADVOCATE)
+    assert (out.value.notification_id, out.value.channel, out.value.kind) == (
+        delivery.message.notification_id,
+        "EMAIL",
+        "LEAD",
+    )
+    assert out.value.sent_at == accepted_at
+    assert h.punctuate() == []
+
+
+def test_a_message_on_two_channels_is_settled_when_both_are(h: Harness) -> None:
+    _program(h.processor, channels=["EMAIL", "WEBHOOK"], webhook={"url": "https://crm.example/h"})
+    _known(h)
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    [delivery] = h.sender.submitted
+    h.processor._reported(_accepted(delivery, WEBHOOK, NOW))
+    assert len(h.punctuate()) == 1
+    h.commit()
+    h.processor._reported(Outcome(0, delivery.message, EMAIL, 5, None, "RETRIES_EXHAUSTED", "451"))
+    [dead] = h.punctuate()
+    h.commit()
+    assert isinstance(dead, DeadLetterOut)
+    assert dead.error.reason == "RETRIES_EXHAUSTED"
+    assert (dead.record.topic, dead.record.offset, dead.record.raw_key) == (
+        "notifications.sent.v1",
+        -1,
+        ADVOCATE.encode(),
+    )
+    body = json.loads(dead.record.raw_value or b"")
+    assert (body["channel"], body["attempts"], body["reason"]) == ("EMAIL", 5, "RETRIES_EXHAUSTED")
+    assert (
+        h.metric(
+            "referrals_notifications_dead_lettered_total",
+            channel="EMAIL",
+            reason="RETRIES_EXHAUSTED",
+        )
+        == 1
+    )
+
+
+# == restarts ==================================================================================
+async def test_after_a_crash_unrecorded_messages_are_resent_with_the_same_id(h: Harness) -> None:
+    _known(h)
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.feed(STATUS, status("r2", S.LEAD))
+    h.commit()
+    first, second = h.sender.submitted
+    h.processor._reported(_accepted(first, EMAIL, NOW))
+    h.punctuate()
+    h.commit()  # r1 recorded; r2 accepted by nobody yet, then the crash
+    await h.restart()
+    [resent] = h.sender.submitted
+    assert resent.message.notification_id == second.message.notification_id
+    assert resent.channels == (EMAIL,)
+    assert h.metric("referrals_notifications_resends_total", channel="EMAIL") == 1
+
+
+async def test_a_clean_stop_journals_accepted_deliveries_which_are_recorded_not_resent(
+    h: Harness,
+) -> None:
+    _known(h)
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    [delivery] = h.sender.submitted
+    h.processor._reported(_accepted(delivery, EMAIL, NOW))
+    await h.processor.revoke(frozenset({0}))  # a clean stop before the next punctuation
+    await h.restart()
+    assert h.sender.submitted == []
+    [out] = h.punctuate()
+    assert (
+        isinstance(out, Outbound) and out.value.notification_id == delivery.message.notification_id
+    )  # type: ignore[union-attr]
+
+
+async def test_a_stale_journal_records_nothing_twice(h: Harness, tmp_path: Path) -> None:
+    _known(h)
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    [delivery] = h.sender.submitted
+    h.processor._reported(_accepted(delivery, EMAIL, NOW))
+    h.punctuate()
+    h.commit()
+    nid = delivery.message.notification_id
+    h.processor.journal.write(0, [Journaled(nid, EMAIL, 1, 0)])  # recorded already elsewhere
+    await h.restart()
+    assert h.sender.submitted == [] and h.punctuate() == []
+
+
+async def test_messages_gone_stale_or_opted_out_are_not_resent(h: Harness) -> None:
+    _known(h)
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    h.clock[0] = NOW + 8 * DAY  # past the staleness limit
+    await h.restart()
+    assert h.sender.submitted == []
+    h.punctuate()
+    h.commit()
+    assert list(h.processor.task_stores[0]["index"].items()) == []
+
+
+# == timers ====================================================================================
+def test_a_nurture_step_fires_when_due_and_not_before(h: Harness) -> None:
+    _program(h.processor, nurture_days=[3])
+    _known(h)
+    h.feed(STATUS, status("r1", S.WON))
+    h.commit()
+    assert [d.message.kind for d in h.sender.submitted] == [MessageKind.WON]
+    h.clock[0] = NOW + 3 * DAY - timedelta(seconds=1)
+    h.punctuate()
+    h.commit()
+    assert len(h.sender.submitted) == 1
+    h.clock[0] = NOW + 3 * DAY
+    h.punctuate()
+    h.commit()
+    nurture = h.sender.submitted[-1].message
+    assert (nurture.kind, nurture.step) == (MessageKind.NURTURE, 1)
+    assert h.metric("referrals_notifications_timers") == 0
+
+
+def test_a_share_cancels_the_nurture_and_its_timer(h: Harness) -> None:
+    _program(h.processor, nurture_days=[3])
+    _known(h)
+    h.feed(STATUS, status("r1", S.WON))
+    h.feed(SHARES, share(NOW + timedelta(hours=1)))
+    h.commit()
+    h.clock[0] = NOW + 4 * DAY
+    h.punctuate()
+    h.commit()
+    assert [d.message.kind for d in h.sender.submitted] == [MessageKind.WON]
+    assert h.metric("referrals_notifications_suppressed_total", reason="SUPERSEDED_BY_SHARE") == 1
+
+
+# == inputs ====================================================================================
+def test_an_unsubscribe_stops_every_later_message(h: Harness) -> None:
+    _known(h)
+    request = UnsubscribeRequest("us-1", ADVOCATE, PROGRAM_ID, "LINK", NOW, NOW)
+    h.feed(UNSUBSCRIBES, request)
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    assert h.sender.submitted == []
+    assert h.metric("referrals_notifications_suppressed_total", reason="OPTED_OUT") == 1
+
+
+def test_a_record_keyed_other_than_by_its_advocate_is_bad_input(h: Harness) -> None:
+    with pytest.raises(PermanentError) as err:
+        h.feed(STATUS, status("r1", S.LEAD), key="someone-else")
+    assert err.value.reason == "WRONG_KEY"
+
+
+def test_records_wait_for_their_program_then_go_on_in_order(h: Harness) -> None:
+    h.processor.programs = type(h.processor.programs)()  # no program known yet
+    h.feed(ADVOCATES, profile())
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    assert h.sender.submitted == [] and h.metric("referrals_notifications_parked") == 2
+    _program(h.processor)
+    h.punctuate()
+    h.commit()
+    assert [d.message.referral_id for d in h.sender.submitted] == ["r1"]
+    assert h.metric("referrals_notifications_parked") == 0
+
+
+def test_a_record_whose_program_never_arrives_goes_to_the_dlq(h: Harness) -> None:
+    h.processor.programs = type(h.processor.programs)()
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    h.clock[0] = NOW + timedelta(seconds=59)
+    assert h.punctuate() == []
+    h.clock[0] = NOW + timedelta(seconds=60)
+    [dead] = h.punctuate()
+    assert isinstance(dead, DeadLetterOut)
+    assert dead.error.reason == "UNKNOWN_PROGRAM"
+    assert (dead.record.topic, dead.record.offset) == (STATUS, 0)
