@@ -8,6 +8,8 @@
     referrals approve|retry PAYOUT_ID       release a reward held for approval / re-issue a FAILED
                                             payout (refused, exit 1, in any other state)
     referrals reconcile [--json]            issued, paid, failed, outstanding payouts
+    referrals simulate --advocates N --out DIR   a program year's events and its ground truth
+    referrals report --program ID --out DIR [--truth FILE]   the program's benchmarks (HTML, JSON)
     referrals run attribution|rewards|notifications
 
 Exit status 0 on success; otherwise non-zero with a message on standard error that names the
@@ -31,7 +33,9 @@ from referrals.errors import ReferralsError
 from referrals.kafka import make_admin
 from referrals.program_put import describe, load_program, put
 from referrals.publish import prepare, publish
+from referrals.report import add_report_arguments, run_report
 from referrals.settings import KafkaSettings
+from referrals.simulate import add_simulate_arguments, run_simulate
 from referrals.tail import tail
 from referrals.topics import TopicNames, create_topics
 
@@ -88,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
         "reconcile", help="payouts issued, paid, failed and outstanding per program and currency"
     )
     rc.add_argument("--json", action="store_true", help="machine-readable output")
+
+    add_simulate_arguments(
+        sub.add_parser("simulate", help="generate a program year's events with ground truth")
+    )
+    add_report_arguments(
+        sub.add_parser("report", help="a program's benchmarks from its topics (HTML and JSON)")
+    )
 
     r = sub.add_parser("run", help="run one service in the foreground (SIGTERM stops it)")
     r.add_argument("service", choices=SERVICES)
@@ -193,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from services.rewards import operator
 
             return operator.main(args, settings)
+        if args.command == "simulate":
+            return run_simulate(args)
+        if args.command == "report":
+            return run_report(args)
         if args.command == "run":
             module = importlib.import_module(f"services.{args.service}.app")
             status: int = module.main()

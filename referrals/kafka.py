@@ -6,12 +6,14 @@ PLAINTEXT broker and a managed cluster.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.helpers import create_ssl_context
 
+from referrals.errors import ConfigError
 from referrals.settings import KafkaSettings
 
 
@@ -75,3 +77,18 @@ def make_consumer(
 
 def make_admin(settings: KafkaSettings, client_id: str | None = None) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**client_options(settings, client_id))
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, refreshing metadata when the consumer has none for it yet (a
+    consumer without subscriptions learns topics only on request). Missing topic: an error."""
+    for _ in range(50):  # a just-created topic can take a moment to reach the broker's metadata
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        await consumer._client.force_metadata_update()
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        await asyncio.sleep(0.1)
+    raise ConfigError(f"topic {topic!r} does not exist; run `referrals topics create`")

@@ -35,7 +35,7 @@ from referrals.assignor import CopartitionedAssignor
 from referrals.avro import AvroCodec
 from referrals.dlq import dead_letter
 from referrals.errors import ConfigError, PermanentError
-from referrals.kafka import make_admin, make_consumer, make_producer
+from referrals.kafka import make_admin, make_consumer, make_producer, partitions_of
 from referrals.metrics import Health, RuntimeMetrics
 from referrals.processor import DeadLetterOut, Inbound, Output, Processor
 from referrals.settings import KafkaSettings, ServiceSettings
@@ -590,17 +590,7 @@ async def _behind(
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    """Partition ids of a topic; a missing topic is a configuration error, said plainly."""
-    for _ in range(50):  # metadata for a just-created topic can take a moment to propagate
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return set(found)
-        await consumer._client.force_metadata_update()
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return set(found)
-        await asyncio.sleep(0.1)
-    raise ConfigError(f"topic {topic!r} does not exist; run `referrals topics create`")
+    return {tp.partition for tp in await partitions_of(consumer, topic)}
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
