@@ -33,7 +33,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +56,7 @@ from referrals.records import (
     ShareEvent,
 )
 from referrals.settings import KafkaSettings
+from referrals.timestamps import to_ms as to_ms
 from referrals.topics import (
     ADVOCATES,
     NOTIFICATIONS_SENT,
@@ -418,10 +419,6 @@ def _latency(
         "won_to_reward_issued": Latency.of(t - won_ms[ref] for ref, t in issued.items()),
         "won_to_thank_you": Latency.of(t - won_ms[ref] for ref, t in thanked.items()),
     }
-
-
-def to_ms(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ import math
 import random
 import sys
 from dataclasses import fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,8 @@ from referrals.simulate_model import (
     plan_referrals,
     sha256_hex,
 )
+from referrals.timestamps import from_ms as from_ms
+from referrals.timestamps import to_ms as to_ms
 from referrals.topics import ADVOCATES, CONVERSIONS, DEALS, SHARES
 
 MINUTE_MS, HOUR_MS, DAY_MS = 60_000, 3_600_000, 86_400_000
@@ -90,14 +92,6 @@ def simulate(advocates: int, seed: int, now: datetime, program: ProgramDocument)
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime (UTC)")
     return _Year(seed, now, program).run(advocates)
-
-
-def to_ms(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(milliseconds=1)
-
-
-def from_ms(millis: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=millis)
 
 
 class _Year:

@@ -32,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from referrals.program_model import MessageKind
+from referrals.timestamps import from_ms as from_ms
+from referrals.timestamps import to_ms as to_ms
 from services.notifications.domain.ids import notification_id
 
 FORMAT_VERSION = 1
@@ -41,15 +43,6 @@ MAX_REFERRALS = 2_000
 DAY_MS = 24 * 3600 * 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-
-
-def to_ms(moment: datetime) -> int:
-    """Epoch milliseconds of an aware datetime (Avro timestamp-millis precision)."""
-    return (moment - _EPOCH) // _MS
-
-
-def from_ms(millis: int) -> datetime:
-    return _EPOCH + millis * _MS
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from referrals.records import Channel, MatchedBy, RewardType
+from referrals.timestamps import from_ms as from_ms
+from referrals.timestamps import to_ms as to_ms
 from services.rewards.domain.rules import Period
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -23,15 +25,6 @@ _MS = timedelta(milliseconds=1)
 # A rolling period is 365 days of 24 hours; DST shifts in the program's zone do not matter here.
 ROLLING_WINDOW_MS = 365 * 24 * 3600 * 1000
 FORMAT_VERSION = 1
-
-
-def to_ms(moment: datetime) -> int:
-    """Epoch milliseconds, exactly (Avro timestamp-millis precision), no float arithmetic."""
-    return (moment - _EPOCH) // _MS
-
-
-def from_ms(millis: int) -> datetime:
-    return _EPOCH + millis * _MS
 
 
 class State(StrEnum):
