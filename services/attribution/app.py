@@ -1,34 +1,56 @@
-"""Attribution service entrypoint (skeleton) on the shared stream runtime.
+"""Attribution service entrypoint: settings, wiring, `referrals run attribution`.
 
-The matching logic arrives with the attribution issue. Today the service decodes and validates
-its inputs, dead-letters bad ones, follows program configs and counts what it consumed.
+The adapter (`adapter.AttributionProcessor`) runs on the shared stream runtime; the decisions
+are the pure core's (`domain/`). `build` is the wiring the runtime and the tests share.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from referrals.avro import AvroCodec
 from referrals.metrics import RuntimeMetrics
-from referrals.programs import ProgramAwareProcessor
 from referrals.service import run_service
 from referrals.settings import ServiceSettings, load
-from referrals.topics import ADVOCATES, CONVERSIONS, DEALS, SHARES
+from services.attribution.adapter import AttributionProcessor
+from services.attribution.metrics import wall_clock
+
+DEFAULT_GROUP = "referrals-attribution"
 
 
 @dataclass(frozen=True)
 class AttributionSettings(ServiceSettings):
-    group_id: str = "referrals-attribution"
+    group_id: str = DEFAULT_GROUP
     metrics_port: int = 9201
-
-
-class AttributionProcessor(ProgramAwareProcessor):
-    name = "attribution"
-    inputs = (ADVOCATES, SHARES, CONVERSIONS, DEALS)
+    # Late shares and profiles reach the referrals waiting for them at each punctuation; every
+    # 200 ms keeps a late match's LEAD close behind its share, and an idle punctuation costs
+    # only a look at an empty in-memory set per task.
+    punctuate_ms: int = 200
 
 
 def build(settings: ServiceSettings, metrics: RuntimeMetrics) -> AttributionProcessor:
-    return AttributionProcessor(metrics)
+    """The processor, its RocksDB directory under the state directory, one per group."""
+    group = settings.group_id or DEFAULT_GROUP
+    codec = AvroCodec()
+    return AttributionProcessor(
+        metrics,
+        settings.state_dir / group / "attribution" / "directory",
+        decode=codec.decode,
+        unknown_program_wait_s=settings.unknown_program_wait_s,
+        wall=wall_clock(settings.clock_offset_s),
+    )
 
 
 def main() -> int:
-    return run_service("attribution", load(AttributionSettings, "ATTRIBUTION"), build)
+    settings = load(AttributionSettings, "ATTRIBUTION")
+    built: list[AttributionProcessor] = []
+
+    def _build(settings: ServiceSettings, metrics: RuntimeMetrics) -> AttributionProcessor:
+        built.append(build(settings, metrics))
+        return built[-1]
+
+    try:
+        return run_service("attribution", settings, _build)
+    finally:
+        for processor in built:
+            processor.close()

@@ -18,7 +18,7 @@ from referrals.avro import AvroCodec
 from referrals.dlq import header_dict
 from referrals.records import AdvocateProfile
 from referrals.settings import KafkaSettings
-from referrals.topics import ADVOCATES, PAYOUT_RESULTS, SHARES, STATUS, TopicNames, dlq_of
+from referrals.topics import ADVOCATES, CONVERSIONS, PAYOUT_RESULTS, STATUS, TopicNames, dlq_of
 
 from ..conftest import REPO, env_for
 from .helpers import produce, read_topic
@@ -26,7 +26,7 @@ from .helpers import produce, read_topic
 pytestmark = pytest.mark.broker
 
 # (service, an input topic it consumes)
-CASES = [("attribution", SHARES), ("rewards", PAYOUT_RESULTS), ("notifications", STATUS)]
+CASES = [("attribution", CONVERSIONS), ("rewards", PAYOUT_RESULTS), ("notifications", STATUS)]
 
 
 def _free_port() -> int:
