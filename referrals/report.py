@@ -41,6 +41,7 @@ from aiokafka import TopicPartition
 
 from referrals import report_html
 from referrals.avro import AvroCodec
+from referrals.errors import DecodeError
 from referrals.kafka import make_consumer
 from referrals.money import to_minor
 from referrals.program_doc import from_canonical
@@ -105,6 +106,7 @@ class ReportInputs:
     payouts: Sequence[tuple[int, PayoutCommand]] = ()
     payout_results: Sequence[PayoutResult] = ()
     notifications: Sequence[NotificationSent] = ()
+    undecodable: Mapping[str, int] = field(default_factory=dict)  # topic -> skipped bad records
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +231,8 @@ class Report:
     rewards: dict[str, Any]
     payouts: dict[str, int]
     latency: dict[str, Latency] = field(default_factory=dict)
+    # Records skipped because they do not decode (bad input; each is in its topic's .dlq).
+    undecodable: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -241,6 +245,7 @@ class Report:
             "rewards": self.rewards,
             "payouts": dict(self.payouts),
             "latency": {name: asdict(value) for name, value in self.latency.items()},
+            "undecodable": dict(self.undecodable),
         }
 
 
@@ -286,6 +291,7 @@ def compute(inputs: ReportInputs) -> Report:
         rewards=_rewards([p for _, p in payouts], currency),
         payouts=_payouts([p for _, p in payouts], inputs.payout_results),
         latency=_latency(won_ms, payouts, inputs.notifications),
+        undecodable=dict(inputs.undecodable),
     )
 
 
@@ -547,10 +553,17 @@ async def read_topics(settings: KafkaSettings, program_id: str) -> ReportInputs:
     finally:
         await consumer.stop()
     codec = AvroCodec()
+    undecodable: dict[str, int] = {}
 
     def records(topic: str) -> list[tuple[int, Any]]:
-        expected = spec_for(topic).record
-        return [(ts, codec.decode(value, expected)) for ts, value in logs[names(topic)]]
+        """Decoded records; bad input (already in the topic's .dlq) is counted, not fatal."""
+        expected, out = spec_for(topic).record, []
+        for ts, value in logs[names(topic)]:
+            try:
+                out.append((ts, codec.decode(value, expected)))
+            except DecodeError:
+                undecodable[topic] = undecodable.get(topic, 0) + 1
+        return out
 
     configs = [c for _, c in records(PROGRAMS) if c.program_id == program_id]
     latest = max(configs, key=lambda c: c.version, default=None)
@@ -563,6 +576,7 @@ async def read_topics(settings: KafkaSettings, program_id: str) -> ReportInputs:
         payouts=records(PAYOUTS),
         payout_results=[r for _, r in records(PAYOUT_RESULTS)],
         notifications=[r for _, r in records(NOTIFICATIONS_SENT)],
+        undecodable=undecodable,
     )
 
 

@@ -7,6 +7,7 @@ double-counted end to end."""
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import pytest
 
 from referrals.program_year import YearPlan, run_year
 from referrals.settings import KafkaSettings
+from referrals.topics import SHARES
+
+from ..integration.helpers import produce
 
 pytestmark = pytest.mark.broker
 
@@ -40,6 +44,7 @@ async def test_a_program_year_reports_what_the_ground_truth_says(
         drain_s=150.0,
         show=lines.append,
     )
+    await produce(topics, SHARES, [(b"adv-typo", b"plain text, not Avro")])  # bad input too
     outcome = await run_year(plan, topics)
     failed = [c for c in outcome.comparisons if not c.ok]
     assert not failed, (
@@ -55,4 +60,5 @@ async def test_a_program_year_reports_what_the_ground_truth_says(
     assert outcome.mails > 0  # thank-yous reached the SMTP server
     page = outcome.report.read_text()
     assert page.count("<svg") >= 2  # the channel comparison and the advocate distribution
-    assert (outcome.report.parent / "report.json").exists()
+    figures = json.loads((outcome.report.parent / "report.json").read_text())
+    assert figures["undecodable"] == {SHARES: 1}  # skipped and counted; it is in the .dlq

@@ -388,3 +388,9 @@ def test_the_command_exits_1_when_an_exact_figure_disagrees(
     assert run_report(parser.parse_args(argv)) == status
     out = capsys.readouterr().out
     assert "report.html" in out and ("MISMATCH rewards owed vs issued" in out) == wrong
+
+
+def test_records_that_do_not_decode_are_counted_not_fatal() -> None:
+    report = compute(ReportInputs(program_id="p", currency="USD", undecodable={"s": 2}))
+    assert report.undecodable == {"s": 2}
+    assert report.to_dict()["undecodable"] == {"s": 2}
