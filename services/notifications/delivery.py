@@ -125,6 +125,7 @@ class Sender:
     async def close(self) -> None:
         await self.drain(frozenset(self._running), 0)
         await self.webhooks.close()
+        await self.smtp.close()
 
     # -- one channel of one message -------------------------------------------------------------
     async def _deliver(self, delivery: Delivery, channel: NotificationChannel) -> None:

@@ -7,18 +7,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 from dataclasses import replace
 from datetime import timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+from aiosmtpd.controller import Controller
 from notifications_builders import NOW, program
 
 from referrals.processor import Inbound
 from referrals.program_model import MessageKind, NotificationChannel, Webhook
 from referrals.state import MemoryBackend, TaskStore
 from services.notifications import smtp, unsubscribe, webhook
+from services.notifications.config import NotificationsSettings
 from services.notifications.delivery import backoff_s
 from services.notifications.domain.messages import Message, RenderedMessage, render
 from services.notifications.failures import PermanentFailure, TransientFailure
@@ -385,3 +389,32 @@ def test_the_journal_is_read_once_and_a_torn_one_is_ignored(tmp_path: Path) -> N
     assert journal.take(5) == []
     journal.write(3, [])
     assert not (tmp_path / "journal" / "task-3.json").exists()
+
+
+async def test_smtp_sessions_are_reused_across_messages() -> None:
+    class Catch:
+        sessions: set[int] = set()
+        count = 0
+
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            Catch.sessions.add(id(session))
+            Catch.count += 1
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(Catch(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        transport = smtp.SmtpTransport(NotificationsSettings(smtp_port=port))
+        for i in range(5):
+            email = EmailMessage()
+            email["Subject"] = f"m{i}"
+            email.set_content("hi")
+            await transport.send(email, "from@example.com", "to@example.com")
+        await transport.close()
+    finally:
+        controller.stop()
+    assert Catch.count == 5
+    assert len(Catch.sessions) == 1  # one SMTP session carried all five messages

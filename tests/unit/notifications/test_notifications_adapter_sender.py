@@ -31,6 +31,9 @@ class FakeSmtp:
     sent: list[EmailMessage] = field(default_factory=list)
     gate: asyncio.Event | None = None  # when set up, each send waits for it
 
+    async def close(self) -> None:
+        self.closed = True
+
     async def send(self, email: EmailMessage, sender: str, recipient: str) -> None:
         if self.gate is not None:
             await self.gate.wait()
