@@ -10,6 +10,7 @@ offer their own unsubscribe button.
 from __future__ import annotations
 
 from datetime import datetime
+from email import policy
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -20,6 +21,8 @@ import aiosmtplib
 from services.notifications.config import NotificationsSettings
 from services.notifications.domain.messages import Message, RenderedMessage
 from services.notifications.failures import PermanentFailure, TransientFailure
+
+SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
 
 
 def message_id(notification_id: str, domain: str) -> str:
@@ -36,7 +39,10 @@ def build_email(
     now: datetime,
 ) -> EmailMessage:
     """The MIME message; PermanentFailure for an address or name that cannot be a header."""
-    email = EmailMessage()
+    # RFC 5322 allows 998-character lines. The default policy folds at 78 by turning a long
+    # unbreakable word into an RFC 2047 encoded word, which would make the List-Unsubscribe
+    # URL unreadable to mail clients.
+    email = EmailMessage(policy=SMTP_POLICY)
     try:
         email["Message-ID"] = message_id(message.notification_id, domain)
         email["Date"] = format_datetime(now)

@@ -418,3 +418,18 @@ async def test_smtp_sessions_are_reused_across_messages() -> None:
         controller.stop()
     assert Catch.count == 5
     assert len(Catch.sessions) == 1  # one SMTP session carried all five messages
+
+
+def test_a_long_unsubscribe_url_goes_out_verbatim_not_as_an_encoded_word() -> None:
+    url = "http://127.0.0.1:9213/unsubscribe?token=" + "t" * 200  # as long as real tokens
+    email = smtp.build_email(
+        _message(),
+        RenderedMessage("Thank you", "Hi Alex", None),
+        from_address="referrals@acme.example",
+        domain="referrals.local",
+        unsubscribe_url=url,
+        now=NOW,
+    )
+    wire = email.as_bytes().decode()
+    assert f"List-Unsubscribe: <{url}>" in wire  # a mail client can read the link
+    assert "=?utf-8?" not in wire
