@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import sys
 import time
 
@@ -48,7 +49,15 @@ async def _prepare(kafka: KafkaSettings) -> None:
     print(f"published 1 malformed record to {SHARES}, on purpose")
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Ctrl-C and SIGTERM stop everything the demo started, however it was launched (a shell's
+    # background job inherits SIGINT ignored; Python then installs no handler of its own).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupted)
     quiet_client_logs()
     cfg = broker.BrokerConfig(
         port=int(os.environ.get("DEMO_KAFKA_PORT", "9092")), data_dir=DEMO / "kafka"
