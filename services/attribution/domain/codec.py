@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from referrals.jsonvalues import integer, optional_text, text
 from referrals.records import Channel, DealStage, MatchedBy, ReferralStatus
 from services.attribution.domain.state import (
     Claim,
@@ -49,18 +50,18 @@ def from_bytes(data: bytes) -> ReferralState:
         (_, program_id, prospect_id, seen, emails, sources, deals, winner) = body[:8]
         (shown, rejected, leads, credited_deal, deadline_ms) = body[8:]
         return ReferralState(
-            program_id=_str(program_id),
-            prospect_id=_str(prospect_id),
-            seen=tuple(_str(e) for e in seen),
-            emails=tuple(_str(e) for e in emails),
+            program_id=text(program_id),
+            prospect_id=text(prospect_id),
+            seen=tuple(text(e) for e in seen),
+            emails=tuple(text(e) for e in emails),
             sources=tuple(_source_from(s) for s in sources),
             deals=tuple(_deal_from(d) for d in deals),
             winner=_claim_from(winner) if winner is not None else None,
-            shown=tuple((_str(d), ReferralStatus(s)) for d, s in shown),
-            rejected=tuple((_str(a), Reason(r)) for a, r in rejected),
-            leads=_int(leads),
-            credited_deal=_opt_str(credited_deal),
-            deadline_ms=_int(deadline_ms),
+            shown=tuple((text(d), ReferralStatus(s)) for d, s in shown),
+            rejected=tuple((text(a), Reason(r)) for a, r in rejected),
+            leads=integer(leads),
+            credited_deal=optional_text(credited_deal),
+            deadline_ms=integer(deadline_ms),
         )
     except (ValueError, TypeError, IndexError, KeyError) as err:
         raise ValueError(f"corrupt referral state: {err}") from err
@@ -74,12 +75,12 @@ def _claim(c: Claim) -> list[Any]:
 def _claim_from(raw: Any) -> Claim:
     advocate_id, matched_by, channel, touch_ms, source_id, source_ms = raw
     return Claim(
-        _str(advocate_id),
+        text(advocate_id),
         MatchedBy(matched_by),
         Channel(channel),
-        _int(touch_ms),
-        _str(source_id),
-        _int(source_ms),
+        integer(touch_ms),
+        text(source_id),
+        integer(source_ms),
     )
 
 
@@ -103,16 +104,16 @@ def _source_from(raw: Any) -> Source:
     event_id, occurred_ms, deadline_ms, from_deal, declared, code, email = raw[:7]
     claims, rejections, missing, closed = raw[7:]
     return Source(
-        event_id=_str(event_id),
-        occurred_ms=_int(occurred_ms),
-        deadline_ms=_int(deadline_ms),
+        event_id=text(event_id),
+        occurred_ms=integer(occurred_ms),
+        deadline_ms=integer(deadline_ms),
         from_deal=bool(from_deal),
-        declared=_opt_str(declared),
-        code=_opt_str(code),
-        email=_opt_str(email),
+        declared=optional_text(declared),
+        code=optional_text(code),
+        email=optional_text(email),
         claims=tuple(_claim_from(c) for c in claims),
         rejections=tuple(Rejection(_claim_from(c), Reason(r)) for c, r in rejections),
-        missing=tuple(_str(m) for m in missing),
+        missing=tuple(text(m) for m in missing),
         closed=bool(closed),
     )
 
@@ -132,27 +133,11 @@ def _deal(d: Deal) -> list[Any]:
 def _deal_from(raw: Any) -> Deal:
     deal_id, event_id, stage, occurred_ms, deadline_ms, amount_minor, currency = raw
     return Deal(
-        deal_id=_str(deal_id),
-        event_id=_str(event_id),
+        deal_id=text(deal_id),
+        event_id=text(event_id),
         stage=DealStage(stage),
-        occurred_ms=_int(occurred_ms),
-        deadline_ms=_int(deadline_ms),
-        amount_minor=None if amount_minor is None else _int(amount_minor),
-        currency=_opt_str(currency),
+        occurred_ms=integer(occurred_ms),
+        deadline_ms=integer(deadline_ms),
+        amount_minor=None if amount_minor is None else integer(amount_minor),
+        currency=optional_text(currency),
     )
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {value!r}")
-    return value
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else _str(value)
-
-
-def _int(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"expected an integer, got {value!r}")
-    return value

@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from referrals.jsonvalues import integer, optional_integer, optional_text, text
 from referrals.program_model import MessageKind
 from referrals.timestamps import from_ms as from_ms
 from referrals.timestamps import to_ms as to_ms
@@ -177,14 +178,14 @@ def from_bytes(data: bytes) -> State:
             raise ValueError(f"unsupported format version {version!r}")
         pending, outbox, sends, last_share_at = rest
         return State(
-            advocate_id=_text(advocate_id),
+            advocate_id=text(advocate_id),
             profile=None if profile is None else _profile(profile),
-            opted_out_at=_optional_int(opted_out_at),
-            messaged=tuple((_text(ref), _int(bits)) for ref, bits in messaged),
+            opted_out_at=optional_integer(opted_out_at),
+            messaged=tuple((text(ref), integer(bits)) for ref, bits in messaged),
             pending=tuple(_pending(entry) for entry in pending),
             outbox=tuple(_pending(entry) for entry in outbox),
-            sends=tuple(_int(sent) for sent in sends),
-            last_share_at=_optional_int(last_share_at),
+            sends=tuple(integer(sent) for sent in sends),
+            last_share_at=optional_integer(last_share_at),
         )
     except (TypeError, ValueError, KeyError) as err:
         raise ValueError(f"not a notifications state: {err}") from err
@@ -193,48 +194,28 @@ def from_bytes(data: bytes) -> State:
 def _pending(row: list[Any]) -> Pending:
     referral_id, kind, step, trigger_at, won_at, facts = row
     return Pending(
-        _text(referral_id),
+        text(referral_id),
         MessageKind(kind),
-        _int(step),
-        _int(trigger_at),
-        _optional_int(won_at),
+        integer(step),
+        integer(trigger_at),
+        optional_integer(won_at),
         None if facts is None else _facts(facts),
     )
 
 
 def _profile(row: list[Any]) -> Profile:
     program_id, email, display_name, locale = row
-    return Profile(_text(program_id), _text(email), _text(display_name), _optional_text(locale))
+    return Profile(text(program_id), text(email), text(display_name), optional_text(locale))
 
 
 def _facts(row: list[Any]) -> Facts:
     status, amount_minor, currency, reward_type, payout_id, reason, period_referrals = row
     return Facts(
-        status=_text(status),
-        amount_minor=_optional_int(amount_minor),
-        currency=_optional_text(currency),
-        reward_type=_optional_text(reward_type),
-        payout_id=_optional_text(payout_id),
-        reason=_optional_text(reason),
-        period_referrals=_optional_int(period_referrals),
+        status=text(status),
+        amount_minor=optional_integer(amount_minor),
+        currency=optional_text(currency),
+        reward_type=optional_text(reward_type),
+        payout_id=optional_text(payout_id),
+        reason=optional_text(reason),
+        period_referrals=optional_integer(period_referrals),
     )
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected text, got {value!r}")
-    return value
-
-
-def _optional_text(value: Any) -> str | None:
-    return None if value is None else _text(value)
-
-
-def _int(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"expected an integer, got {value!r}")
-    return value
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else _int(value)
