@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from referrals.avro import AvroCodec
 from referrals.errors import ConfigError
@@ -21,6 +21,12 @@ from referrals.runtime import FatalRuntimeError, StreamRuntime, utc_now
 from referrals.settings import KafkaSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
+
+
+def service_clock(settings: ServiceSettings) -> Callable[[], datetime]:
+    """A service's clock: the wall clock plus its CLOCK_OFFSET_S (tests and drills only)."""
+    offset = timedelta(seconds=settings.clock_offset_s)
+    return (lambda: utc_now() + offset) if offset else utc_now
 
 
 async def serve_processor(
@@ -35,7 +41,6 @@ async def serve_processor(
         metrics.registry, health, settings.metrics_host, settings.metrics_port
     )
     log.info("metrics and health endpoints up", extra={"port": port, "service": processor.name})
-    offset = timedelta(seconds=settings.clock_offset_s)
     runtime = StreamRuntime(
         processor,
         kafka=kafka,
@@ -43,7 +48,7 @@ async def serve_processor(
         codec=AvroCodec(),
         metrics=metrics,
         health=health,
-        clock=(lambda: utc_now() + offset) if offset else utc_now,
+        clock=service_clock(settings),
     )
     try:
         await runtime.run(stop)

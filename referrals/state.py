@@ -13,6 +13,7 @@ large state lives on disk, not in the process's memory).
 
 from __future__ import annotations
 
+import heapq
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ class Backend(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
     def apply(self, changes: list[tuple[bytes, bytes | None]]) -> None: ...
     def items(self) -> Iterator[tuple[bytes, bytes]]: ...
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
     def close(self) -> None: ...
 
 
@@ -47,6 +49,9 @@ class MemoryBackend:
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(list(self._data.items()))
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return iter(sorted((k, v) for k, v in self._data.items() if k.startswith(prefix)))
 
     def close(self) -> None:
         self._data.clear()
@@ -80,6 +85,17 @@ class RocksBackend:
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._db.items():
             yield bytes(key), bytes(value)  # type: ignore[arg-type]  # raw mode: bytes
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Keys under `prefix` in order: a seek, then only the matching keys are read."""
+        it = self._db.iter()
+        it.seek(prefix)
+        while it.valid():
+            key = bytes(it.key())
+            if not key.startswith(prefix):
+                return
+            yield key, bytes(it.value())
+            it.next()
 
     def close(self) -> None:
         self._db.close()
@@ -153,6 +169,17 @@ class TaskStore:
         self._journal = None
         self._overlay.clear()
 
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Entries under `prefix` in key order, uncommitted writes included. The overlay is
+        snapshotted first, so the caller may write to the store while it iterates."""
+        mine = sorted((k, v) for k, v in self._overlay.items() if k.startswith(prefix))
+        overlaid = {k for k, _ in mine}
+        committed = (kv for kv in self.backend.scan(prefix) if kv[0] not in overlaid)
+        for key, value in heapq.merge(mine, committed, key=lambda kv: kv[0]):
+            if value is not _DELETED:
+                assert isinstance(value, bytes)
+                yield key, value
+
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Committed entries plus the overlay (for timers that scan a task's state)."""
         seen = set()
@@ -164,3 +191,37 @@ class TaskStore:
         for key, value in self.backend.items():
             if key not in seen:
                 yield key, value
+
+
+class KeyValue(Protocol):
+    """A key-value view: a TaskStore, or one Keyspace of it."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+    def put(self, key: bytes, value: bytes) -> None: ...
+    def delete(self, key: bytes) -> None: ...
+    def items(self) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class Keyspace:
+    """The entries of one kind in a shared store, told apart by a key prefix and seen without
+    it. One store with several keyspaces restores faster than several stores (each store of
+    each task is a changelog partition to read at assignment)."""
+
+    def __init__(self, store: TaskStore, prefix: bytes) -> None:
+        self.store = store
+        self.prefix = prefix
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.store.get(self.prefix + key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.store.put(self.prefix + key, value)
+
+    def delete(self, key: bytes) -> None:
+        self.store.delete(self.prefix + key)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """This keyspace's entries in key order (an ordered scan, never the whole store)."""
+        n = len(self.prefix)
+        for key, value in self.store.scan(self.prefix):
+            yield key[n:], value

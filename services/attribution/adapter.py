@@ -106,6 +106,9 @@ class AttributionProcessor(ProgramAwareProcessor):
     def close(self) -> None:
         self.directory.close()
 
+    async def shutdown(self) -> None:
+        self.close()  # after every task closed: the RocksDB directory's lock is released
+
     # -- global tables --------------------------------------------------------------------------
     def on_global(self, topic: str, key: str | None, record: Record) -> None:
         if isinstance(record, ShareEvent):

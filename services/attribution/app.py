@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 from referrals.avro import AvroCodec
 from referrals.metrics import RuntimeMetrics
-from referrals.service import run_service
+from referrals.service import run_service, service_clock
 from referrals.settings import ServiceSettings, load
 from services.attribution.adapter import AttributionProcessor
-from services.attribution.metrics import wall_clock
 
 DEFAULT_GROUP = "referrals-attribution"
 
@@ -32,25 +31,15 @@ def build(settings: ServiceSettings, metrics: RuntimeMetrics) -> AttributionProc
     """The processor, its RocksDB directory under the state directory, one per group."""
     group = settings.group_id or DEFAULT_GROUP
     codec = AvroCodec()
+    clock = service_clock(settings)  # the runtime's clock, offset included
     return AttributionProcessor(
         metrics,
         settings.state_dir / group / "attribution" / "directory",
         decode=codec.decode,
         unknown_program_wait_s=settings.unknown_program_wait_s,
-        wall=wall_clock(settings.clock_offset_s),
+        wall=lambda: clock().timestamp(),
     )
 
 
 def main() -> int:
-    settings = load(AttributionSettings, "ATTRIBUTION")
-    built: list[AttributionProcessor] = []
-
-    def _build(settings: ServiceSettings, metrics: RuntimeMetrics) -> AttributionProcessor:
-        built.append(build(settings, metrics))
-        return built[-1]
-
-    try:
-        return run_service("attribution", settings, _build)
-    finally:
-        for processor in built:
-            processor.close()
+    return run_service("attribution", load(AttributionSettings, "ATTRIBUTION"), build)

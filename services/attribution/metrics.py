@@ -9,9 +9,8 @@ latency histogram observes from the triggering event's occurred_at to that commi
 
 from __future__ import annotations
 
-import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -145,8 +144,3 @@ def _counter(metrics: AttributionMetrics, metric: str, label: str) -> Counter:
         "status": metrics.statuses,
     }
     return by_name[metric].labels(label)
-
-
-def wall_clock(offset_s: float = 0.0) -> Callable[[], float]:
-    """Epoch seconds, shifted like the runtime's clock (settings.clock_offset_s)."""
-    return lambda: time.time() + offset_s

@@ -47,13 +47,8 @@ Item = tuple[bytes, bytes]
 
 
 def scan(store: TaskStore, prefixes: tuple[bytes, ...]) -> dict[bytes, list[Item]]:
-    """One pass over a task's store: its items under each one-byte prefix."""
-    found: dict[bytes, list[Item]] = {prefix: [] for prefix in prefixes}
-    for key, value in store.items():
-        bucket = found.get(key[:1])
-        if bucket is not None:
-            bucket.append((key, value))
-    return found
+    """A task's items under each prefix (ordered scans; keys keep their prefix)."""
+    return {prefix: list(store.scan(prefix)) for prefix in prefixes}
 
 
 def entry_of(state: ReferralState | None) -> Entry | None:

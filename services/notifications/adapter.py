@@ -33,6 +33,7 @@ from referrals.records import (
     ShareEvent,
     UnsubscribeRequest,
 )
+from referrals.state import Keyspace
 from referrals.topics import ADVOCATES, SHARES, STATUS, UNSUBSCRIBES, spec_for
 from services.notifications import outcomes, restart
 from services.notifications.config import NotificationsSettings
@@ -47,10 +48,10 @@ from services.notifications.storage import (
     PARKED,
     WAKEUPS,
     Journal,
-    Keyspace,
     OutboxEntry,
 )
 from services.notifications.timers import WakeupIndex
+from services.notifications.unsubscribe import UnsubscribeEndpoint
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -91,6 +92,8 @@ class NotificationsProcessor(ProgramAwareProcessor):
         self.journal = Journal(settings.state_dir / group / self.name / "journal")
         self._codec = AvroCodec()
         self._tasks: dict[int, TaskContext] = {}
+        # Served beside the processor when it runs as a service (set by app.build).
+        self.endpoint: UnsubscribeEndpoint | None = None
 
     # -- inputs ---------------------------------------------------------------------------------
     def process(self, record: Inbound, now: datetime) -> Iterable[Output]:
@@ -286,6 +289,16 @@ class NotificationsProcessor(ProgramAwareProcessor):
             ctx = self._tasks.pop(task, None)
             if ctx is not None:
                 self.journal.write(task, outcomes.to_journal([*ctx.recording, *ctx.outcomes]))
+
+    async def startup(self) -> None:
+        if self.endpoint is not None:
+            await self.endpoint.start()
+
+    async def shutdown(self) -> None:
+        """After the runtime closed every task: the unsubscribe endpoint, then the sender."""
+        if self.endpoint is not None:
+            await self.endpoint.stop()
+        await self.close()
 
     async def close(self) -> None:
         """Stops the sender (after the runtime has closed every task)."""

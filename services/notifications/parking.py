@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from referrals.processor import Inbound
-from services.notifications.storage import KeyValue
+from referrals.state import KeyValue
 
 
 @dataclass(frozen=True, slots=True)

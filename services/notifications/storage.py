@@ -26,47 +26,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from referrals.program_model import NotificationChannel
 
 log = logging.getLogger(__name__)
 OUTBOX, WAKEUPS, PARKED = b"o", b"w", b"p"
-
-
-class KeyValue(Protocol):
-    """What the processor's helpers need of a store (a `TaskStore` or a `Keyspace`)."""
-
-    def get(self, key: bytes) -> bytes | None: ...
-    def put(self, key: bytes, value: bytes) -> None: ...
-    def delete(self, key: bytes) -> None: ...
-    def items(self) -> Iterator[tuple[bytes, bytes]]: ...
-
-
-class Keyspace:
-    """The entries of one kind in a shared store, told apart by a key prefix."""
-
-    def __init__(self, store: KeyValue, prefix: bytes) -> None:
-        self.store = store
-        self.prefix = prefix
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.store.get(self.prefix + key)
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self.store.put(self.prefix + key, value)
-
-    def delete(self, key: bytes) -> None:
-        self.store.delete(self.prefix + key)
-
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        n = len(self.prefix)
-        for key, value in list(self.store.items()):
-            if key[:n] == self.prefix:
-                yield key[n:], value
 
 
 @dataclass(frozen=True, slots=True)

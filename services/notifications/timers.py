@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import heapq
 
-from services.notifications.storage import KeyValue, parse_wakeup_key, wakeup_key
+from referrals.state import KeyValue
+from services.notifications.storage import parse_wakeup_key, wakeup_key
 
 
 class WakeupIndex:

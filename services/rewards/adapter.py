@@ -25,6 +25,7 @@ from referrals.metrics import RuntimeMetrics
 from referrals.processor import DeadLetterOut, Inbound, Output
 from referrals.programs import ProgramAwareProcessor
 from referrals.records import AdvocateProfile, ReferralStatus, ReferralStatusChanged
+from referrals.state import Keyspace
 from referrals.topics import (
     ADVOCATES,
     PAYOUT_RESULTS,
@@ -36,7 +37,6 @@ from referrals.topics import (
 from referrals.validation import check_values
 from services.rewards import keyspace
 from services.rewards.domain.ledger import Reason, to_ms
-from services.rewards.keyspace import Keyspace
 from services.rewards.ledgers import LedgerBook
 from services.rewards.metrics import RewardsMetrics
 from services.rewards.parking import Kind, Parked, Parking

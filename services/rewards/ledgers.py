@@ -24,12 +24,12 @@ from referrals.records import (
     RewardAction,
     RewardCommand,
 )
+from referrals.state import KeyValue
 from referrals.topics import PAYOUTS, REWARDS_BY_PAYOUT, STATUS
 from services.rewards.domain import decide
 from services.rewards.domain.ledger import Ledger, State, from_bytes, to_bytes, to_ms
 from services.rewards.domain.outputs import Decision, Outcome
 from services.rewards.domain.outputs import Output as CoreOutput
-from services.rewards.keyspace import KeyValue
 from services.rewards.metrics import RewardsMetrics, Trigger
 from services.rewards.program_rules import RulesCache
 from services.rewards.routing import check_key

@@ -22,8 +22,8 @@ from enum import StrEnum
 
 from referrals.avro import AvroCodec
 from referrals.processor import Inbound
+from referrals.state import KeyValue
 from referrals.topics import PAYOUT_RESULTS, REWARDS_BY_PAYOUT, STATUS
-from services.rewards.keyspace import KeyValue
 
 # One byte per topic a parked record can come from: offsets are only unique per topic.
 _TOPIC_TAGS = {STATUS: "S", PAYOUT_RESULTS: "R", REWARDS_BY_PAYOUT: "C"}

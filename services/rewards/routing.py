@@ -18,8 +18,8 @@ from referrals.avro import AvroCodec
 from referrals.errors import PermanentError
 from referrals.processor import DeadLetterOut, Inbound, Outbound, Output
 from referrals.records import PayoutOwner, PayoutResult, Record, RewardCommand
+from referrals.state import KeyValue
 from referrals.topics import REWARDS_BY_ADVOCATE
-from services.rewards.keyspace import KeyValue
 from services.rewards.metrics import RewardsMetrics
 from services.rewards.parking import Kind, Parking
 

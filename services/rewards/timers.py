@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 
-from services.rewards.keyspace import KeyValue
+from referrals.state import KeyValue
 
 _DUE_BYTES = 8
 

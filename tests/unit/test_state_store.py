@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from referrals.state import Backend, MemoryBackend, RocksBackend, TaskStore
+from referrals.state import Backend, Keyspace, MemoryBackend, RocksBackend, TaskStore
 
 
 @pytest.fixture(params=["memory", "rocksdb"])
@@ -94,3 +95,56 @@ def test_a_finished_record_is_not_undone_by_a_later_undo() -> None:
     store.put(b"b", b"2")
     store.undo_record()
     assert store.get(b"a") == b"1" and store.get(b"b") is None
+
+
+def test_keyspaces_of_one_store_never_see_each_other(backend: Backend) -> None:
+    store = TaskStore("s", 0, backend)
+    timers, ledgers, parked = (
+        Keyspace(store, b"\x02"),
+        Keyspace(store, b"\x11"),
+        Keyspace(store, b"\x01"),
+    )
+    ledgers.put(b"adv-1", b"L1")
+    timers.put(b"t-committed", b"")
+    parked.put(b"p-1", b"P")
+    store.commit()
+    timers.put(b"t-pending", b"")
+    timers.delete(b"t-committed")
+    ledgers.put(b"adv-2", b"L2")
+    assert list(timers.items()) == [(b"t-pending", b"")]
+    assert list(ledgers.items()) == [(b"adv-1", b"L1"), (b"adv-2", b"L2")]  # in key order
+    assert list(parked.items()) == [(b"p-1", b"P")]
+    assert ledgers.get(b"adv-2") == b"L2" and timers.get(b"adv-1") is None
+
+
+def test_a_scan_merges_uncommitted_writes_in_key_order_and_allows_writes_meanwhile(
+    backend: Backend,
+) -> None:
+    store = TaskStore("s", 0, backend)
+    for key in (b"k1", b"k3", b"k5", b"other"):
+        store.put(key, b"old")
+    store.commit()
+    store.put(b"k2", b"new")
+    store.put(b"k3", b"new")
+    store.delete(b"k5")
+    seen = []
+    for key, value in store.scan(b"k"):
+        seen.append((key, value))
+        store.put(b"k9", b"written while scanning")
+    assert seen == [(b"k1", b"old"), (b"k2", b"new"), (b"k3", b"new")]
+
+
+def test_a_prefix_scan_on_rocksdb_never_walks_the_whole_store(tmp_path: Path) -> None:
+    class NoFullWalk(RocksBackend):
+        def items(self) -> Iterator[tuple[bytes, bytes]]:
+            raise AssertionError("a prefix scan must seek, not iterate every key")
+
+    db = NoFullWalk(tmp_path / "db")
+    store = TaskStore("s", 0, db)
+    for n in range(50):
+        store.put(b"\x11adv-%d" % n, b"x")
+    store.put(b"\x02t", b"")
+    store.commit()
+    assert list(Keyspace(store, b"\x02").items()) == [(b"t", b"")]
+    assert len(list(Keyspace(store, b"\x11").items())) == 50
+    db.close()

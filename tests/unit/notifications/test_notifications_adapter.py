@@ -20,7 +20,7 @@ from notifications_builders import NOW, program
 
 from referrals.processor import Inbound
 from referrals.program_model import MessageKind, NotificationChannel, Webhook
-from referrals.state import MemoryBackend, TaskStore
+from referrals.state import Keyspace, MemoryBackend, TaskStore
 from services.notifications import smtp, unsubscribe, webhook
 from services.notifications.config import NotificationsSettings
 from services.notifications.delivery import backoff_s
@@ -30,7 +30,6 @@ from services.notifications.parking import ParkingLot
 from services.notifications.storage import (
     Journal,
     Journaled,
-    Keyspace,
     OutboxEntry,
     parse_wakeup_key,
     wakeup_key,

@@ -22,12 +22,11 @@ from referrals.records import (
     RewardCommand,
     RewardType,
 )
-from referrals.state import MemoryBackend, RocksBackend, TaskStore
+from referrals.state import MemoryBackend, TaskStore
 from referrals.topics import REWARDS_BY_ADVOCATE, STATUS
 from services.rewards.adapter import is_reward_input
 from services.rewards.domain.decide import new_ledger, on_won
 from services.rewards.domain.rules import Period, Tier
-from services.rewards.keyspace import LEDGERS, PARKED, TIMERS, Keyspace
 from services.rewards.ledgers import new_owners, to_outbound
 from services.rewards.parking import Kind, Parked, Parking, parked_key, parse_parked_key
 from services.rewards.program_rules import RulesCache, rules_for
@@ -141,45 +140,6 @@ def test_timer_index_reloads_from_committed_state_and_respects_the_limit() -> No
 
 
 # -- keyspaces ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", ["memory", "rocksdb"])
-def test_keyspaces_of_one_store_never_see_each_other(backend: str, tmp_path: Path) -> None:
-    db = MemoryBackend() if backend == "memory" else RocksBackend(tmp_path / "db")
-    store = TaskStore("rewards", 0, db)
-    timers, ledgers = Keyspace(store, TIMERS), Keyspace(store, LEDGERS)
-    parked = Keyspace(store, PARKED)
-    ledgers.put(b"adv-1", b"L1")
-    timers.put(b"t-committed", b"")
-    parked.put(b"p-1", b"P")
-    store.commit()
-    timers.put(b"t-pending", b"")
-    timers.delete(b"t-committed")
-    ledgers.put(b"adv-2", b"L2")
-    assert list(timers.items()) == [(b"t-pending", b"")]
-    assert sorted(ledgers.items()) == [(b"adv-1", b"L1"), (b"adv-2", b"L2")]
-    assert list(parked.items()) == [(b"p-1", b"P")]
-    assert ledgers.get(b"adv-2") == b"L2" and timers.get(b"adv-1") is None
-    db.close()
-
-
-def test_a_keyspace_scan_on_rocksdb_stops_at_the_first_key_past_it(tmp_path: Path) -> None:
-    class Counting(RocksBackend):
-        seen = 0
-
-        def items(self):  # type: ignore[no-untyped-def]
-            for item in super().items():
-                Counting.seen += 1
-                yield item
-
-    store = TaskStore("rewards", 0, Counting(tmp_path / "db"))
-    for n in range(50):
-        Keyspace(store, LEDGERS).put(f"adv-{n}".encode(), b"x")
-    Keyspace(store, TIMERS).put(b"t", b"")
-    store.commit()
-    assert list(Keyspace(store, TIMERS).items()) == [(b"t", b"")]
-    assert Counting.seen == 2  # the timer, then the first ledger key: no more
-    store.backend.close()
-
-
 # -- parking -------------------------------------------------------------------------------------
 def test_parked_keys_parse_back_to_kind_and_group() -> None:
     key = parked_key(Kind.PAYOUT, "po-1\x01x", "R", 42)
