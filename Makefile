@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,demo]'
 	touch $@
 
 jars: $(JARS)
@@ -34,6 +34,7 @@ check: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -45,11 +46,15 @@ test-integration: setup
 	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 demo: setup
-	$(BIN)/python -m referrals.demo
+	$(BIN)/python -m referrals.tools.demo
 
 # Throughput of the shared runtime vs a bare aiokafka loop, measured in the same run.
-bench: setup
+bench: setup $(VENV)/.bench
 	$(BIN)/python bench/runtime_throughput.py
+
+$(VENV)/.bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,demo,bench]'
+	touch $@
 
 broker-start: setup
 	$(BIN)/referrals broker start

@@ -3,7 +3,7 @@
 Both read the same N ShareEvents from one topic and write one NotificationSent per input:
 - baseline: a bare consume -> decode -> encode -> produce loop (aiokafka, idempotent producer,
   no transactions, offsets committed per batch): the fastest honest loop on this broker;
-- runtime: `referrals.runtime.StreamRuntime` with exactly-once (a transaction per task and
+- runtime: `referrals.streams.runtime.StreamRuntime` with exactly-once (a transaction per task and
   poll, offsets inside it), read_committed input, DLQ checks and metrics on.
 Prints both rates and the ratio (target: the runtime at least half the baseline).
 
@@ -26,15 +26,15 @@ from pathlib import Path
 
 from aiokafka import TopicPartition
 
-from referrals import broker
-from referrals.avro import AvroCodec
-from referrals.kafka import make_admin, make_consumer, make_producer
-from referrals.metrics import Health, RuntimeMetrics
-from referrals.processor import Inbound, Outbound, Processor
-from referrals.records import Channel, NotificationSent, ShareEvent
-from referrals.runtime import StreamRuntime
-from referrals.settings import KafkaSettings, ServiceSettings
-from referrals.topics import NOTIFICATIONS_SENT, SHARES, TopicNames, create_topics
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import Channel, NotificationSent, ShareEvent
+from referrals.contract.topics import NOTIFICATIONS_SENT, SHARES, TopicNames, create_topics
+from referrals.platform.metrics import Health, RuntimeMetrics
+from referrals.platform.settings import KafkaSettings, ServiceSettings
+from referrals.streams.kafka import make_admin, make_consumer, make_producer
+from referrals.streams.processor import Inbound, Outbound, Processor
+from referrals.streams.runtime import StreamRuntime
+from referrals.tools import broker
 
 PARTITIONS = 6
 

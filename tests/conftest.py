@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from referrals import broker
-from referrals.kafka import make_admin
-from referrals.settings import KafkaSettings
-from referrals.topics import TopicNames, create_topics
+from referrals.contract.topics import TopicNames, create_topics
+from referrals.platform.settings import KafkaSettings
+from referrals.streams.kafka import make_admin
+from referrals.tools import broker
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from referrals.avro import AvroCodec
-from referrals.metrics import RuntimeMetrics
-from referrals.service import run_service, service_clock
-from referrals.settings import ServiceSettings, load
-from services.attribution.adapter import AttributionProcessor
+from referrals.contract.avro import AvroCodec
+from referrals.platform.metrics import RuntimeMetrics
+from referrals.platform.settings import ServiceSettings, load
+from referrals.streams.service import run_service, service_clock
+from services.attribution.adapters.processor import AttributionProcessor
 
 DEFAULT_GROUP = "referrals-attribution"
 

@@ -1,7 +1,7 @@
 """Notifications service entrypoint: thank-you, status and "refer again" messages to advocates.
 
 `main` (what `referrals run notifications` calls) runs the processor on the shared service
-wiring (`referrals.service.run_service`): settings read once from `NOTIFICATIONS_*`; the
+wiring (`referrals.streams.service.run_service`): settings read once from `NOTIFICATIONS_*`; the
 processor owns its sender and starts the unsubscribe endpoint beside the metrics endpoint.
 SIGTERM or SIGINT stops it cleanly: the runtime closes every task (deliveries in progress get a
 grace period; what was accepted but not yet recorded is journaled), then the endpoint and the
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 
-from referrals.metrics import RuntimeMetrics
-from referrals.service import run_service, service_clock
-from referrals.settings import KafkaSettings, ServiceSettings, load
-from services.notifications.adapter import NotificationsProcessor
-from services.notifications.config import DEV_UNSUBSCRIBE_SECRET, NotificationsSettings
-from services.notifications.unsubscribe import UnsubscribeEndpoint
+from referrals.platform.metrics import RuntimeMetrics
+from referrals.platform.settings import KafkaSettings, ServiceSettings, load
+from referrals.streams.service import run_service, service_clock
+from services.notifications.adapters.config import DEV_UNSUBSCRIBE_SECRET, NotificationsSettings
+from services.notifications.adapters.processor import NotificationsProcessor
+from services.notifications.adapters.unsubscribe import UnsubscribeEndpoint
 
 __all__ = ["NotificationsProcessor", "NotificationsSettings", "build", "main"]
 log = logging.getLogger(__name__)

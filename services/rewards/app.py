@@ -6,11 +6,11 @@ processor (`adapter.py`) that the shared runtime runs.
 
 from __future__ import annotations
 
-from referrals.metrics import RuntimeMetrics
-from referrals.service import run_service
-from referrals.settings import ServiceSettings, load
-from services.rewards.adapter import RewardsProcessor
-from services.rewards.settings import RewardsSettings, rewards_settings
+from referrals.platform.metrics import RuntimeMetrics
+from referrals.platform.settings import ServiceSettings, load
+from referrals.streams.service import run_service
+from services.rewards.adapters.processor import RewardsProcessor
+from services.rewards.adapters.settings import RewardsSettings, rewards_settings
 
 __all__ = ["RewardsProcessor", "RewardsSettings", "build", "main"]
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from referrals.program_year import YearPlan, run_year
-from referrals.settings import KafkaSettings
-from referrals.topics import SHARES
+from referrals.contract.topics import SHARES
+from referrals.platform.settings import KafkaSettings
+from referrals.tools.program_year import YearPlan, run_year
 
 from ..integration.helpers import produce
 

@@ -15,11 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from referrals.processor import Inbound, Outbound, Processor
-from referrals.records import NotificationSent, ShareEvent
-from referrals.service import run_service
-from referrals.settings import ServiceSettings, load
-from referrals.topics import NOTIFICATIONS_SENT, SHARES
+from referrals.contract.records import NotificationSent, ShareEvent
+from referrals.contract.topics import NOTIFICATIONS_SENT, SHARES
+from referrals.platform.settings import ServiceSettings, load
+from referrals.streams.processor import Inbound, Outbound, Processor
+from referrals.streams.service import run_service
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from referrals.kafka import make_consumer, make_producer
-from referrals.settings import KafkaSettings
-from referrals.topics import TopicNames
+from referrals.contract.topics import TopicNames
+from referrals.platform.settings import KafkaSettings
+from referrals.streams.kafka import make_consumer, make_producer
 
 from ..conftest import REPO, env_for
 
-CLI = [sys.executable, "-m", "referrals.cli"]
+CLI = [sys.executable, "-m", "referrals.tools.cli"]
 
 
 async def read_topic(

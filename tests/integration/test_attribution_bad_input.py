@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from referrals.dlq import header_dict
-from referrals.program_put import load_program, put
-from referrals.records import Channel, DealStage
-from referrals.settings import KafkaSettings
-from referrals.topics import ADVOCATES, CONVERSIONS, DEALS, SHARES, TopicNames, dlq_of
+from referrals.contract.records import Channel, DealStage
+from referrals.contract.topics import ADVOCATES, CONVERSIONS, DEALS, SHARES, TopicNames, dlq_of
+from referrals.platform.settings import KafkaSettings
+from referrals.programs.put import load_program, put
+from referrals.streams.dlq import header_dict
 
 from .helpers import read_topic
 from .test_attribution_support import (

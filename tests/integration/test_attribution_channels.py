@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from referrals.records import (
+from referrals.contract.records import (
     Channel,
     ConversionEvent,
     DealEvent,
     DealStage,
     ShareEvent,
 )
-from referrals.settings import KafkaSettings
-from referrals.topics import ADVOCATES, CONVERSIONS, DEALS, SHARES, STATUS
+from referrals.contract.topics import ADVOCATES, CONVERSIONS, DEALS, SHARES, STATUS
+from referrals.platform.settings import KafkaSettings
 
 from .test_attribution_support import (
     ACME,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from referrals.records import (
+from referrals.contract.records import (
     AdvocateProfile,
     Channel,
     ConversionEvent,
@@ -21,8 +21,8 @@ from referrals.records import (
     ReferralStatusChanged,
     ShareEvent,
 )
-from referrals.settings import KafkaSettings
-from referrals.topics import ADVOCATES, CONVERSIONS, DEALS, SHARES
+from referrals.contract.topics import ADVOCATES, CONVERSIONS, DEALS, SHARES
+from referrals.platform.settings import KafkaSettings
 from services.attribution.domain.memory import InMemoryAttribution
 from services.attribution.domain.model import DictDirectory, Policy, Rules
 

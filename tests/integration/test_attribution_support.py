@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 
-from referrals.avro import AvroCodec
-from referrals.records import (
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import (
     AdvocateProfile,
     Channel,
     ConversionEvent,
@@ -30,8 +30,8 @@ from referrals.records import (
     ReferralStatusChanged,
     ShareEvent,
 )
-from referrals.settings import KafkaSettings
-from referrals.topics import STATUS
+from referrals.contract.topics import STATUS
+from referrals.platform.settings import KafkaSettings
 
 from ..conftest import REPO, env_for
 from .helpers import read_topic, run_cli
@@ -170,7 +170,7 @@ def spawn(settings: KafkaSettings, state_dir: Path, **env: str) -> Service:
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "referrals.cli", "run", "attribution"],
+            [sys.executable, "-m", "referrals.tools.cli", "run", "attribution"],
             cwd=REPO,
             env=env_for(settings, **variables),
             stdout=subprocess.DEVNULL,

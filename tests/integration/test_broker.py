@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from referrals import broker
-from referrals.kafka import make_producer
-from referrals.settings import KafkaSettings
-from referrals.topics import SHARES, TopicNames
+from referrals.contract.topics import SHARES, TopicNames
+from referrals.platform.settings import KafkaSettings
+from referrals.streams.kafka import make_producer
+from referrals.tools import broker
 
 from ..conftest import REPO
 from .helpers import read_topic
@@ -30,7 +30,7 @@ def _cli_env(cfg: broker.BrokerConfig) -> dict[str, str]:
 
 def test_broker_status_reports_the_running_broker(kafka_broker: broker.BrokerConfig) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "referrals.cli", "broker", "status"],
+        [sys.executable, "-m", "referrals.tools.cli", "broker", "status"],
         env=_cli_env(kafka_broker),
         cwd=REPO,
         capture_output=True,

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from referrals.avro import AvroCodec
-from referrals.settings import KafkaSettings
-from referrals.topics import DEALS, SHARES
+from referrals.contract.avro import AvroCodec
+from referrals.contract.topics import DEALS, SHARES
+from referrals.platform.settings import KafkaSettings
 
 from ..conftest import REPO
 from .helpers import read_topic, run_cli

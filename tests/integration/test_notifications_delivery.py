@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from referrals.dlq import header_dict
-from referrals.program_model import MessageKind
-from referrals.records import ReferralStatus
-from referrals.settings import KafkaSettings
-from referrals.topics import NOTIFICATIONS_SENT, STATUS, dlq_of
-from services.notifications import webhook
+from referrals.contract.records import ReferralStatus
+from referrals.contract.topics import NOTIFICATIONS_SENT, STATUS, dlq_of
+from referrals.platform.settings import KafkaSettings
+from referrals.programs.model import MessageKind
+from referrals.streams.dlq import header_dict
+from services.notifications.adapters import webhook
 from services.notifications.domain.ids import notification_id
 
 from .helpers import produce, read_topic

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from referrals.program_model import MessageKind
-from referrals.records import ReferralStatus
-from referrals.settings import KafkaSettings
+from referrals.contract.records import ReferralStatus
+from referrals.platform.settings import KafkaSettings
+from referrals.programs.model import MessageKind
 
 from .test_notifications_support import (
     Mail,

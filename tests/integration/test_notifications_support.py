@@ -31,9 +31,8 @@ import yaml
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from referrals.avro import AvroCodec
-from referrals.program_model import MessageKind
-from referrals.records import (
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import (
     AdvocateProfile,
     Channel,
     MatchedBy,
@@ -42,8 +41,9 @@ from referrals.records import (
     ReferralStatus,
     ReferralStatusChanged,
 )
-from referrals.settings import KafkaSettings
-from referrals.topics import ADVOCATES, NOTIFICATIONS_SENT, STATUS
+from referrals.contract.topics import ADVOCATES, NOTIFICATIONS_SENT, STATUS
+from referrals.platform.settings import KafkaSettings
+from referrals.programs.model import MessageKind
 from services.notifications.domain.ids import notification_id
 
 from ..conftest import REPO, env_for
@@ -358,7 +358,7 @@ class Service:
     def _spawn(self, extra: dict[str, str]) -> subprocess.Popen[bytes]:
         with self.log.open("ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "referrals.cli", "run", "notifications"],
+                [sys.executable, "-m", "referrals.tools.cli", "run", "notifications"],
                 cwd=REPO,
                 env={**self.env, **extra},
                 stdout=subprocess.DEVNULL,

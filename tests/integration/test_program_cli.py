@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from referrals.settings import KafkaSettings
-from referrals.topics import PROGRAMS
+from referrals.contract.topics import PROGRAMS
+from referrals.platform.settings import KafkaSettings
 
 from ..conftest import REPO, env_for
 from .helpers import run_cli

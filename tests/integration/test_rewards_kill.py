@@ -21,18 +21,18 @@ from pathlib import Path
 
 import pytest
 
-from referrals.records import (
+from referrals.contract.records import (
     PayoutCommand,
     ReferralStatus,
     ReferralStatusChanged,
     RewardType,
 )
-from referrals.settings import KafkaSettings
-from referrals.topics import PAYOUTS
+from referrals.contract.topics import PAYOUTS
+from referrals.platform.settings import KafkaSettings
+from services.rewards.adapters.operator import read_records
 from services.rewards.domain.decide import new_ledger, on_reversed, on_won
 from services.rewards.domain.ledger import Ledger
 from services.rewards.domain.rules import Period, RewardRules, Tier
-from services.rewards.operator import read_records
 
 from .test_rewards_service import (
     Service,

@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from referrals.avro import AvroCodec
-from referrals.dlq import header_dict
-from referrals.records import (
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import (
     AdvocateProfile,
     Channel,
     MatchedBy,
@@ -33,8 +32,7 @@ from referrals.records import (
     RewardAction,
     RewardCommand,
 )
-from referrals.settings import KafkaSettings
-from referrals.topics import (
+from referrals.contract.topics import (
     ADVOCATES,
     PAYOUT_RESULTS,
     PAYOUTS,
@@ -42,6 +40,8 @@ from referrals.topics import (
     STATUS,
     dlq_of,
 )
+from referrals.platform.settings import KafkaSettings
+from referrals.streams.dlq import header_dict
 from services.rewards.domain import ids
 
 from ..conftest import REPO, env_for
@@ -86,7 +86,7 @@ def start_rewards(
     }
     with log.open("ab") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "referrals.cli", "run", "rewards"],
+            [sys.executable, "-m", "referrals.tools.cli", "run", "rewards"],
             cwd=REPO,
             env=env_for(topics, **settings),
             stdout=subprocess.DEVNULL,

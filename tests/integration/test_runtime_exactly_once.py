@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from referrals.avro import AvroCodec
-from referrals.records import Channel, ShareEvent
-from referrals.settings import KafkaSettings
-from referrals.topics import NOTIFICATIONS_SENT, SHARES
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import Channel, ShareEvent
+from referrals.contract.topics import NOTIFICATIONS_SENT, SHARES
+from referrals.platform.settings import KafkaSettings
 
 from ..conftest import REPO, env_for
 from .helpers import produce, read_topic

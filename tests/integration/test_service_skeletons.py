@@ -14,11 +14,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from referrals.avro import AvroCodec
-from referrals.dlq import header_dict
-from referrals.records import AdvocateProfile
-from referrals.settings import KafkaSettings
-from referrals.topics import ADVOCATES, CONVERSIONS, PAYOUT_RESULTS, STATUS, TopicNames, dlq_of
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import AdvocateProfile
+from referrals.contract.topics import (
+    ADVOCATES,
+    CONVERSIONS,
+    PAYOUT_RESULTS,
+    STATUS,
+    TopicNames,
+    dlq_of,
+)
+from referrals.platform.settings import KafkaSettings
+from referrals.streams.dlq import header_dict
 
 from ..conftest import REPO, env_for
 from .helpers import produce, read_topic
@@ -46,7 +53,7 @@ def _get(url: str) -> tuple[int, str]:
 
 def _spawn(service: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "referrals.cli", "run", service],
+        [sys.executable, "-m", "referrals.tools.cli", "run", service],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,

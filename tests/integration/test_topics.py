@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from referrals.kafka import make_admin
-from referrals.settings import KafkaSettings
-from referrals.topics import CATALOGUE, TopicNames, create_topics, dlq_of
+from referrals.contract.topics import CATALOGUE, TopicNames, create_topics, dlq_of
+from referrals.platform.settings import KafkaSettings
+from referrals.streams.kafka import make_admin
 
 from .helpers import run_cli
 

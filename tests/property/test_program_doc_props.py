@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from referrals.money import CURRENCIES, exponent
-from referrals.program_doc import canonical_json, from_canonical, validate
-from referrals.records import RewardType
+from referrals.contract.records import RewardType
+from referrals.platform.money import CURRENCIES, exponent
+from referrals.programs.document import canonical_json, from_canonical, validate
 
 # Currencies of every minor-unit size: 0 (JPY), 2 (USD), 3 (KWD), 4 (CLF) decimals.
 CURRENCY = st.sampled_from(sorted(CURRENCIES))

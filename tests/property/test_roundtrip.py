@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from referrals.avro import AvroCodec, SchemaRegistry, to_record
-from referrals.jsonio import from_json, to_json
+from referrals.contract.avro import AvroCodec, SchemaRegistry, to_record
+from referrals.contract.jsonio import from_json, to_json
 
 REGISTRY = SchemaRegistry()
 CODEC = AvroCodec(REGISTRY)

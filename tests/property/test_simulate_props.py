@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from referrals.program_doc import parse_document, validate
-from referrals.records import AdvocateProfile
-from referrals.simulate import DEMO_PROGRAM, simulate
+from referrals.contract.records import AdvocateProfile
+from referrals.programs.document import parse_document, validate
+from referrals.tools.simulate import DEMO_PROGRAM, simulate
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 DEMO = validate(parse_document(DEMO_PROGRAM.read_text(encoding="utf-8")))

@@ -21,9 +21,8 @@ import pytest
 from fastavro import parse_schema, schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
 
-from referrals.avro import HEADER_LEN, MAGIC, AvroCodec, SchemaRegistry, SchemaVersion
-from referrals.errors import DecodeError, PermanentError
-from referrals.records import (
+from referrals.contract.avro import HEADER_LEN, MAGIC, AvroCodec, SchemaRegistry, SchemaVersion
+from referrals.contract.records import (
     RECORD_TYPES,
     AdvocateProfile,
     Channel,
@@ -46,6 +45,7 @@ from referrals.records import (
     ShareEvent,
     UnsubscribeRequest,
 )
+from referrals.platform.errors import DecodeError, PermanentError
 
 REGISTRY = SchemaRegistry()
 CODEC = AvroCodec(REGISTRY)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from referrals.dlq import MAX_MESSAGE, DeadLetter, dead_letter, header_dict
-from referrals.errors import DecodeError, InvalidRecord, UnknownProgram
+from referrals.platform.errors import DecodeError, InvalidRecord, UnknownProgram
+from referrals.streams.dlq import MAX_MESSAGE, DeadLetter, dead_letter, header_dict
 
 KEY = b"deal-1"
 VALUE = b"\xc3\x01\x00\xff not avro \x80"

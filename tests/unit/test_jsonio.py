@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from referrals.avro import SchemaRegistry
-from referrals.errors import InputError
-from referrals.jsonio import from_json, to_json
+from referrals.contract.avro import SchemaRegistry
+from referrals.contract.jsonio import from_json, to_json
+from referrals.platform.errors import InputError
 
 REGISTRY = SchemaRegistry()
 DEAL = REGISTRY.latest("DealEvent").raw

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from referrals.jsonvalues import integer, optional_integer, optional_text, text
+from referrals.platform.jsonvalues import integer, optional_integer, optional_text, text
 
 
 def test_text_and_integers_pass_through_and_none_is_allowed_only_where_optional() -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from referrals.money import MoneyError, exponent, percent_of, to_major, to_minor
+from referrals.platform.money import MoneyError, exponent, percent_of, to_major, to_minor
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None)
 

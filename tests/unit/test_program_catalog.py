@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from referrals.errors import InvalidRecord
-from referrals.program_doc import canonical_json, parse_document, validate
-from referrals.programs import ProgramCatalog
-from referrals.records import ProgramConfig
+from referrals.contract.records import ProgramConfig
+from referrals.platform.errors import InvalidRecord
+from referrals.programs.catalog import ProgramCatalog
+from referrals.programs.document import canonical_json, parse_document, validate
 
 DOC = canonical_json(
     validate(

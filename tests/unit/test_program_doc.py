@@ -10,15 +10,16 @@ from typing import Any
 
 import pytest
 
-from referrals.errors import ConfigError
-from referrals.program_doc import (
+from referrals.contract.records import RewardType
+from referrals.platform.errors import ConfigError
+from referrals.programs.document import (
     ProgramInvalid,
     canonical_json,
     from_canonical,
     parse_document,
     validate,
 )
-from referrals.program_model import (
+from referrals.programs.model import (
     DEFAULT_TEMPLATES,
     AttributionPolicy,
     MessageKind,
@@ -26,7 +27,6 @@ from referrals.program_model import (
     RewardPeriod,
     Tier,
 )
-from referrals.records import RewardType
 
 PROGRAMS = Path(__file__).resolve().parents[2] / "deploy" / "programs"
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from referrals.avro import HEADER_LEN, AvroCodec
-from referrals.errors import InputError
-from referrals.publish import MAX_REPORTED, prepare
-from referrals.records import Channel, DealEvent, DealStage, ShareEvent
-from referrals.topics import DEALS, SHARES
+from referrals.contract.avro import HEADER_LEN, AvroCodec
+from referrals.contract.publish import MAX_REPORTED, prepare
+from referrals.contract.records import Channel, DealEvent, DealStage, ShareEvent
+from referrals.contract.topics import DEALS, SHARES
+from referrals.platform.errors import InputError
 
 CODEC = AvroCodec()
 NOW = datetime(2024, 5, 17, 12, 0, tzinfo=UTC)

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from referrals import report as report_module
-from referrals.records import (
+from referrals.contract.records import (
     AdvocateProfile,
     Channel,
     MatchedBy,
@@ -27,7 +26,8 @@ from referrals.records import (
     RewardType,
     ShareEvent,
 )
-from referrals.report import (
+from referrals.tools import report as report_module
+from referrals.tools.report import (
     AttributedReferral,
     Report,
     ReportInputs,

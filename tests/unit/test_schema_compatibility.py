@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from referrals.avro import SCHEMA_DIR, SchemaRegistry
-from referrals.compat import _confirm_with_fastavro, check_backward, registry_problems
+from referrals.contract.avro import SCHEMA_DIR, SchemaRegistry
+from referrals.contract.compat import _confirm_with_fastavro, check_backward, registry_problems
 
 REGISTRY = SchemaRegistry()
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from referrals.errors import ConfigError
-from referrals.settings import KafkaSettings, ServiceSettings, load
+from referrals.platform.errors import ConfigError
+from referrals.platform.settings import KafkaSettings, ServiceSettings, load
 
 
 @dataclass(frozen=True)

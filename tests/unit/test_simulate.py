@@ -15,11 +15,9 @@ from typing import Any
 
 import pytest
 
-from referrals.avro import AvroCodec
-from referrals.program_doc import parse_document, validate
-from referrals.program_model import Attribution, AttributionPolicy, ProgramDocument
-from referrals.publish import prepare
-from referrals.records import (
+from referrals.contract.avro import AvroCodec
+from referrals.contract.publish import prepare
+from referrals.contract.records import (
     AdvocateProfile,
     Channel,
     ConversionEvent,
@@ -31,16 +29,18 @@ from referrals.records import (
     RewardType,
     ShareEvent,
 )
-from referrals.report import ReportInputs, compare, compute
-from referrals.simulate import (
+from referrals.contract.validation import check_values
+from referrals.programs.document import parse_document, validate
+from referrals.programs.model import Attribution, AttributionPolicy, ProgramDocument
+from referrals.tools.report import ReportInputs, compare, compute
+from referrals.tools.simulate import (
     DEMO_PROGRAM,
     INPUT_TOPICS,
     add_simulate_arguments,
     run_simulate,
     simulate,
 )
-from referrals.simulate_model import Simulation
-from referrals.validation import check_values
+from referrals.tools.simulate_model import Simulation
 from services.attribution.domain.memory import InMemoryAttribution
 from services.attribution.domain.model import DictDirectory, Policy, Rules
 

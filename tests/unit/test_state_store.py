@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from referrals.state import Backend, Keyspace, MemoryBackend, RocksBackend, TaskStore
+from referrals.streams.state import Backend, Keyspace, MemoryBackend, RocksBackend, TaskStore
 
 
 @pytest.fixture(params=["memory", "rocksdb"])

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from referrals.errors import ConfigError
-from referrals.program_model import DEFAULT_TEMPLATES, MessageKind
-from referrals.templating import SAMPLE_CONTEXT, TemplateProblem, check, render, variables
+from referrals.platform.errors import ConfigError
+from referrals.programs.model import DEFAULT_TEMPLATES, MessageKind
+from referrals.programs.templating import SAMPLE_CONTEXT, TemplateProblem, check, render, variables
 
 MALICIOUS = [
     "{{ ''.__class__.__mro__[1].__subclasses__() }}",

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from referrals.errors import InvalidRecord, PermanentError
-from referrals.records import (
+from referrals.contract.records import (
     AdvocateProfile,
     Channel,
     ConversionEvent,
@@ -22,7 +21,8 @@ from referrals.records import (
     Record,
     ShareEvent,
 )
-from referrals.validation import check_values
+from referrals.contract.validation import check_values
+from referrals.platform.errors import InvalidRecord, PermanentError
 
 NOW = datetime(2024, 5, 17, 12, 0, tzinfo=UTC)
 WHEN = datetime(2024, 5, 16, 9, 30, tzinfo=UTC)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from referrals.jsonvalues import integer, optional_text, text
-from referrals.records import Channel, DealStage, MatchedBy, ReferralStatus
+from referrals.contract.records import Channel, DealStage, MatchedBy, ReferralStatus
+from referrals.platform.jsonvalues import integer, optional_text, text
 from services.attribution.domain.state import (
     Claim,
     Deal,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from referrals.records import DealStage, ReferralStatus, ReferralStatusChanged
+from referrals.contract.records import DealStage, ReferralStatus, ReferralStatusChanged
 from services.attribution.domain.decide import View
 from services.attribution.domain.ids import status_id
 from services.attribution.domain.model import Directory

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from referrals.records import ReferralStatus
+from referrals.contract.records import ReferralStatus
 
 # Namespaces the hashed material so attribution's status ids never collide with rewards'.
 _STATUS_NAMESPACE = "attribution.status.v1"

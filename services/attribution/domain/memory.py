@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
-from referrals.records import (
+from referrals.contract.records import (
     AdvocateProfile,
     ConversionEvent,
     DealEvent,

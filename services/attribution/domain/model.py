@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from referrals.records import AdvocateProfile, Channel, ShareEvent
+from referrals.contract.records import AdvocateProfile, Channel, ShareEvent
 
 # Only a share sent to the prospect's address can be matched by the prospect's email hash.
 EMAIL_MATCH_CHANNELS = frozenset({Channel.EMAIL, Channel.LEAD_FORM})

@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from referrals.records import ConversionEvent, DealEvent, MatchedBy
+from referrals.contract.records import ConversionEvent, DealEvent, MatchedBy
 from services.attribution.domain.codec import from_bytes, to_bytes
 from services.attribution.domain.decide import decide
 from services.attribution.domain.emit import Emitter

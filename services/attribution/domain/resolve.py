@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from referrals.records import Channel, MatchedBy
+from referrals.contract.records import Channel, MatchedBy
 from services.attribution.domain.model import (
     EMAIL_MATCH_CHANNELS,
     Directory,

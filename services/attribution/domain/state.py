@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from referrals.records import Channel, DealStage, MatchedBy, ReferralStatus, ReferralStatusChanged
+from referrals.contract.records import (
+    Channel,
+    DealStage,
+    MatchedBy,
+    ReferralStatus,
+    ReferralStatusChanged,
+)
 from services.attribution.domain.ids import referral_id
 from services.attribution.domain.model import Policy
 

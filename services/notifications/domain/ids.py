@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-from referrals.program_model import MessageKind
+from referrals.programs.model import MessageKind
 
 
 def notification_id(advocate_id: str, referral_id: str, kind: MessageKind, step: int) -> str:

@@ -12,10 +12,10 @@ from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 
-from referrals import templating
-from referrals.money import to_major
-from referrals.program_model import MessageKind, NotificationChannel, ProgramDocument, Tier
-from referrals.records import NotificationSent, ReferralStatus
+from referrals.contract.records import NotificationSent, ReferralStatus
+from referrals.platform.money import to_major
+from referrals.programs import templating
+from referrals.programs.model import MessageKind, NotificationChannel, ProgramDocument, Tier
 from services.notifications.domain.state import Facts, Pending, Profile, from_ms
 
 # The contract carries no name for the referred prospect; the built-in templates start sentences

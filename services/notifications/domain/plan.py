@@ -32,8 +32,13 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from referrals.program_model import MessageKind, ProgramDocument
-from referrals.records import AdvocateProfile, ReferralStatus, ReferralStatusChanged, ShareEvent
+from referrals.contract.records import (
+    AdvocateProfile,
+    ReferralStatus,
+    ReferralStatusChanged,
+    ShareEvent,
+)
+from referrals.programs.model import MessageKind, ProgramDocument
 from services.notifications.domain.messages import (
     Message,
     Plan,

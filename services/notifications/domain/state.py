@@ -31,10 +31,10 @@ from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from referrals.jsonvalues import integer, optional_integer, optional_text, text
-from referrals.program_model import MessageKind
-from referrals.timestamps import from_ms as from_ms
-from referrals.timestamps import to_ms as to_ms
+from referrals.platform.jsonvalues import integer, optional_integer, optional_text, text
+from referrals.platform.timestamps import from_ms as from_ms
+from referrals.platform.timestamps import to_ms as to_ms
+from referrals.programs.model import MessageKind
 from services.notifications.domain.ids import notification_id
 
 FORMAT_VERSION = 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from referrals.records import (
+from referrals.contract.records import (
     AdvocateProfile,
     PayoutResult,
     PayoutStatus,

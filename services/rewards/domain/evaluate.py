@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from referrals.money import percent_of
-from referrals.records import ReferralStatus, ReferralStatusChanged
+from referrals.contract.records import ReferralStatus, ReferralStatusChanged
+from referrals.platform.money import percent_of
 from services.rewards.domain import ids
 from services.rewards.domain.ledger import Entry, Ledger, Reason, State, to_ms
 from services.rewards.domain.outputs import Output, payout, status

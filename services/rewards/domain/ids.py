@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from referrals.records import ReferralStatus
+from referrals.contract.records import ReferralStatus
 
 # Namespaces the hashed material so rewards' status ids can never collide with another service's.
 _STATUS_NAMESPACE = "rewards.status.v1"

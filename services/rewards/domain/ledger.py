@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from referrals.records import Channel, MatchedBy, RewardType
-from referrals.timestamps import from_ms as from_ms
-from referrals.timestamps import to_ms as to_ms
+from referrals.contract.records import Channel, MatchedBy, RewardType
+from referrals.platform.timestamps import from_ms as from_ms
+from referrals.platform.timestamps import to_ms as to_ms
 from services.rewards.domain.rules import Period
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

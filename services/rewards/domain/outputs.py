@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from referrals.records import PayoutCommand, ReferralStatus, ReferralStatusChanged, RewardType
+from referrals.contract.records import (
+    PayoutCommand,
+    ReferralStatus,
+    ReferralStatusChanged,
+    RewardType,
+)
 from services.rewards.domain import ids
 from services.rewards.domain.ledger import Entry, Ledger
 

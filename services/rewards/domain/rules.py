@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from referrals.records import RewardType
+from referrals.contract.records import RewardType
 
 
 class Period(StrEnum):

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from referrals.records import (
+from referrals.contract.records import (
     AdvocateProfile,
     Channel,
     ConversionEvent,

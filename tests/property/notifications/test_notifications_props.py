@@ -15,9 +15,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from referrals.program_doc import validate
-from referrals.program_model import MessageKind, ProgramDocument
-from referrals.records import (
+from referrals.contract.records import (
     AdvocateProfile,
     Channel,
     MatchedBy,
@@ -25,6 +23,8 @@ from referrals.records import (
     ReferralStatusChanged,
     ShareEvent,
 )
+from referrals.programs.document import validate
+from referrals.programs.model import MessageKind, ProgramDocument
 from services.notifications.domain.messages import Plan
 from services.notifications.domain.plan import (
     on_delivered,

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-from referrals.records import (
+from referrals.contract.records import (
     AdvocateProfile,
     Channel,
     MatchedBy,

@@ -23,7 +23,7 @@ from rewards_scenarios import (
     status_changes,
 )
 
-from referrals.records import PayoutCommand, ReferralStatus
+from referrals.contract.records import PayoutCommand, ReferralStatus
 from services.rewards.domain import ids
 from services.rewards.domain.decide import new_ledger
 from services.rewards.domain.ledger import ROLLING_WINDOW_MS, State

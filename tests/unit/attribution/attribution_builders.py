@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from referrals.records import (
+from referrals.contract.records import (
     AdvocateProfile,
     Channel,
     ConversionEvent,

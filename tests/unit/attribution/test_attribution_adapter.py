@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from attribution_builders import PROGRAM, PROSPECT_EMAIL, T0, profile, rules, share
 
-from referrals.errors import ConfigError
-from referrals.records import Channel
-from referrals.topics import ADVOCATES, SHARES
-from services.attribution.directory import RocksDirectory
+from referrals.contract.records import Channel
+from referrals.contract.topics import ADVOCATES, SHARES
+from referrals.platform.errors import ConfigError
+from services.attribution.adapters.directory import RocksDirectory
+from services.attribution.adapters.keys import advocate_wait, code_wait, email_wait
 from services.attribution.domain.model import DictDirectory, Rules, Touch
-from services.attribution.keys import advocate_wait, code_wait, email_wait
 
 
 def _open(path: Path) -> RocksDirectory:

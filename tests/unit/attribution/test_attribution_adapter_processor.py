@@ -14,21 +14,28 @@ import pytest
 from attribution_builders import DAY, PROGRAM, T0, code_of, conversion, deal, profile, share
 from prometheus_client import CollectorRegistry
 
-from referrals.avro import AvroCodec
-from referrals.errors import UnknownProgram
-from referrals.metrics import RuntimeMetrics
-from referrals.processor import DeadLetterOut, Inbound, Outbound, Output
-from referrals.program_doc import canonical_json, parse_document, validate
-from referrals.records import (
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import (
     DealStage,
     ProgramConfig,
     Record,
     ReferralStatusChanged,
 )
-from referrals.state import MemoryBackend, TaskStore
-from referrals.topics import ADVOCATES, CONVERSIONS, DEALS, DEALS_BY_PROSPECT, PROGRAMS, SHARES
-from services.attribution import adapter
-from services.attribution.adapter import AttributionProcessor
+from referrals.contract.topics import (
+    ADVOCATES,
+    CONVERSIONS,
+    DEALS,
+    DEALS_BY_PROSPECT,
+    PROGRAMS,
+    SHARES,
+)
+from referrals.platform.errors import UnknownProgram
+from referrals.platform.metrics import RuntimeMetrics
+from referrals.programs.document import canonical_json, parse_document, validate
+from referrals.streams.processor import DeadLetterOut, Inbound, Outbound, Output
+from referrals.streams.state import MemoryBackend, TaskStore
+from services.attribution.adapters import processor as adapter
+from services.attribution.adapters.processor import AttributionProcessor
 
 CODEC = AvroCodec()
 HOUR = timedelta(hours=1)

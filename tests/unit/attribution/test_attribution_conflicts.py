@@ -14,7 +14,7 @@ from attribution_builders import (
     share,
 )
 
-from referrals.records import Channel, DealStage, ReferralStatus
+from referrals.contract.records import Channel, DealStage, ReferralStatus
 from services.attribution.domain.model import Policy
 
 EARLY_A_LATE_B = [

@@ -21,7 +21,7 @@ from attribution_builders import (
     share,
 )
 
-from referrals.records import Channel, MatchedBy, ReferralStatus
+from referrals.contract.records import Channel, MatchedBy, ReferralStatus
 from services.attribution.domain.ids import referral_id
 from services.attribution.domain.model import Policy
 from services.attribution.domain.referral import on_conversion

@@ -19,7 +19,7 @@ from attribution_builders import (
     share,
 )
 
-from referrals.records import Channel, DealStage, MatchedBy, ReferralStatus
+from referrals.contract.records import Channel, DealStage, MatchedBy, ReferralStatus
 from services.attribution.domain.referral import expire, on_conversion, on_deal, on_dependency
 from services.attribution.domain.state import Waits
 

@@ -20,7 +20,7 @@ from attribution_builders import (
     share,
 )
 
-from referrals.records import Channel, DealStage
+from referrals.contract.records import Channel, DealStage
 from services.attribution.domain.codec import from_bytes, to_bytes
 from services.attribution.domain.ids import referral_id
 from services.attribution.domain.memory import InMemoryAttribution

@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from referrals.program_doc import validate
-from referrals.program_model import ProgramDocument
-from referrals.records import (
+from referrals.contract.records import (
     AdvocateProfile,
     Channel,
     MatchedBy,
@@ -15,6 +13,8 @@ from referrals.records import (
     ReferralStatusChanged,
     ShareEvent,
 )
+from referrals.programs.document import validate
+from referrals.programs.model import ProgramDocument
 from services.notifications.domain.messages import Message, Plan, Reason
 from services.notifications.domain.plan import on_profile
 from services.notifications.domain.state import State, new_state

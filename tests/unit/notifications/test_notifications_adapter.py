@@ -18,23 +18,23 @@ import pytest
 from aiosmtpd.controller import Controller
 from notifications_builders import NOW, program
 
-from referrals.processor import Inbound
-from referrals.program_model import MessageKind, NotificationChannel, Webhook
-from referrals.state import Keyspace, MemoryBackend, TaskStore
-from services.notifications import smtp, unsubscribe, webhook
-from services.notifications.config import NotificationsSettings
-from services.notifications.delivery import backoff_s
-from services.notifications.domain.messages import Message, RenderedMessage, render
-from services.notifications.failures import PermanentFailure, TransientFailure
-from services.notifications.parking import ParkingLot
-from services.notifications.storage import (
+from referrals.programs.model import MessageKind, NotificationChannel, Webhook
+from referrals.streams.processor import Inbound
+from referrals.streams.state import Keyspace, MemoryBackend, TaskStore
+from services.notifications.adapters import smtp, unsubscribe, webhook
+from services.notifications.adapters.config import NotificationsSettings
+from services.notifications.adapters.delivery import backoff_s
+from services.notifications.adapters.failures import PermanentFailure, TransientFailure
+from services.notifications.adapters.parking import ParkingLot
+from services.notifications.adapters.storage import (
     Journal,
     Journaled,
     OutboxEntry,
     parse_wakeup_key,
     wakeup_key,
 )
-from services.notifications.timers import WakeupIndex
+from services.notifications.adapters.timers import WakeupIndex
+from services.notifications.domain.messages import Message, RenderedMessage, render
 
 SECRET = "s3cret"
 EMAIL, WEBHOOK = NotificationChannel.EMAIL, NotificationChannel.WEBHOOK

@@ -14,26 +14,26 @@ from typing import Any
 import pytest
 from notifications_builders import ADVOCATE, DAY, NOW, PROGRAM_ID, TIERS, profile, share, status
 
-from referrals.avro import AvroCodec
-from referrals.errors import PermanentError
-from referrals.metrics import RuntimeMetrics
-from referrals.processor import DeadLetterOut, Inbound, Outbound
-from referrals.program_doc import canonical_json, validate
-from referrals.program_model import MessageKind, NotificationChannel
-from referrals.records import (
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import (
     NotificationSent,
     ProgramConfig,
     Record,
     ReferralStatus,
     UnsubscribeRequest,
 )
-from referrals.state import MemoryBackend, TaskStore
-from referrals.topics import ADVOCATES, SHARES, STATUS, UNSUBSCRIBES
-from services.notifications.adapter import NotificationsProcessor
-from services.notifications.config import NotificationsSettings
-from services.notifications.delivery import Delivery, Outcome
+from referrals.contract.topics import ADVOCATES, SHARES, STATUS, UNSUBSCRIBES
+from referrals.platform.errors import PermanentError
+from referrals.platform.metrics import RuntimeMetrics
+from referrals.programs.document import canonical_json, validate
+from referrals.programs.model import MessageKind, NotificationChannel
+from referrals.streams.processor import DeadLetterOut, Inbound, Outbound
+from referrals.streams.state import MemoryBackend, TaskStore
+from services.notifications.adapters.config import NotificationsSettings
+from services.notifications.adapters.delivery import Delivery, Outcome
+from services.notifications.adapters.processor import NotificationsProcessor
+from services.notifications.adapters.storage import Journaled
 from services.notifications.domain.ids import notification_id
-from services.notifications.storage import Journaled
 
 S, EMAIL, WEBHOOK = ReferralStatus, NotificationChannel.EMAIL, NotificationChannel.WEBHOOK
 CODEC = AvroCodec()

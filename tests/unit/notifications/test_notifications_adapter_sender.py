@@ -11,15 +11,19 @@ from email.message import EmailMessage
 import pytest
 from notifications_builders import NOW, known_advocate, program, status
 
-from referrals.metrics import RuntimeMetrics
-from referrals.program_model import NotificationChannel, ProgramDocument, Webhook
-from referrals.records import ReferralStatus
-from services.notifications.config import NotificationsSettings
-from services.notifications.delivery import Delivery, Outcome, Sender
+from referrals.contract.records import ReferralStatus
+from referrals.platform.metrics import RuntimeMetrics
+from referrals.programs.model import NotificationChannel, ProgramDocument, Webhook
+from services.notifications.adapters.config import NotificationsSettings
+from services.notifications.adapters.delivery import Delivery, Outcome, Sender
+from services.notifications.adapters.failures import (
+    DeliveryFailure,
+    PermanentFailure,
+    TransientFailure,
+)
+from services.notifications.adapters.metrics import NotificationMetrics
 from services.notifications.domain.messages import Message
 from services.notifications.domain.plan import on_status
-from services.notifications.failures import DeliveryFailure, PermanentFailure, TransientFailure
-from services.notifications.metrics import NotificationMetrics
 
 EMAIL, WEBHOOK = NotificationChannel.EMAIL, NotificationChannel.WEBHOOK
 FAST = NotificationsSettings(retry_base_s=0.001, retry_max_s=0.002, smtp_max_attempts=4)

@@ -20,8 +20,8 @@ from notifications_builders import (
     status,
 )
 
-from referrals.program_model import MessageKind, NotificationChannel
-from referrals.records import ReferralStatus
+from referrals.contract.records import ReferralStatus
+from referrals.programs.model import MessageKind, NotificationChannel
 from services.notifications.domain.ids import notification_id
 from services.notifications.domain.messages import Plan, Reason
 from services.notifications.domain.plan import on_profile, on_status

@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 from notifications_builders import NOW, known_advocate, only, program, rewarded, status
 
-from referrals.program_doc import ProgramInvalid
-from referrals.program_model import NotificationChannel, ProgramDocument
-from referrals.records import ReferralStatus
+from referrals.contract.records import ReferralStatus
+from referrals.programs.document import ProgramInvalid
+from referrals.programs.model import NotificationChannel, ProgramDocument
 from services.notifications.domain.messages import Message, render, sent_record
 from services.notifications.domain.plan import on_status
 

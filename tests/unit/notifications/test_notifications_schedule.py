@@ -18,8 +18,8 @@ from notifications_builders import (
     status,
 )
 
-from referrals.program_model import MessageKind
-from referrals.records import ReferralStatus
+from referrals.contract.records import ReferralStatus
+from referrals.programs.model import MessageKind
 from services.notifications.domain.messages import Plan, Reason
 from services.notifications.domain.plan import (
     next_wakeup,

@@ -7,8 +7,8 @@ import json
 import pytest
 from notifications_builders import ADVOCATE, DAY, HOUR, NOW, known_advocate, program, share, status
 
-from referrals.program_model import MessageKind
-from referrals.records import ReferralStatus
+from referrals.contract.records import ReferralStatus
+from referrals.programs.model import MessageKind
 from services.notifications.domain.plan import on_share, on_status, on_tick, on_unsubscribe
 from services.notifications.domain.state import (
     MAX_REFERRALS,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from referrals.records import (
+from referrals.contract.records import (
     AdvocateProfile,
     Channel,
     MatchedBy,

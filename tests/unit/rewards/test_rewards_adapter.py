@@ -10,11 +10,7 @@ from pathlib import Path
 import pytest
 from rewards_builders import T0, reversal, rules, won
 
-from referrals.errors import PermanentError
-from referrals.processor import Inbound
-from referrals.program_put import load_program
-from referrals.programs import Program, ProgramCatalog
-from referrals.records import (
+from referrals.contract.records import (
     PayoutResult,
     PayoutStatus,
     ReferralStatus,
@@ -22,16 +18,20 @@ from referrals.records import (
     RewardCommand,
     RewardType,
 )
-from referrals.state import MemoryBackend, TaskStore
-from referrals.topics import REWARDS_BY_ADVOCATE, STATUS
-from services.rewards.adapter import is_reward_input
+from referrals.contract.topics import REWARDS_BY_ADVOCATE, STATUS
+from referrals.platform.errors import PermanentError
+from referrals.programs.catalog import Program, ProgramCatalog
+from referrals.programs.put import load_program
+from referrals.streams.processor import Inbound
+from referrals.streams.state import MemoryBackend, TaskStore
+from services.rewards.adapters.ledgers import new_owners, to_outbound
+from services.rewards.adapters.parking import Kind, Parked, Parking, parked_key, parse_parked_key
+from services.rewards.adapters.processor import is_reward_input
+from services.rewards.adapters.program_rules import RulesCache, rules_for
+from services.rewards.adapters.routing import Forward, Wait, check_key, route
+from services.rewards.adapters.timers import TimerIndex, parse_timer_key, timer_key
 from services.rewards.domain.decide import new_ledger, on_won
 from services.rewards.domain.rules import Period, Tier
-from services.rewards.ledgers import new_owners, to_outbound
-from services.rewards.parking import Kind, Parked, Parking, parked_key, parse_parked_key
-from services.rewards.program_rules import RulesCache, rules_for
-from services.rewards.routing import Forward, Wait, check_key, route
-from services.rewards.timers import TimerIndex, parse_timer_key, timer_key
 
 REPO = Path(__file__).resolve().parents[3]
 ACME = REPO / "deploy" / "programs" / "acme-b2b.yaml"

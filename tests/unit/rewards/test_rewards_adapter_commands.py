@@ -9,8 +9,8 @@ import pytest
 from aiokafka.partitioner import murmur2
 from rewards_builders import won
 
-from referrals.avro import AvroCodec
-from referrals.records import (
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import (
     PayoutCommand,
     PayoutResult,
     PayoutStatus,
@@ -19,7 +19,7 @@ from referrals.records import (
     RewardAction,
     RewardType,
 )
-from services.rewards.commands import (
+from services.rewards.adapters.commands import (
     Refused,
     check,
     command_id,
@@ -27,7 +27,7 @@ from services.rewards.commands import (
     report_data,
     report_text,
 )
-from services.rewards.operator import decoded, partition_for
+from services.rewards.adapters.operator import decoded, partition_for
 
 T = datetime(2026, 3, 2, tzinfo=UTC)
 

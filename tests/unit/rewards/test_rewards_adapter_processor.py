@@ -14,12 +14,8 @@ from typing import Any
 import pytest
 from rewards_builders import profile, reversal, won
 
-from referrals.avro import AvroCodec
-from referrals.errors import PermanentError
-from referrals.metrics import RuntimeMetrics
-from referrals.processor import DeadLetterOut, Inbound, Outbound, Output
-from referrals.program_doc import canonical_json, validate
-from referrals.records import (
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import (
     PayoutCommand,
     PayoutResult,
     PayoutStatus,
@@ -29,8 +25,7 @@ from referrals.records import (
     RewardAction,
     RewardCommand,
 )
-from referrals.state import MemoryBackend, TaskStore
-from referrals.topics import (
+from referrals.contract.topics import (
     ADVOCATES,
     PAYOUT_RESULTS,
     PAYOUTS,
@@ -38,10 +33,15 @@ from referrals.topics import (
     REWARDS_BY_PAYOUT,
     STATUS,
 )
-from services.rewards import keyspace
-from services.rewards.adapter import RewardsProcessor
+from referrals.platform.errors import PermanentError
+from referrals.platform.metrics import RuntimeMetrics
+from referrals.programs.document import canonical_json, validate
+from referrals.streams.processor import DeadLetterOut, Inbound, Outbound, Output
+from referrals.streams.state import MemoryBackend, TaskStore
+from services.rewards.adapters import keyspace
+from services.rewards.adapters.processor import RewardsProcessor
+from services.rewards.adapters.settings import RewardsSettings
 from services.rewards.domain import ids
-from services.rewards.settings import RewardsSettings
 
 NOW = datetime(2026, 3, 2, 16, 0, tzinfo=UTC)  # an hour after the builders' T0
 TIERS = [

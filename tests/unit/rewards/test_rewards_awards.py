@@ -20,7 +20,7 @@ from rewards_builders import (
     won,
 )
 
-from referrals.records import ReferralStatus, ReferralStatusChanged, RewardType
+from referrals.contract.records import ReferralStatus, ReferralStatusChanged, RewardType
 from services.rewards.domain import ids
 from services.rewards.domain.decide import on_reversed, on_won
 from services.rewards.domain.ledger import Ledger, State

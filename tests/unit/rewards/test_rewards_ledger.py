@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from rewards_builders import ESCALATING, T0, ledger, profile, result, reversal, rules, won
 
-from referrals.records import Channel, PayoutStatus, RewardType
+from referrals.contract.records import Channel, PayoutStatus, RewardType
 from services.rewards.domain.decide import (
     on_payout_result,
     on_profile,

@@ -18,7 +18,12 @@ from rewards_builders import (
     won,
 )
 
-from referrals.records import PayoutStatus, ReferralStatus, ReferralStatusChanged, RewardType
+from referrals.contract.records import (
+    PayoutStatus,
+    ReferralStatus,
+    ReferralStatusChanged,
+    RewardType,
+)
 from services.rewards.domain.decide import (
     on_approve,
     on_payout_result,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from rewards_builders import ESCALATING, rules
 
-from referrals.records import ReferralStatus, RewardType
+from referrals.contract.records import ReferralStatus, RewardType
 from services.rewards.domain import ids
 from services.rewards.domain.rules import Tier
 

@@ -1,0 +1,202 @@
+"""Avro single-object encoding against the schema registry in `schemas/`.
+
+Wire format (Avro specification, "Single object encoding"): `C3 01`, the 8-byte little-endian
+CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form, then the binary body.
+Every `.avsc` ever published stays in `schemas/` as `<Record>.v<N>.avsc`; a reader resolves the
+writer schema by fingerprint and reads into the newest version of the same record. Schemas are
+parsed and fingerprinted once, when the registry is built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from io import BytesIO
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro._read_common import SchemaResolutionError
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+from referrals.contract.records import RECORD_TYPES, Record
+from referrals.platform.errors import DecodeError
+
+MAGIC = b"\xc3\x01"
+HEADER_LEN = len(MAGIC) + 8
+# The repository's schemas/ (or REFERRALS_SCHEMA_DIR, e.g. in a container image).
+SCHEMA_DIR = Path(
+    os.environ.get("REFERRALS_SCHEMA_DIR") or Path(__file__).resolve().parents[2] / "schemas"
+)
+_FILE_NAME = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)\.v(?P<version>[0-9]+)\.avsc$")
+
+Datum = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaVersion:
+    """One published version of one record's schema."""
+
+    name: str
+    version: int
+    path: Path
+    raw: Mapping[str, Any]
+    parsed: Any
+    fingerprint: bytes  # 8 bytes, little-endian, as written on the wire
+
+    @property
+    def header(self) -> bytes:
+        return MAGIC + self.fingerprint
+
+
+def _load_version(path: Path) -> SchemaVersion:
+    match = _FILE_NAME.match(path.name)
+    if match is None:
+        raise ValueError(f"{path}: schema files are named <Record>.v<N>.avsc")
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if raw.get("name") != match["name"]:
+        raise ValueError(f"{path}: record name {raw.get('name')!r} does not match the file name")
+    canonical = to_parsing_canonical_form(raw)
+    # Each file is self-contained, so it gets its own named-type namespace.
+    parsed = parse_schema(raw, named_schemas={})
+    return SchemaVersion(
+        name=match["name"],
+        version=int(match["version"]),
+        path=path,
+        raw=raw,
+        parsed=parsed,
+        fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
+    )
+
+
+class SchemaRegistry:
+    """All schema versions in a directory, by record name and by fingerprint."""
+
+    def __init__(self, directory: Path = SCHEMA_DIR) -> None:
+        self.directory = directory
+        versions: dict[str, list[SchemaVersion]] = {}
+        for path in sorted(directory.glob("*.avsc")):
+            sv = _load_version(path)
+            versions.setdefault(sv.name, []).append(sv)
+        if not versions:
+            raise ValueError(f"no .avsc schemas found in {directory}")
+        self.versions = {n: sorted(vs, key=lambda v: v.version) for n, vs in versions.items()}
+        self.by_fingerprint: dict[bytes, SchemaVersion] = {}
+        for vs in self.versions.values():
+            for sv in vs:
+                other = self.by_fingerprint.setdefault(sv.fingerprint, sv)
+                if other is not sv:
+                    raise ValueError(f"{sv.path} and {other.path} have the same fingerprint")
+
+    def latest(self, name: str) -> SchemaVersion:
+        try:
+            return self.versions[name][-1]
+        except KeyError:
+            raise KeyError(f"no schema for record {name!r} in {self.directory}") from None
+
+
+class AvroCodec:
+    """Encodes typed records (or plain datums) and decodes bytes back to typed records."""
+
+    def __init__(self, registry: SchemaRegistry | None = None) -> None:
+        self.registry = registry or SchemaRegistry()
+
+    # -- encoding -------------------------------------------------------------------------------
+    def encode(self, record: Record) -> bytes:
+        cls: type[Any] = type(record)
+        datum = {f: getattr(record, f) for f in _field_names(cls)}
+        name = cls.__name__
+        return self.encode_datum(name, datum)
+
+    def encode_datum(self, name: str, datum: Mapping[str, Any]) -> bytes:
+        sv = self.registry.latest(name)
+        out = BytesIO()
+        out.write(sv.header)
+        schemaless_writer(out, sv.parsed, datum)
+        return out.getvalue()
+
+    # -- decoding -------------------------------------------------------------------------------
+    def decode(self, data: bytes, expected: str | None = None) -> Record:
+        name, datum = self.decode_datum(data, expected)
+        return to_record(name, datum)
+
+    def decode_datum(self, data: bytes, expected: str | None = None) -> tuple[str, Datum]:
+        """Returns (record name, datum in the newest schema version) or raises DecodeError."""
+        writer = self.writer_of(data)
+        if expected is not None and writer.name != expected:
+            raise DecodeError(
+                f"expected a {expected} record but the fingerprint is {writer.name} "
+                f"v{writer.version}",
+                reason="WRONG_RECORD_TYPE",
+            )
+        reader = self.registry.latest(writer.name)
+        body = BytesIO(data)
+        body.seek(HEADER_LEN)
+        try:
+            datum = schemaless_reader(
+                body, writer.parsed, None if reader is writer else reader.parsed
+            )
+        except SchemaResolutionError as err:
+            reason = "UNKNOWN_SYMBOL" if "symbol" in str(err).lower() else "MISSING_FIELD"
+            raise DecodeError(f"{writer.name}: {err}", reason=reason) from err
+        except (EOFError, ValueError, TypeError, IndexError, OverflowError) as err:
+            raise DecodeError(f"{writer.name} body is corrupt: {err!r}") from err
+        if body.tell() != len(data):
+            raise DecodeError(
+                f"{writer.name} body has {len(data) - body.tell()} trailing bytes",
+                reason="BAD_BODY",
+            )
+        if not isinstance(datum, dict):
+            raise DecodeError(f"{writer.name} did not decode to a record", reason="BAD_BODY")
+        return writer.name, datum
+
+    def writer_of(self, data: bytes) -> SchemaVersion:
+        if len(data) < HEADER_LEN or data[:2] != MAGIC:
+            raise DecodeError(
+                f"not Avro single-object encoding: expected C3 01 and an 8-byte fingerprint, "
+                f"got {data[:HEADER_LEN].hex(' ') or 'no bytes'}",
+                reason="BAD_MAGIC",
+            )
+        fp = bytes(data[2:HEADER_LEN])
+        writer = self.registry.by_fingerprint.get(fp)
+        if writer is None:
+            raise DecodeError(
+                f"unknown writer schema fingerprint {fp.hex()} (not in {self.registry.directory})",
+                reason="UNKNOWN_FINGERPRINT",
+            )
+        return writer
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_ENUM_FIELDS: dict[type, tuple[tuple[str, type[StrEnum]], ...]] = {}
+
+
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def _enum_fields(cls: type[Any]) -> tuple[tuple[str, type[StrEnum]], ...]:
+    found = _ENUM_FIELDS.get(cls)
+    if found is None:
+        found = _ENUM_FIELDS[cls] = tuple(
+            (name, hint)
+            for name, hint in get_type_hints(cls).items()
+            if isinstance(hint, type) and issubclass(hint, StrEnum)
+        )
+    return found
+
+
+def to_record(name: str, datum: Datum) -> Record:
+    """Turns a decoded datum into the record's typed object (enum symbols become enums)."""
+    cls: type[Any] = RECORD_TYPES[name]
+    for field, enum_type in _enum_fields(cls):
+        datum[field] = enum_type(datum[field])
+    record: Record = cls(**datum)
+    return record

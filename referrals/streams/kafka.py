@@ -1,0 +1,94 @@
+"""Kafka client construction: every process builds its clients here, from KafkaSettings.
+
+Security settings (SASL, TLS) are passed through unchanged so the same code runs against a local
+PLAINTEXT broker and a managed cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.helpers import create_ssl_context
+
+from referrals.platform.errors import ConfigError
+from referrals.platform.settings import KafkaSettings
+
+
+def client_options(settings: KafkaSettings, client_id: str | None = None) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": client_id or settings.client_id,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.sasl_mechanism:
+        opts["sasl_mechanism"] = settings.sasl_mechanism
+        opts["sasl_plain_username"] = settings.sasl_username
+        opts["sasl_plain_password"] = settings.sasl_password
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        opts["ssl_context"] = create_ssl_context(cafile=settings.ssl_cafile)
+    return opts
+
+
+def make_producer(
+    settings: KafkaSettings,
+    *,
+    client_id: str | None = None,
+    transactional_id: str | None = None,
+    **overrides: Any,
+) -> AIOKafkaProducer:
+    """A producer; with `transactional_id` it is idempotent with acks=all (aiokafka forces it)."""
+    opts = client_options(settings, client_id)
+    # A few ms of lingering lets a batch of outputs share requests without hurting latency.
+    opts.update(linger_ms=5, max_batch_size=256 * 1024, compression_type=None)
+    if transactional_id is not None:
+        opts.update(transactional_id=transactional_id, enable_idempotence=True, acks="all")
+    else:
+        opts.update(acks="all", enable_idempotence=True)
+    opts.update(overrides)
+    return AIOKafkaProducer(**opts)
+
+
+def make_consumer(
+    settings: KafkaSettings,
+    *topics: str,
+    group_id: str | None = None,
+    client_id: str | None = None,
+    read_committed: bool = True,
+    **overrides: Any,
+) -> AIOKafkaConsumer:
+    """A consumer that never auto-commits; reads only committed records unless told otherwise.
+
+    A new consumer group starts from the beginning (the contract's start-up rule).
+    """
+    opts = client_options(settings, client_id)
+    opts.update(
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    opts.update(overrides)
+    return AIOKafkaConsumer(*topics, **opts)
+
+
+def make_admin(settings: KafkaSettings, client_id: str | None = None) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**client_options(settings, client_id))
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, refreshing metadata when the consumer has none for it yet (a
+    consumer without subscriptions learns topics only on request). Missing topic: an error."""
+    for _ in range(50):  # a just-created topic can take a moment to reach the broker's metadata
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        await consumer._client.force_metadata_update()
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        await asyncio.sleep(0.1)
+    raise ConfigError(f"topic {topic!r} does not exist; run `referrals topics create`")

@@ -1,0 +1,105 @@
+"""The port between a service's logic and the stream runtime.
+
+A processor receives typed records and returns the records to produce; it never touches Kafka.
+The runtime (`referrals.streams.runtime`) decodes, calls it, and writes its outputs together
+with the consumed offsets in one Kafka transaction per task."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from referrals.contract.records import Record
+from referrals.contract.topics import TopicSpec
+from referrals.platform.errors import PermanentError
+from referrals.streams.state import TaskStore
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    topic: str  # logical topic name
+    partition: int
+    offset: int
+    key: str | None
+    value: Record
+    timestamp_ms: int
+    raw_key: bytes | None = None  # the bytes as consumed, for a dead letter sent later
+    raw_value: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    topic: str  # logical topic name
+    key: str
+    value: Record
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterOut:
+    """Send an input record to its topic's .dlq now (e.g. its program never arrived)."""
+
+    record: Inbound
+    error: PermanentError
+
+
+Output = Outbound | DeadLetterOut
+
+
+class Processor:
+    """Base processor: override what the service needs. Tasks are input partition numbers."""
+
+    name: str = "processor"
+    inputs: tuple[str, ...] = ()
+    # Compacted topics every instance reads whole at start-up, then follows (e.g. program
+    # configs). Inputs are not processed before these are read to their end.
+    globals: tuple[str, ...] = ()
+    # Durable key-value stores per task, each backed by a changelog (`referrals.streams.stores`).
+    stores: tuple[str, ...] = ()
+    # Topics only this service uses (e.g. a re-keyed copy of an input); created at start-up.
+    internal_topics: tuple[TopicSpec, ...] = ()
+    # Set by the runtime: task -> store name -> store.
+    task_stores: dict[int, dict[str, TaskStore]]
+
+    def store(self, task: int, name: str) -> TaskStore:
+        """This task's store `name`; its writes commit with the task's transaction."""
+        return self.task_stores[task][name]
+
+    def on_global(self, topic: str, key: str | None, record: Record) -> None:
+        """A record of a global topic arrived (in order, per partition)."""
+
+    def global_start(self, topic: str, partition: int) -> int | None:
+        """Where to start reading a global topic's partition (None: from the beginning). A
+        processor keeping a durable copy of a global table returns the offset it holds."""
+        return None
+
+    def global_position(self, topic: str, partition: int, next_offset: int) -> None:
+        """Records of a global topic partition up to `next_offset` have been handed over."""
+
+    def committed(self, task: int) -> None:
+        """The task's transaction committed: its outputs and store writes are durable. Side
+        effects that must not run for an aborted transaction (sending email) start here."""
+
+    def aborted(self, task: int) -> None:
+        """The task's transaction was aborted: forget what was staged for it."""
+
+    async def startup(self) -> None:
+        """Once, after global tables are loaded and before any task: start helpers (servers,
+        senders) the processor owns."""
+
+    async def shutdown(self) -> None:
+        """Once, after every task closed: stop what startup started."""
+
+    async def assign(self, tasks: frozenset[int]) -> None:
+        """These tasks are now ours: restore their state before records arrive."""
+
+    async def revoke(self, tasks: frozenset[int]) -> None:
+        """These tasks are no longer ours: drop their state."""
+
+    def process(self, record: Inbound, now: datetime) -> Iterable[Output]:
+        """Handles one input record; raise a PermanentError for bad input (it goes to the DLQ)."""
+        return ()
+
+    def punctuate(self, task: int, now: datetime) -> Iterable[Output]:
+        """Called about once a second per task: emit what has become due by the wall clock."""
+        return ()

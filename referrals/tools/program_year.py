@@ -1,0 +1,332 @@
+"""The main job: a whole program year through the running system, compressed into minutes.
+
+`run_year` puts the program, generates the year (`referrals.tools.simulate`, ground truth kept
+apart), starts a local SMTP server that catches the mail, the three services as separate
+processes and a finance simulator that pays each payout; replays the year's events at a steady
+pace with live progress (events published, referrals attributed, rewards paid, messages sent);
+waits for the system to drain; then reads the topics — never the generator — into the program
+report and compares each figure with the ground truth. `make demo` and the end-to-end test
+both run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import PayoutCommand, PayoutResult, PayoutStatus
+from referrals.contract.topics import PAYOUT_RESULTS, PAYOUTS, TopicNames
+from referrals.platform.settings import KafkaSettings
+from referrals.programs.put import load_program, put
+from referrals.streams.kafka import make_consumer, make_producer, partitions_of
+from referrals.tools.report import Comparison, compare, compute, read_topics, write
+from referrals.tools.simulate import DEMO_PROGRAM, simulate
+from referrals.tools.simulate_model import Simulation
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("attribution", "rewards", "notifications")
+
+
+@dataclass
+class YearPlan:
+    work: Path  # logs, service state, the report
+    advocates: int = 5850
+    seed: int = 1
+    seconds: float = 75.0  # how long replaying the year's events takes
+    program: Path = DEMO_PROGRAM
+    metrics_ports: dict[str, int] = field(
+        default_factory=lambda: {"attribution": 9201, "rewards": 9202, "notifications": 9203}
+    )
+    smtp_port: int = 1025
+    unsubscribe_port: int = 9213
+    drain_s: float = 180.0  # at most this long for the system to catch up after the replay
+    show: Callable[[str], None] = print
+
+
+@dataclass
+class YearOutcome:
+    report: Path
+    comparisons: list[Comparison]
+    mails: int
+    published: int
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.comparisons if c.exact)
+
+
+class MailCatcher:
+    """A real SMTP server on localhost that accepts and counts every message."""
+
+    def __init__(self, port: int) -> None:
+        self.count = 0
+        self.controller = Controller(self, hostname="127.0.0.1", port=port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.count += 1
+        return "250 OK"
+
+    def __enter__(self) -> MailCatcher:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+
+class ServiceProcesses:
+    """The three services as separate processes, logs and state under the work folder."""
+
+    def __init__(self, plan: YearPlan, kafka: KafkaSettings) -> None:
+        self.plan, self.kafka = plan, kafka
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: list[Any] = []
+
+    def start(self) -> None:
+        (self.plan.work / "logs").mkdir(parents=True, exist_ok=True)
+        for name in SERVICES:
+            up = name.upper()
+            env = {
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+                "KAFKA_TOPIC_PREFIX": self.kafka.topic_prefix,
+                f"{up}_METRICS_PORT": str(self.plan.metrics_ports[name]),
+                f"{up}_STATE_DIR": str(self.plan.work / "state" / name),
+                f"{up}_GROUP_ID": f"{self.kafka.topic_prefix}referrals-{name}",
+                "NOTIFICATIONS_SMTP_PORT": str(self.plan.smtp_port),
+                "NOTIFICATIONS_UNSUBSCRIBE_PORT": str(self.plan.unsubscribe_port),
+            }
+            log = (self.plan.work / "logs" / f"{name}.log").open("ab")
+            self.logs.append(log)
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "referrals.tools.cli", "run", name],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        self._await_ready(90.0)
+
+    def _await_ready(self, within: float) -> None:
+        deadline = time.monotonic() + within
+        pending = set(SERVICES)
+        while pending and time.monotonic() < deadline:
+            for name in sorted(pending):
+                if self.procs[name].poll() is not None:
+                    raise RuntimeError(f"{name} exited; see {self.plan.work / 'logs' / name}.log")
+                if _http_ok(self.plan.metrics_ports[name], "/readyz"):
+                    self.plan.show(f"{name:<14} ready  :{self.plan.metrics_ports[name]}/metrics")
+                    pending.discard(name)
+            time.sleep(0.2)
+        if pending:
+            raise RuntimeError(f"not ready within {within:.0f} s: {sorted(pending)}")
+
+    def metric(self, service: str, name: str) -> float:
+        """Sum of a metric's samples on a service's /metrics (0 when it has none yet)."""
+        body = _http_get(self.plan.metrics_ports[service], "/metrics")
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines()
+            if line.startswith((name + "{", name + " "))
+        )
+
+    def stop(self) -> dict[str, int]:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        codes = {}
+        for name, proc in self.procs.items():
+            try:
+                codes[name] = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[name] = proc.wait()
+        for log in self.logs:
+            log.close()
+        return codes
+
+
+def _http_get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def _http_ok(port: int, path: str) -> bool:
+    try:
+        _http_get(port, path)
+        return True
+    except OSError:
+        return False
+
+
+class Finance:
+    """Finance's side: reads payout commands (read_committed) and answers each with PAID."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.kafka = kafka
+        self.paid: set[tuple[str, int]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        names, codec = TopicNames(self.kafka.topic_prefix), AvroCodec()
+        consumer = make_consumer(self.kafka, client_id="demo-finance")
+        producer = make_producer(self.kafka, client_id="demo-finance")
+        await consumer.start()
+        await producer.start()
+        try:
+            parts = await partitions_of(consumer, names(PAYOUTS))
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200, max_records=2000)
+                for messages in batch.values():
+                    for msg in messages:
+                        await self._pay(codec, producer, names(PAYOUT_RESULTS), msg.value)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    async def _pay(self, codec: AvroCodec, producer: Any, topic: str, value: bytes) -> None:
+        payout = codec.decode(value, "PayoutCommand")
+        assert isinstance(payout, PayoutCommand)
+        if (payout.payout_id, payout.attempt) in self.paid:
+            return
+        self.paid.add((payout.payout_id, payout.attempt))
+        result = PayoutResult(
+            payout.payout_id, payout.attempt, PayoutStatus.PAID, datetime.now(UTC)
+        )
+        await producer.send(topic, codec.encode(result), key=payout.payout_id.encode())
+
+
+async def replay(kafka: KafkaSettings, sim: Simulation, seconds: float, progress: Any) -> int:
+    """Publishes the year's events in arrival order, spread evenly over `seconds`."""
+    names, codec = TopicNames(kafka.topic_prefix), AvroCodec()
+    producer = make_producer(kafka, client_id="demo-replay", linger_ms=10)
+    await producer.start()
+    arrivals = sim.arrivals
+    started = time.monotonic()
+    try:
+        for i, (topic, key, record) in enumerate(arrivals, start=1):
+            await producer.send(names(topic), codec.encode(record), key=key.encode())
+            if i % 200 == 0 or i == len(arrivals):
+                progress.published = i
+                ahead = started + seconds * i / len(arrivals) - time.monotonic()
+                if ahead > 0:
+                    await producer.flush()
+                    await asyncio.sleep(ahead)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return len(arrivals)
+
+
+@dataclass
+class Progress:
+    total: int
+    owed: int
+    published: int = 0
+    statuses: float = 0
+    issued: float = 0
+    paid: int = 0
+    mails: int = 0
+
+    def render(self) -> str:
+        rows = [
+            ("events published", self.published, self.total),
+            ("statuses produced", int(self.statuses), None),
+            ("rewards issued", int(self.issued), self.owed),
+            ("rewards paid", self.paid, self.owed),
+            ("messages sent", self.mails, None),
+        ]
+        return "\n".join(_bar(label, value, whole) for label, value, whole in rows)
+
+
+def _bar(label: str, value: int, whole: int | None, width: int = 30) -> str:
+    if not whole:
+        return f"  {label:<18} {value:>8,}"
+    filled = min(width, round(width * value / whole))
+    return f"  {label:<18} [{'#' * filled}{'.' * (width - filled)}] {value:>7,}/{whole:,}"
+
+
+async def _watch(
+    progress: Progress,
+    services: ServiceProcesses,
+    finance: Finance,
+    mail: MailCatcher,
+    stop: asyncio.Event,
+    show: Callable[[str], None],
+) -> None:
+    tty = sys.stdout.isatty() and show is print
+    last_print = 0.0
+    while not stop.is_set():
+        try:
+            progress.statuses = services.metric("attribution", "referrals_records_out_total")
+            progress.issued = services.metric("rewards", "rewards_payouts_issued_total")
+        except OSError:
+            pass
+        progress.paid, progress.mails = len(finance.paid), mail.count
+        if tty:
+            print("\033[5F" if last_print else "", end="")
+            print(progress.render(), flush=True)
+            last_print = time.monotonic()
+        elif time.monotonic() - last_print >= 5:
+            show(progress.render())
+            last_print = time.monotonic()
+        await asyncio.sleep(0.5)
+
+
+async def _drain(progress: Progress, plan: YearPlan) -> None:
+    """Waits until payouts caught up with what is owed and nothing has moved for a while."""
+    deadline = time.monotonic() + plan.drain_s
+    still_since, last = time.monotonic(), (-1.0, -1.0, -1, -1)
+    while time.monotonic() < deadline:
+        now = (progress.statuses, progress.issued, progress.paid, progress.mails)
+        if now != last:
+            still_since, last = time.monotonic(), now
+        settled = progress.paid >= progress.owed and progress.issued >= progress.owed
+        if settled and time.monotonic() - still_since >= 5:
+            return
+        await asyncio.sleep(0.5)
+
+
+async def run_year(plan: YearPlan, kafka: KafkaSettings) -> YearOutcome:
+    config = await put(kafka, load_program(plan.program), "demo")
+    sim = simulate(plan.advocates, plan.seed, datetime.now(UTC), load_program(plan.program))
+    owed = int(sim.truth["rewards_owed"])
+    plan.show(
+        f"program {config.program_id} v{config.version}; {plan.advocates:,} advocates, "
+        f"{len(sim.arrivals):,} events over the year, {owed} rewards owed (ground truth)"
+    )
+    progress = Progress(total=len(sim.arrivals), owed=owed)
+    services, finance, stop = ServiceProcesses(plan, kafka), Finance(kafka), asyncio.Event()
+    with MailCatcher(plan.smtp_port) as mail:
+        await asyncio.to_thread(services.start)
+        try:
+            background = [
+                asyncio.create_task(finance.run(stop)),
+                asyncio.create_task(_watch(progress, services, finance, mail, stop, plan.show)),
+            ]
+            published = await replay(kafka, sim, plan.seconds, progress)
+            await _drain(progress, plan)
+            stop.set()
+            await asyncio.gather(*background)
+            plan.show(progress.render())
+        finally:
+            stop.set()
+            codes = await asyncio.to_thread(services.stop)
+            plan.show("services stopped: " + ", ".join(f"{n} {c}" for n, c in codes.items()))
+        inputs = await read_topics(kafka, config.program_id)
+        report = compute(inputs)
+        page = write(report, plan.work / "report", sim.truth)
+        return YearOutcome(page, compare(report, sim.truth), mail.count, published)

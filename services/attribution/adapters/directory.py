@@ -1,0 +1,220 @@
+"""The global directory attribution looks up: every share as a touch, every advocate profile.
+
+Every instance holds all of it (`referral.shares.v1` and `referral.advocates.v1` are global
+topics). It lives in RocksDB under the state directory, not in Python objects, so millions of
+shares and a million advocates fit in a bounded memory (block cache and write buffers below).
+
+Keys (ids may hold any character, so each variable part is length-prefixed):
+    t <event_id>                          share already indexed (duplicates have no effect)
+    c <program> <code> <event_id>   -> touch     touches by referral code
+    e <program> <email> <event_id>  -> touch     touches by prospect email hash
+    a <advocate_id>                 -> advocate
+    p <topic> <partition>           -> next offset: where a restart resumes
+    w <topic> <partition> <end>     -> wait keys the records before `end` may satisfy
+
+`w` is the change log: a task whose wakeups were lost (a crash) or noted elsewhere (a task that
+moved) finds what arrived after its own watermark, a global offset every instance agrees on.
+
+Writes collect in one batch per global poll and go to RocksDB with the partition's position
+(`mark`). A read flushes a pending batch first, so lookups always see every record handed over;
+such a flush writes records without their position, which is harmless: re-reading them after
+a crash finds shares already indexed and rewrites profiles with the same values.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from rocksdict import BlockBasedIndexType, BlockBasedOptions, Cache, Options, Rdict, WriteBatch
+
+from referrals.contract.records import AdvocateProfile, Channel, ShareEvent
+from referrals.platform.errors import ConfigError
+from services.attribution.adapters.keys import WaitKey, advocate_wait, code_wait, email_wait
+from services.attribution.domain.model import Advocate, Rules, Touch
+from services.attribution.domain.state import from_ms, to_ms
+
+Positions = dict[str, dict[int, int]]  # logical topic -> partition -> next offset
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+# Memory bounds: what RocksDB may hold in RAM however large the directory grows on disk.
+BLOCK_CACHE_BYTES = 32 * 1024 * 1024
+WRITE_BUFFER_BYTES = 16 * 1024 * 1024
+
+
+def _lp(text: str) -> bytes:
+    """A length-prefixed part: no id can run into the next one."""
+    raw = text.encode("utf-8")
+    return struct.pack(">H", len(raw)) + raw
+
+
+def _options() -> Options:
+    """Partitioned index and filters: their 4 KB partitions live in the (bounded) block cache
+    and only the small top level is pinned. Whole-file filters of a large directory would not
+    fit a cache shard and would be re-read on every lookup (measured: ~0.8 ms a lookup at 2M
+    shares, against ~70 us for a code lookup plus a profile lookup with these options)."""
+    table = BlockBasedOptions()
+    table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
+    table.set_bloom_filter(10, False)
+    table.set_index_type(BlockBasedIndexType.two_level_index_search())
+    table.set_partition_filters(True)
+    table.set_metadata_block_size(4096)
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_top_level_index_and_filter(True)
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.set_block_based_table_factory(table)
+    options.set_write_buffer_size(WRITE_BUFFER_BYTES)
+    options.set_max_write_buffer_number(2)
+    return options
+
+
+class RocksDirectory:
+    """`Directory` over RocksDB; `rules` comes from the program catalogue (kept in memory)."""
+
+    def __init__(self, path: Path, rules: Callable[[str], Rules]) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = Rdict(str(path), _options())
+        except Exception as err:  # rocksdict raises a bare Exception, e.g. for a held lock
+            raise ConfigError(f"cannot open the attribution directory {path}: {err}") from err
+        self._rules = rules
+        self._batch = WriteBatch(raw_mode=True)
+        self._batch_size = 0
+        self._batch_ids: set[str] = set()
+        self._changes: list[WaitKey] = []  # handed over, not yet marked with a position
+        self._positions: Positions = self._load_positions()
+
+    # -- writes (global records, in order per partition) ----------------------------------------
+    def add_share(self, share: ShareEvent) -> list[WaitKey]:
+        """Indexes a share's touch; returns the wait keys it may satisfy ([] for a duplicate)."""
+        if share.event_id in self._batch_ids or self._db.get(b"t" + share.event_id.encode()):
+            return []
+        touch = Touch.from_share(share)
+        value = _touch_bytes(touch)
+        program = _lp(touch.program_id)
+        self._put(b"t" + touch.event_id.encode(), b"1")
+        self._put(b"c" + program + _lp(touch.referral_code) + touch.event_id.encode(), value)
+        keys = [code_wait(touch.program_id, touch.referral_code)]
+        email = touch.prospect_email_sha256
+        if email is not None:
+            self._put(b"e" + program + _lp(email) + touch.event_id.encode(), value)
+            keys.append(email_wait(touch.program_id, email))
+        self._batch_ids.add(touch.event_id)
+        self._changes.extend(keys)
+        return keys
+
+    def add_profile(self, profile: AdvocateProfile) -> list[WaitKey]:
+        """Inserts or replaces an advocate (compacted topic: the latest profile wins)."""
+        advocate = Advocate.from_profile(profile)
+        body = [advocate.program_id, advocate.email_sha256, advocate.owner_rep_id]
+        self._put(b"a" + advocate.advocate_id.encode(), _json(body))
+        keys = [advocate_wait(advocate.advocate_id)]
+        self._changes.extend(keys)
+        return keys
+
+    def mark(self, topic: str, partition: int, next_offset: int) -> None:
+        """Records before `next_offset` of a partition are handed over: log their changes and
+        the position, in the same write as the records."""
+        part = _lp(topic) + _U32.pack(partition)
+        if self._changes:
+            unique = sorted(set(self._changes))
+            self._put(b"w" + part + _U64.pack(next_offset), _json([list(k) for k in unique]))
+            self._changes = []
+        self._put(b"p" + part, _U64.pack(next_offset))
+        self._positions.setdefault(topic, {})[partition] = next_offset
+        self.flush()
+
+    def flush(self) -> None:
+        if self._batch_size:
+            self._db.write(self._batch)
+            self._batch = WriteBatch(raw_mode=True)
+            self._batch_size = 0
+            self._batch_ids.clear()
+
+    def _put(self, key: bytes, value: bytes) -> None:
+        self._batch.put(key, value)
+        self._batch_size += 1
+
+    # -- positions and the change log -----------------------------------------------------------
+    def position(self, topic: str, partition: int) -> int | None:
+        return self._positions.get(topic, {}).get(partition)
+
+    def positions(self) -> Positions:
+        return {topic: dict(parts) for topic, parts in self._positions.items()}
+
+    def changes_since(self, watermark: Positions, limit: int) -> set[WaitKey] | None:
+        """Wait keys of every record handed over at or after `watermark` (a partition missing
+        from it: from the beginning), including those not yet marked; None if more than
+        `limit` (then re-deciding every waiting referral is the cheaper catch-up)."""
+        self.flush()
+        found: set[WaitKey] = set(self._changes)
+        for topic, parts in self._positions.items():
+            for partition in parts:
+                prefix = b"w" + _lp(topic) + _U32.pack(partition)
+                start = watermark.get(topic, {}).get(partition, 0)
+                for _, value in self._scan(prefix, prefix + _U64.pack(start + 1)):
+                    found.update(tuple(k) for k in json.loads(value))
+                    if len(found) > limit:
+                        return None
+        return found
+
+    def _load_positions(self) -> Positions:
+        out: Positions = {}
+        for key, value in self._scan(b"p"):
+            size = struct.unpack(">H", key[1:3])[0]
+            topic = key[3 : 3 + size].decode()
+            partition = _U32.unpack(key[3 + size : 7 + size])[0]
+            out.setdefault(topic, {})[partition] = _U64.unpack(value)[0]
+        return out
+
+    # -- Directory (the core's port) ------------------------------------------------------------
+    def touches_by_code(self, program_id: str, code: str) -> Sequence[Touch]:
+        return self._touches(b"c" + _lp(program_id) + _lp(code))
+
+    def touches_by_email(self, program_id: str, email_sha256: str) -> Sequence[Touch]:
+        return self._touches(b"e" + _lp(program_id) + _lp(email_sha256))
+
+    def advocate(self, advocate_id: str) -> Advocate | None:
+        self.flush()
+        raw = self._db.get(b"a" + advocate_id.encode())
+        if not isinstance(raw, bytes):  # raw mode: bytes, or None when absent
+            return None
+        program_id, email_sha256, owner_rep_id = json.loads(raw)
+        return Advocate(advocate_id, program_id, email_sha256, owner_rep_id)
+
+    def rules(self, program_id: str) -> Rules:
+        return self._rules(program_id)
+
+    def _touches(self, prefix: bytes) -> tuple[Touch, ...]:
+        self.flush()
+        return tuple(_touch_from(value) for _, value in self._scan(prefix))
+
+    def _scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Entries whose key starts with `prefix`, in key order, from `start` (or the first)."""
+        for key, value in self._db.items(from_key=start or prefix):
+            assert isinstance(key, bytes) and isinstance(value, bytes)  # raw mode
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    def close(self) -> None:
+        self.flush()
+        self._db.close()
+
+
+def _json(body: object) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _touch_bytes(t: Touch) -> bytes:
+    body = [t.event_id, t.program_id, t.advocate_id, t.channel.value, t.referral_code]
+    return _json([*body, to_ms(t.occurred_at), t.prospect_email_sha256])
+
+
+def _touch_from(raw: bytes) -> Touch:
+    event_id, program_id, advocate_id, channel, code, occurred_ms, email = json.loads(raw)
+    when = from_ms(occurred_ms)
+    return Touch(event_id, program_id, advocate_id, Channel(channel), code, when, email)

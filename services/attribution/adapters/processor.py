@@ -1,0 +1,283 @@
+"""The attribution adapter: records in, the core's decisions carried out, statuses out.
+
+Routing. A referral lives in the task of its prospect: conversions are keyed by prospect_id; a
+deal, keyed by deal_id, is forwarded unchanged to DEALS_BY_PROSPECT keyed by prospect_id (in
+the same transaction) and handled when it comes back. So every event of one referral reaches
+one task, in order per topic.
+
+Global tables. Program configs feed the catalogue; shares and profiles feed the RocksDB
+directory (`directory`). A share or profile that arrives is noted, for every task owned here,
+as a wakeup (its code, email hash or advocate); `punctuate` decides again the referrals of the
+task waiting for it (`table.waiting_on`). Wakeups live in memory, so each task also keeps a
+watermark: the global positions up to which its wakeups were applied, written in the same
+transaction as their outcome. A task opened after a crash or moved from another instance
+re-notes everything the directory's change log holds after its watermark.
+
+Time. Stream time is per task (the largest occurred_at of its events) and drives `expire`
+(see `table`). The wall clock only bounds the wait for an unknown program (`parked`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from referrals.contract.records import (
+    AdvocateProfile,
+    ConversionEvent,
+    DealEvent,
+    ProgramConfig,
+    Record,
+    ShareEvent,
+)
+from referrals.contract.topics import (
+    ADVOCATES,
+    CONVERSIONS,
+    DEALS,
+    DEALS_BY_PROSPECT,
+    PROGRAMS,
+    SHARES,
+    STATUS,
+    spec_for,
+)
+from referrals.platform.errors import DecodeError
+from referrals.platform.metrics import RuntimeMetrics
+from referrals.programs.catalog import ProgramAwareProcessor
+from referrals.streams.processor import Inbound, Outbound, Output
+from services.attribution.adapters.directory import RocksDirectory
+from services.attribution.adapters.keys import WaitKey, referral_key
+from services.attribution.adapters.metrics import NO_CHANNEL, AttributionMetrics, Staged
+from services.attribution.adapters.parked import PREFIX as PARKED
+from services.attribution.adapters.parked import Decode, ParkedEvents, Released
+from services.attribution.adapters.table import DEADLINE, STORE, ReferralTable, scan
+from services.attribution.domain.model import Policy, Rules
+from services.attribution.domain.referral import expire, on_conversion, on_deal, on_dependency
+from services.attribution.domain.state import ReferralState, Step, from_ms
+
+log = logging.getLogger(__name__)
+DIRECTORY_TOPICS = (SHARES, ADVOCATES)
+# With no wakeup to apply, a task's watermark is still moved on this often (if the globals
+# moved), so a restart re-notes at most this much of the change log.
+WATERMARK_EVERY_S = 30.0
+# Arrivals since a task's watermark beyond which re-deciding all its waiting referrals is the
+# cheaper way to catch up (and keeps a restart after a long outage from holding them all).
+MAX_CATCH_UP = 100_000
+
+
+@dataclass
+class TaskState:
+    table: ReferralTable
+    parked: ParkedEvents
+    pending: set[WaitKey] = field(default_factory=set)
+    rescan_all: bool = False  # no watermark yet: wake every waiting referral once
+    staged: Staged = field(default_factory=Staged)
+    watermark_at: float = float("-inf")  # monotonic time the watermark was last written
+
+
+class AttributionProcessor(ProgramAwareProcessor):
+    name = "attribution"
+    inputs = (CONVERSIONS, DEALS, DEALS_BY_PROSPECT)
+    # ProgramAwareProcessor's `globals` is inferred as a 1-tuple; the port allows any tuple.
+    globals = (PROGRAMS, SHARES, ADVOCATES)  # type: ignore[assignment]
+    stores = (STORE,)
+    internal_topics = (spec_for(DEALS_BY_PROSPECT),)
+
+    def __init__(
+        self,
+        metrics: RuntimeMetrics,
+        directory_path: Path,
+        *,
+        decode: Decode,
+        unknown_program_wait_s: float,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(metrics)
+        self.directory = RocksDirectory(directory_path, self._rules)
+        self.own = AttributionMetrics(metrics.registry)
+        self.decode = decode
+        self.unknown_program_wait_s = unknown_program_wait_s
+        self.wall = wall
+        self.tasks: dict[int, TaskState] = {}
+
+    def close(self) -> None:
+        self.directory.close()
+
+    async def shutdown(self) -> None:
+        self.close()  # after every task closed: the RocksDB directory's lock is released
+
+    # -- global tables --------------------------------------------------------------------------
+    def on_global(self, topic: str, key: str | None, record: Record) -> None:
+        if isinstance(record, ShareEvent):
+            self.own.records_in.labels(SHARES, record.channel.value).inc()
+            keys = self.directory.add_share(record)
+            if not keys:
+                self.own.duplicate_shares.inc()
+            self._note(keys)
+        elif isinstance(record, AdvocateProfile):
+            self.own.records_in.labels(ADVOCATES, NO_CHANNEL).inc()
+            self._note(self.directory.add_profile(record))
+        else:
+            super().on_global(topic, key, record)
+            if isinstance(record, ProgramConfig):
+                for state in self.tasks.values():
+                    state.parked.program_arrived(record.program_id)
+
+    def global_start(self, topic: str, partition: int) -> int | None:
+        return self.directory.position(topic, partition) if topic in DIRECTORY_TOPICS else None
+
+    def global_position(self, topic: str, partition: int, next_offset: int) -> None:
+        if topic in DIRECTORY_TOPICS:
+            self.directory.mark(topic, partition, next_offset)
+
+    def _note(self, keys: list[WaitKey]) -> None:
+        for state in self.tasks.values():
+            state.pending.update(keys)
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def process(self, record: Inbound, now: datetime) -> Iterable[Output]:
+        state = self.tasks[record.partition]
+        event = record.value
+        if not isinstance(event, ConversionEvent | DealEvent):
+            raise DecodeError(f"unexpected {type(event).__name__}", reason="WRONG_RECORD_TYPE")
+        state.staged.record_in(record.topic)
+        if not self._known(event.program_id):
+            state.parked.park(record, event.program_id, now)
+            return []
+        out: list[Output] = []
+        if state.parked.waiting_for(event.program_id):  # keep the program's events in order
+            out += self._rerun(state, state.parked.release(self._known, now, event.program_id))
+        return out + self._dispatch(state, record)
+
+    def _dispatch(self, state: TaskState, record: Inbound) -> list[Output]:
+        event = record.value
+        if record.topic == DEALS and isinstance(event, DealEvent):
+            return [Outbound(DEALS_BY_PROSPECT, event.prospect_id, event)]
+        assert isinstance(event, ConversionEvent | DealEvent)
+        out = self._expire(state, event.occurred_at)
+        key = referral_key(event.program_id, event.prospect_id)
+        old = state.table.load(key)
+        if isinstance(event, ConversionEvent):
+            step = on_conversion(old, event, self.directory)
+        else:
+            step = on_deal(old, event, self.directory)
+        return out + self._apply(state, key, old, step)
+
+    def _expire(self, state: TaskState, occurred_at: datetime) -> list[Output]:
+        horizon = state.table.advance(occurred_at)
+        if horizon is None:
+            return []
+        out: list[Output] = []
+        for key in state.table.due(horizon):
+            old = state.table.load(key)
+            if old is not None:
+                out += self._apply(state, key, old, expire(old, from_ms(horizon)))
+        return out
+
+    def _apply(
+        self, state: TaskState, key: bytes, old: ReferralState | None, step: Step
+    ) -> list[Output]:
+        state.table.apply(key, old, step)
+        state.staged.step(step.counters, step.outputs)
+        return [Outbound(STATUS, status.advocate_id, status) for status in step.outputs]
+
+    def _rerun(self, state: TaskState, released: Released) -> list[Output]:
+        out: list[Output] = list(released.dead)
+        for record in released.rerun:
+            out += self._dispatch(state, record)
+        return out
+
+    # -- timers ---------------------------------------------------------------------------------
+    def punctuate(self, task: int, now: datetime) -> Iterable[Output]:
+        state = self.tasks.get(task)
+        if state is None:
+            return []
+        out: list[Output] = []
+        if state.parked.ready(now):
+            out += self._rerun(state, state.parked.release(self._known, now))
+        stale = time.monotonic() - state.watermark_at >= WATERMARK_EVERY_S
+        if not (state.pending or state.rescan_all or stale):
+            return out
+        positions = self.directory.positions()  # before draining: every record below is noted
+        woken, outputs = self._wake(state)
+        if woken or stale:
+            state.table.set_watermark(positions)
+            state.watermark_at = time.monotonic()
+        return out + outputs
+
+    def _wake(self, state: TaskState) -> tuple[int, list[Output]]:
+        """Decides again every referral of the task waiting for what arrived."""
+        if state.rescan_all:
+            keys = state.table.all_waiting()
+        else:
+            keys = {k for wait in sorted(state.pending) for k in state.table.waiting_on(wait)}
+        state.pending, state.rescan_all = set(), False
+        out: list[Output] = []
+        for key in sorted(keys):
+            old = state.table.load(key)
+            if old is None:
+                continue
+            try:
+                step = on_dependency(old, self.directory)
+            except Exception:  # a bug must not stop the task's timers: leave this one waiting
+                log.exception("deciding a woken referral failed", extra={"referral": key.decode()})
+                continue
+            out += self._apply(state, key, old, step)
+        state.staged.wakeups(len(keys))
+        return len(keys), out
+
+    # -- tasks and transactions -----------------------------------------------------------------
+    async def assign(self, tasks: frozenset[int]) -> None:
+        for task in sorted(tasks):
+            store = self.store(task, STORE)
+            found = scan(store, (DEADLINE, PARKED))
+            table = ReferralTable(store, found[DEADLINE])
+            parked = ParkedEvents(store, self.unknown_program_wait_s, self.decode, found[PARKED])
+            parked.arrived = any(self._known(p) for p in parked.programs)
+            state = TaskState(table, parked)
+            watermark = table.watermark()
+            changes = (
+                None if watermark is None else self.directory.changes_since(watermark, MAX_CATCH_UP)
+            )
+            if changes is None:
+                state.rescan_all = True
+            else:
+                state.pending = changes
+            self.tasks[task] = state
+        self._set_gauges()
+
+    async def revoke(self, tasks: frozenset[int]) -> None:
+        for task in tasks:
+            self.tasks.pop(task, None)
+        self._set_gauges()
+
+    def committed(self, task: int) -> None:
+        state = self.tasks.get(task)
+        if state is not None:
+            state.staged.apply(self.own, self.wall())
+        self._set_gauges()
+
+    def aborted(self, task: int) -> None:
+        state = self.tasks.get(task)
+        if state is not None:  # the runtime reopens the task: its summaries are rebuilt
+            state.staged = Staged()
+
+    def _set_gauges(self) -> None:
+        states = self.tasks.values()
+        self.own.waiting.labels("conversion").set(sum(s.table.waiting[0] for s in states))
+        self.own.waiting.labels("deal").set(sum(s.table.waiting[1] for s in states))
+        self.own.parked.set(sum(len(s.parked) for s in states))
+
+    # -- programs -------------------------------------------------------------------------------
+    def _known(self, program_id: str) -> bool:
+        return self.programs.get(program_id) is not None
+
+    def _rules(self, program_id: str) -> Rules:
+        program = self.programs.get(program_id)
+        if program is None:
+            raise KeyError(f"program {program_id!r} is not known")
+        window = program.document.attribution
+        return Rules(program_id, program.version, window.window_days, Policy(window.policy.value))

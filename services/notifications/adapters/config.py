@@ -1,0 +1,53 @@
+"""The notifications service's settings (environment prefix `NOTIFICATIONS_`).
+
+Delivery settings are per process (the SMTP relay, retry pacing, the unsubscribe endpoint);
+what a program decides (channels, webhook URL and its secret's variable name, sender address,
+templates, rate limit) stays in the program document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from referrals.platform.settings import ServiceSettings
+
+# Only for a laptop: signing links with a secret everybody can read lets anyone unsubscribe
+# anyone. `main` logs a warning when it is in use.
+DEV_UNSUBSCRIBE_SECRET = "dev-only-unsubscribe-secret"
+
+
+@dataclass(frozen=True)
+class NotificationsSettings(ServiceSettings):
+    group_id: str = "referrals-notifications"
+    metrics_port: int = 9203
+    # Deliveries are recorded (notifications.sent.v1) at the next punctuation: a short interval
+    # keeps the window in which a crash causes a resend small.
+    punctuate_ms: int = 200
+    # -- email over SMTP --
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025  # Mailpit's and aiosmtpd's default; 587 with STARTTLS in production
+    smtp_starttls: bool = False
+    smtp_tls: bool = False  # implicit TLS from the first byte (port 465)
+    smtp_validate_certs: bool = True
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_timeout_s: float = 10.0
+    smtp_max_attempts: int = 5  # webhooks take theirs from the program (webhook.max_attempts)
+    smtp_max_connections: int = 10
+    # The right-hand side of every Message-ID: <notification_id@domain>.
+    message_id_domain: str = "referrals.local"
+    # -- retries: exponential backoff with jitter, base * 2^(attempt-1), capped --
+    retry_base_s: float = 0.5
+    retry_max_s: float = 60.0
+    # -- concurrency: a slow endpoint holds at most its own slots, never everyone's --
+    max_concurrent_deliveries: int = 100
+    webhook_max_connections: int = 8  # per webhook host
+    # How long a clean stop waits for deliveries already talking to a server.
+    shutdown_grace_s: float = 5.0
+    # -- links --
+    unsubscribe_host: str = "127.0.0.1"
+    unsubscribe_port: int = 9213
+    unsubscribe_base_url: str = "http://127.0.0.1:9213/unsubscribe"  # unless the program has one
+    unsubscribe_secret: str = DEV_UNSUBSCRIBE_SECRET
+    unsubscribe_token_max_age_days: int = 0  # 0: links never expire
+    refer_base_url: str = "https://referrals.example.com/r"  # refer_url = <base>/<advocate_id>

@@ -1,0 +1,77 @@
+"""The notifications service's own metrics, on the runtime's registry.
+
+Labels are bounded sets: message kinds, channels, reason codes, outcomes. Never advocate ids,
+addresses or URLs.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from referrals.platform.metrics import LATENCY_BUCKETS
+
+# From the trigger's event time to acceptance: normally well under a second; a status produced
+# late upstream or a message that waited for a retry shows up in the long tail.
+_DELIVERY_BUCKETS = (*LATENCY_BUCKETS, 900.0, 3600.0, 6 * 3600.0, 86400.0)
+
+
+class NotificationMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = r = registry
+        self.sent = Counter(
+            "referrals_notifications_sent",
+            "Messages accepted by the SMTP server or webhook",
+            ["kind", "channel"],
+            registry=r,
+        )
+        self.failures = Counter(
+            "referrals_notifications_delivery_failures",
+            "Failed delivery attempts (each attempt once; transient ones are retried)",
+            ["channel", "reason"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "referrals_notifications_dead_lettered",
+            "Deliveries given up on and sent to notifications.sent.v1.dlq",
+            ["channel", "reason"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "referrals_notifications_retries", "Delivery attempts retried", ["channel"], registry=r
+        )
+        self.resends = Counter(
+            "referrals_notifications_resends",
+            "Deliveries started again after a restart or task move (same notification_id)",
+            ["channel"],
+            registry=r,
+        )
+        self.suppressed = Counter(
+            "referrals_notifications_suppressed",
+            "Messages not sent, by reason (OPTED_OUT, RATE_LIMITED, STALE, DUPLICATE, ...)",
+            ["reason"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "referrals_notifications_delivery_latency_seconds",
+            "From the trigger's event time (or a nurture step's due time) to acceptance",
+            ["channel"],
+            buckets=_DELIVERY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "referrals_notifications_in_flight", "Deliveries being attempted or retried", registry=r
+        )
+        self.timers = Gauge(
+            "referrals_notifications_timers", "Advocates with a scheduled wake-up", registry=r
+        )
+        self.parked = Gauge(
+            "referrals_notifications_parked",
+            "Records waiting for their program's config",
+            registry=r,
+        )
+        self.unsubscribes = Counter(
+            "referrals_notifications_unsubscribe_requests",
+            "Unsubscribe link requests by outcome (accepted, invalid, failed)",
+            ["outcome"],
+            registry=r,
+        )

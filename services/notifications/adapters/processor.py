@@ -1,0 +1,305 @@
+"""The notifications processor: Kafka records in, the core's decisions carried out.
+
+Per record: load the advocate's state, call the core (`domain.plan`), persist the new state and
+its next wake-up, put each planned message in the `outbox` store and STAGE it. Everything is
+written in the task's transaction; only when it commits (`committed`) are the staged messages
+handed to the sender, so nothing is sent for a transaction that did not commit (at most once).
+
+The sender reports each channel's outcome back; the next punctuation records it in the task's
+transaction: a `NotificationSent` on notifications.sent.v1 (or a dead letter on its .dlq), the
+core's `on_delivered`, the outbox entry settled. A crash between a server's acceptance and that
+record leaves the outbox entry, and assignment resends it with the same notification_id.
+
+Stores and the journal are described in `storage`; timers in `timers`; waiting for a program's
+config in `parking`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import (
+    AdvocateProfile,
+    ReferralStatusChanged,
+    ShareEvent,
+    UnsubscribeRequest,
+)
+from referrals.contract.topics import ADVOCATES, SHARES, STATUS, UNSUBSCRIBES, spec_for
+from referrals.platform.errors import PermanentError, UnknownProgram
+from referrals.platform.metrics import RuntimeMetrics
+from referrals.programs.catalog import Program, ProgramAwareProcessor
+from referrals.streams.processor import DeadLetterOut, Inbound, Output
+from referrals.streams.state import Keyspace
+from services.notifications.adapters import outcomes, restart
+from services.notifications.adapters.config import NotificationsSettings
+from services.notifications.adapters.delivery import Delivery, Outcome, Sender
+from services.notifications.adapters.metrics import NotificationMetrics
+from services.notifications.adapters.parking import ParkingLot
+from services.notifications.adapters.storage import (
+    OUTBOX,
+    PARKED,
+    WAKEUPS,
+    Journal,
+    OutboxEntry,
+)
+from services.notifications.adapters.timers import WakeupIndex
+from services.notifications.adapters.unsubscribe import UnsubscribeEndpoint
+from services.notifications.domain import plan as core
+from services.notifications.domain.messages import Plan
+from services.notifications.domain.state import State, from_bytes, new_state, to_bytes, to_ms
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+Input = ReferralStatusChanged | AdvocateProfile | ShareEvent | UnsubscribeRequest
+# Advocates ticked per punctuation and task: bounds one transaction when many timers fire at
+# once (after a long outage); the rest fire at the next punctuation, a moment later.
+MAX_TICKS = 500
+
+
+@dataclass
+class TaskContext:
+    """What a task holds in memory besides its stores; rebuilt whenever the task is assigned."""
+
+    task: int
+    wakeups: WakeupIndex
+    parked: ParkingLot
+    staged: list[Delivery] = field(default_factory=list)  # sent once the transaction commits
+    suppressed: list[str] = field(default_factory=list)  # counted once it commits
+    outcomes: deque[Outcome] = field(default_factory=deque)  # reported, not yet recorded
+    recording: list[Outcome] = field(default_factory=list)  # in the open transaction
+    obsolete: list[str] = field(default_factory=list)  # outbox entries no longer to be sent
+
+
+class NotificationsProcessor(ProgramAwareProcessor):
+    name = "notifications"
+    inputs = (STATUS, ADVOCATES, SHARES, UNSUBSCRIBES)
+    stores = ("advocates", "index")
+
+    def __init__(
+        self, metrics: RuntimeMetrics, settings: NotificationsSettings, clock: Clock
+    ) -> None:
+        super().__init__(metrics)
+        self.settings = settings
+        self.clock = clock
+        self.stats = NotificationMetrics(metrics.registry)
+        self.sender = Sender(settings, self.stats, clock, self._reported)
+        group = settings.group_id or f"referrals-{self.name}"
+        self.journal = Journal(settings.state_dir / group / self.name / "journal")
+        self._codec = AvroCodec()
+        self._tasks: dict[int, TaskContext] = {}
+        # Served beside the processor when it runs as a service (set by app.build).
+        self.endpoint: UnsubscribeEndpoint | None = None
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def process(self, record: Inbound, now: datetime) -> Iterable[Output]:
+        value = record.value
+        if not isinstance(value, Input):
+            raise PermanentError(f"unexpected {type(value).__name__}", reason="WRONG_RECORD_TYPE")
+        if record.key != value.advocate_id:
+            # The advocate's whole state lives in the task its key maps to: a record keyed
+            # otherwise would split it (and its rate limit) across tasks.
+            raise PermanentError(
+                f"key {record.key!r} is not the record's advocate_id", reason="WRONG_KEY"
+            )
+        ctx = self._ctx(record.partition)
+        waits = self.programs.get(value.program_id) is None or ctx.parked.holds(value.advocate_id)
+        if waits and not isinstance(value, UnsubscribeRequest):  # an opt-out never waits
+            ctx.parked.park(record, value.program_id, value.advocate_id, to_ms(now))
+            self.stats.parked.inc()
+            return ()
+        self._apply(ctx, value, now)
+        return ()
+
+    def _apply(self, ctx: TaskContext, value: Input, now: datetime) -> None:
+        state = self.load_state(ctx.task, value.advocate_id)
+        program = self.programs.get(value.program_id)
+        plan = Plan()
+        if isinstance(value, UnsubscribeRequest):
+            state, plan = core.on_unsubscribe(state, value.requested_at)
+        elif isinstance(value, ShareEvent):
+            state, plan = core.on_share(state, value)
+        elif program is None:  # parking made sure the program is known
+            raise UnknownProgram(f"program {value.program_id!r} is unknown")
+        elif isinstance(value, ReferralStatusChanged):
+            state, plan = core.on_status(state, value, program.document, now)
+        else:
+            state, plan = core.on_profile(state, value, program.document, now)
+        self._save(ctx, state)
+        self._carry_out(ctx, plan)
+
+    # -- timers and recording -------------------------------------------------------------------
+    def punctuate(self, task: int, now: datetime) -> Iterable[Output]:
+        ctx = self._ctx(task)
+        out: list[Output] = []
+        out.extend(self._record(ctx, now))
+        out.extend(self._unpark(ctx, now))
+        for advocate_id in ctx.wakeups.pop_due(to_ms(now), MAX_TICKS):
+            try:
+                self._tick(ctx, advocate_id, now)
+            except Exception:  # one advocate's bad state must not stop every other timer
+                log.exception("timer failed", extra={"task": task, "advocate_id": advocate_id})
+        outbox = self.outbox(task)
+        for notification_id in ctx.obsolete:
+            outbox.delete(notification_id.encode())
+        ctx.obsolete.clear()
+        return out
+
+    def _tick(self, ctx: TaskContext, advocate_id: str, now: datetime) -> None:
+        state = self.load_state(ctx.task, advocate_id)
+        program = self._program_of(state)
+        if program is not None:
+            state, plan = core.on_tick(state, program.document, now)
+            self._save(ctx, state)
+            self._carry_out(ctx, plan)
+
+    def _record(self, ctx: TaskContext, now: datetime) -> list[Output]:
+        """Records the outcomes the sender reported since the last punctuation."""
+        out: list[Output] = []
+        outbox = self.outbox(ctx.task)
+        while ctx.outcomes:
+            outcome = ctx.outcomes.popleft()
+            key = outcome.message.notification_id.encode()
+            raw = outbox.get(key)
+            entry = None if raw is None else OutboxEntry.from_bytes(raw)
+            if entry is None or outcome.channel not in entry.channels:
+                continue  # recorded already (a resend's second outcome, a journal replay)
+            ctx.recording.append(outcome)
+            out.append(outcomes.to_output(ctx.task, outcome, now, self.stats))
+            rest = entry.without(outcome.channel)
+            if rest.channels:
+                outbox.put(key, rest.to_bytes())
+                continue
+            outbox.delete(key)
+            state = self.load_state(ctx.task, entry.advocate_id)
+            settle = core.on_delivered if outcome.delivered else core.on_dead_lettered
+            self._save(ctx, settle(state, outcome.message.notification_id))
+        return out
+
+    def _unpark(self, ctx: TaskContext, now: datetime) -> list[Output]:
+        if not len(ctx.parked):
+            return []
+        wait_ms = int(self.settings.unknown_program_wait_s * 1000)
+        known = lambda program_id: self.programs.get(program_id) is not None  # noqa: E731
+        ready, expired = ctx.parked.take(known, to_ms(now), wait_ms)
+        out: list[Output] = []
+        for parked in ready:
+            try:
+                value = self._codec.decode(parked.raw_value or b"", spec_for(parked.topic).record)
+                assert isinstance(value, Input)
+                self._apply(ctx, value, now)
+            except PermanentError as err:
+                out.append(DeadLetterOut(parked.inbound(None), err))
+            except Exception as err:  # a bug: dead-letter the record, loudly, like the runtime
+                log.exception("processing a parked record failed", extra={"task": ctx.task})
+                error = PermanentError(str(err), reason=type(err).__name__)
+                out.append(DeadLetterOut(parked.inbound(None), error))
+        for parked in expired:
+            error = UnknownProgram(
+                f"no config for program {parked.program_id!r} arrived within "
+                f"{self.settings.unknown_program_wait_s:g} s"
+            )
+            out.append(outcomes.dead_letter_parked(parked, error))
+        self.stats.parked.dec(len(ready) + len(expired))
+        return out
+
+    # -- state ----------------------------------------------------------------------------------
+    def load_state(self, task: int, advocate_id: str) -> State:
+        raw = self.store(task, "advocates").get(advocate_id.encode())
+        return new_state(advocate_id) if raw is None else from_bytes(raw)
+
+    def _save(self, ctx: TaskContext, state: State) -> None:
+        self.store(ctx.task, "advocates").put(state.advocate_id.encode(), to_bytes(state))
+        program = self._program_of(state)
+        due = None if program is None else core.next_wakeup(state, program.document)
+        ctx.wakeups.set(state.advocate_id, None if due is None else to_ms(due))
+
+    def outbox(self, task: int) -> Keyspace:
+        return Keyspace(self.store(task, "index"), OUTBOX)
+
+    def _program_of(self, state: State) -> Program | None:
+        return None if state.profile is None else self.programs.get(state.profile.program_id)
+
+    def _carry_out(self, ctx: TaskContext, plan: Plan) -> None:
+        outbox = self.outbox(ctx.task)
+        for message in plan.messages:
+            program_id = str(message.context["program_id"])
+            program = self.programs.get(program_id)
+            assert program is not None  # the core planned it with this program
+            entry = OutboxEntry(message.advocate_id, program_id, message.channels)
+            outbox.put(message.notification_id.encode(), entry.to_bytes())
+            ctx.staged.append(Delivery(ctx.task, message, program.document, message.channels))
+        ctx.suppressed.extend(s.reason.value for s in plan.suppressed)
+
+    # -- transactions ---------------------------------------------------------------------------
+    def committed(self, task: int) -> None:
+        ctx = self._tasks.get(task)
+        if ctx is None:
+            return
+        ctx.recording.clear()
+        for reason in ctx.suppressed:
+            self.stats.suppressed.labels(reason).inc()
+        ctx.suppressed.clear()
+        for delivery in ctx.staged:
+            self.sender.submit(delivery)
+        ctx.staged.clear()
+        self.stats.timers.set(sum(len(c.wakeups) for c in self._tasks.values()))
+
+    def aborted(self, task: int) -> None:
+        # The runtime rebuilds an aborted task (revoke, then assign): what was recorded in the
+        # transaction goes back to be recorded again, or journaled on revoke.
+        ctx = self._tasks.get(task)
+        if ctx is None:
+            return
+        ctx.staged.clear()
+        ctx.suppressed.clear()
+        ctx.outcomes.extendleft(reversed(ctx.recording))
+        ctx.recording.clear()
+
+    def _reported(self, outcome: Outcome) -> None:
+        ctx = self._tasks.get(outcome.task)
+        if ctx is not None:  # else the task moved on: its new owner resends from the outbox
+            ctx.outcomes.append(outcome)
+
+    # -- assignment -----------------------------------------------------------------------------
+    def _ctx(self, task: int) -> TaskContext:
+        ctx = self._tasks.get(task)
+        if ctx is None:
+            index = self.store(task, "index")
+            wakeups = WakeupIndex(Keyspace(index, WAKEUPS))
+            parked = ParkingLot(Keyspace(index, PARKED))
+            ctx = self._tasks[task] = TaskContext(task, wakeups, parked)
+        return ctx
+
+    async def assign(self, tasks: frozenset[int]) -> None:
+        now = self.clock()
+        for task in sorted(tasks):
+            self._tasks.pop(task, None)
+            ctx = self._ctx(task)
+            restart.resume(self, ctx, self.journal.take(task), now)
+        self.stats.parked.set(sum(len(c.parked) for c in self._tasks.values()))
+
+    async def revoke(self, tasks: frozenset[int]) -> None:
+        await self.sender.drain(tasks, self.settings.shutdown_grace_s)
+        for task in sorted(tasks):
+            ctx = self._tasks.pop(task, None)
+            if ctx is not None:
+                self.journal.write(task, outcomes.to_journal([*ctx.recording, *ctx.outcomes]))
+
+    async def startup(self) -> None:
+        if self.endpoint is not None:
+            await self.endpoint.start()
+
+    async def shutdown(self) -> None:
+        """After the runtime closed every task: the unsubscribe endpoint, then the sender."""
+        if self.endpoint is not None:
+            await self.endpoint.stop()
+        await self.close()
+
+    async def close(self) -> None:
+        """Stops the sender (after the runtime has closed every task)."""
+        await self.sender.close()

@@ -1,0 +1,186 @@
+"""Ledger side of a task: one advocate's ledger in, a core decision, records and state out.
+
+Every input about an advocate (WON / REVERSED statuses, profiles, forwarded payout results and
+operator commands, due timers) goes the same way: load the ledger from store `ledgers`, call
+the pure core, and when the decision changed the ledger persist it, move the advocate's timer,
+and return the records to produce, all in the task's one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from referrals.contract.records import (
+    AdvocateProfile,
+    PayoutCommand,
+    PayoutOwner,
+    PayoutResult,
+    ReferralStatus,
+    ReferralStatusChanged,
+    RewardAction,
+    RewardCommand,
+)
+from referrals.contract.topics import PAYOUTS, REWARDS_BY_PAYOUT, STATUS
+from referrals.platform.errors import PermanentError, UnknownProgram
+from referrals.streams.processor import Inbound, Outbound, Output
+from referrals.streams.state import KeyValue
+from services.rewards.adapters.metrics import RewardsMetrics, Trigger
+from services.rewards.adapters.program_rules import RulesCache
+from services.rewards.adapters.routing import check_key
+from services.rewards.adapters.timers import TimerIndex
+from services.rewards.domain import decide
+from services.rewards.domain.ledger import Ledger, State, from_bytes, to_bytes, to_ms
+from services.rewards.domain.outputs import Decision, Outcome
+from services.rewards.domain.outputs import Output as CoreOutput
+
+log = logging.getLogger(__name__)
+Command = Callable[[Ledger], Decision]
+
+
+def to_outbound(advocate_id: str, outputs: tuple[CoreOutput, ...]) -> list[Outbound]:
+    """Statuses to referral.status.v1, payouts to rewards.payouts.v1, keyed by advocate."""
+    return [
+        Outbound(PAYOUTS if isinstance(out, PayoutCommand) else STATUS, advocate_id, out)
+        for out in outputs
+    ]
+
+
+def new_owners(before: Ledger, after: Ledger, now: datetime) -> list[Outbound]:
+    """A PayoutOwner for each reward decided by this change (an entry new to the ledger that
+    can be paid, approved or retried), so payout-keyed records can find the ledger."""
+    known = {entry.referral_id for entry in before.entries}
+    return [
+        Outbound(
+            REWARDS_BY_PAYOUT,
+            entry.payout_id,
+            PayoutOwner(
+                entry.payout_id, after.advocate_id, after.program_id, entry.referral_id, now
+            ),
+        )
+        for entry in after.entries
+        if entry.referral_id not in known and entry.state is not State.UNREWARDED
+    ]
+
+
+def _due_ms(ledger: Ledger) -> int | None:
+    due = ledger.next_due()
+    return None if due is None else to_ms(due)
+
+
+class LedgerBook:
+    def __init__(
+        self,
+        ledgers: Callable[[int], KeyValue],
+        timers: TimerIndex,
+        metrics: RewardsMetrics,
+        rules: RulesCache,
+    ) -> None:
+        self.ledgers = ledgers
+        self.timers = timers
+        self.metrics = metrics
+        self.rules = rules
+
+    def load(self, task: int, advocate_id: str, program_id: str) -> Ledger:
+        raw = self.ledgers(task).get(advocate_id.encode())
+        return decide.new_ledger(program_id, advocate_id) if raw is None else from_bytes(raw)
+
+    def apply(
+        self,
+        task: int,
+        before: Ledger,
+        command: Command,
+        trigger: Trigger,
+        now: datetime,
+    ) -> list[Output]:
+        """Runs one core command on `before`; persists and returns what it decided."""
+        decision = command(before)
+        self.metrics.decision(task, trigger, decision)
+        if not decision.changed:
+            # An operator wants to know why a command did nothing; duplicates are routine.
+            level = (
+                logging.WARNING if trigger in (Trigger.APPROVE, Trigger.RETRY) else logging.DEBUG
+            )
+            log.log(
+                level,
+                "input refused or ignored: %s",
+                decision.message,
+                extra={"outcome": decision.outcome.value, "trigger": trigger.value},
+            )
+        after = decision.ledger
+        if not decision.changed or after == before:
+            return []
+        advocate_id = after.advocate_id
+        self.ledgers(task).put(advocate_id.encode(), to_bytes(after))
+        self.timers.move(task, advocate_id, _due_ms(before), _due_ms(after))
+        return [*to_outbound(advocate_id, decision.outputs), *new_owners(before, after, now)]
+
+    def status(self, task: int, status: ReferralStatusChanged, now: datetime) -> list[Output]:
+        """A WON or REVERSED of a program whose rules are known."""
+        rules = self.rules.get(status.program_id)
+        if rules is None:
+            raise UnknownProgram(f"program {status.program_id!r} is not known")
+        ledger = self.load(task, status.advocate_id, status.program_id)
+        if ledger.program_id != status.program_id:
+            raise PermanentError(
+                f"advocate {status.advocate_id} belongs to program {ledger.program_id}, "
+                f"not {status.program_id}",
+                reason="PROGRAM_MISMATCH",
+            )
+        if status.status is ReferralStatus.WON:
+            return self.apply(
+                task, ledger, lambda book: decide.on_won(book, rules, status, now), Trigger.WON, now
+            )
+        return self.apply(
+            task, ledger, lambda book: decide.on_reversed(book, status, now), Trigger.REVERSED, now
+        )
+
+    def profile(self, task: int, profile: AdvocateProfile, now: datetime) -> list[Output]:
+        ledger = self.load(task, profile.advocate_id, profile.program_id)
+        return self.apply(
+            task, ledger, lambda book: decide.on_profile(book, profile, now), Trigger.PROFILE, now
+        )
+
+    def forwarded(self, record: Inbound, now: datetime) -> list[Output]:
+        """A payout result or operator command routed here by the payout side."""
+        value = record.value
+        if isinstance(value, RewardCommand):
+            check_key(record, value.advocate_id or "", "advocate_id")
+        elif not isinstance(value, PayoutResult):
+            raise PermanentError(
+                f"{type(value).__name__} is not routed by advocate", reason="WRONG_RECORD_TYPE"
+            )
+        command, trigger = self._command(value, now)
+        ledger = self.load(record.partition, record.key or "", "")
+        return self.apply(record.partition, ledger, command, trigger, now)
+
+    def _command(
+        self, value: PayoutResult | RewardCommand, now: datetime
+    ) -> tuple[Command, Trigger]:
+        if isinstance(value, PayoutResult):
+            return (lambda book: decide.on_payout_result(book, value, now)), Trigger.RESULT
+        if value.action is RewardAction.RETRY:
+            return (lambda book: decide.on_retry(book, value.payout_id, now)), Trigger.RETRY
+        return (lambda book: self._approve(book, value.payout_id, now)), Trigger.APPROVE
+
+    def _approve(self, ledger: Ledger, payout_id: str, now: datetime) -> Decision:
+        if ledger.find_payout(payout_id) is None:
+            return Decision(
+                ledger, (), Outcome.UNKNOWN_PAYOUT, f"no reward with payout {payout_id}"
+            )
+        rules = self.rules.get(ledger.program_id)
+        if rules is None:
+            raise UnknownProgram(f"program {ledger.program_id!r} is not known")
+        return decide.on_approve(ledger, rules, payout_id, now)
+
+    def tick(self, task: int, advocate_id: str, due_ms: int, now: datetime) -> list[Output]:
+        """The advocate's timer fired: release what is due and re-arm for the next one."""
+        self.timers.remove(task, advocate_id, due_ms)
+        ledger = self.load(task, advocate_id, "")
+        outputs = self.apply(
+            task, ledger, lambda book: decide.on_tick(book, now), Trigger.TIMER, now
+        )
+        if not outputs:  # nothing was released (a stale timer): keep the index true anyway
+            self.timers.move(task, advocate_id, None, _due_ms(ledger))
+        return outputs

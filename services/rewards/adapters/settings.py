@@ -1,0 +1,34 @@
+"""The rewards service's settings (environment prefix `REWARDS_`), read once in `main`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from referrals.platform.settings import ServiceSettings
+
+THIRTY_DAYS_S = 30 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class RewardsSettings(ServiceSettings):
+    group_id: str = "referrals-rewards"
+    metrics_port: int = 9202
+    # Hold releases and parked inputs are checked this often. A check with nothing due costs a
+    # heap peek and no transaction, so a quarter second keeps releases prompt for free.
+    punctuate_ms: int = 250
+    # A payout result (or operator command) naming a payout this service never issued waits
+    # this long for the payout's owner record, then goes to the DLQ with UNKNOWN_PAYOUT.
+    unknown_payout_wait_s: float = THIRTY_DAYS_S
+    # At most this many advocates' due rewards are released per task per punctuation, so a
+    # backlog of releases (after a long outage) is spread over several bounded transactions.
+    max_releases: int = 1000
+    # Test-only: sleep this long per input record, so a kill test can stop the process
+    # mid-stream. Always 0 in production.
+    delay_ms: float = 0.0
+
+
+def rewards_settings(settings: ServiceSettings) -> RewardsSettings:
+    """`settings` as RewardsSettings (the rewards defaults fill what a base object lacks)."""
+    if isinstance(settings, RewardsSettings):
+        return settings
+    return RewardsSettings(**{f.name: getattr(settings, f.name) for f in fields(settings)})
