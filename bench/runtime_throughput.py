@@ -28,7 +28,7 @@ from aiokafka import TopicPartition
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.records import Channel, NotificationSent, ShareEvent
-from referrals.contract.topics import NOTIFICATIONS_SENT, SHARES, TopicNames, create_topics
+from referrals.contract.topics import NOTIFICATIONS_SENT, SHARES, TOPICS, TopicNames, create_topics
 from referrals.platform.metrics import Health, RuntimeMetrics
 from referrals.platform.settings import KafkaSettings, ServiceSettings
 from referrals.streams.kafka import make_admin, make_consumer, make_producer
@@ -122,6 +122,7 @@ async def runtime_rate(settings: KafkaSettings, n: int, out_topic: str) -> float
         kafka=settings,
         settings=service,
         codec=AvroCodec(),
+        catalogue=TOPICS,
         metrics=RuntimeMetrics("bench"),
         health=Health(),
     )

@@ -1,35 +1,22 @@
-"""The contract's topics: names, record types, keys, and idempotent creation.
+"""The contract's topics: names, record types, keys, and creating them all.
 
-All topics get the same partition count so that partition p of every input topic forms one
-processing task (one transactional id per task; see `referrals.streams.runtime`).
+Built on the runtime's generic `TopicSpec`/`Catalogue` (`referrals.streams.topics`). All topics
+get the same partition count so that partition p of every input topic forms one processing
+task (see `referrals.streams.runtime`).
 """
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
-from enum import StrEnum
+from aiokafka.admin import AIOKafkaAdminClient
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-DLQ_SUFFIX = ".dlq"
-ANY_RECORD = "*"  # an internal topic carrying several record types (decoded by fingerprint)
-
-
-class Role(StrEnum):
-    INPUT = "input"  # platform teams produce
-    OUTPUT = "output"  # the system produces
-    INTERNAL = "internal"  # between services; not part of the public contract
-
-
-@dataclass(frozen=True, slots=True)
-class TopicSpec:
-    name: str
-    record: str
-    key_field: str
-    role: Role
-    compacted: bool = False
-
+from referrals.contract.validation import check_values
+from referrals.streams.topics import ANY_RECORD as ANY_RECORD
+from referrals.streams.topics import DLQ_SUFFIX as DLQ_SUFFIX
+from referrals.streams.topics import Catalogue, create_named_topics
+from referrals.streams.topics import Role as Role
+from referrals.streams.topics import TopicNames as TopicNames
+from referrals.streams.topics import TopicSpec as TopicSpec
+from referrals.streams.topics import dlq_of as dlq_of
 
 ADVOCATES = "referral.advocates.v1"
 SHARES = "referral.shares.v1"
@@ -64,40 +51,11 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     # Signed unsubscribe links used by advocates (notifications), keyed by advocate_id.
     TopicSpec(UNSUBSCRIBES, "UnsubscribeRequest", "advocate_id", Role.INTERNAL),
 )
-BY_NAME = {spec.name: spec for spec in CATALOGUE}
-
-
-def register(spec: TopicSpec) -> None:
-    """Adds a service's internal topic (e.g. a re-keyed input) so the runtime can decode it."""
-    BY_NAME.setdefault(spec.name, spec)
-
-
-def spec_for(topic: str) -> TopicSpec:
-    """The spec of a logical topic name; raises KeyError naming the known topics."""
-    try:
-        return BY_NAME[topic]
-    except KeyError:
-        known = ", ".join(sorted(BY_NAME))
-        raise KeyError(f"unknown topic {topic!r}; the contract's topics are: {known}") from None
-
-
-def dlq_of(topic: str) -> str:
-    return topic + DLQ_SUFFIX
-
-
-@dataclass(frozen=True, slots=True)
-class TopicNames:
-    """Maps logical topic names to physical ones (a prefix isolates test runs and tenants)."""
-
-    prefix: str = ""
-
-    def __call__(self, logical: str) -> str:
-        return self.prefix + logical
-
-    def logical(self, physical: str) -> str:
-        if self.prefix and physical.startswith(self.prefix):
-            return physical[len(self.prefix) :]
-        return physical
+# The catalogue the runtime is given: every contract topic, input records checked for the
+# contract's impossible values (`validation`). Services register their internal topics in it.
+TOPICS = Catalogue(CATALOGUE, validate=check_values)
+spec_for = TOPICS.spec_for
+register = TOPICS.register
 
 
 def physical_topics(names: TopicNames) -> dict[str, dict[str, str]]:
@@ -135,62 +93,3 @@ async def create_topics(
         replication_factor=replication_factor,
         visible_within_s=visible_within_s,
     )
-
-
-async def create_named_topics(
-    admin: AIOKafkaAdminClient,
-    wanted: dict[str, dict[str, str]],
-    *,
-    partitions: int,
-    replication_factor: int = 1,
-    visible_within_s: float = 30.0,
-) -> list[str]:
-    """Creates physical topics (name -> configs) that do not exist; returns those it created."""
-    min_isr = "2" if replication_factor >= 3 else "1"
-    new = [
-        NewTopic(
-            name,
-            num_partitions=partitions,
-            replication_factor=replication_factor,
-            topic_configs={**configs, "min.insync.replicas": min_isr},
-        )
-        for name, configs in wanted.items()
-    ]
-    response = await admin.create_topics(new)
-    results = _topic_errors(response)
-    failed = [(n, code, msg) for n, code, msg in results if code not in (0, TOPIC_ALREADY_EXISTS)]
-    if failed:
-        raise RuntimeError(f"creating topics failed: {failed}")
-    await _await_visible(admin, set(wanted), visible_within_s)
-    return [n for n, code, _ in results if code == 0]
-
-
-TOPIC_ALREADY_EXISTS = 36
-
-
-async def _await_visible(admin: AIOKafkaAdminClient, topics: set[str], within_s: float) -> None:
-    """Waits until every topic is listed and each of its partitions has a leader."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while True:
-        missing = topics - set(await admin.list_topics())
-        if not missing:
-            described = await admin.describe_topics(sorted(topics))
-            missing = {
-                t["topic"]
-                for t in described
-                if t["error_code"] != 0 or any(p["leader"] < 0 for p in t["partitions"])
-            }
-        if not missing:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise RuntimeError(f"topics not visible after {within_s:.0f} s: {sorted(missing)}")
-        await asyncio.sleep(0.1)
-
-
-def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
-    out = []
-    for item in getattr(response, "topic_errors", []):
-        name, code = item[0], item[1]
-        msg = item[2] if len(item) > 2 else None
-        out.append((name, code, msg))
-    return out

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from referrals.contract.topics import dlq_of
 from referrals.platform.errors import ReferralsError
+from referrals.streams.topics import dlq_of
 
 MAX_MESSAGE = 1000  # keep headers small even when an error message embeds the input
 

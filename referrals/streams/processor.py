@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from referrals.contract.records import Record
-from referrals.contract.topics import TopicSpec
 from referrals.platform.errors import PermanentError
 from referrals.streams.state import TaskStore
+from referrals.streams.topics import TopicSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,7 @@ class Inbound:
     partition: int
     offset: int
     key: str | None
-    value: Record
+    value: Any  # the decoded record (the application's type; the runtime never looks inside)
     timestamp_ms: int
     raw_key: bytes | None = None  # the bytes as consumed, for a dead letter sent later
     raw_value: bytes | None = None
@@ -32,7 +32,7 @@ class Inbound:
 class Outbound:
     topic: str  # logical topic name
     key: str
-    value: Record
+    value: Any  # the decoded record (the application's type; the runtime never looks inside)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,10 @@ class Processor:
     stores: tuple[str, ...] = ()
     # Topics only this service uses (e.g. a re-keyed copy of an input); created at start-up.
     internal_topics: tuple[TopicSpec, ...] = ()
+    # Inputs whose every record must be keyed by its spec's `key_field` (the task that owns a
+    # key owns all its state, so a record keyed otherwise would split it across tasks). The
+    # runtime dead-letters a mismatch with reason KEY_MISMATCH before `process` sees it.
+    keyed_inputs: tuple[str, ...] = ()
     # Set by the runtime: task -> store name -> store.
     task_stores: dict[int, dict[str, TaskStore]]
 
@@ -65,7 +69,7 @@ class Processor:
         """This task's store `name`; its writes commit with the task's transaction."""
         return self.task_stores[task][name]
 
-    def on_global(self, topic: str, key: str | None, record: Record) -> None:
+    def on_global(self, topic: str, key: str | None, record: Any) -> None:
         """A record of a global topic arrived (in order, per partition)."""
 
     def global_start(self, topic: str, partition: int) -> int | None:

@@ -31,16 +31,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
-from referrals.contract.avro import AvroCodec
-from referrals.contract.topics import (
-    ANY_RECORD,
-    Role,
-    TopicNames,
-    create_named_topics,
-    register,
-    spec_for,
-)
-from referrals.contract.validation import check_values
 from referrals.platform.errors import ConfigError, PermanentError
 from referrals.platform.metrics import Health, RuntimeMetrics
 from referrals.platform.settings import KafkaSettings, ServiceSettings
@@ -48,8 +38,17 @@ from referrals.streams.assignor import CopartitionedAssignor
 from referrals.streams.dlq import dead_letter
 from referrals.streams.kafka import make_admin, make_consumer, make_producer, partitions_of
 from referrals.streams.processor import DeadLetterOut, Inbound, Output, Processor
+from referrals.streams.serde import Codec
 from referrals.streams.state import TaskStore
 from referrals.streams.stores import StoreManager, changelog_topic
+from referrals.streams.topics import (
+    ANY_RECORD,
+    Catalogue,
+    Role,
+    TopicNames,
+    TopicSpec,
+    create_named_topics,
+)
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -90,7 +89,8 @@ class StreamRuntime:
         *,
         kafka: KafkaSettings,
         settings: ServiceSettings,
-        codec: AvroCodec,
+        codec: Codec,
+        catalogue: Catalogue,
         metrics: RuntimeMetrics,
         health: Health,
         clock: Clock = utc_now,
@@ -99,6 +99,7 @@ class StreamRuntime:
         self.kafka = kafka
         self.settings = settings
         self.codec = codec
+        self.catalogue = catalogue
         self.metrics = metrics
         self.health = health
         self.clock = clock
@@ -279,15 +280,17 @@ class StreamRuntime:
     ) -> list[_Pending]:
         logical = self.names.logical(tp.topic)
         self.metrics.records_in.labels(logical).inc()
-        spec = spec_for(logical)
+        spec = self.catalogue.spec_for(logical)
         try:
             expected = None if spec.record == ANY_RECORD else spec.record
             record = self.codec.decode(msg.value, expected) if msg.value is not None else None
             if record is None:
                 raise PermanentError("record has no value (a tombstone)", reason="TOMBSTONE")
             if spec.role is Role.INPUT:
-                check_values(record, now)
+                self.catalogue.validate(record, now)
             key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
+            if logical in self.p.keyed_inputs:
+                check_key(spec, key, record)
             inbound = Inbound(
                 logical, tp.partition, msg.offset, key, record, msg.timestamp, msg.key, msg.value
             )
@@ -491,7 +494,7 @@ class StreamRuntime:
     async def _apply_globals(self, batch: dict[TopicPartition, list[Any]]) -> None:
         for tp, messages in batch.items():
             logical = self.names.logical(tp.topic)
-            spec = spec_for(logical)
+            spec = self.catalogue.spec_for(logical)
             for msg in messages:
                 self.metrics.records_in.labels(logical).inc()
                 if msg.value is None:
@@ -499,7 +502,7 @@ class StreamRuntime:
                 key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
                 try:
                     record = self.codec.decode(msg.value, spec.record)
-                    check_values(record, self.clock())
+                    self.catalogue.validate(record, self.clock())
                     self.p.on_global(logical, key, record)
                 except PermanentError as err:
                     await self._dead_letter_direct(tp, msg, err)
@@ -524,7 +527,7 @@ class StreamRuntime:
     async def _prepare_state(self, partitions: int) -> None:
         """Creates the service's internal topics and changelogs; sets up store restores."""
         for spec in self.p.internal_topics:
-            register(spec)
+            self.catalogue.register(spec)
         changelogs = {s: self.names(changelog_topic(self.p.name, s)) for s in self.p.stores}
         wanted: dict[str, dict[str, str]] = {self.names(s.name): {} for s in self.p.internal_topics}
         wanted |= {t: {"cleanup.policy": "compact"} for t in changelogs.values()}
@@ -578,6 +581,17 @@ class StreamRuntime:
                 lag[self.names.logical(tp.topic)] += max(0, high - position)
         for topic, value in lag.items():
             self.metrics.lag.labels(topic).set(value)
+
+
+def check_key(spec: TopicSpec, key: str | None, record: object) -> None:
+    """A record must be keyed by its topic's key field: the key decides the task, and the task
+    owns all state of that key, so a record keyed otherwise would be handled in the wrong one."""
+    expected = getattr(record, spec.key_field, None)
+    if key != expected:
+        raise PermanentError(
+            f"record key {key!r} differs from its {spec.key_field} {expected!r}",
+            reason="KEY_MISMATCH",
+        )
 
 
 async def _behind(

@@ -12,13 +12,14 @@ import signal
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from referrals.contract.avro import AvroCodec
 from referrals.platform.errors import ConfigError
 from referrals.platform.logs import configure
 from referrals.platform.metrics import Health, RuntimeMetrics, serve
 from referrals.platform.settings import KafkaSettings, ServiceSettings
 from referrals.streams.processor import Processor
 from referrals.streams.runtime import FatalRuntimeError, StreamRuntime, utc_now
+from referrals.streams.serde import Codec
+from referrals.streams.topics import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ async def serve_processor(
     kafka: KafkaSettings,
     metrics: RuntimeMetrics,
     stop: asyncio.Event,
+    *,
+    codec: Codec,
+    catalogue: Catalogue,
 ) -> None:
     health = Health()
     runner, port = await serve(
@@ -45,7 +49,8 @@ async def serve_processor(
         processor,
         kafka=kafka,
         settings=settings,
-        codec=AvroCodec(),
+        codec=codec,
+        catalogue=catalogue,
         metrics=metrics,
         health=health,
         clock=service_clock(settings),
@@ -60,6 +65,9 @@ def run_service(
     name: str,
     settings: ServiceSettings,
     build: Callable[[ServiceSettings, RuntimeMetrics], Processor],
+    *,
+    codec: Codec,
+    catalogue: Catalogue,
 ) -> int:
     """Runs one service in the foreground; SIGTERM/SIGINT stop it cleanly. Returns exit status."""
     configure(name, settings.log_level)
@@ -75,7 +83,9 @@ def run_service(
         log.info(
             "starting", extra={"bootstrap": kafka.bootstrap_servers, "group": settings.group_id}
         )
-        await serve_processor(processor, settings, kafka, metrics, stop)
+        await serve_processor(
+            processor, settings, kafka, metrics, stop, codec=codec, catalogue=catalogue
+        )
         log.info("stopped cleanly")
 
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from referrals.contract.avro import AvroCodec
+from referrals.contract.topics import TOPICS
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.platform.settings import ServiceSettings, load
 from referrals.streams.service import run_service, service_clock
@@ -42,4 +43,10 @@ def build(settings: ServiceSettings, metrics: RuntimeMetrics) -> AttributionProc
 
 
 def main() -> int:
-    return run_service("attribution", load(AttributionSettings, "ATTRIBUTION"), build)
+    return run_service(
+        "attribution",
+        load(AttributionSettings, "ATTRIBUTION"),
+        build,
+        codec=AvroCodec(),
+        catalogue=TOPICS,
+    )

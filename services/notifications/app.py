@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 
+from referrals.contract.avro import AvroCodec
+from referrals.contract.topics import TOPICS
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.platform.settings import KafkaSettings, ServiceSettings, load
 from referrals.streams.service import run_service, service_clock
@@ -36,4 +38,10 @@ def build(settings: ServiceSettings, metrics: RuntimeMetrics) -> NotificationsPr
 
 
 def main() -> int:
-    return run_service("notifications", load(NotificationsSettings, "NOTIFICATIONS"), build)
+    return run_service(
+        "notifications",
+        load(NotificationsSettings, "NOTIFICATIONS"),
+        build,
+        codec=AvroCodec(),
+        catalogue=TOPICS,
+    )

@@ -6,6 +6,8 @@ processor (`adapter.py`) that the shared runtime runs.
 
 from __future__ import annotations
 
+from referrals.contract.avro import AvroCodec
+from referrals.contract.topics import TOPICS
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.platform.settings import ServiceSettings, load
 from referrals.streams.service import run_service
@@ -20,4 +22,6 @@ def build(settings: ServiceSettings, metrics: RuntimeMetrics) -> RewardsProcesso
 
 
 def main() -> int:
-    return run_service("rewards", load(RewardsSettings, "REWARDS"), build)
+    return run_service(
+        "rewards", load(RewardsSettings, "REWARDS"), build, codec=AvroCodec(), catalogue=TOPICS
+    )

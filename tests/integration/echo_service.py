@@ -15,8 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from referrals.contract.avro import AvroCodec
 from referrals.contract.records import NotificationSent, ShareEvent
-from referrals.contract.topics import NOTIFICATIONS_SENT, SHARES
+from referrals.contract.topics import NOTIFICATIONS_SENT, SHARES, TOPICS
 from referrals.platform.settings import ServiceSettings, load
 from referrals.streams.processor import Inbound, Outbound, Processor
 from referrals.streams.service import run_service
@@ -65,7 +66,13 @@ class Count(Echo):
 def main() -> int:
     settings = load(EchoSettings, "ECHO")
     kind = Count if settings.mode == "count" else Echo
-    return run_service(kind.name, settings, lambda s, m: kind(settings.delay_ms / 1000))
+    return run_service(
+        kind.name,
+        settings,
+        lambda s, m: kind(settings.delay_ms / 1000),
+        codec=AvroCodec(),
+        catalogue=TOPICS,
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ from services.notifications.adapters.failures import (
     TransientFailure,
 )
 from services.notifications.adapters.metrics import NotificationMetrics
-from services.notifications.domain.messages import Message, RenderedMessage, render
+from services.notifications.adapters.rendering import render
+from services.notifications.domain.messages import Message, RenderedMessage
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]

@@ -61,7 +61,7 @@ class Parked:
         """The record as consumed (for a dead letter, which uses only its coordinates and raw
         bytes, so `value` may be None when the bytes no longer decode)."""
         return Inbound(
-            self.topic, self.partition, self.offset, self.advocate_id, value,  # type: ignore[arg-type]
+            self.topic, self.partition, self.offset, self.advocate_id, value,
             self.timestamp_ms, self.raw_key, self.raw_value,
         )  # fmt: skip
 

@@ -78,6 +78,8 @@ class TaskContext:
 class NotificationsProcessor(ProgramAwareProcessor):
     name = "notifications"
     inputs = (STATUS, ADVOCATES, SHARES, UNSUBSCRIBES)
+    # An advocate's whole state (and rate limit) lives in the task its key maps to.
+    keyed_inputs = inputs
     stores = ("advocates", "index")
 
     def __init__(
@@ -100,12 +102,6 @@ class NotificationsProcessor(ProgramAwareProcessor):
         value = record.value
         if not isinstance(value, Input):
             raise PermanentError(f"unexpected {type(value).__name__}", reason="WRONG_RECORD_TYPE")
-        if record.key != value.advocate_id:
-            # The advocate's whole state lives in the task its key maps to: a record keyed
-            # otherwise would split it (and its rate limit) across tasks.
-            raise PermanentError(
-                f"key {record.key!r} is not the record's advocate_id", reason="WRONG_KEY"
-            )
         ctx = self._ctx(record.partition)
         waits = self.programs.get(value.program_id) is None or ctx.parked.holds(value.advocate_id)
         if waits and not isinstance(value, UnsubscribeRequest):  # an opt-out never waits

@@ -1,7 +1,7 @@
 """The notifications service's pure core: which advocate messages go out, when, and why not.
 
-Standard library plus `referrals.contract.records`, `referrals.programs.model`,
-`referrals.programs.templating` and `referrals.platform.money` only. The Kafka adapter feeds
+Standard library plus `referrals.contract.records`, `referrals.programs.model` and
+`referrals.platform.money` only (templates are rendered by the adapter). The Kafka adapter feeds
 one advocate's statuses, profiles, shares and a wall-clock tick to `plan`, persists the
 returned `State` (`state.to_bytes`), delivers the returned `Message`s (rendered by
-`messages.render`) and reports each accepted delivery back."""
+`adapters.rendering.render`) and reports each accepted delivery back."""

@@ -1,7 +1,8 @@
 """What the planner returns: messages to deliver, and what it suppressed and why.
 
 A `Message` carries everything its delivery needs except the two URLs only the adapter can make
-(the signed unsubscribe link and the advocate's referral link), which it passes to `render`.
+(the signed unsubscribe link and the advocate's referral link), which the adapter passes to
+`render` (`adapters.rendering`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from types import MappingProxyType
 
 from referrals.contract.records import NotificationSent, ReferralStatus
 from referrals.platform.money import to_major
-from referrals.programs import templating
 from referrals.programs.model import MessageKind, NotificationChannel, ProgramDocument, Tier
 from services.notifications.domain.state import Facts, Pending, Profile, from_ms
 
@@ -113,7 +113,8 @@ def build_message(
 def template_context(
     profile: Profile, entry: Pending, program: ProgramDocument
 ) -> dict[str, object]:
-    """The variables of `templating.SAMPLE_CONTEXT` but the two URLs; "" where not applicable."""
+    """The variables of the templates' sample context (`referrals.programs.templating`) but the
+    two URLs; "" where not applicable."""
     facts = entry.facts or _NURTURE_FACTS
     to_go, next_amount = next_tier(program, facts.period_referrals)
     return {
@@ -153,20 +154,6 @@ def _tier_reward(tier: Tier, currency: str) -> str:
 def _money(amount_minor: int | None, currency: str) -> str:
     """'50.00 USD'; '' when the status carries no amount."""
     return "" if amount_minor is None else f"{to_major(amount_minor, currency)} {currency}"
-
-
-def render(
-    message: Message, program: ProgramDocument, *, unsubscribe_url: str, refer_url: str
-) -> RenderedMessage:
-    """The message in the program's template for its kind and locale (falling back by language,
-    then to the program's default locale). Raises `templating.TemplateProblem` if it fails."""
-    template = program.notifications.template(message.kind, message.locale)
-    context = {**message.context, "unsubscribe_url": unsubscribe_url, "refer_url": refer_url}
-    # Values come from profiles: a display name holding a line break must not split the header.
-    subject = " ".join(templating.render(template.subject, context).split())
-    text = templating.render(template.text, context)
-    html = None if template.html is None else templating.render(template.html, context, html=True)
-    return RenderedMessage(subject, text, html)
 
 
 def sent_record(

@@ -22,13 +22,19 @@ from referrals.contract.records import (
     RewardAction,
     RewardCommand,
 )
-from referrals.contract.topics import PAYOUTS, REWARDS_BY_PAYOUT, STATUS
+from referrals.contract.topics import (
+    PAYOUTS,
+    REWARDS_BY_ADVOCATE,
+    REWARDS_BY_PAYOUT,
+    STATUS,
+    spec_for,
+)
 from referrals.platform.errors import PermanentError, UnknownProgram
 from referrals.streams.processor import Inbound, Outbound, Output
+from referrals.streams.runtime import check_key
 from referrals.streams.state import KeyValue
 from services.rewards.adapters.metrics import RewardsMetrics, Trigger
 from services.rewards.adapters.program_rules import RulesCache
-from services.rewards.adapters.routing import check_key
 from services.rewards.adapters.timers import TimerIndex
 from services.rewards.domain import decide
 from services.rewards.domain.ledger import Ledger, State, from_bytes, to_bytes, to_ms
@@ -146,7 +152,7 @@ class LedgerBook:
         """A payout result or operator command routed here by the payout side."""
         value = record.value
         if isinstance(value, RewardCommand):
-            check_key(record, value.advocate_id or "", "advocate_id")
+            check_key(spec_for(REWARDS_BY_ADVOCATE), record.key, value)
         elif not isinstance(value, PayoutResult):
             raise PermanentError(
                 f"{type(value).__name__} is not routed by advocate", reason="WRONG_RECORD_TYPE"

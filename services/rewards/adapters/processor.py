@@ -40,7 +40,7 @@ from services.rewards.adapters.ledgers import LedgerBook
 from services.rewards.adapters.metrics import RewardsMetrics
 from services.rewards.adapters.parking import Kind, Parked, Parking
 from services.rewards.adapters.program_rules import RulesCache
-from services.rewards.adapters.routing import PayoutRouter, check_key
+from services.rewards.adapters.routing import PayoutRouter
 from services.rewards.adapters.settings import RewardsSettings
 from services.rewards.adapters.timers import TimerIndex
 from services.rewards.domain.ledger import Reason, to_ms
@@ -66,6 +66,9 @@ class RewardsProcessor(ProgramAwareProcessor):
     inputs = (STATUS, ADVOCATES, PAYOUT_RESULTS, REWARDS_BY_PAYOUT, REWARDS_BY_ADVOCATE)
     stores = (keyspace.STORE,)
     internal_topics = (spec_for(REWARDS_BY_PAYOUT), spec_for(REWARDS_BY_ADVOCATE))
+    # rewards.by-advocate carries PayoutResults too, which name no advocate: `ledgers` checks
+    # the commands on it itself.
+    keyed_inputs = (STATUS, ADVOCATES, PAYOUT_RESULTS, REWARDS_BY_PAYOUT)
 
     def __init__(
         self,
@@ -119,7 +122,6 @@ class RewardsProcessor(ProgramAwareProcessor):
         if not isinstance(status, ReferralStatusChanged) or not is_reward_input(status):
             return []
         check_values(status, now)  # statuses are an output topic: the runtime does not check
-        check_key(record, status.advocate_id, "advocate_id")
         task = record.partition
         if self.programs.get(status.program_id) is None:
             self.parking.park(Kind.PROGRAM, status.program_id, record, to_ms(now))
@@ -217,5 +219,4 @@ def _profile(record: Inbound) -> AdvocateProfile:
     profile = record.value
     if not isinstance(profile, AdvocateProfile):
         raise PermanentError("not an AdvocateProfile", reason="WRONG_RECORD_TYPE")
-    check_key(record, profile.advocate_id, "advocate_id")
     return profile

@@ -50,15 +50,6 @@ def route(owner: str | None, record: Routed) -> Forward | Wait:
     return Forward(owner, record)
 
 
-def check_key(record: Inbound, expected: str, field: str) -> None:
-    """A record must be keyed by its routing field, or it sits in the wrong task."""
-    if record.key != expected:
-        raise PermanentError(
-            f"record key {record.key!r} differs from its {field} {expected!r}",
-            reason="KEY_MISMATCH",
-        )
-
-
 class PayoutRouter:
     """The payout side of a task: owners, forwarding, waiting records and their expiry."""
 
@@ -79,10 +70,8 @@ class PayoutRouter:
     def handle(self, record: Inbound, now_ms: int) -> list[Output]:
         value: Record = record.value
         if isinstance(value, PayoutOwner):
-            check_key(record, value.payout_id, "payout_id")
             return self._owner(record.partition, value)
         if isinstance(value, PayoutResult | RewardCommand):
-            check_key(record, value.payout_id, "payout_id")
             return self._routed(record, value, now_ms)
         raise PermanentError(
             f"{type(value).__name__} is not routed by payout", reason="WRONG_RECORD_TYPE"

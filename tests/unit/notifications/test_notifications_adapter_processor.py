@@ -22,12 +22,13 @@ from referrals.contract.records import (
     ReferralStatus,
     UnsubscribeRequest,
 )
-from referrals.contract.topics import ADVOCATES, SHARES, STATUS, UNSUBSCRIBES
+from referrals.contract.topics import ADVOCATES, SHARES, STATUS, UNSUBSCRIBES, spec_for
 from referrals.platform.errors import PermanentError
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.programs.document import canonical_json, validate
 from referrals.programs.model import MessageKind, NotificationChannel
 from referrals.streams.processor import DeadLetterOut, Inbound, Outbound
+from referrals.streams.runtime import check_key
 from referrals.streams.state import MemoryBackend, TaskStore
 from services.notifications.adapters.config import NotificationsSettings
 from services.notifications.adapters.delivery import Delivery, Outcome
@@ -66,6 +67,8 @@ class Harness:
         raw = CODEC.encode(record)
         key = key if key is not None else record.advocate_id  # type: ignore[union-attr]
         inbound = Inbound(topic, 0, offset, key, record, 0, key.encode(), raw)
+        if topic in self.processor.keyed_inputs:  # as the runtime does before `process`
+            check_key(spec_for(topic), key, record)
         return list(self.processor.process(inbound, self.clock[0]))
 
     def punctuate(self) -> list[Any]:
@@ -315,7 +318,7 @@ def test_an_unsubscribe_stops_every_later_message(h: Harness) -> None:
 def test_a_record_keyed_other_than_by_its_advocate_is_bad_input(h: Harness) -> None:
     with pytest.raises(PermanentError) as err:
         h.feed(STATUS, status("r1", S.LEAD), key="someone-else")
-    assert err.value.reason == "WRONG_KEY"
+    assert err.value.reason == "KEY_MISMATCH"
 
 
 def test_records_wait_for_their_program_then_go_on_in_order(h: Harness) -> None:

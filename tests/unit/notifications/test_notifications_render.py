@@ -10,7 +10,8 @@ from notifications_builders import NOW, known_advocate, only, program, rewarded,
 from referrals.contract.records import ReferralStatus
 from referrals.programs.document import ProgramInvalid
 from referrals.programs.model import NotificationChannel, ProgramDocument
-from services.notifications.domain.messages import Message, render, sent_record
+from services.notifications.adapters.rendering import render
+from services.notifications.domain.messages import Message, sent_record
 from services.notifications.domain.plan import on_status
 
 UNSUBSCRIBE = "https://referrals.example.com/unsubscribe?token=t0k3n"

@@ -18,7 +18,7 @@ from referrals.contract.records import (
     RewardCommand,
     RewardType,
 )
-from referrals.contract.topics import REWARDS_BY_ADVOCATE, STATUS
+from referrals.contract.topics import STATUS
 from referrals.platform.errors import PermanentError
 from referrals.programs.catalog import Program, ProgramCatalog
 from referrals.programs.put import load_program
@@ -28,7 +28,7 @@ from services.rewards.adapters.ledgers import new_owners, to_outbound
 from services.rewards.adapters.parking import Kind, Parked, Parking, parked_key, parse_parked_key
 from services.rewards.adapters.processor import is_reward_input
 from services.rewards.adapters.program_rules import RulesCache, rules_for
-from services.rewards.adapters.routing import Forward, Wait, check_key, route
+from services.rewards.adapters.routing import Forward, Wait, route
 from services.rewards.adapters.timers import TimerIndex, parse_timer_key, timer_key
 from services.rewards.domain.decide import new_ledger, on_won
 from services.rewards.domain.rules import Period, Tier
@@ -182,14 +182,6 @@ def test_results_and_commands_wait_for_an_unknown_owner_and_go_to_a_known_one() 
     assert route(None, command) == Wait("po-1")
     assert route("adv-9", result) == Forward("adv-9", result)
     assert route("adv-9", command) == Forward("adv-9", replace(command, advocate_id="adv-9"))
-
-
-def test_a_record_keyed_by_something_else_than_its_id_is_refused() -> None:
-    record = Inbound(REWARDS_BY_ADVOCATE, 0, 0, "adv-2", won("r1"), 0)
-    check_key(record, "adv-2", "advocate_id")
-    with pytest.raises(PermanentError) as err:
-        check_key(record, "adv-1", "advocate_id")
-    assert err.value.reason == "KEY_MISMATCH"
 
 
 def test_a_decided_reward_announces_its_owner_and_outputs_go_to_their_topics() -> None:

@@ -32,11 +32,13 @@ from referrals.contract.topics import (
     PROGRAMS,
     REWARDS_BY_PAYOUT,
     STATUS,
+    spec_for,
 )
 from referrals.platform.errors import PermanentError
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.programs.document import canonical_json, validate
 from referrals.streams.processor import DeadLetterOut, Inbound, Outbound, Output
+from referrals.streams.runtime import check_key
 from referrals.streams.state import MemoryBackend, TaskStore
 from services.rewards.adapters import keyspace
 from services.rewards.adapters.processor import RewardsProcessor
@@ -97,6 +99,8 @@ class Loop:
             )
             self.offset += 1
             try:
+                if topic in self.proc.keyed_inputs:  # as the runtime does before `process`
+                    check_key(spec_for(topic), key, value)
                 self._emit(self.proc.process(inbound, now))
             except PermanentError as err:
                 self.dead.append((DeadLetterOut(inbound, err), err.reason))

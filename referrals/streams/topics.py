@@ -1,0 +1,142 @@
+"""Topics as the runtime sees them: specs, a catalogue, physical names, dead-letter names and
+idempotent creation. Generic: which topics exist and what they carry is the application's
+catalogue (for this project, `referrals.contract.topics`), handed to the runtime.
+
+All of a processor's input topics share one partition count, so partition p of each forms one
+processing task (one transactional id per task; see `referrals.streams.runtime`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+DLQ_SUFFIX = ".dlq"
+ANY_RECORD = "*"  # a topic carrying several record types (decoded by the codec's own header)
+
+
+class Role(StrEnum):
+    INPUT = "input"  # produced outside the system: its records are checked before processing
+    OUTPUT = "output"  # the system produces
+    INTERNAL = "internal"  # between services; not part of the public contract
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str  # logical name
+    record: str  # the record type its values hold, or ANY_RECORD
+    key_field: str  # the record field every record's key must equal
+    role: Role
+    compacted: bool = False
+
+
+Validate = Callable[[Any, datetime], None]  # raises a PermanentError for an impossible value
+
+
+def _no_checks(record: Any, now: datetime) -> None:
+    """The default input check: none."""
+
+
+class Catalogue:
+    """The topics an application knows, by logical name, and the check its input records get.
+    Services add their internal topics at start-up (`register`)."""
+
+    def __init__(self, specs: Iterable[TopicSpec], validate: Validate = _no_checks) -> None:
+        self._by_name = {spec.name: spec for spec in specs}
+        self.validate = validate
+
+    def register(self, spec: TopicSpec) -> None:
+        """Adds a topic (e.g. a re-keyed input) so the runtime can decode it; first one wins."""
+        self._by_name.setdefault(spec.name, spec)
+
+    def spec_for(self, topic: str) -> TopicSpec:
+        """The spec of a logical topic name; raises KeyError naming the known topics."""
+        try:
+            return self._by_name[topic]
+        except KeyError:
+            known = ", ".join(sorted(self._by_name))
+            raise KeyError(f"unknown topic {topic!r}; the known topics are: {known}") from None
+
+
+def dlq_of(topic: str) -> str:
+    return topic + DLQ_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """Maps logical topic names to physical ones (a prefix isolates test runs and tenants)."""
+
+    prefix: str = ""
+
+    def __call__(self, logical: str) -> str:
+        return self.prefix + logical
+
+    def logical(self, physical: str) -> str:
+        if self.prefix and physical.startswith(self.prefix):
+            return physical[len(self.prefix) :]
+        return physical
+
+
+async def create_named_topics(
+    admin: AIOKafkaAdminClient,
+    wanted: dict[str, dict[str, str]],
+    *,
+    partitions: int,
+    replication_factor: int = 1,
+    visible_within_s: float = 30.0,
+) -> list[str]:
+    """Creates physical topics (name -> configs) that do not exist; returns those it created."""
+    min_isr = "2" if replication_factor >= 3 else "1"
+    new = [
+        NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            topic_configs={**configs, "min.insync.replicas": min_isr},
+        )
+        for name, configs in wanted.items()
+    ]
+    response = await admin.create_topics(new)
+    results = _topic_errors(response)
+    failed = [(n, code, msg) for n, code, msg in results if code not in (0, TOPIC_ALREADY_EXISTS)]
+    if failed:
+        raise RuntimeError(f"creating topics failed: {failed}")
+    await _await_visible(admin, set(wanted), visible_within_s)
+    return [n for n, code, _ in results if code == 0]
+
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+async def _await_visible(admin: AIOKafkaAdminClient, topics: set[str], within_s: float) -> None:
+    """Waits until every topic is listed and each of its partitions has a leader."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        missing = topics - set(await admin.list_topics())
+        if not missing:
+            described = await admin.describe_topics(sorted(topics))
+            missing = {
+                t["topic"]
+                for t in described
+                if t["error_code"] != 0 or any(p["leader"] < 0 for p in t["partitions"])
+            }
+        if not missing:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"topics not visible after {within_s:.0f} s: {sorted(missing)}")
+        await asyncio.sleep(0.1)
+
+
+def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
+    out = []
+    for item in getattr(response, "topic_errors", []):
+        name, code = item[0], item[1]
+        msg = item[2] if len(item) > 2 else None
+        out.append((name, code, msg))
+    return out
