@@ -31,7 +31,9 @@ from referrals.contract.topics import PAYOUT_RESULTS, PAYOUTS, TopicNames
 from referrals.platform.settings import KafkaSettings
 from referrals.programs.put import load_program, put
 from referrals.streams.kafka import make_consumer, make_producer, partitions_of
-from referrals.tools.report import Comparison, compare, compute, read_topics, write
+from referrals.tools.report import read_topics, write
+from referrals.tools.report_compare import Comparison, compare
+from referrals.tools.report_figures import compute
 from referrals.tools.simulate import DEMO_PROGRAM, simulate
 from referrals.tools.simulate_model import Simulation
 

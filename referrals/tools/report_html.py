@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from referrals.platform.money import to_major
-
-if TYPE_CHECKING:  # report imports this module; the types are only for the checker
-    from referrals.tools.report import Comparison, Report
+from referrals.tools.report_compare import Comparison
+from referrals.tools.report_figures import Report
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;

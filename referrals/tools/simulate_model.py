@@ -27,7 +27,7 @@ from referrals.contract.records import (
     MatchedBy,
     ShareEvent,
 )
-from referrals.tools.report import AttributedReferral, benchmarks
+from referrals.tools.report_figures import AttributedReferral, benchmarks
 
 K = TypeVar("K")
 

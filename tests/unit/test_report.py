@@ -27,16 +27,14 @@ from referrals.contract.records import (
     ShareEvent,
 )
 from referrals.tools import report as report_module
-from referrals.tools.report import (
+from referrals.tools.report import add_report_arguments, run_report, write
+from referrals.tools.report_compare import compare
+from referrals.tools.report_figures import (
     AttributedReferral,
     Report,
     ReportInputs,
-    add_report_arguments,
     benchmarks,
-    compare,
     compute,
-    run_report,
-    write,
 )
 
 P = "prog"

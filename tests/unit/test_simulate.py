@@ -32,7 +32,8 @@ from referrals.contract.records import (
 from referrals.contract.validation import check_values
 from referrals.programs.document import parse_document, validate
 from referrals.programs.model import Attribution, AttributionPolicy, ProgramDocument
-from referrals.tools.report import ReportInputs, compare, compute
+from referrals.tools.report_compare import compare
+from referrals.tools.report_figures import ReportInputs, compute
 from referrals.tools.simulate import (
     DEMO_PROGRAM,
     INPUT_TOPICS,
