@@ -23,9 +23,6 @@ class RewardsSettings(ServiceSettings):
     # At most this many advocates' due rewards are released per task per punctuation, so a
     # backlog of releases (after a long outage) is spread over several bounded transactions.
     max_releases: int = 1000
-    # Test-only: sleep this long per input record, so a kill test can stop the process
-    # mid-stream. Always 0 in production.
-    delay_ms: float = 0.0
 
 
 def rewards_settings(settings: ServiceSettings) -> RewardsSettings:
