@@ -1,8 +1,18 @@
-"""Settings read once from the environment, with a per-service prefix.
+"""Settings read once from the environment, with a per-service prefix (pydantic-settings).
 
-A settings class is a frozen dataclass; `load(cls, "REWARDS")` fills each field from
-`REWARDS_<FIELD>` when set, else keeps the default. Kafka connection settings are shared by every
-process and use the `KAFKA_` prefix (so `KAFKA_BOOTSTRAP_SERVERS` works everywhere).
+A settings class is a frozen `EnvSettings` (a pydantic-settings `BaseSettings`) whose `env_prefix`
+names its variables: `load(RewardsSettings)` fills each field from `REWARDS_<FIELD>` when set,
+else keeps the default. Kafka connection settings are shared by every process and use the
+`KAFKA_` prefix (so `KAFKA_BOOTSTRAP_SERVERS` works everywhere).
+
+The rules every variable follows:
+- only `load` (and `KafkaSettings.from_env`) reads the environment, once, in `main`. Building a
+  settings object with keywords reads nothing: tests and tools that build one by hand get what
+  they wrote, whatever the shell exports;
+- the name is exactly `<PREFIX>_<FIELD>` in upper case; other variables are ignored;
+- a bool is 1/true/yes/on or 0/false/no/off (any case); an empty value makes an optional
+  setting None and leaves a plain string empty;
+- a value that does not parse is a `ConfigError` naming the variable and what was wrong.
 """
 
 from __future__ import annotations
@@ -11,54 +21,120 @@ import os
 import socket
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar, Union, get_args, get_origin
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from referrals.platform.errors import ConfigError
 
-T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def load(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
-    """Builds `cls` from `<PREFIX>_<FIELD>` environment variables; defaults fill the rest."""
-    env = os.environ if env is None else env
-    hints = get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        key = f"{prefix}_{f.name.upper()}"
-        if key in env:
-            kwargs[f.name] = _coerce(env[key], hints[f.name], key)
-    return cls(**kwargs)
+class EnvSettings(BaseSettings):
+    """Base of every settings class: frozen, read from the environment only by `load`."""
 
+    model_config = SettingsConfigDict(frozen=True)
 
-def _coerce(raw: str, hint: Any, key: str) -> Any:
-    origin = get_origin(hint)
-    if origin in (Union, types.UnionType):
-        args = [a for a in get_args(hint) if a is not type(None)]
-        if raw == "":
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keywords only: `load` reads the environment explicitly (see the module docstring).
+        return (init_settings,)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _env_spelling(cls, value: Any, info: ValidationInfo) -> Any:
+        """An environment variable's text, read by this project's rules for bools and None."""
+        if not isinstance(value, str) or info.field_name is None:
+            return value
+        hint = cls.model_fields[info.field_name].annotation
+        optional = get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint)
+        if optional and value == "":
             return None
-        return _coerce(raw, args[0], key)
+        if hint is bool or (optional and bool in get_args(hint)):
+            return _flag(value)
+        return value
+
+
+def _flag(raw: str) -> bool:
+    # Stricter than pydantic's bool: "y", "t" or "f" in an environment are more likely typos.
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError("expected true or false")
+
+
+S = TypeVar("S", bound=EnvSettings)
+
+
+def load(cls: type[S], prefix: str | None = None, env: Mapping[str, str] | None = None) -> S:
+    """Builds `cls` from `<PREFIX>_<FIELD>` environment variables; defaults fill the rest.
+
+    `prefix` defaults to the class's own `env_prefix`; `env` to the process environment.
+    """
+    env_prefix = f"{prefix}_" if prefix else cls.model_config.get("env_prefix", "")
+    source = _Environment(cls, env_prefix, os.environ if env is None else env)
+    values = source()
     try:
-        if hint is bool:
-            low = raw.strip().lower()
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise ValueError("expected true or false")
-        if hint in (int, float, str, Path):
-            return hint(raw)
-    except ValueError as err:
-        raise ConfigError(f"{key}={raw!r}: {err}") from err
-    raise ConfigError(f"{key}: unsupported setting type {hint!r}")
+        return cls(**values)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, env_prefix)) from err
 
 
-@dataclass(frozen=True)
-class KafkaSettings:
+def _describe(err: ValidationError, env_prefix: str) -> str:
+    """`REWARDS_MAX_BATCH='many': Input should be a valid integer ...` for each bad value."""
+    problems = []
+    for error in err.errors():
+        variable = f"{env_prefix}{error['loc'][0]}".upper() if error["loc"] else env_prefix
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{variable}={error['input']!r}: {message}")
+    return "; ".join(problems)
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source over `env`, matching upper-case names only."""
+
+    def __init__(self, cls: type[BaseSettings], env_prefix: str, env: Mapping[str, str]) -> None:
+        # Read by `_load_env_vars`, which the base class's __init__ calls.
+        self._env = env
+        super().__init__(cls, case_sensitive=False, env_prefix=env_prefix)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Case-insensitive matching would also take `rewards_metrics_port`; only the documented
+        # upper-case name counts, as it always has.
+        return {name.lower(): value for name, value in self._env.items() if name.isupper()}
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as err:  # a list or mapping setting takes JSON
+            variable = f"{self.env_prefix}{field_name}".upper()
+            raise ConfigError(f"{variable}={value!r}: expected JSON ({err})") from err
+
+
+class KafkaSettings(EnvSettings):
     """How every process reaches Kafka (env prefix KAFKA_)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_")
 
     bootstrap_servers: str = "127.0.0.1:9092"
     security_protocol: str = "PLAINTEXT"
@@ -79,14 +155,13 @@ def _instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-@dataclass(frozen=True)
-class ServiceSettings:
-    """Settings every service shares; services subclass it and add their own fields."""
+class ServiceSettings(EnvSettings):
+    """Settings every service shares; services subclass it, add fields and set `env_prefix`."""
 
     group_id: str = ""
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
-    instance_id: str = field(default_factory=_instance_id)
+    instance_id: str = Field(default_factory=_instance_id)
     # Records per poll: large enough to amortise one transaction over many records, small
     # enough that a batch commits well inside the 250 ms payout latency target.
     max_batch: int = 2000

@@ -17,11 +17,12 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic_settings import SettingsConfigDict
+
 from referrals.platform.errors import ReferralsError
-from referrals.platform.settings import load
+from referrals.platform.settings import EnvSettings, load
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_DIR = REPO_ROOT / "deploy" / "kafka"
@@ -34,9 +35,10 @@ class BrokerError(ReferralsError):
     reason = "BROKER"
 
 
-@dataclass(frozen=True)
-class BrokerConfig:
+class BrokerConfig(EnvSettings):
     """Where the local broker listens and keeps its data (env prefix REFERRALS_BROKER_)."""
+
+    model_config = SettingsConfigDict(env_prefix="REFERRALS_BROKER_")
 
     host: str = "127.0.0.1"
     port: int = 9092

@@ -6,7 +6,7 @@ are the pure core's (`domain/`). `build` is the wiring the runtime and the tests
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic_settings import SettingsConfigDict
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.topics import TOPICS
@@ -18,8 +18,9 @@ from services.attribution.adapters.processor import AttributionProcessor
 DEFAULT_GROUP = "referrals-attribution"
 
 
-@dataclass(frozen=True)
 class AttributionSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ATTRIBUTION_")
+
     group_id: str = DEFAULT_GROUP
     metrics_port: int = 9201
     # Late shares and profiles reach the referrals waiting for them at each punctuation; every

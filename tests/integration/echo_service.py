@@ -12,8 +12,9 @@ import os
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
+
+from pydantic_settings import SettingsConfigDict
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.records import NotificationSent, ShareEvent
@@ -23,8 +24,9 @@ from referrals.streams.processor import Inbound, Outbound, Processor
 from referrals.streams.service import run_service
 
 
-@dataclass(frozen=True)
 class EchoSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ECHO_")
+
     group_id: str = "tests-echo"
     delay_ms: float = 0.0
     mode: str = "echo"

@@ -45,6 +45,7 @@ from .test_rewards_service import (
 )
 
 pytestmark = pytest.mark.broker
+SLOW_REWARDS = ("tests.integration.slow_rewards",)
 ADVOCATES = 240  # 3..7 wins each: about 1,200 wins
 # deploy/programs/acme-b2b.yaml with hold_days 30 and no tax threshold: a win 40 days old is
 # due at once, one a day old waits 29 more days (a reversal then cancels it), and wins of 5% of
@@ -159,10 +160,12 @@ async def test_payouts_are_exactly_once_across_repeated_sigkills(
     await publish_statuses(topics, stream)
 
     state = tmp_path / "state"
-    slow = {"REWARDS_DELAY_MS": "3", "REWARDS_MAX_BATCH": "50"}
+    # The real service slowed by 3 ms a record (tests/integration/slow_rewards.py), in small
+    # batches, so each kill lands while work is left.
+    slow = {"SLOW_REWARDS_DELAY_MS": "3", "REWARDS_MAX_BATCH": "50"}
     progress = []
     for _ in range(3):
-        service = start_rewards(topics, state, wait_ready=False, **slow)
+        service = start_rewards(topics, state, wait_ready=False, command=SLOW_REWARDS, **slow)
         progress.append(await _kill_after(topics, service, 150))
 
     final = start_rewards(topics, state)

@@ -70,10 +70,19 @@ class Service:
         assert self.proc.wait(timeout=60) == 0, self.log.read_text()[-3000:]
 
 
+RUN_REWARDS = ("referrals.tools.cli", "run", "rewards")
+
+
 def start_rewards(
-    topics: KafkaSettings, state: Path, *, wait_ready: bool = True, **env: str
+    topics: KafkaSettings,
+    state: Path,
+    *,
+    wait_ready: bool = True,
+    command: tuple[str, ...] = RUN_REWARDS,
+    **env: str,
 ) -> Service:
-    """`referrals run rewards` with this test's topics, group and state directory."""
+    """`referrals run rewards` (or `python -m <command>`) with this test's topics, group and
+    state directory."""
     port = _free_port()
     state.mkdir(parents=True, exist_ok=True)
     log = state.parent / f"rewards-{port}.log"
@@ -86,7 +95,7 @@ def start_rewards(
     }
     with log.open("ab") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "referrals.tools.cli", "run", "rewards"],
+            [sys.executable, "-m", *command],
             cwd=REPO,
             env=env_for(topics, **settings),
             stdout=subprocess.DEVNULL,

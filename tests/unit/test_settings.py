@@ -3,17 +3,17 @@ and a value that does not parse names its variable."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+from pydantic_settings import SettingsConfigDict
 
 from referrals.platform.errors import ConfigError
-from referrals.platform.settings import KafkaSettings, ServiceSettings, load
+from referrals.platform.settings import EnvSettings, KafkaSettings, ServiceSettings, load
 
 
-@dataclass(frozen=True)
-class DemoSettings:
+class DemoSettings(EnvSettings):
     port: int = 8000
     ratio: float = 0.5
     enabled: bool = False
@@ -23,8 +23,13 @@ class DemoSettings:
     state_dir: Path = Path(".local/demo")
 
 
-@dataclass(frozen=True)
-class Unsupported:
+class ReportSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="REPORT_")
+
+    port: int = 8000
+
+
+class Unsupported(EnvSettings):
     hosts: list[str] | None = None
     tags: tuple[str, ...] = ()
 
@@ -115,9 +120,38 @@ def test_a_value_that_does_not_parse_is_a_config_error_naming_the_variable(
     assert caught.value.reason == "CONFIG"
 
 
-def test_an_unsupported_setting_type_is_a_config_error_naming_the_variable() -> None:
+def test_a_list_setting_that_is_not_json_is_a_config_error_naming_the_variable() -> None:
     with pytest.raises(ConfigError, match="UNS_TAGS"):
         load(Unsupported, "UNS", {"UNS_TAGS": "a,b"})
+
+
+def test_building_settings_with_keywords_reads_no_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEMO_PORT", "9200")
+    monkeypatch.setenv("KAFKA_TOPIC_PREFIX", "from-the-shell.")
+    assert DemoSettings(name="by-hand") == DemoSettings(port=8000, name="by-hand")
+    assert KafkaSettings(bootstrap_servers="b:9092").topic_prefix == ""
+
+
+def test_only_the_upper_case_variable_name_counts() -> None:
+    assert load(DemoSettings, "DEMO", {"demo_port": "1", "Demo_Port": "2"}) == DemoSettings()
+
+
+def test_load_defaults_to_the_class_s_own_prefix() -> None:
+    settings = load(ReportSettings, env={"REPORT_PORT": "9300", "DEMO_PORT": "1"})
+    assert settings.port == 9300
+
+
+def test_a_bad_value_in_a_service_s_settings_names_the_service_s_variable() -> None:
+    with pytest.raises(ConfigError, match="REPORT_MAX_BATCH='lots'"):
+        load(ReportSettings, env={"REPORT_MAX_BATCH": "lots"})
+
+
+def test_settings_are_immutable() -> None:
+    settings = load(DemoSettings, "DEMO", {})
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.port = 1
 
 
 def test_load_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

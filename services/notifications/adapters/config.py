@@ -7,7 +7,7 @@ templates, rate limit) stays in the program document.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic_settings import SettingsConfigDict
 
 from referrals.platform.settings import ServiceSettings
 
@@ -16,8 +16,9 @@ from referrals.platform.settings import ServiceSettings
 DEV_UNSUBSCRIBE_SECRET = "dev-only-unsubscribe-secret"
 
 
-@dataclass(frozen=True)
 class NotificationsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFICATIONS_")
+
     group_id: str = "referrals-notifications"
     metrics_port: int = 9203
     # Deliveries are recorded (notifications.sent.v1) at the next punctuation: a short interval

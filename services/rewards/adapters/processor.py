@@ -105,8 +105,6 @@ class RewardsProcessor(ProgramAwareProcessor):
 
     # -- records --------------------------------------------------------------------------------
     def process(self, record: Inbound, now: datetime) -> list[Output]:
-        if self.settings.delay_ms:
-            time.sleep(self.settings.delay_ms / 1000)
         if record.topic == STATUS:
             return self._status(record, now)
         if record.topic == ADVOCATES:

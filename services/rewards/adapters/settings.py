@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from pydantic_settings import SettingsConfigDict
 
 from referrals.platform.settings import ServiceSettings
 
 THIRTY_DAYS_S = 30 * 24 * 3600.0
 
 
-@dataclass(frozen=True)
 class RewardsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="REWARDS_")
+
     group_id: str = "referrals-rewards"
     metrics_port: int = 9202
     # Hold releases and parked inputs are checked this often. A check with nothing due costs a
@@ -22,13 +23,10 @@ class RewardsSettings(ServiceSettings):
     # At most this many advocates' due rewards are released per task per punctuation, so a
     # backlog of releases (after a long outage) is spread over several bounded transactions.
     max_releases: int = 1000
-    # Test-only: sleep this long per input record, so a kill test can stop the process
-    # mid-stream. Always 0 in production.
-    delay_ms: float = 0.0
 
 
 def rewards_settings(settings: ServiceSettings) -> RewardsSettings:
     """`settings` as RewardsSettings (the rewards defaults fill what a base object lacks)."""
     if isinstance(settings, RewardsSettings):
         return settings
-    return RewardsSettings(**{f.name: getattr(settings, f.name) for f in fields(settings)})
+    return RewardsSettings(**settings.model_dump())

@@ -26,6 +26,7 @@ from services.notifications.adapters.config import NotificationsSettings
 from services.notifications.adapters.delivery import backoff_s
 from services.notifications.adapters.failures import PermanentFailure, TransientFailure
 from services.notifications.adapters.parking import ParkingLot
+from services.notifications.adapters.rendering import render
 from services.notifications.adapters.storage import (
     Journal,
     Journaled,
@@ -34,7 +35,7 @@ from services.notifications.adapters.storage import (
     wakeup_key,
 )
 from services.notifications.adapters.timers import WakeupIndex
-from services.notifications.domain.messages import Message, RenderedMessage, render
+from services.notifications.domain.messages import Message, RenderedMessage
 
 SECRET = "s3cret"
 EMAIL, WEBHOOK = NotificationChannel.EMAIL, NotificationChannel.WEBHOOK
