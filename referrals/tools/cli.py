@@ -1,162 +1,94 @@
-"""`referrals`: the operator command line.
+"""`referrals`: the operator command line, on click.
 
-    referrals broker start|stop|status      the project's local Kafka broker
+    referrals broker start|stop|status      the project's local Kafka broker   (cli_broker)
     referrals topics create                 every topic of the contract (idempotent)
     referrals publish TOPIC FILE            JSON lines (- for stdin) -> Avro records
     referrals tail TOPIC                    records as JSON lines, read_committed
     referrals program validate|put FILE     a program document (every problem, with its path)
     referrals approve|retry PAYOUT_ID       release a reward held for approval / re-issue a FAILED
                                             payout (refused, exit 1, in any other state)
-    referrals reconcile [--json]            issued, paid, failed, outstanding payouts
-    referrals simulate --advocates N --out DIR   a program year's events and its ground truth
-    referrals report --program ID --out DIR [--truth FILE]   the program's benchmarks (HTML, JSON)
+    referrals reconcile [--json]            issued, paid, failed, outstanding     (cli_payouts)
+    referrals simulate --advocates N --out DIR   a program year and its ground truth
+    referrals report --program ID --out DIR [--truth FILE]   benchmarks   (cli_benchmarks)
     referrals run attribution|rewards|notifications
 
-Exit status 0 on success; otherwise non-zero with a message on standard error that names the
-line and field at fault. Every command honours KAFKA_BOOTSTRAP_SERVERS (and KAFKA_TOPIC_PREFIX).
+Exit status 0 on success; 1 with a one-line message on standard error (`referrals COMMAND:
+...`, naming the line and field at fault for bad input) when a command fails on purpose; 2 on
+a usage error; 130 on Ctrl-C; `broker status` exits 3 when no broker runs. Every command that
+talks to Kafka honours KAFKA_BOOTSTRAP_SERVERS (and KAFKA_TOPIC_PREFIX).
+
+Each command is one function: click turns the command line into typed values, the function
+calls the module that does the work and prints the answer. `referrals --help` and `referrals
+COMMAND --help` describe them. Shell completion is click's: `_REFERRALS_COMPLETE=bash_source
+referrals` (zsh_source, fish_source) prints the script a shell sources.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib
-import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import click
+from click.shell_completion import CompletionItem
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.publish import prepare, publish
-from referrals.contract.topics import TopicNames, create_topics
+from referrals.contract.topics import CATALOGUE, DLQ_SUFFIX, TopicNames, create_topics
 from referrals.platform.errors import ReferralsError
 from referrals.platform.settings import KafkaSettings
 from referrals.programs.put import describe, load_program, put
 from referrals.streams.kafka import make_admin
-from referrals.tools import broker
-from referrals.tools.report import add_report_arguments, run_report
-from referrals.tools.simulate import add_simulate_arguments, run_simulate
+from referrals.tools.cli_benchmarks import report, simulate
+from referrals.tools.cli_broker import broker_group
+from referrals.tools.cli_payouts import approve, reconcile, retry
 from referrals.tools.tail import tail
 
 SERVICES = ("attribution", "rewards", "notifications")
+EXPECTED_ERRORS = (ReferralsError, KeyError, OSError)  # what a command raises on purpose
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+COMPLETION = """Shell completion (add to your shell's start-up file):
+
+\b
+  bash:  eval "$(_REFERRALS_COMPLETE=bash_source referrals)"
+  zsh:   eval "$(_REFERRALS_COMPLETE=zsh_source referrals)"
+  fish:  _REFERRALS_COMPLETE=fish_source referrals | source
+"""
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="referrals", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+class ReferralsGroup(click.Group):
+    """The root group: commands listed in a newcomer's order (setup, data, programs, payouts,
+    analysis, services), and an error a command raises on purpose printed as one line, exit 1."""
 
-    b = sub.add_parser("broker", help="start, stop or inspect the local Kafka broker")
-    b.add_argument("action", choices=("start", "stop", "status"))
-    b.add_argument("--port", type=int, help="client port (default 9092)")
-    b.add_argument("--data-dir", type=Path, help="storage and log folder (default .local/kafka)")
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
 
-    t = sub.add_parser("topics", help="create every topic of the contract")
-    t.add_argument("action", choices=("create",))
-    t.add_argument("--partitions", type=int, default=6)
-    t.add_argument("--replication-factor", type=int, default=1)
-
-    pub = sub.add_parser("publish", help="publish a JSON-lines file as Avro records")
-    pub.add_argument("topic")
-    pub.add_argument("file", help="JSON lines; - reads standard input")
-    pub.add_argument(
-        "--no-value-checks",
-        action="store_true",
-        help="skip impossible-value checks (to exercise a service's DLQ)",
-    )
-    pub.add_argument(
-        "--raw",
-        action="store_true",
-        help="publish each line's bytes unchanged, not Avro (to exercise a DLQ)",
-    )
-
-    tl = sub.add_parser("tail", help="print a topic's records as JSON lines")
-    tl.add_argument("topic")
-    tl.add_argument("--from-beginning", action="store_true")
-    tl.add_argument("--max", type=int, dest="max_records")
-    tl.add_argument("--timeout", type=float, help="stop after this many seconds without a record")
-
-    pg = sub.add_parser("program", help="validate or put a program document (YAML or JSON)")
-    pg.add_argument("action", choices=("validate", "put"))
-    pg.add_argument("file", type=Path)
-    pg.add_argument("--by", help="who publishes it (default: the current user)")
-
-    for name, text in (
-        ("approve", "release a reward held for approval (REWARD_HELD NEEDS_APPROVAL)"),
-        ("retry", "re-issue a FAILED payout: same payout_id, next attempt"),
-    ):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("payout_id")
-        cmd.add_argument("--by", help="who asks, for the audit trail (default: the current user)")
-    rc = sub.add_parser(
-        "reconcile", help="payouts issued, paid, failed and outstanding per program and currency"
-    )
-    rc.add_argument("--json", action="store_true", help="machine-readable output")
-
-    add_simulate_arguments(
-        sub.add_parser("simulate", help="generate a program year's events with ground truth")
-    )
-    add_report_arguments(
-        sub.add_parser("report", help="a program's benchmarks from its topics (HTML and JSON)")
-    )
-
-    r = sub.add_parser("run", help="run one service in the foreground (SIGTERM stops it)")
-    r.add_argument("service", choices=SERVICES)
-    return p
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EXPECTED_ERRORS as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            click.echo(f"referrals {ctx.invoked_subcommand}: {message}", err=True)
+            raise click.exceptions.Exit(1) from err
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(130) from None
 
 
-def _broker(args: argparse.Namespace) -> int:
-    cfg = broker.BrokerConfig.from_env()
-    overrides = {}
-    if args.port:
-        overrides["port"] = args.port
-    if args.data_dir:
-        overrides["data_dir"] = args.data_dir.resolve()
-    if overrides:
-        cfg = broker.BrokerConfig(**{**cfg.__dict__, **overrides})
-    if args.action == "start":
-        pid = broker.start(cfg)
-        print(f"Kafka broker running at {cfg.bootstrap} (pid {pid}); log: {cfg.log_file}")
-    elif args.action == "stop":
-        stopped = broker.stop(cfg)
-        print("Kafka broker stopped" if stopped else "no Kafka broker was running")
-    else:
-        state = broker.status(cfg)
-        print(json.dumps(state))
-        return 0 if state["running"] else 3
-    return 0
+@click.group(cls=ReferralsGroup, context_settings=CONTEXT, epilog=COMPLETION)
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """The referral engine's operator command line: a local broker, the contract's topics,
+    records in and out, program documents, payouts, simulation and reports, the services.
 
-
-async def _topics(args: argparse.Namespace, settings: KafkaSettings) -> int:
-    admin = make_admin(settings, "referrals-cli")
-    await admin.start()
-    try:
-        created = await create_topics(
-            admin,
-            TopicNames(settings.topic_prefix),
-            partitions=args.partitions,
-            replication_factor=args.replication_factor,
-        )
-    finally:
-        await admin.close()
-    print(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))
-    return 0
-
-
-def _program(args: argparse.Namespace, settings: KafkaSettings) -> int:
-    doc = load_program(args.file)
-    if args.action == "validate":
-        print(f"{args.file}: valid {describe(doc)}")
-        return 0
-    config = asyncio.run(put(settings, doc, args.by))
-    print(f"put {config.program_id} version {config.version} ({describe(doc)})")
-    return 0
-
-
-def _read_lines(path: str) -> list[str]:
-    if path == "-":
-        return sys.stdin.read().splitlines()
-    return Path(path).read_text(encoding="utf-8").splitlines()
+    Commands that talk to Kafka read KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092) and
+    KAFKA_TOPIC_PREFIX. `referrals COMMAND --help` describes a command.
+    """
+    if ctx.invoked_subcommand != "run":  # a service configures its own logging
+        quiet_client_logs()
 
 
 def quiet_client_logs() -> None:
@@ -165,60 +97,170 @@ def quiet_client_logs() -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command != "run":
-        quiet_client_logs()
-    settings = KafkaSettings.from_env()
-    try:
-        if args.command == "broker":
-            return _broker(args)
-        if args.command == "topics":
-            return asyncio.run(_topics(args, settings))
-        if args.command == "publish":
-            records = prepare(
-                args.topic,
-                _read_lines(args.file),
-                AvroCodec(),
-                check=not args.no_value_checks,
-                raw=args.raw,
-            )
-            count = asyncio.run(publish(settings, args.topic, records))
-            print(f"published {count} record(s) to {args.topic}", file=sys.stderr)
-            return 0
-        if args.command == "tail":
-            asyncio.run(
-                tail(
-                    settings,
-                    args.topic,
-                    from_beginning=args.from_beginning,
-                    max_records=args.max_records,
-                    timeout_s=args.timeout,
-                )
-            )
-            return 0
-        if args.command == "program":
-            return _program(args, settings)
-        if args.command in ("approve", "retry", "reconcile"):
-            # Imported here: the rewards service's operator commands, not needed by the others.
-            from services.rewards.adapters import operator
+def complete_topic(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion for a TOPIC: the contract's topics and their dead-letter topics."""
+    topics = [spec.name for spec in CATALOGUE]
+    names = sorted([*topics, *(name + DLQ_SUFFIX for name in topics)])
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
 
-            return operator.main(args, settings)
-        if args.command == "simulate":
-            return run_simulate(args)
-        if args.command == "report":
-            return run_report(args)
-        if args.command == "run":
-            module = importlib.import_module(f"services.{args.service}.app")
-            status: int = module.main()
-            return status
-    except (ReferralsError, KeyError, OSError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"referrals {args.command}: {message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 2
+
+# -- topics and records -------------------------------------------------------------------------
+@click.group("topics", short_help="Create the contract's topics.")
+def topics_group() -> None:
+    """Manage the contract's topics on the cluster."""
+
+
+@topics_group.command("create", short_help="Create every topic of the contract (idempotent).")
+@click.option("--partitions", type=int, default=6, show_default=True, help="Partitions per topic.")
+@click.option(
+    "--replication-factor", type=int, default=1, show_default=True, help="Replicas per partition."
+)
+def topics_create(partitions: int, replication_factor: int) -> None:
+    """Create every topic of the contract and its .dlq; topics that exist are left as they are."""
+    created = asyncio.run(_create_topics(KafkaSettings.from_env(), partitions, replication_factor))
+    click.echo(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))
+
+
+async def _create_topics(
+    settings: KafkaSettings, partitions: int, replication_factor: int
+) -> list[str]:
+    admin = make_admin(settings, "referrals-cli")
+    await admin.start()
+    try:
+        names = TopicNames(settings.topic_prefix)
+        return await create_topics(
+            admin, names, partitions=partitions, replication_factor=replication_factor
+        )
+    finally:
+        await admin.close()
+
+
+@click.command("publish", short_help="Publish a JSON-lines file as Avro records.")
+@click.argument("topic", shell_complete=complete_topic)
+@click.argument("file")
+@click.option(
+    "--no-value-checks",
+    is_flag=True,
+    help="Skip impossible-value checks (to exercise a service's DLQ).",
+)
+@click.option(
+    "--raw", is_flag=True, help="Publish each line's bytes unchanged, not Avro (to exercise a DLQ)."
+)
+def publish_command(topic: str, file: str, no_value_checks: bool, raw: bool) -> None:
+    """Publish FILE, JSON lines (- reads standard input), to TOPIC as Avro records.
+
+    Every line is checked first (schema, then impossible values); a bad line is reported as
+    `line N, field 'x': reason` and nothing is published. A valid file goes out in one
+    transaction, so readers see all of it or none.
+    """
+    records = prepare(topic, _read_lines(file), AvroCodec(), check=not no_value_checks, raw=raw)
+    count = asyncio.run(publish(KafkaSettings.from_env(), topic, records))
+    click.echo(f"published {count} record(s) to {topic}", err=True)
+
+
+def _read_lines(path: str) -> list[str]:
+    if path == "-":
+        return sys.stdin.read().splitlines()
+    return Path(path).read_text(encoding="utf-8").splitlines()
+
+
+@click.command("tail", short_help="Print a topic's records as JSON lines.")
+@click.argument("topic", shell_complete=complete_topic)
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest record, not the end.")
+@click.option("--max", "max_records", type=int, help="Stop after this many records.")
+@click.option("--timeout", type=float, help="Stop after this many seconds without a record.")
+def tail_command(
+    topic: str, from_beginning: bool, max_records: int | None, timeout: float | None
+) -> None:
+    """Print TOPIC's committed records (read_committed) as JSON lines, one value per line.
+
+    On a .dlq topic each line holds the headers, the original bytes (base64) and the value
+    when it still decodes.
+    """
+    settings = KafkaSettings.from_env()
+    asyncio.run(
+        tail(
+            settings,
+            topic,
+            from_beginning=from_beginning,
+            max_records=max_records,
+            timeout_s=timeout,
+            out=sys.stdout,  # the stream of the moment (tail's default is bound at import)
+        )
+    )
+
+
+# -- program documents --------------------------------------------------------------------------
+@click.group("program", short_help="Validate or put a program document (YAML or JSON).")
+def program_group() -> None:
+    """Check or publish a program document (YAML or JSON), as marketing writes it."""
+
+
+# No checks on the path here: reading it reports a missing file as a command error (exit 1).
+PROGRAM_FILE = click.Path(path_type=Path, readable=False)
+
+
+@program_group.command("validate", short_help="Check a document; list every problem.")
+@click.argument("file", type=PROGRAM_FILE)
+# Accepted and ignored, as before click, so a script passing --by to validate and put still works.
+@click.option("--by", hidden=True, help="Ignored: validating publishes nothing.")
+def program_validate(file: Path, by: str | None) -> None:
+    """Check FILE and report every problem with its path (`rewards.tiers[2].percent: ...`)."""
+    doc = load_program(file)
+    click.echo(f"{file}: valid {describe(doc)}")
+
+
+@program_group.command("put", short_help="Check a document and publish its next version.")
+@click.argument("file", type=PROGRAM_FILE)
+@click.option("--by", help="Who publishes it (default: the current user).")
+def program_put(file: Path, by: str | None) -> None:
+    """Check FILE and publish it, defaults filled in, as the program's next version.
+
+    Running services pick the new version up without a restart.
+    """
+    doc = load_program(file)
+    config = asyncio.run(put(KafkaSettings.from_env(), doc, by))
+    click.echo(f"put {config.program_id} version {config.version} ({describe(doc)})")
+
+
+# -- the services -------------------------------------------------------------------------------
+@click.command("run", short_help="Run one service in the foreground (SIGTERM stops it).")
+@click.argument("service", type=click.Choice(SERVICES), metavar="SERVICE")
+@click.pass_context
+def run_command(ctx: click.Context, service: str) -> None:
+    """Run SERVICE (attribution, rewards or notifications) in the foreground.
+
+    It reads its settings from the environment; SIGTERM or Ctrl-C stops it cleanly.
+    """
+    # Imported only now: running one service must not load the others.
+    module = importlib.import_module(f"services.{service}.app")
+    status: int = module.main()
+    ctx.exit(status)
+
+
+for command in (
+    broker_group,
+    topics_group,
+    publish_command,
+    tail_command,
+    program_group,
+    approve,
+    retry,
+    reconcile,
+    simulate,
+    report,
+    run_command,
+):
+    cli.add_command(command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `referrals` console script: runs one command and returns its exit status."""
+    try:
+        cli.main(args=None if argv is None else list(argv), prog_name="referrals")
+    except SystemExit as stop:  # a standalone click run always ends in SystemExit
+        return stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ report.json and the self-contained report.html (`report_html`).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 from collections.abc import Mapping
@@ -118,18 +117,12 @@ async def _read_to_end(consumer: Any, topics: list[str]) -> dict[str, list[tuple
     return logs
 
 
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--program", required=True, help="the program_id to report on")
-    parser.add_argument("--out", type=Path, required=True, help="folder for report.html/.json")
-    parser.add_argument("--truth", type=Path, help="truth.json of `referrals simulate`")
-
-
-def run_report(args: argparse.Namespace) -> int:
+def run_report(*, program_id: str, out: Path, truth_file: Path | None) -> int:
     """Reads the topics, writes the report; 1 if a figure that must be exact disagrees."""
-    truth = json.loads(args.truth.read_text(encoding="utf-8")) if args.truth else None
-    inputs = asyncio.run(read_topics(KafkaSettings.from_env(), args.program))
+    truth = json.loads(truth_file.read_text(encoding="utf-8")) if truth_file else None
+    inputs = asyncio.run(read_topics(KafkaSettings.from_env(), program_id))
     report = compute(inputs)
-    page = write(report, args.out, truth)
+    page = write(report, out, truth)
     figures = report.figures.to_dict()
     print(
         f"{report.program_id}: {figures['enrolled']} advocates enrolled, {figures['active']} active"

@@ -31,7 +31,6 @@ over the 365 days up to `now`, with deliberate disorder and duplicates. The grou
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -413,38 +412,29 @@ def _write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def _instant(text: str) -> datetime:
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 time with a zone (`Z` or an offset), in UTC; ValueError names the problem."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+        raise ValueError(f"{text!r} is not an ISO 8601 time") from None
     if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z or an offset")
+        raise ValueError(f"{text!r} has no time zone; add Z or an offset")
     return moment.astimezone(UTC)
 
 
-def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--advocates", type=int, default=5850, help="enrolled advocates [5850]")
-    parser.add_argument("--seed", type=int, default=1, help="same seed, same program year [1]")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the JSON-lines files")
-    parser.add_argument(
-        "--program", type=Path, default=DEMO_PROGRAM, help="program document [the demo program]"
-    )
-    parser.add_argument(
-        "--now", type=_instant, help="end of the simulated year, ISO 8601 [the current time]"
-    )
-
-
-def run_simulate(args: argparse.Namespace) -> int:
+def run_simulate(
+    *, advocates: int, seed: int, out: Path, program: Path, now: datetime | None
+) -> int:
     """Simulates, writes the files, prints what it wrote; 2 on a bad argument."""
     from referrals.programs.put import load_program  # Kafka clients: only when run as a command
 
-    if args.advocates < 1:
+    if advocates < 1:
         print("referrals simulate: --advocates must be at least 1", file=sys.stderr)
         return 2
-    now = args.now or datetime.now(UTC).replace(microsecond=0)
-    sim = simulate(args.advocates, args.seed, now, load_program(args.program))
-    paths = write_simulation(sim, args.out)
+    now = now or datetime.now(UTC).replace(microsecond=0)
+    sim = simulate(advocates, seed, now, load_program(program))
+    paths = write_simulation(sim, out)
     truth = sim.truth
     figures = truth["figures"]
     print(
@@ -454,5 +444,5 @@ def run_simulate(args: argparse.Namespace) -> int:
     )
     for topic in INPUT_TOPICS:
         print(f"  {truth['events'][topic]:>7} {topic}")
-    print(f"wrote {len(paths)} files to {args.out} (truth: {paths[-1]})")
+    print(f"wrote {len(paths)} files to {out} (truth: {paths[-1]})")
     return 0

@@ -3,7 +3,6 @@ with a ground truth, and a page a browser (and html.parser) can read."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from referrals.contract.records import (
     AdvocateProfile,
@@ -27,7 +27,8 @@ from referrals.contract.records import (
     ShareEvent,
 )
 from referrals.tools import report as report_module
-from referrals.tools.report import add_report_arguments, run_report, write
+from referrals.tools.cli_benchmarks import report as report_command
+from referrals.tools.report import write
 from referrals.tools.report_compare import compare
 from referrals.tools.report_figures import (
     AttributedReferral,
@@ -368,7 +369,6 @@ def test_the_command_exits_1_when_an_exact_figure_disagrees(
     report: Report,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
     wrong: bool,
     status: int,
 ) -> None:
@@ -380,11 +380,10 @@ def test_the_command_exits_1_when_an_exact_figure_disagrees(
     if wrong:
         truth["rewards_owed"] = 99
     (tmp_path / "truth.json").write_text(json.dumps(truth), encoding="utf-8")
-    parser = argparse.ArgumentParser()
-    add_report_arguments(parser)
     argv = ["--program", P, "--out", str(tmp_path / "out"), "--truth", str(tmp_path / "truth.json")]
-    assert run_report(parser.parse_args(argv)) == status
-    out = capsys.readouterr().out
+    result = CliRunner().invoke(report_command, argv)
+    assert result.exit_code == status, result.output
+    out = result.output
     assert "report.html" in out and ("MISMATCH rewards owed vs issued" in out) == wrong
 
 

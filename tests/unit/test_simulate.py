@@ -3,7 +3,6 @@ agrees with the attribution core replaying its records in arrival order."""
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 from collections import Counter, defaultdict
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.publish import prepare
@@ -32,13 +32,12 @@ from referrals.contract.records import (
 from referrals.contract.validation import check_values
 from referrals.programs.document import parse_document, validate
 from referrals.programs.model import Attribution, AttributionPolicy, ProgramDocument
+from referrals.tools.cli_benchmarks import simulate as simulate_command
 from referrals.tools.report_compare import compare
 from referrals.tools.report_figures import ReportInputs, compute
 from referrals.tools.simulate import (
     DEMO_PROGRAM,
     INPUT_TOPICS,
-    add_simulate_arguments,
-    run_simulate,
     simulate,
 )
 from referrals.tools.simulate_model import Simulation
@@ -310,12 +309,18 @@ def test_every_record_is_sound_and_encodes_as_avro() -> None:
 
 
 def test_the_command_writes_files_the_publish_command_accepts(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    add_simulate_arguments(parser)
-    args = parser.parse_args(
-        ["--advocates", "120", "--seed", "4", "--out", str(tmp_path), "--now", "2026-05-01T12:00Z"]
-    )
-    assert run_simulate(args) == 0
+    argv = [
+        "--advocates",
+        "120",
+        "--seed",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--now",
+        "2026-05-01T12:00Z",
+    ]
+    result = CliRunner().invoke(simulate_command, argv)
+    assert result.exit_code == 0, result.output
     sim = simulate(120, 4, NOW, DEMO)
     codec = AvroCodec()
     for topic in INPUT_TOPICS:

@@ -8,16 +8,16 @@ approve / retry:
 3. refuse unless the latest one allows the command (`commands.check`); else publish a
    `RewardCommand` keyed by payout_id on `rewards.by-payout.v1` (one transaction).
 reconcile reads `rewards.payouts.v1` and `rewards.payout-results.v1` whole (read_committed).
+
+Each function takes typed values and returns a result or raises a `ReferralsError`; it prints
+nothing, so the CLI and a future API call the same functions and each words the answer its way.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import getpass
-import json
 import time
-from collections.abc import Callable
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +25,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from referrals.contract.avro import AvroCodec
-from referrals.contract.publish import Prepared, publish
 from referrals.contract.records import (
     PayoutCommand,
     PayoutOwner,
@@ -33,14 +32,14 @@ from referrals.contract.records import (
     Record,
     ReferralStatusChanged,
     RewardAction,
+    RewardCommand,
 )
 from referrals.contract.topics import PAYOUT_RESULTS, PAYOUTS, REWARDS_BY_PAYOUT, STATUS, TopicNames
 from referrals.platform.errors import DecodeError, ReferralsError
 from referrals.platform.settings import KafkaSettings
-from referrals.streams.kafka import make_consumer
+from referrals.streams.kafka import make_consumer, make_producer
 from services.rewards.adapters import commands
 
-COMMANDS = ("approve", "retry", "reconcile")
 READ_LIMIT_S = 120.0  # a topic read that makes no progress for this long is an error
 
 
@@ -114,22 +113,63 @@ async def payout_history(settings: KafkaSettings, payout_id: str) -> list[Referr
     ]
 
 
-async def request(settings: KafkaSettings, action: RewardAction, payout_id: str, by: str) -> str:
-    """Checks and sends one approve / retry; returns what to tell the operator."""
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """An approve or retry published for the rewards service to carry out."""
+
+    action: RewardAction
+    attempt: int  # the payout attempt the command releases (approve) or issues (retry)
+    command: RewardCommand
+    latest: ReferralStatusChanged  # the payout's status when the command was sent
+
+    def describe(self) -> str:
+        """What the operator is told: the command, the state it found and whose payout it is."""
+        verb = (
+            "approval" if self.action is RewardAction.APPROVE else f"retry (attempt {self.attempt})"
+        )
+        return (
+            f"{verb} of payout {self.command.payout_id} sent (it was "
+            f"{commands.describe(self.latest)}; advocate {self.latest.advocate_id}, referral "
+            f"{self.latest.referral_id}); command {self.command.command_id}"
+        )
+
+
+async def approve(settings: KafkaSettings, payout_id: str, by: str) -> Sent:
+    """Releases a reward held for approval; `commands.Refused` in any other state."""
+    return await request(settings, RewardAction.APPROVE, payout_id, by)
+
+
+async def retry(settings: KafkaSettings, payout_id: str, by: str) -> Sent:
+    """Re-issues a FAILED payout as its next attempt; `commands.Refused` in any other state."""
+    return await request(settings, RewardAction.RETRY, payout_id, by)
+
+
+async def request(settings: KafkaSettings, action: RewardAction, payout_id: str, by: str) -> Sent:
+    """Checks the payout's history allows `action` (else `commands.Refused`), then sends it."""
     history = await payout_history(settings, payout_id)
     attempt = commands.check(action, payout_id, history)
     command = commands.make_command(action, payout_id, attempt, by, datetime.now(UTC))
-    value = AvroCodec().encode(command)
-    await publish(settings, REWARDS_BY_PAYOUT, [Prepared(payout_id.encode(), value)])
-    latest = history[-1]
-    verb = "approval" if action is RewardAction.APPROVE else f"retry (attempt {attempt})"
-    return (
-        f"{verb} of payout {payout_id} sent (it was {commands.describe(latest)}; advocate "
-        f"{latest.advocate_id}, referral {latest.referral_id}); command {command.command_id}"
+    await _send(settings, command)
+    return Sent(action, attempt, command, history[-1])
+
+
+async def _send(settings: KafkaSettings, command: RewardCommand) -> None:
+    """One command keyed by payout_id, in its own transaction: read_committed sees it once."""
+    producer = make_producer(
+        settings, client_id="referrals-cli", transactional_id=f"referrals-cli-{uuid.uuid4()}"
     )
+    await producer.start()
+    try:
+        async with producer.transaction():
+            topic = TopicNames(settings.topic_prefix)(REWARDS_BY_PAYOUT)
+            value = AvroCodec().encode(command)
+            await producer.send(topic, value, key=command.payout_id.encode())
+    finally:
+        await producer.stop()
 
 
 async def reconcile(settings: KafkaSettings) -> commands.Report:
+    """Issued, paid, failed and outstanding payouts per program and currency."""
     codec = AvroCodec()
     payouts, bad_payouts = decoded(await read_records(settings, PAYOUTS), codec)
     results, bad_results = decoded(await read_records(settings, PAYOUT_RESULTS), codec)
@@ -141,21 +181,10 @@ async def reconcile(settings: KafkaSettings) -> commands.Report:
     return report
 
 
-def main(
-    args: argparse.Namespace, settings: KafkaSettings, out: Callable[[str], None] = print
-) -> int:
-    """Runs one of COMMANDS; a refusal raises `commands.Refused` (the CLI exits 1)."""
-    if args.command == "reconcile":
-        report = asyncio.run(reconcile(settings))
-        data = commands.report_data(report)
-        out(json.dumps(data, indent=2) if args.json else commands.report_text(report))
-        if report.duplicates:
-            raise ReferralsError(
-                f"{len(report.duplicates)} (payout_id, attempt) issued more than once",
-                reason="DUPLICATE_PAYOUT",
-            )
-        return 0
-    action = RewardAction.APPROVE if args.command == "approve" else RewardAction.RETRY
-    by = args.by or getpass.getuser()
-    out(asyncio.run(request(settings, action, args.payout_id, by)))
-    return 0
+def check_unique(report: commands.Report) -> None:
+    """Payouts are exactly once: a (payout_id, attempt) issued twice is an error to investigate."""
+    if report.duplicates:
+        raise ReferralsError(
+            f"{len(report.duplicates)} (payout_id, attempt) issued more than once",
+            reason="DUPLICATE_PAYOUT",
+        )
