@@ -6,12 +6,14 @@ with the consumed offsets in one Kafka transaction per task."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from referrals.platform.errors import PermanentError
+from referrals.streams.effects import AfterCommit, E, Effect
 from referrals.streams.state import TaskStore
 from referrals.streams.topics import TopicSpec
 
@@ -80,12 +82,30 @@ class Processor:
     def global_position(self, topic: str, partition: int, next_offset: int) -> None:
         """Records of a global topic partition up to `next_offset` have been handed over."""
 
+    @cached_property
+    def effects(self) -> AfterCommit:
+        """The effects staged per task until its transaction's outcome (`effects`)."""
+        return AfterCommit()
+
+    def after_commit(self, task: int, effect: Effect) -> None:
+        """Runs `effect` once the task's open transaction commits, never if it aborts: for side
+        effects a replay must not repeat (counting a metric, sending an email)."""
+        self.effects.stage(task, effect)
+
+    def after_commit_once(self, task: int, key: Hashable, factory: Callable[[], E]) -> E:
+        """The effect staged under `key` for the task's open transaction (`factory()` staged if
+        none is yet): one effect many records add to, e.g. a tally of counters."""
+        return self.effects.once(task, key, factory)
+
     def committed(self, task: int) -> None:
-        """The task's transaction committed: its outputs and store writes are durable. Side
-        effects that must not run for an aborted transaction (sending email) start here."""
+        """The task's transaction committed: its outputs and store writes are durable; runs the
+        effects staged for it. An override calls `super().committed(task)`."""
+        self.effects.commit(task)
 
     def aborted(self, task: int) -> None:
-        """The task's transaction was aborted: forget what was staged for it."""
+        """The task's transaction was aborted: drops the effects staged for it. An override
+        calls `super().aborted(task)`."""
+        self.effects.abort(task)
 
     async def startup(self) -> None:
         """Once, after global tables are loaded and before any task: start helpers (servers,

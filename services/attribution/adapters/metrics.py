@@ -2,15 +2,16 @@
 letters by topic and reason, transactions, lag).
 
 Labels are bounded sets: topics, channels, matched_by, reasons, kinds, statuses and the core's
-counter names; never ids. What a task's transaction decides is staged and applied only when it
-commits (`Staged`), so a transaction that aborts and is replayed is not counted twice; the
-latency histogram observes from the triggering event's occurred_at to that commit.
+counter names; never ids. What a task's transaction decides is tallied in a `Staged`, an
+after-commit effect (`referrals.streams.effects`): applied only when the transaction commits,
+so one that aborts and is replayed is not counted twice; the latency histogram observes from
+the triggering event's occurred_at to that commit.
 """
 
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -92,8 +93,10 @@ class AttributionMetrics:
 
 @dataclass
 class Staged:
-    """One task's metric updates, waiting for its transaction's outcome."""
+    """One transaction's metric updates, tallied; calling it (after the commit) applies them."""
 
+    metrics: AttributionMetrics
+    wall: Callable[[], float]  # epoch seconds, for the latency up to the commit
     counts: Tally[tuple[str, str]] = field(default_factory=Tally)
     occurred_ms: list[int] = field(default_factory=list)
 
@@ -110,6 +113,9 @@ class Staged:
         for status in outputs:
             self.counts["status", status.status.value] += 1
             self.occurred_ms.append(to_ms(status.occurred_at))
+
+    def __call__(self) -> None:
+        self.apply(self.metrics, self.wall())
 
     def apply(self, metrics: AttributionMetrics, now_s: float) -> None:
         for (metric, label), n in self.counts.items():

@@ -14,7 +14,12 @@ transaction as their outcome. A task opened after a crash or moved from another 
 re-notes everything the directory's change log holds after its watermark.
 
 Time. Stream time is per task (the largest occurred_at of its events) and drives `expire`
-(see `table`). The wall clock only bounds the wait for an unknown program (`parked`).
+(see `table`). The wall clock only bounds the wait for an unknown program: such an event waits
+in the task's `WaitingLot` (`referrals.streams.waiting`, keyspace `u` of the task's store), runs
+when its program arrives (before the program's next event) and goes to the .dlq with
+UNKNOWN_PROGRAM after `unknown_program_wait_s`.
+
+Metrics are tallied per transaction in a `Staged` after-commit effect: counted once it commits.
 """
 
 from __future__ import annotations
@@ -44,21 +49,23 @@ from referrals.contract.topics import (
     STATUS,
     spec_for,
 )
-from referrals.platform.errors import DecodeError
+from referrals.platform.errors import DecodeError, PermanentError, UnknownProgram
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.programs.catalog import ProgramAwareProcessor
 from referrals.streams.processor import Inbound, Outbound, Output
+from referrals.streams.state import Keyspace
+from referrals.streams.waiting import Dependency, Swept, Waiting, WaitingLot
 from services.attribution.adapters.directory import RocksDirectory
 from services.attribution.adapters.keys import WaitKey, referral_key
 from services.attribution.adapters.metrics import NO_CHANNEL, AttributionMetrics, Staged
-from services.attribution.adapters.parked import PREFIX as PARKED
-from services.attribution.adapters.parked import Decode, ParkedEvents, Released
 from services.attribution.adapters.table import DEADLINE, STORE, ReferralTable, scan
 from services.attribution.domain.model import Policy, Rules
 from services.attribution.domain.referral import expire, on_conversion, on_deal, on_dependency
 from services.attribution.domain.state import ReferralState, Step, from_ms
 
 log = logging.getLogger(__name__)
+Decode = Callable[[bytes, str], Record]  # (bytes, expected record name) -> record
+PARKED = b"u"  # the waiting lot's keyspace in the task's store
 DIRECTORY_TOPICS = (SHARES, ADVOCATES)
 # With no wakeup to apply, a task's watermark is still moved on this often (if the globals
 # moved), so a restart re-notes at most this much of the change log.
@@ -70,11 +77,11 @@ MAX_CATCH_UP = 100_000
 
 @dataclass
 class TaskState:
+    task: int
     table: ReferralTable
-    parked: ParkedEvents
+    parked: WaitingLot
     pending: set[WaitKey] = field(default_factory=set)
     rescan_all: bool = False  # no watermark yet: wake every waiting referral once
-    staged: Staged = field(default_factory=Staged)
     watermark_at: float = float("-inf")  # monotonic time the watermark was last written
 
 
@@ -124,7 +131,7 @@ class AttributionProcessor(ProgramAwareProcessor):
             super().on_global(topic, key, record)
             if isinstance(record, ProgramConfig):
                 for state in self.tasks.values():
-                    state.parked.program_arrived(record.program_id)
+                    state.parked.arrived(_program(record.program_id))
 
     def global_start(self, topic: str, partition: int) -> int | None:
         return self.directory.position(topic, partition) if topic in DIRECTORY_TOPICS else None
@@ -143,13 +150,14 @@ class AttributionProcessor(ProgramAwareProcessor):
         event = record.value
         if not isinstance(event, ConversionEvent | DealEvent):
             raise DecodeError(f"unexpected {type(event).__name__}", reason="WRONG_RECORD_TYPE")
-        state.staged.record_in(record.topic)
+        self._staged(record.partition).record_in(record.topic)
+        program = _program(event.program_id)
         if not self._known(event.program_id):
-            state.parked.park(record, event.program_id, now)
+            state.parked.park(record, program, now)
             return []
         out: list[Output] = []
-        if state.parked.waiting_for(event.program_id):  # keep the program's events in order
-            out += self._rerun(state, state.parked.release(self._known, now, event.program_id))
+        if state.parked.waiting_for(program):  # keep the program's events in order
+            out += self._rerun(state, Swept(state.parked.release(program), []))
         return out + self._dispatch(state, record)
 
     def _dispatch(self, state: TaskState, record: Inbound) -> list[Output]:
@@ -181,14 +189,36 @@ class AttributionProcessor(ProgramAwareProcessor):
         self, state: TaskState, key: bytes, old: ReferralState | None, step: Step
     ) -> list[Output]:
         state.table.apply(key, old, step)
-        state.staged.step(step.counters, step.outputs)
+        self._staged(state.task).step(step.counters, step.outputs)
         return [Outbound(STATUS, status.advocate_id, status) for status in step.outputs]
 
-    def _rerun(self, state: TaskState, released: Released) -> list[Output]:
+    def _rerun(self, state: TaskState, released: Swept) -> list[Output]:
         out: list[Output] = list(released.dead)
-        for record in released.rerun:
-            out += self._dispatch(state, record)
+        for waiting in released.ready:
+            record = self._decoded(waiting)
+            if record is not None:
+                out += self._dispatch(state, record)
         return out
+
+    def _decoded(self, waiting: Waiting) -> Inbound | None:
+        """The record as consumed (None if it no longer decodes: only a vanished schema can)."""
+        try:
+            value = self.decode(waiting.raw_value or b"", spec_for(waiting.topic).record)
+        except PermanentError:
+            log.exception("a parked record no longer decodes", extra={"topic": waiting.topic})
+            return None
+        return waiting.inbound(value)
+
+    def _unknown(self, waiting: Waiting) -> UnknownProgram:
+        return UnknownProgram(
+            f"no config for program {waiting.dependency[1]!r} arrived within "
+            f"{self.unknown_program_wait_s:g} s",
+            reason="UNKNOWN_PROGRAM",
+        )
+
+    def _staged(self, task: int) -> Staged:
+        """The task's metric tally for its open transaction, applied once it commits."""
+        return self.after_commit_once(task, Staged, lambda: Staged(self.own, self.wall))
 
     # -- timers ---------------------------------------------------------------------------------
     def punctuate(self, task: int, now: datetime) -> Iterable[Output]:
@@ -196,8 +226,8 @@ class AttributionProcessor(ProgramAwareProcessor):
         if state is None:
             return []
         out: list[Output] = []
-        if state.parked.ready(now):
-            out += self._rerun(state, state.parked.release(self._known, now))
+        if state.parked.due(now):
+            out += self._rerun(state, state.parked.sweep(self._program_known, now))
         stale = time.monotonic() - state.watermark_at >= WATERMARK_EVERY_S
         if not (state.pending or state.rescan_all or stale):
             return out
@@ -226,18 +256,18 @@ class AttributionProcessor(ProgramAwareProcessor):
                 log.exception("deciding a woken referral failed", extra={"referral": key.decode()})
                 continue
             out += self._apply(state, key, old, step)
-        state.staged.wakeups(len(keys))
+        self._staged(state.task).wakeups(len(keys))
         return len(keys), out
 
     # -- tasks and transactions -----------------------------------------------------------------
     async def assign(self, tasks: frozenset[int]) -> None:
         for task in sorted(tasks):
             store = self.store(task, STORE)
-            found = scan(store, (DEADLINE, PARKED))
+            found = scan(store, (DEADLINE,))
             table = ReferralTable(store, found[DEADLINE])
-            parked = ParkedEvents(store, self.unknown_program_wait_s, self.decode, found[PARKED])
-            parked.arrived = any(self._known(p) for p in parked.programs)
-            state = TaskState(table, parked)
+            wait_ms = int(self.unknown_program_wait_s * 1000)
+            parked = WaitingLot(Keyspace(store, PARKED), wait_ms=wait_ms, expired=self._unknown)
+            state = TaskState(task, table, parked)
             watermark = table.watermark()
             changes = (
                 None if watermark is None else self.directory.changes_since(watermark, MAX_CATCH_UP)
@@ -255,15 +285,8 @@ class AttributionProcessor(ProgramAwareProcessor):
         self._set_gauges()
 
     def committed(self, task: int) -> None:
-        state = self.tasks.get(task)
-        if state is not None:
-            state.staged.apply(self.own, self.wall())
+        super().committed(task)  # the transaction's tally (`_staged`)
         self._set_gauges()
-
-    def aborted(self, task: int) -> None:
-        state = self.tasks.get(task)
-        if state is not None:  # the runtime reopens the task: its summaries are rebuilt
-            state.staged = Staged()
 
     def _set_gauges(self) -> None:
         states = self.tasks.values()
@@ -275,9 +298,17 @@ class AttributionProcessor(ProgramAwareProcessor):
     def _known(self, program_id: str) -> bool:
         return self.programs.get(program_id) is not None
 
+    def _program_known(self, dependency: Dependency) -> bool:
+        return self._known(dependency[1])
+
     def _rules(self, program_id: str) -> Rules:
         program = self.programs.get(program_id)
         if program is None:
             raise KeyError(f"program {program_id!r} is not known")
         window = program.document.attribution
         return Rules(program_id, program.version, window.window_days, Policy(window.policy.value))
+
+
+def _program(program_id: str) -> Dependency:
+    """What an event of an unknown program waits for."""
+    return ("program", program_id)

@@ -10,7 +10,7 @@ when empty, so one store keeps a rebalance of many tasks well inside the session
                      that still expect something
     !stream       -> stream time: the largest occurred_at of the task's events
     !watermark    -> the global positions whose wakeups the task has applied
-(`parked` keeps its entries in the same store, under `u` and `!seq`.)
+(The waiting lot of events of unknown programs shares the store, under `u`: see `processor`.)
 
 Expiry is decided by stream time at an hour's granularity (`HORIZON_MS`): when an event moves
 stream time into a new hour, every referral whose deadline is before that hour is expired.

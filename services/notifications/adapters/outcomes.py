@@ -17,12 +17,10 @@ import json
 from datetime import datetime
 
 from referrals.contract.topics import NOTIFICATIONS_SENT
-from referrals.platform.errors import PermanentError
 from referrals.streams.processor import DeadLetterOut, Inbound, Outbound, Output
 from services.notifications.adapters.delivery import Outcome
 from services.notifications.adapters.failures import DeliveryFailed
 from services.notifications.adapters.metrics import NotificationMetrics
-from services.notifications.adapters.parking import Parked
 from services.notifications.adapters.storage import Journaled
 from services.notifications.domain.messages import Message, sent_record
 from services.notifications.domain.state import from_ms, to_ms
@@ -70,11 +68,6 @@ def dead_letter_body(outcome: Outcome, now: datetime) -> bytes:
         "failed_at": now.isoformat(),
     }
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def dead_letter_parked(parked: Parked, error: PermanentError) -> DeadLetterOut:
-    """A record that waited too long for its program, to its own topic's .dlq, unchanged."""
-    return DeadLetterOut(parked.inbound(None), error)
 
 
 def to_journal(pending: list[Outcome]) -> list[Journaled]:

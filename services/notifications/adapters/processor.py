@@ -1,17 +1,21 @@
 """The notifications processor: Kafka records in, the core's decisions carried out.
 
 Per record: load the advocate's state, call the core (`domain.plan`), persist the new state and
-its next wake-up, put each planned message in the `outbox` store and STAGE it. Everything is
-written in the task's transaction; only when it commits (`committed`) are the staged messages
-handed to the sender, so nothing is sent for a transaction that did not commit (at most once).
+its next wake-up, put each planned message in the `outbox` store and stage its sending as an
+after-commit effect (`referrals.streams.effects`). Everything is written in the task's
+transaction; only when it commits are the staged messages handed to the sender, so nothing is
+sent for a transaction that did not commit (at most once).
 
 The sender reports each channel's outcome back; the next punctuation records it in the task's
 transaction: a `NotificationSent` on notifications.sent.v1 (or a dead letter on its .dlq), the
 core's `on_delivered`, the outbox entry settled. A crash between a server's acceptance and that
 record leaves the outbox entry, and assignment resends it with the same notification_id.
 
-Stores and the journal are described in `storage`; timers in `timers`; waiting for a program's
-config in `parking`.
+Stores and the journal are described in `storage`; wake-ups are the runtime's timers
+(`referrals.streams.timers`, one per advocate). A record of a program whose config has not
+arrived waits in the task's `WaitingLot` (`referrals.streams.waiting`) up to
+`unknown_program_wait_s`, then goes to the .dlq with UNKNOWN_PROGRAM; an advocate's later
+records wait behind it (ordering key: the advocate), so an advocate's records stay in order.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.records import (
     AdvocateProfile,
+    ProgramConfig,
+    Record,
     ReferralStatusChanged,
     ShareEvent,
     UnsubscribeRequest,
@@ -33,13 +40,14 @@ from referrals.contract.topics import ADVOCATES, SHARES, STATUS, UNSUBSCRIBES, s
 from referrals.platform.errors import PermanentError, UnknownProgram
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.programs.catalog import Program, ProgramAwareProcessor
-from referrals.streams.processor import DeadLetterOut, Inbound, Output
+from referrals.streams.processor import Inbound, Output
 from referrals.streams.state import Keyspace
+from referrals.streams.timers import TimerIndex
+from referrals.streams.waiting import Dependency, Waiting, WaitingLot
 from services.notifications.adapters import outcomes, restart
 from services.notifications.adapters.config import NotificationsSettings
 from services.notifications.adapters.delivery import Delivery, Outcome, Sender
 from services.notifications.adapters.metrics import NotificationMetrics
-from services.notifications.adapters.parking import ParkingLot
 from services.notifications.adapters.storage import (
     OUTBOX,
     PARKED,
@@ -47,7 +55,6 @@ from services.notifications.adapters.storage import (
     Journal,
     OutboxEntry,
 )
-from services.notifications.adapters.timers import WakeupIndex
 from services.notifications.adapters.unsubscribe import UnsubscribeEndpoint
 from services.notifications.domain import plan as core
 from services.notifications.domain.messages import Plan
@@ -66,10 +73,8 @@ class TaskContext:
     """What a task holds in memory besides its stores; rebuilt whenever the task is assigned."""
 
     task: int
-    wakeups: WakeupIndex
-    parked: ParkingLot
-    staged: list[Delivery] = field(default_factory=list)  # sent once the transaction commits
-    suppressed: list[str] = field(default_factory=list)  # counted once it commits
+    wakeups: TimerIndex
+    parked: WaitingLot
     outcomes: deque[Outcome] = field(default_factory=deque)  # reported, not yet recorded
     recording: list[Outcome] = field(default_factory=list)  # in the open transaction
     obsolete: list[str] = field(default_factory=list)  # outbox entries no longer to be sent
@@ -105,7 +110,7 @@ class NotificationsProcessor(ProgramAwareProcessor):
         ctx = self._ctx(record.partition)
         waits = self.programs.get(value.program_id) is None or ctx.parked.holds(value.advocate_id)
         if waits and not isinstance(value, UnsubscribeRequest):  # an opt-out never waits
-            ctx.parked.park(record, value.program_id, value.advocate_id, to_ms(now))
+            ctx.parked.park(record, _program(value.program_id), now, order_key=value.advocate_id)
             self.stats.parked.inc()
             return ()
         self._apply(ctx, value, now)
@@ -134,11 +139,11 @@ class NotificationsProcessor(ProgramAwareProcessor):
         out: list[Output] = []
         out.extend(self._record(ctx, now))
         out.extend(self._unpark(ctx, now))
-        for advocate_id in ctx.wakeups.pop_due(to_ms(now), MAX_TICKS):
+        for timer in ctx.wakeups.pop_due(to_ms(now), MAX_TICKS):
             try:
-                self._tick(ctx, advocate_id, now)
+                self._tick(ctx, timer.id, now)
             except Exception:  # one advocate's bad state must not stop every other timer
-                log.exception("timer failed", extra={"task": task, "advocate_id": advocate_id})
+                log.exception("timer failed", extra={"task": task, "advocate_id": timer.id})
         outbox = self.outbox(task)
         for notification_id in ctx.obsolete:
             outbox.delete(notification_id.encode())
@@ -177,31 +182,39 @@ class NotificationsProcessor(ProgramAwareProcessor):
         return out
 
     def _unpark(self, ctx: TaskContext, now: datetime) -> list[Output]:
-        if not len(ctx.parked):
+        if not ctx.parked.due(now):  # no program arrived that a record waits for, none too old
             return []
-        wait_ms = int(self.settings.unknown_program_wait_s * 1000)
-        known = lambda program_id: self.programs.get(program_id) is not None  # noqa: E731
-        ready, expired = ctx.parked.take(known, to_ms(now), wait_ms)
+        swept = ctx.parked.sweep(self._known, now)
         out: list[Output] = []
-        for parked in ready:
+        for waiting in swept.ready:
             try:
-                value = self._codec.decode(parked.raw_value or b"", spec_for(parked.topic).record)
+                value = self._codec.decode(waiting.raw_value or b"", spec_for(waiting.topic).record)
                 assert isinstance(value, Input)
                 self._apply(ctx, value, now)
             except PermanentError as err:
-                out.append(DeadLetterOut(parked.inbound(None), err))
+                out.append(waiting.dead_letter(err))
             except Exception as err:  # a bug: dead-letter the record, loudly, like the runtime
                 log.exception("processing a parked record failed", extra={"task": ctx.task})
                 error = PermanentError(str(err), reason=type(err).__name__)
-                out.append(DeadLetterOut(parked.inbound(None), error))
-        for parked in expired:
-            error = UnknownProgram(
-                f"no config for program {parked.program_id!r} arrived within "
-                f"{self.settings.unknown_program_wait_s:g} s"
-            )
-            out.append(outcomes.dead_letter_parked(parked, error))
-        self.stats.parked.dec(len(ready) + len(expired))
+                out.append(waiting.dead_letter(error))
+        out += swept.dead
+        self.stats.parked.dec(len(swept.ready) + len(swept.dead))
         return out
+
+    def _known(self, dependency: Dependency) -> bool:
+        return self.programs.get(dependency[1]) is not None
+
+    def _unknown_program(self, waiting: Waiting) -> UnknownProgram:
+        return UnknownProgram(
+            f"no config for program {waiting.dependency[1]!r} arrived within "
+            f"{self.settings.unknown_program_wait_s:g} s"
+        )
+
+    def on_global(self, topic: str, key: str | None, record: Record) -> None:
+        super().on_global(topic, key, record)
+        if isinstance(record, ProgramConfig):
+            for ctx in self._tasks.values():
+                ctx.parked.arrived(_program(record.program_id))
 
     # -- state ----------------------------------------------------------------------------------
     def load_state(self, task: int, advocate_id: str) -> State:
@@ -228,31 +241,30 @@ class NotificationsProcessor(ProgramAwareProcessor):
             assert program is not None  # the core planned it with this program
             entry = OutboxEntry(message.advocate_id, program_id, message.channels)
             outbox.put(message.notification_id.encode(), entry.to_bytes())
-            ctx.staged.append(Delivery(ctx.task, message, program.document, message.channels))
-        ctx.suppressed.extend(s.reason.value for s in plan.suppressed)
+            delivery = Delivery(ctx.task, message, program.document, message.channels)
+            self.after_commit(ctx.task, partial(self._submit, delivery))
+        for suppressed in plan.suppressed:
+            self.after_commit(ctx.task, self.stats.suppressed.labels(suppressed.reason.value).inc)
+
+    def _submit(self, delivery: Delivery) -> None:
+        self.sender.submit(delivery)
 
     # -- transactions ---------------------------------------------------------------------------
     def committed(self, task: int) -> None:
+        super().committed(task)  # the staged sends and counts
         ctx = self._tasks.get(task)
         if ctx is None:
             return
         ctx.recording.clear()
-        for reason in ctx.suppressed:
-            self.stats.suppressed.labels(reason).inc()
-        ctx.suppressed.clear()
-        for delivery in ctx.staged:
-            self.sender.submit(delivery)
-        ctx.staged.clear()
         self.stats.timers.set(sum(len(c.wakeups) for c in self._tasks.values()))
 
     def aborted(self, task: int) -> None:
+        super().aborted(task)  # nothing staged is sent or counted
         # The runtime rebuilds an aborted task (revoke, then assign): what was recorded in the
         # transaction goes back to be recorded again, or journaled on revoke.
         ctx = self._tasks.get(task)
         if ctx is None:
             return
-        ctx.staged.clear()
-        ctx.suppressed.clear()
         ctx.outcomes.extendleft(reversed(ctx.recording))
         ctx.recording.clear()
 
@@ -266,8 +278,11 @@ class NotificationsProcessor(ProgramAwareProcessor):
         ctx = self._tasks.get(task)
         if ctx is None:
             index = self.store(task, "index")
-            wakeups = WakeupIndex(Keyspace(index, WAKEUPS))
-            parked = ParkingLot(Keyspace(index, PARKED))
+            wakeups = TimerIndex(Keyspace(index, WAKEUPS))
+            wait_ms = int(self.settings.unknown_program_wait_s * 1000)
+            parked = WaitingLot(
+                Keyspace(index, PARKED), wait_ms=wait_ms, expired=self._unknown_program
+            )
             ctx = self._tasks[task] = TaskContext(task, wakeups, parked)
         return ctx
 
@@ -299,3 +314,8 @@ class NotificationsProcessor(ProgramAwareProcessor):
     async def close(self) -> None:
         """Stops the sender (after the runtime has closed every task)."""
         await self.sender.close()
+
+
+def _program(program_id: str) -> Dependency:
+    """What a record of an unknown program waits for."""
+    return ("program", program_id)

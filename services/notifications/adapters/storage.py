@@ -9,8 +9,8 @@ Two stores per task, each backed by a compacted changelog:
     transaction and not yet recorded as delivered or dead-lettered on every channel. After a
     crash, assignment resends exactly these (the core's `unsent` rebuilds each message);
   - `w` wake-ups: 8-byte big-endian due time (epoch ms) + advocate_id -> b"": when an
-    advocate's next nurture step or deferred message is due (`timers.WakeupIndex`);
-  - `p` parked: records waiting for their program's config (`parking`).
+    advocate's next nurture step or deferred message is due (`referrals.streams.timers`);
+  - `p` parked: records waiting for their program's config (`referrals.streams.waiting`).
   One store rather than three: every store costs a changelog topic and a restore per task
   whenever the task is assigned.
 
@@ -54,15 +54,6 @@ class OutboxEntry:
         return OutboxEntry(
             self.advocate_id, self.program_id, tuple(c for c in self.channels if c != channel)
         )
-
-
-def wakeup_key(due_ms: int, advocate_id: str) -> bytes:
-    """Big-endian time first, so the store's byte order is the order in which timers fire."""
-    return max(due_ms, 0).to_bytes(8, "big") + advocate_id.encode()
-
-
-def parse_wakeup_key(key: bytes) -> tuple[int, str]:
-    return int.from_bytes(key[:8], "big"), key[8:].decode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ group's heartbeat pauses meanwhile; every extra store adds a restore per task to
 (see the final report of issue 4). One store keeps start-up and rebalances short.
 
 Layout (prefixes sort the small, scanned index first):
-    0x01 parked inputs   (scanned on assignment)
+    0x01 waiting inputs  (scanned on assignment; 0x01 S for programs, 0x01 P for owners)
     0x02 due timers      (scanned on assignment)
     0x10 payout owners   (point lookups only)
     0x11 ledgers         (point lookups only)

@@ -9,7 +9,7 @@ and return the records to produce, all in the task's one transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from referrals.contract.records import (
@@ -33,9 +33,9 @@ from referrals.platform.errors import PermanentError, UnknownProgram
 from referrals.streams.processor import Inbound, Outbound, Output
 from referrals.streams.runtime import check_key
 from referrals.streams.state import KeyValue
+from referrals.streams.timers import TimerIndex
 from services.rewards.adapters.metrics import RewardsMetrics, Trigger
 from services.rewards.adapters.program_rules import RulesCache
-from services.rewards.adapters.timers import TimerIndex
 from services.rewards.domain import decide
 from services.rewards.domain.ledger import Ledger, State, from_bytes, to_bytes, to_ms
 from services.rewards.domain.outputs import Decision, Outcome
@@ -79,7 +79,7 @@ class LedgerBook:
     def __init__(
         self,
         ledgers: Callable[[int], KeyValue],
-        timers: TimerIndex,
+        timers: Mapping[int, TimerIndex],  # task -> its timers (one per advocate)
         metrics: RewardsMetrics,
         rules: RulesCache,
     ) -> None:
@@ -119,7 +119,7 @@ class LedgerBook:
             return []
         advocate_id = after.advocate_id
         self.ledgers(task).put(advocate_id.encode(), to_bytes(after))
-        self.timers.move(task, advocate_id, _due_ms(before), _due_ms(after))
+        self.timers[task].set(advocate_id, _due_ms(after))
         return [*to_outbound(advocate_id, decision.outputs), *new_owners(before, after, now)]
 
     def status(self, task: int, status: ReferralStatusChanged, now: datetime) -> list[Output]:
@@ -180,13 +180,14 @@ class LedgerBook:
             raise UnknownProgram(f"program {ledger.program_id!r} is not known")
         return decide.on_approve(ledger, rules, payout_id, now)
 
-    def tick(self, task: int, advocate_id: str, due_ms: int, now: datetime) -> list[Output]:
-        """The advocate's timer fired: release what is due and re-arm for the next one."""
-        self.timers.remove(task, advocate_id, due_ms)
+    def tick(self, task: int, advocate_id: str, now: datetime) -> list[Output]:
+        """The advocate's timer fired (and is gone): release what is due and re-arm for the
+        next one."""
         ledger = self.load(task, advocate_id, "")
         outputs = self.apply(
             task, ledger, lambda book: decide.on_tick(book, now), Trigger.TIMER, now
         )
         if not outputs:  # nothing was released (a stale timer): keep the index true anyway
-            self.timers.move(task, advocate_id, None, _due_ms(ledger))
+            stored = self.load(task, advocate_id, "")
+            self.timers[task].set(advocate_id, _due_ms(stored))
         return outputs

@@ -1,14 +1,14 @@
 """The rewards service's own metrics, counted only for work whose transaction committed.
 
 A task's transaction can abort and its records be processed again; counting while processing
-would count them twice. So observations are staged per task while processing and applied in the
-runtime's `committed` hook (dropped in `aborted`): counters match what consumers can see.
+would count them twice. So observations are staged per task while processing as after-commit
+effects (`referrals.streams.effects`: run once the task's transaction commits, dropped if it
+aborts): counters match what consumers can see.
 Labels are bounded sets (currencies, reward types, reason and outcome codes), never ids.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from enum import StrEnum
 
@@ -23,6 +23,7 @@ from services.rewards.domain.outputs import Decision, Outcome
 PAYOUT_LATENCY_BUCKETS = (*LATENCY_BUCKETS, 3600.0, 6 * 3600.0, 86400.0, 7 * 86400.0)
 
 Clock = Callable[[], float]  # epoch seconds
+Stage = Callable[[int, Callable[[], None]], None]  # (task, observe): `Processor.after_commit`
 
 
 class Trigger(StrEnum):
@@ -41,9 +42,9 @@ _COMMANDS = {Trigger.APPROVE: "APPROVE", Trigger.RETRY: "RETRY"}
 
 
 class RewardsMetrics:
-    def __init__(self, registry: CollectorRegistry, clock: Clock) -> None:
+    def __init__(self, registry: CollectorRegistry, clock: Clock, stage: Stage) -> None:
         self.clock = clock
-        self._staged: dict[int, list[Callable[[], None]]] = defaultdict(list)
+        self.stage = stage  # runs an observation once the task's transaction committed
         r = registry
         self.issued = Counter(
             "rewards_payouts_issued",
@@ -107,16 +108,6 @@ class RewardsMetrics:
         )
 
     # -- staging --------------------------------------------------------------------------------
-    def stage(self, task: int, observe: Callable[[], None]) -> None:
-        self._staged[task].append(observe)
-
-    def committed(self, task: int) -> None:
-        for observe in self._staged.pop(task, []):
-            observe()
-
-    def aborted(self, task: int) -> None:
-        self._staged.pop(task, None)
-
     def decision(self, task: int, trigger: Trigger, decision: Decision) -> None:
         """Stages what a decision means for the metrics (applied if its transaction commits)."""
         if not decision.changed:

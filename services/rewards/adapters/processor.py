@@ -4,12 +4,14 @@ Task p is partition p of every input; all topics share one partition count and t
 (murmur2) partitioner, so a key lands on the same partition number in every topic:
 - ledger side, keyed by advocate_id: WON / REVERSED on `referral.status.v1`, profiles on
   `referral.advocates.v1`, results and commands forwarded on `rewards.by-advocate.v1`, and the
-  task's due timers (`ledgers`, `timers`);
+  task's due timers (`ledgers`; `referrals.streams.timers`, one per advocate);
 - payout side, keyed by payout_id: finance's results on `rewards.payout-results.v1`, owner
   records and operator commands on `rewards.by-payout.v1` (`routing`).
 Each poll's records of a task, the payouts, statuses, forwarded records and store changes they
 cause, and the consumed offsets commit in one Kafka transaction (the runtime's job), which is
 what makes each (payout_id, attempt) appear exactly once on `rewards.payouts.v1`.
+A status of a program whose config has not arrived waits in the task's program lot
+(`referrals.streams.waiting`), a result or command of an unknown payout in its payout lot.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from collections.abc import Callable
 from datetime import datetime
 
 from referrals.contract.avro import AvroCodec
-from referrals.contract.records import AdvocateProfile, ReferralStatus, ReferralStatusChanged
+from referrals.contract.records import (
+    AdvocateProfile,
+    ProgramConfig,
+    Record,
+    ReferralStatus,
+    ReferralStatusChanged,
+)
 from referrals.contract.topics import (
     ADVOCATES,
     PAYOUT_RESULTS,
@@ -35,21 +43,20 @@ from referrals.platform.metrics import RuntimeMetrics
 from referrals.programs.catalog import ProgramAwareProcessor
 from referrals.streams.processor import DeadLetterOut, Inbound, Output
 from referrals.streams.state import Keyspace
+from referrals.streams.timers import TimerIndex
+from referrals.streams.waiting import Dependency, Waiting, WaitingLot
 from services.rewards.adapters import keyspace
 from services.rewards.adapters.ledgers import LedgerBook
 from services.rewards.adapters.metrics import RewardsMetrics
-from services.rewards.adapters.parking import Kind, Parked, Parking
 from services.rewards.adapters.program_rules import RulesCache
-from services.rewards.adapters.routing import PayoutRouter
+from services.rewards.adapters.routing import PayoutRouter, unknown_payout
 from services.rewards.adapters.settings import RewardsSettings
-from services.rewards.adapters.timers import TimerIndex
 from services.rewards.domain.ledger import Reason, to_ms
 
 log = logging.getLogger(__name__)
 EpochClock = Callable[[], float]
-# Waits are hours to days long: looking for expired parked inputs once a second is plenty,
-# and keeps a large backlog of waiting records from being scanned at every punctuation.
-EXPIRY_SWEEP_MS = 1000
+# Keyspaces of the two waiting lots, inside the parked one.
+AWAITING_PROGRAM, AWAITING_OWNER = keyspace.PARKED + b"S", keyspace.PARKED + b"P"
 
 
 def is_reward_input(status: ReferralStatusChanged) -> bool:
@@ -79,12 +86,15 @@ class RewardsProcessor(ProgramAwareProcessor):
         super().__init__(metrics)
         self.settings = settings
         self.codec = AvroCodec()
-        self._next_sweep: dict[int, int] = {}  # task -> when to look for expired inputs
         self.rules = RulesCache(self.programs)
-        self.timers = TimerIndex(lambda task: self.space(task, keyspace.TIMERS))
-        self.parking = Parking(lambda task: self.space(task, keyspace.PARKED))
+        # Per task, built from its store on assignment and after an aborted transaction.
+        self.timers: dict[int, TimerIndex] = {}
+        self.awaiting_program: dict[int, WaitingLot] = {}
+        self.awaiting_owner: dict[int, WaitingLot] = {}
         offset = settings.clock_offset_s
-        self.rewards_metrics = RewardsMetrics(metrics.registry, lambda: epoch_clock() + offset)
+        self.rewards_metrics = RewardsMetrics(
+            metrics.registry, lambda: epoch_clock() + offset, self.after_commit
+        )
         self.ledgers = LedgerBook(
             lambda task: self.space(task, keyspace.LEDGERS),
             self.timers,
@@ -93,10 +103,9 @@ class RewardsProcessor(ProgramAwareProcessor):
         )
         self.router = PayoutRouter(
             lambda task: self.space(task, keyspace.OWNERS),
-            self.parking,
+            self.awaiting_owner,
             self.rewards_metrics,
             self.codec,
-            settings.unknown_payout_wait_s,
         )
 
     def space(self, task: int, prefix: bytes) -> Keyspace:
@@ -110,7 +119,7 @@ class RewardsProcessor(ProgramAwareProcessor):
         if record.topic == ADVOCATES:
             return self.ledgers.profile(record.partition, _profile(record), now)
         if record.topic in (PAYOUT_RESULTS, REWARDS_BY_PAYOUT):
-            return self.router.handle(record, to_ms(now))
+            return self.router.handle(record, now)
         if record.topic == REWARDS_BY_ADVOCATE:
             return self.ledgers.forwarded(record, now)
         return []
@@ -122,20 +131,23 @@ class RewardsProcessor(ProgramAwareProcessor):
         check_values(status, now)  # statuses are an output topic: the runtime does not check
         task = record.partition
         if self.programs.get(status.program_id) is None:
-            self.parking.park(Kind.PROGRAM, status.program_id, record, to_ms(now))
+            self.awaiting_program[task].park(record, _program(status.program_id), now)
             self.rewards_metrics.stage(task, self.rewards_metrics.parked.labels("program").inc)
             return []
         # Statuses of this program that arrived before its config go first, in arrival order.
-        released = self._release(task, status.program_id, now)
+        released = self._run(
+            task, self.awaiting_program[task].release(_program(status.program_id)), now
+        )
         try:
             return [*released, *self.ledgers.status(task, status, now)]
         except PermanentError as err:  # raising would lose `released`, already out of the store
             return [*released, DeadLetterOut(record, err)]
 
-    def _release(self, task: int, program_id: str, now: datetime) -> list[Output]:
+    def _run(self, task: int, released: list[Waiting], now: datetime) -> list[Output]:
+        """Statuses that waited for their program, handled now (in arrival order)."""
         out: list[Output] = []
-        for parked in self.parking.take(task, Kind.PROGRAM, program_id):
-            inbound = parked.inbound(self.codec)
+        for waiting in released:
+            inbound = waiting.inbound(self.codec.decode(waiting.raw_value or b""))
             assert isinstance(inbound.value, ReferralStatusChanged)
             try:
                 out += self.ledgers.status(task, inbound.value, now)
@@ -149,35 +161,34 @@ class RewardsProcessor(ProgramAwareProcessor):
     # -- wall clock -----------------------------------------------------------------------------
     def punctuate(self, task: int, now: datetime) -> list[Output]:
         """Statuses whose program arrived, inputs that waited too long, rewards now due."""
-        now_ms = to_ms(now)
         out: list[Output] = []
-        for program_id in self.parking.groups(task, Kind.PROGRAM):
-            if self.programs.get(program_id) is not None:
-                out += self._release(task, program_id, now)
-        if now_ms >= self._next_sweep.get(task, 0):
-            self._next_sweep[task] = now_ms + EXPIRY_SWEEP_MS
-            out += self._expire_statuses(task, now_ms)
-            out += self.router.expire(task, now_ms)
-        for due_ms, advocate_id in self.timers.due(task, now_ms, self.settings.max_releases):
+        lot = self.awaiting_program[task]
+        if lot.due(now):  # a program some status waits for arrived, or one waited too long
+            swept = lot.sweep(self._known, now)
+            out += [*self._run(task, swept.ready, now), *swept.dead]
+        out += self.router.expire(task, now)
+        timers = self.timers[task]
+        for timer in timers.pop_due(to_ms(now), self.settings.max_releases):
             try:
-                out += self.ledgers.tick(task, advocate_id, due_ms, now)
+                out += self.ledgers.tick(task, timer.id, now)
             except Exception:  # one corrupt ledger must not stop every other release
                 log.exception("releasing due rewards failed", extra={"task": task})
+                timers.keep_for_later(timer)
         return out
 
-    def _expire_statuses(self, task: int, now_ms: int) -> list[Output]:
-        wait_s = self.settings.unknown_program_wait_s
-        limit = now_ms - int(wait_s * 1000)
-        return [
-            self._unknown_program(p, wait_s)
-            for p in self.parking.expired(task, Kind.PROGRAM, limit)
-        ]
+    def on_global(self, topic: str, key: str | None, record: Record) -> None:
+        super().on_global(topic, key, record)
+        if isinstance(record, ProgramConfig):
+            for lot in self.awaiting_program.values():
+                lot.arrived(_program(record.program_id))
 
-    def _unknown_program(self, parked: Parked, wait_s: float) -> DeadLetterOut:
-        inbound = parked.inbound(self.codec)
-        program_id = getattr(inbound.value, "program_id", "?")
-        error = UnknownProgram(f"no config for program {program_id!r} arrived within {wait_s:g} s")
-        return DeadLetterOut(inbound, error)
+    def _known(self, dependency: Dependency) -> bool:
+        return self.programs.get(dependency[1]) is not None
+
+    def _unknown_program(self, waiting: Waiting) -> UnknownProgram:
+        wait_s = self.settings.unknown_program_wait_s
+        program_id = waiting.dependency[1]
+        return UnknownProgram(f"no config for program {program_id!r} arrived within {wait_s:g} s")
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def assign(self, tasks: frozenset[int]) -> None:
@@ -187,30 +198,42 @@ class RewardsProcessor(ProgramAwareProcessor):
 
     async def revoke(self, tasks: frozenset[int]) -> None:
         for task in tasks:
-            self.timers.drop(task)
-            self.parking.drop(task)
-            self.rewards_metrics.aborted(task)
+            self.timers.pop(task, None)
+            self.awaiting_program.pop(task, None)
+            self.awaiting_owner.pop(task, None)
+            self.effects.abort(task)
         self._gauges()
 
     def committed(self, task: int) -> None:
-        self.rewards_metrics.committed(task)
+        super().committed(task)  # the staged metrics
         self._gauges()
 
     def aborted(self, task: int) -> None:
+        super().aborted(task)
         # The in-memory indexes saw uncommitted changes: rebuild them from the stores.
-        self.rewards_metrics.aborted(task)
         if task in self.task_stores:
             self._load(task)
 
     def _load(self, task: int) -> None:
-        self.timers.load(task)
-        self.parking.load(task)
+        self.timers[task] = TimerIndex(self.space(task, keyspace.TIMERS))
+        wait_s = self.settings.unknown_program_wait_s
+        self.awaiting_program[task] = WaitingLot(
+            self.space(task, AWAITING_PROGRAM),
+            wait_ms=int(wait_s * 1000),
+            expired=self._unknown_program,
+        )
+        wait_s = self.settings.unknown_payout_wait_s
+        self.awaiting_owner[task] = WaitingLot(
+            self.space(task, AWAITING_OWNER),
+            wait_ms=int(wait_s * 1000),
+            expired=unknown_payout(wait_s),
+        )
 
     def _gauges(self) -> None:
         m = self.rewards_metrics
-        m.pending.set(self.timers.pending())
-        m.waiting.labels("program").set(self.parking.count(Kind.PROGRAM))
-        m.waiting.labels("payout").set(self.parking.count(Kind.PAYOUT))
+        m.pending.set(sum(len(t) for t in self.timers.values()))
+        m.waiting.labels("program").set(sum(len(w) for w in self.awaiting_program.values()))
+        m.waiting.labels("payout").set(sum(len(w) for w in self.awaiting_owner.values()))
 
 
 def _profile(record: Inbound) -> AdvocateProfile:
@@ -218,3 +241,8 @@ def _profile(record: Inbound) -> AdvocateProfile:
     if not isinstance(profile, AdvocateProfile):
         raise PermanentError("not an AdvocateProfile", reason="WRONG_RECORD_TYPE")
     return profile
+
+
+def _program(program_id: str) -> Dependency:
+    """What a status of an unknown program waits for."""
+    return ("program", program_id)

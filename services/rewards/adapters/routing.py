@@ -5,14 +5,16 @@ name only a payout. Whenever the ledger side decides a reward, it also publishes
 keyed by payout_id on `rewards.by-payout.v1` (same transaction). The task owning
 hash(payout_id) keeps owner[payout_id] = advocate_id (owners keyspace) and forwards each result
 or command to `rewards.by-advocate.v1`, keyed by advocate_id, where the ledger lives. A record
-whose owner is not known yet waits (see `parking`) and is forwarded when the owner arrives; one
-that waits longer than the configured limit goes to the DLQ with UNKNOWN_PAYOUT.
+whose owner is not known yet waits in the task's payout lot (`referrals.streams.waiting`, for
+("payout", payout_id)) and is forwarded when the owner arrives, in arrival order; one that waits
+longer than the configured limit goes to the DLQ with UNKNOWN_PAYOUT.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.records import PayoutOwner, PayoutResult, Record, RewardCommand
@@ -20,8 +22,8 @@ from referrals.contract.topics import REWARDS_BY_ADVOCATE
 from referrals.platform.errors import PermanentError
 from referrals.streams.processor import DeadLetterOut, Inbound, Outbound, Output
 from referrals.streams.state import KeyValue
+from referrals.streams.waiting import Dependency, Waiting, WaitingLot
 from services.rewards.adapters.metrics import RewardsMetrics
-from services.rewards.adapters.parking import Kind, Parking
 
 Routed = PayoutResult | RewardCommand
 
@@ -50,29 +52,44 @@ def route(owner: str | None, record: Routed) -> Forward | Wait:
     return Forward(owner, record)
 
 
+def unknown_payout(wait_s: float) -> Callable[[Waiting], PermanentError]:
+    """The error of a result or command whose payout was not issued within the wait."""
+    error = PermanentError(
+        f"no payout with this id was issued within {int(wait_s * 1000) // 1000} s",
+        reason="UNKNOWN_PAYOUT",
+    )
+    return lambda _: error
+
+
+def _payout(payout_id: str) -> Dependency:
+    return ("payout", payout_id)
+
+
+def _never(_: Dependency) -> bool:
+    return False  # an owner releases its records as it arrives (`_owner`)
+
+
 class PayoutRouter:
     """The payout side of a task: owners, forwarding, waiting records and their expiry."""
 
     def __init__(
         self,
         owners: Callable[[int], KeyValue],
-        parking: Parking,
+        waiting: Mapping[int, WaitingLot],  # task -> its records waiting for their owner
         metrics: RewardsMetrics,
         codec: AvroCodec,
-        wait_s: float,
     ) -> None:
         self.owners = owners
-        self.parking = parking
+        self.waiting = waiting
         self.metrics = metrics
         self.codec = codec
-        self.wait_ms = int(wait_s * 1000)
 
-    def handle(self, record: Inbound, now_ms: int) -> list[Output]:
+    def handle(self, record: Inbound, now: datetime) -> list[Output]:
         value: Record = record.value
         if isinstance(value, PayoutOwner):
             return self._owner(record.partition, value)
         if isinstance(value, PayoutResult | RewardCommand):
-            return self._routed(record, value, now_ms)
+            return self._routed(record, value, now)
         raise PermanentError(
             f"{type(value).__name__} is not routed by payout", reason="WRONG_RECORD_TYPE"
         )
@@ -80,18 +97,18 @@ class PayoutRouter:
     def _owner(self, task: int, owner: PayoutOwner) -> list[Output]:
         self.owners(task).put(owner.payout_id.encode(), owner.advocate_id.encode())
         out: list[Output] = []
-        for parked in self.parking.take(task, Kind.PAYOUT, owner.payout_id):
-            waiting = parked.inbound(self.codec)
-            assert isinstance(waiting.value, PayoutResult | RewardCommand)
-            out.append(self._forward(route(owner.advocate_id, waiting.value)))
+        for waiting in self.waiting[task].release(_payout(owner.payout_id)):
+            value = self.codec.decode(waiting.raw_value or b"")  # it decoded when it arrived
+            assert isinstance(value, PayoutResult | RewardCommand)
+            out.append(self._forward(route(owner.advocate_id, value)))
         return out
 
-    def _routed(self, record: Inbound, value: Routed, now_ms: int) -> list[Output]:
+    def _routed(self, record: Inbound, value: Routed, now: datetime) -> list[Output]:
         task = record.partition
         raw = self.owners(task).get(value.payout_id.encode())
         owner = None if raw is None else raw.decode()
         if owner is None:  # its owner record releases it, in arrival order
-            self.parking.park(Kind.PAYOUT, value.payout_id, record, now_ms)
+            self.waiting[task].park(record, _payout(value.payout_id), now)
             self.metrics.stage(task, self.metrics.parked.labels("payout").inc)
             return []
         return [self._forward(route(owner, value))]
@@ -101,13 +118,7 @@ class PayoutRouter:
         assert isinstance(decision, Forward)
         return Outbound(REWARDS_BY_ADVOCATE, decision.advocate_id, decision.record)
 
-    def expire(self, task: int, now_ms: int) -> list[Output]:
+    def expire(self, task: int, now: datetime) -> list[DeadLetterOut]:
         """Dead-letters results and commands whose payout never showed up within the wait."""
-        out: list[Output] = []
-        for parked in self.parking.expired(task, Kind.PAYOUT, now_ms - self.wait_ms):
-            error = PermanentError(
-                f"no payout with this id was issued within {self.wait_ms // 1000} s",
-                reason="UNKNOWN_PAYOUT",
-            )
-            out.append(DeadLetterOut(parked.inbound(self.codec), error))
-        return out
+        lot = self.waiting[task]
+        return lot.sweep(_never, now).dead if lot.due(now) else []

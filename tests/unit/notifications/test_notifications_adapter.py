@@ -1,6 +1,7 @@
 """The notifications adapter's edges, without a broker or a server: signed unsubscribe tokens,
 webhook signatures and status handling, the email advocates receive, the retry schedule, and the
-small durable structures (outbox entries, timers, parked records, the journal)."""
+small durable structures (outbox entries, the journal; timers and waiting records are the
+runtime's: tests/unit/streams)."""
 
 from __future__ import annotations
 
@@ -19,22 +20,17 @@ from aiosmtpd.controller import Controller
 from notifications_builders import NOW, program
 
 from referrals.programs.model import MessageKind, NotificationChannel, Webhook
-from referrals.streams.processor import Inbound
 from referrals.streams.state import Keyspace, MemoryBackend, TaskStore
 from services.notifications.adapters import smtp, unsubscribe, webhook
 from services.notifications.adapters.config import NotificationsSettings
 from services.notifications.adapters.delivery import backoff_s
 from services.notifications.adapters.failures import PermanentFailure, TransientFailure
-from services.notifications.adapters.parking import ParkingLot
 from services.notifications.adapters.rendering import render
 from services.notifications.adapters.storage import (
     Journal,
     Journaled,
     OutboxEntry,
-    parse_wakeup_key,
-    wakeup_key,
 )
-from services.notifications.adapters.timers import WakeupIndex
 from services.notifications.domain.messages import Message, RenderedMessage
 
 SECRET = "s3cret"
@@ -295,17 +291,10 @@ def test_backoff_doubles_from_the_base_up_to_the_cap_with_half_of_it_jittered() 
 
 
 # == durable structures =========================================================================
-def test_outbox_entries_and_wakeup_keys_round_trip_and_keys_sort_by_time() -> None:
+def test_outbox_entries_round_trip() -> None:
     entry = OutboxEntry("adv-1", "acme", (EMAIL, WEBHOOK))
     assert OutboxEntry.from_bytes(entry.to_bytes()) == entry
     assert entry.without(EMAIL).channels == (WEBHOOK,)
-    keys = [wakeup_key(due, "b") for due in (10, 2**40, 256)] + [wakeup_key(256, "a")]
-    assert [parse_wakeup_key(k) for k in sorted(keys)] == [
-        (10, "b"),
-        (256, "a"),
-        (256, "b"),
-        (2**40, "b"),
-    ]
 
 
 def test_keyspaces_share_a_store_without_seeing_each_other() -> None:
@@ -317,63 +306,6 @@ def test_keyspaces_share_a_store_without_seeing_each_other() -> None:
     assert list(outbox.items()) == [(b"k", b"1")]
     outbox.delete(b"k")
     assert outbox.get(b"k") is None and timers.get(b"k") == b"2"
-
-
-def test_the_wakeup_index_fires_in_time_order_and_replaced_timers_do_not_fire() -> None:
-    store = _store()
-    index = WakeupIndex(Keyspace(store, b"w"))
-    index.set("a", 300)
-    index.set("b", 100)
-    index.set("c", 200)
-    index.set("c", 500)  # rescheduled: the old time must not fire
-    index.set("b", None)  # cancelled
-    assert index.pop_due(250, limit=10) == []
-    assert index.pop_due(400, limit=10) == ["a"]
-    store.commit()
-    rebuilt = WakeupIndex(Keyspace(store, b"w"))  # after a restart: from the store alone
-    assert len(rebuilt) == 1
-    assert rebuilt.pop_due(10_000, limit=10) == ["c"]
-
-
-def test_the_wakeup_index_fires_at_most_the_limit_per_call() -> None:
-    index = WakeupIndex(Keyspace(_store(), b"w"))
-    for i in range(5):
-        index.set(f"adv-{i}", i)
-    assert index.pop_due(10, limit=3) == ["adv-0", "adv-1", "adv-2"]
-    assert index.pop_due(10, limit=3) == ["adv-3", "adv-4"]
-
-
-def _inbound(offset: int, advocate: str) -> Inbound:
-    return Inbound(
-        "referral.status.v1",
-        0,
-        offset,
-        advocate,
-        None,
-        1000 + offset,
-        advocate.encode(),
-        b"\xc3\x01raw",
-    )  # type: ignore[arg-type]
-
-
-def test_parked_records_wait_in_order_for_their_program_or_expire() -> None:
-    store = _store()
-    lot = ParkingLot(Keyspace(store, b"p"))
-    lot.park(_inbound(1, "a"), "late", "a", now_ms=0)
-    lot.park(_inbound(2, "a"), "known", "a", now_ms=1)  # behind a's first record
-    lot.park(_inbound(3, "b"), "known", "b", now_ms=2)
-    lot.park(_inbound(4, "c"), "never", "c", now_ms=3)
-    assert lot.holds("a") and not lot.holds("d")
-    ready, expired = lot.take(lambda p: p == "known", now_ms=100, wait_ms=1000)
-    assert [p.offset for p in ready] == [3] and expired == []
-    store.commit()
-    again = ParkingLot(Keyspace(store, b"p"))  # durable
-    ready, expired = again.take(lambda p: p in {"known", "late"}, now_ms=200, wait_ms=1000)
-    assert [p.offset for p in ready] == [1, 2]
-    ready, expired = again.take(lambda p: False, now_ms=2000, wait_ms=1000)
-    assert (ready, [p.offset for p in expired]) == ([], [4])
-    assert expired[0].raw_value == b"\xc3\x01raw" and expired[0].raw_key == b"c"
-    assert len(again) == 0
 
 
 def test_the_journal_is_read_once_and_a_torn_one_is_ignored(tmp_path: Path) -> None:

@@ -303,11 +303,11 @@ def test_an_aborted_transaction_leaves_no_state_no_timer_and_no_counts() -> None
     loop.drain(NOW, commit=False)
     assert loop.metric("rewards_statuses_ignored_total", outcome="DUPLICATE_STATUS") == 0
     assert loop.metric("rewards_held_total", reason="NEEDS_APPROVAL") == 0
-    assert loop.proc.timers.pending() == 0
+    assert len(loop.proc.timers[0]) == 0
     assert list(loop.proc.space(0, keyspace.LEDGERS).items()) == []
     loop.send(STATUS, "adv-1", won("r1"))  # processed again after the abort: as if new
     assert loop.statuses()[-1] == ("REWARD_PENDING", None)
-    assert loop.proc.timers.pending() == 1
+    assert len(loop.proc.timers[0]) == 1
 
 
 def test_own_statuses_are_ignored_and_bad_statuses_are_refused() -> None:

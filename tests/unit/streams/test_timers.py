@@ -1,0 +1,105 @@
+"""Due-time timers of a task: one per id, fired in due order, durable, before-1970 means now."""
+
+from __future__ import annotations
+
+import pytest
+
+from referrals.streams.state import Keyspace, MemoryBackend, TaskStore
+from referrals.streams.timers import Timer, TimerIndex, parse_timer_key, timer_key
+
+
+def _store() -> TaskStore:
+    return TaskStore("index", 0, MemoryBackend())
+
+
+def test_timer_keys_round_trip_and_sort_by_due_time_then_id() -> None:
+    assert parse_timer_key(timer_key(1_767_225_600_000, "adv-é")) == (1_767_225_600_000, "adv-é")
+    keys = [timer_key(2_000, "a"), timer_key(1_000, "zzz"), timer_key(1_000, "b")]
+    keys += [timer_key(due, "b") for due in (10, 2**40)]
+    assert [parse_timer_key(k) for k in sorted(keys)] == [
+        (10, "b"),
+        (1_000, "b"),
+        (1_000, "zzz"),
+        (2_000, "a"),
+        (2**40, "b"),
+    ]
+    with pytest.raises(ValueError):
+        parse_timer_key(b"\x00" * 8)  # no id
+
+
+def test_a_due_time_before_1970_is_due_now_never_an_error() -> None:
+    assert timer_key(-1, "a") == timer_key(0, "a")
+    index = TimerIndex(Keyspace(_store(), b"w"))
+    index.set("old", -86_400_000)
+    assert index.due_ms("old") == 0
+    assert index.pop_due(0, limit=10) == [Timer(0, "old")]
+
+
+def test_timers_pop_in_due_order_and_replaced_or_cancelled_ones_do_not_fire() -> None:
+    store = _store()
+    index = TimerIndex(Keyspace(store, b"w"))
+    index.set("a", 300)
+    index.set("b", 100)
+    index.set("c", 200)
+    index.set("c", 500)  # rescheduled: the old time must not fire
+    index.set("b", None)  # cancelled
+    assert len(index) == 2
+    assert index.pop_due(250, limit=10) == []
+    assert index.pop_due(400, limit=10) == [Timer(300, "a")]
+    assert [k for k, _ in Keyspace(store, b"w").items()] == [timer_key(500, "c")]
+    assert len(index) == 1
+
+
+def test_there_is_one_timer_per_id() -> None:
+    store = _store()
+    index = TimerIndex(Keyspace(store, b"w"))
+    index.set("a", 100)
+    index.set("a", 50)
+    index.set("a", 50)
+    assert len(index) == 1 and [k for k, _ in Keyspace(store, b"w").items()] == [timer_key(50, "a")]
+    assert index.pop_due(1_000, limit=10) == [Timer(50, "a")]
+    assert index.pop_due(1_000, limit=10) == []
+
+
+def test_at_most_the_limit_fires_per_call_earliest_first() -> None:
+    index = TimerIndex(Keyspace(_store(), b"w"))
+    for i in range(5):
+        index.set(f"adv-{i}", 10 - i)
+    assert [t.id for t in index.pop_due(10, limit=3)] == ["adv-4", "adv-3", "adv-2"]
+    assert [t.id for t in index.pop_due(10, limit=3)] == ["adv-1", "adv-0"]
+
+
+def test_the_index_is_rebuilt_from_the_store_alone() -> None:
+    store = _store()
+    index = TimerIndex(Keyspace(store, b"w"))
+    index.set("a", 300)
+    index.set("c", 500)
+    store.commit()
+    rebuilt = TimerIndex(Keyspace(store, b"w"))  # after a restart or a move
+    assert len(rebuilt) == 2 and rebuilt.due_ms("c") == 500
+    assert rebuilt.pop_due(10_000, limit=10) == [Timer(300, "a"), Timer(500, "c")]
+
+
+def test_an_aborted_transactions_timers_do_not_survive() -> None:
+    store = _store()
+    index = TimerIndex(Keyspace(store, b"w"))
+    for n in range(3):
+        index.set(f"adv-{n}", 1_000 + n)
+    store.commit()
+    index.set("late", 500)
+    index.set("adv-0", None)
+    store.abort()  # the transaction never happened: rebuild from what committed
+    rebuilt = TimerIndex(Keyspace(store, b"w"))
+    assert len(rebuilt) == 3 and rebuilt.due_ms("late") is None
+    assert [t.id for t in rebuilt.pop_due(10_000, limit=10)] == ["adv-0", "adv-1", "adv-2"]
+
+
+def test_a_timer_kept_for_later_stays_stored_but_does_not_fire_again_here() -> None:
+    store = _store()
+    index = TimerIndex(Keyspace(store, b"w"))
+    index.set("broken", 100)
+    [timer] = index.pop_due(200, limit=10)
+    index.keep_for_later(timer)  # its handler failed
+    assert index.pop_due(10_000, limit=10) == []
+    store.commit()
+    assert TimerIndex(Keyspace(store, b"w")).pop_due(10_000, limit=10) == [timer]
