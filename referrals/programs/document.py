@@ -1,4 +1,4 @@
-"""The program document marketing writes: parsing, validation, canonical JSON.
+"""The program document marketing writes: reading, validation, canonical JSON.
 
 `validate` reports every problem at once, each with its path (`rewards.tiers[2].percent`).
 Amounts are quoted decimal strings in major units ("50.00"); an unquoted 50.00 is a float in
@@ -31,57 +31,25 @@ YAML and is refused. A key left out, or given as null, takes its default (in bra
                             kind and locale. subject and text are required, html optional (none:
                             plain text only); text and html must use {{ unsubscribe_url }}. The
                             variables are those of `referrals.programs.templating.SAMPLE_CONTEXT`.
+
+The rules themselves are the pydantic models of `referrals.programs.schema`, from which
+`schemas/program.schema.json` is generated for editors.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
-import re
-import zoneinfo
 
 import yaml
+from pydantic import ValidationError
 
-from referrals.contract.records import RewardType
 from referrals.platform.errors import ConfigError
-from referrals.platform.money import CURRENCIES
-from referrals.programs import templating
-from referrals.programs.model import (
-    DEFAULT_TEMPLATES,
-    Attribution,
-    AttributionPolicy,
-    MessageKind,
-    MessageTemplate,
-    NotificationChannel,
-    Notifications,
-    ProgramDocument,
-    RateLimit,
-    RewardPeriod,
-    Rewards,
-    Templates,
-    Tier,
-    Webhook,
-    freeze_templates,
-    to_document,
-)
-from referrals.programs.reader import DuplicateKey, Problems, Section, load
+from referrals.programs import schema
+from referrals.programs.model import ProgramDocument, to_document
+from referrals.programs.reader import DuplicateKey, load
+from referrals.programs.schema.checks import Location, found_in
 
-_ID = re.compile(r"[A-Za-z0-9._-]{1,256}")
-_ID_RULE = "1 to 256 letters, digits, '.', '_' or '-'"
-_LOCALE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
-_EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
-_ROOT = ("program_id", "currency", "time_zone", "attribution", "rewards", "notifications")
-_REWARDS = (
-    *("period", "rule_id", "tiers", "period_cap", "approval_threshold", "hold_days"),
-    "tax_threshold",
-)
-_TIER = ("from_referral", "amount", "percent", "reward_type")
-_NOTIFICATIONS = (
-    *("channels", "webhook", "from_address", "default_locale", "staleness_days", "rate_limit"),
-    *("nurture_days", "unsubscribe_base_url", "templates"),
-)
-_WEBHOOK = ("url", "secret_env", "timeout_s", "max_attempts")
+Problems = list[tuple[str, str]]  # (path, message)
 
 
 class ProgramInvalid(ConfigError):
@@ -116,182 +84,19 @@ def parse_document(text: str, source: str = "<document>") -> dict[object, object
 
 def validate(data: object) -> ProgramDocument:
     """The typed document, or ProgramInvalid listing every problem found in `data`."""
-    problems: Problems = []
-    root = Section(problems, data, "", _ROOT, required=("program_id", "currency"))
-    program_id = root.text("program_id", "", _ID, _ID_RULE)
-    currency = _currency(root)
-    time_zone = _time_zone(root)
-    attribution = root.section("attribution", ("window_days", "policy"))
-    window_days = attribution.integer("window_days", 90, 1, 3650)
-    policy = attribution.choice("policy", AttributionPolicy, AttributionPolicy.FIRST_TOUCH)
-    rewards = _rewards(root.section("rewards", _REWARDS, required=("tiers",)), currency)
-    notifications = _notifications(root.section("notifications", _NOTIFICATIONS))
-    if problems or currency is None:
-        raise ProgramInvalid(problems)
-    return ProgramDocument(
-        program_id,
-        currency,
-        rewards,
-        time_zone,
-        Attribution(window_days, policy),
-        notifications,
-    )
+    try:
+        return schema.read(data)
+    except ValidationError as err:
+        problems = [(_path(where), message) for where, message in found_in(err)]
+        raise ProgramInvalid(problems) from err
 
 
-def _currency(root: Section) -> str | None:
-    value = root.values.get("currency")
-    if isinstance(value, str) and value in CURRENCIES:
-        return value
-    if value is not None:
-        root.problem("currency", f"{value!r} is not an active ISO 4217 currency code, like USD")
-    return None
-
-
-def _time_zone(root: Section) -> str:
-    value = root.values.get("time_zone", "UTC")
-    zones = zoneinfo.available_timezones()
-    if isinstance(value, str) and value in zones:
-        return value
-    close = difflib.get_close_matches(str(value), zones, n=1)
-    hint = f"did you mean '{close[0]}'?" if close else "like Europe/Berlin"
-    root.problem("time_zone", f"{value!r} is not an IANA time zone ({hint})")
-    return "UTC"
-
-
-def _rewards(section: Section, currency: str | None) -> Rewards:
-    return Rewards(
-        _tiers(section, currency),
-        section.choice("period", RewardPeriod, RewardPeriod.CALENDAR_YEAR),
-        section.text("rule_id", "referral-reward", _ID, _ID_RULE),
-        section.money("period_cap", currency),
-        section.money("approval_threshold", currency),
-        section.integer("hold_days", 0, 0, 365),
-        section.money("tax_threshold", currency),
-    )
-
-
-def _tiers(rewards: Section, currency: str | None) -> tuple[Tier, ...]:
-    """Tiers start at the first referral and strictly increase, so each n has exactly one."""
-    raw = rewards.values.get("tiers")
-    if raw is None:
-        return ()  # reported as required
-    if not isinstance(raw, list) or not raw:
-        rewards.problem("tiers", "must be a list of at least one tier")
-        return ()
-    tiers, previous = [], 0
-    for index in range(len(raw)):
-        tier = rewards.item("tiers", index, _TIER, required=("from_referral", "reward_type"))
-        if not tier.is_mapping:
-            continue
-        start = tier.integer("from_referral", 0, 1, 1_000_000)
-        if index == 0 and start > 1:
-            tier.problem("from_referral", f"the first tier must start at 1, not {start}")
-        elif start and start == previous:
-            tier.problem("from_referral", f"another tier already starts at {start}")
-        elif start and start < previous:
-            tier.problem("from_referral", f"tiers must be in order: {start} after {previous}")
-        previous = start or previous
-        amount, percent = tier.money("amount", currency), tier.percent("percent")
-        if ("amount" in tier.values) == ("percent" in tier.values):
-            tier.problem("", "needs either an amount or a percent (not both, not neither)")
-        reward_type = tier.choice("reward_type", RewardType, RewardType.GIFT_CARD)
-        if start and (amount is None) != (percent is None):
-            tiers.append(Tier(start, reward_type, amount, percent))
-    return tuple(tiers)
-
-
-def _notifications(section: Section) -> Notifications:
-    channels = _channels(section)
-    webhook = None
-    if "webhook" in section.values:
-        webhook = _webhook(section.section("webhook", _WEBHOOK, required=("url",)))
-    elif NotificationChannel.WEBHOOK in channels:
-        section.problem("webhook", "is required when channels include WEBHOOK")
-    rate_limit = section.section("rate_limit", ("max_per_day",))
-    return Notifications(
-        channels,
-        webhook,
-        section.text("from_address", "referrals@example.com", _EMAIL, "an email address"),
-        section.text("default_locale", "en-US", _LOCALE, "a locale like en-US or de-DE"),
-        section.integer("staleness_days", 7, 1, 365),
-        RateLimit(rate_limit.integer("max_per_day", 3, 1, 100)),
-        _nurture_days(section),
-        section.url("unsubscribe_base_url"),
-        _templates(section.section("templates", MessageKind.__members__)),
-    )
-
-
-def _channels(section: Section) -> tuple[NotificationChannel, ...]:
-    raw = section.values.get("channels", ["EMAIL"])
-    if not isinstance(raw, list):
-        section.problem("channels", "must be a list such as [EMAIL, WEBHOOK] (or [] for none)")
-        return (NotificationChannel.EMAIL,)
-    channels: list[NotificationChannel] = []
-    for index, name in enumerate(raw):
-        if name in NotificationChannel.__members__ and NotificationChannel(name) not in channels:
-            channels.append(NotificationChannel(name))
-            continue
-        section.problem(f"channels[{index}]", "must be EMAIL or WEBHOOK, each at most once")
-    return tuple(channels)
-
-
-def _nurture_days(section: Section) -> tuple[int, ...]:
-    days = section.values.get("nurture_days", [3, 14])
-    valid = isinstance(days, list) and all(type(day) is int and 0 < day <= 365 for day in days)
-    if valid and isinstance(days, list) and days == sorted(set(days)):
-        return tuple(days)
-    section.problem("nurture_days", "must be a list of increasing whole numbers from 1 to 365")
-    return (3, 14)
-
-
-def _webhook(section: Section) -> Webhook | None:
-    timeout_s = section.number("timeout_s", 10.0, 0, 60)
-    secret_env = section.text(
-        "secret_env",
-        "REFERRALS_WEBHOOK_SECRET",
-        _ENV_NAME,
-        "the NAME of an environment variable holding the secret, like ACME_WEBHOOK_SECRET",
-    )
-    max_attempts = section.integer("max_attempts", 5, 1, 20)
-    url = section.url("url")
-    return None if url is None else Webhook(url, secret_env, timeout_s, max_attempts)
-
-
-def _templates(section: Section) -> Templates:
-    """The built-in templates, with the document's replacing them per kind and locale."""
-    merged = {kind: dict(DEFAULT_TEMPLATES[kind]) for kind in MessageKind}
-    for kind in section.values:
-        locales = section.section(kind, None)
-        for locale in locales.values:
-            if not _LOCALE.fullmatch(locale):
-                locales.problem(locale, "is not a locale like en-US or de-DE")
-                continue
-            parts = locales.section(locale, ("subject", "text", "html"), ("subject", "text"))
-            template = _template(parts)
-            if template is not None:
-                merged[MessageKind(kind)][locale] = template
-    return freeze_templates(merged)
-
-
-def _template(section: Section) -> MessageTemplate | None:
-    """Each part compiles and renders with the sample context; bodies link to unsubscribe."""
-    before = len(section.problems)
-    for part, source in section.values.items():
-        if not isinstance(source, str):
-            section.problem(part, "must be text")
-            continue
-        try:
-            rendered = templating.check(source, html=part == "html")
-            if part != "subject" and "unsubscribe_url" not in templating.variables(source):
-                raise templating.TemplateProblem("must include the link {{ unsubscribe_url }}")
-            if part == "subject" and (not rendered.strip() or "\n" in rendered.strip()):
-                raise templating.TemplateProblem("must render to one non-empty line")
-        except templating.TemplateProblem as err:
-            section.problem(part, str(err))
-    if len(section.problems) > before:
-        return None
-    subject, text, html = (section.values.get(part) for part in ("subject", "text", "html"))
-    return MessageTemplate(str(subject), str(text), None if html is None else str(html))
+def _path(where: Location) -> str:
+    """('rewards', 'tiers', 2, 'percent') -> 'rewards.tiers[2].percent'."""
+    path = ""
+    for part in where:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path or "<document>"
 
 
 def canonical_json(doc: ProgramDocument) -> str:

@@ -2,7 +2,7 @@
 
 Amounts are integer minor units of the program's currency, percentages exact Decimals. Every
 field has the default the contract promises, so `ProgramDocument` built from a document holding
-only the required keys is complete. Build one through `program_doc.validate`, which checks what
+only the required keys is complete. Build one through `document.validate`, which checks what
 these classes assume (ordered tiers, known zones, templates that render).
 """
 

@@ -1,16 +1,23 @@
-"""Any valid tier list survives publication: canonical JSON gives back the same document."""
+"""Any valid tier list survives publication: canonical JSON gives back the same document, and
+satisfies the JSON Schema editors use."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from referrals.contract.records import RewardType
 from referrals.platform.money import CURRENCIES, exponent
 from referrals.programs.document import canonical_json, from_canonical, validate
+from referrals.programs.schema import SCHEMA_PATH
+
+REPO = Path(__file__).resolve().parents[2]
 
 # Currencies of every minor-unit size: 0 (JPY), 2 (USD), 3 (KWD), 4 (CLF) decimals.
 CURRENCY = st.sampled_from(sorted(CURRENCIES))
@@ -70,3 +77,17 @@ def test_any_valid_tier_list_round_trips_through_canonical_json(
     again = from_canonical(text)
     assert again == doc
     assert canonical_json(again) == text
+
+
+SCHEMA = Draft202012Validator(json.loads((REPO / SCHEMA_PATH).read_text(encoding="utf-8")))
+
+
+@settings(max_examples=50, deadline=None)
+@given(documents())
+def test_any_valid_tier_list_satisfies_the_published_schema_as_written_and_as_published(
+    case: tuple[dict[str, Any], list[tuple[int, int | None, Decimal | None]]],
+) -> None:
+    data, _ = case
+    assert [error.message for error in SCHEMA.iter_errors(data)] == []
+    published = json.loads(canonical_json(validate(data)))
+    assert [error.message for error in SCHEMA.iter_errors(published)] == []

@@ -320,6 +320,25 @@ notifications:
     assert isinstance(caught.value, ConfigError)
 
 
+def test_a_key_given_as_null_takes_its_default() -> None:
+    nulls = document(time_zone=None, attribution=None, notifications__templates={"LEAD": None})
+    nulls["rewards"]["period_cap"] = None
+    assert validate(nulls) == validate(document())
+
+
+def test_a_tier_with_bad_values_and_both_amount_and_percent_reports_every_problem() -> None:
+    bad = {"from_referral": 1, "amount": "-1", "percent": "x", "reward_type": "CASH"}
+    assert problems_of(document(rewards__tiers=[bad])) == [
+        ("rewards.tiers[0].amount", "must not be negative"),
+        ("rewards.tiers[0].percent", 'must be a decimal number in quotes, like "2.5"'),
+        (
+            "rewards.tiers[0].reward_type",
+            "must be one of GIFT_CARD, CHECK, BILL_CREDIT, MERCHANDISE",
+        ),
+        ("rewards.tiers[0]", "needs either an amount or a percent (not both, not neither)"),
+    ]
+
+
 def test_json_input_works_as_well_as_yaml() -> None:
     from_json = validate(parse_document(json.dumps(document())))
     from_yaml = validate(parse_document(json.dumps(document(), indent=2).replace("{", "{ ")))

@@ -1,0 +1,225 @@
+"""The `notifications` section: channels, the webhook, limits and marketing's own templates."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated
+
+from pydantic import ConfigDict, Field, ValidatorFunctionWrapHandler, WrapValidator
+
+from referrals.programs import model, templating
+from referrals.programs.model import DEFAULT_TEMPLATES, MessageKind, NotificationChannel
+from referrals.programs.schema.checks import (
+    URL,
+    Found,
+    Rule,
+    Section,
+    collect,
+    number,
+    problem,
+    report,
+    text,
+    whole,
+)
+
+LOCALE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+_EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
+
+
+class Webhook(Section):
+    """Where the WEBHOOK channel posts each message, signed with HMAC-SHA256."""
+
+    url: Annotated[str, URL]
+    """The http or https endpoint, e.g. your CRM's."""
+    secret_env: Annotated[
+        str,
+        text(
+            _ENV_NAME,
+            "the NAME of an environment variable holding the secret, like ACME_WEBHOOK_SECRET",
+        ),
+    ] = "REFERRALS_WEBHOOK_SECRET"
+    """The NAME of the environment variable holding the signing secret (never the secret)."""
+    timeout_s: Annotated[float, number(0, 60)] = 10.0
+    """Seconds to wait for the endpoint's answer."""
+    max_attempts: Annotated[int, whole(1, 20)] = 5
+    """Attempts before the message counts as failed."""
+
+    def build(self) -> model.Webhook:
+        return model.Webhook(self.url, self.secret_env, self.timeout_s, self.max_attempts)
+
+
+class RateLimit(Section):
+    """How many messages an advocate gets at most."""
+
+    max_per_day: Annotated[int, whole(1, 100)] = 3
+    """Messages per advocate per day."""
+
+
+def _part(name: str) -> Rule:
+    """A template part compiles and renders with the sample context; bodies link to unsubscribe."""
+
+    def check(source: object) -> str:
+        if not isinstance(source, str):
+            raise problem("must be text")
+        try:
+            rendered = templating.check(source, html=name == "html")
+            if name != "subject" and "unsubscribe_url" not in templating.variables(source):
+                raise templating.TemplateProblem("must include the link {{ unsubscribe_url }}")
+            if name == "subject" and (not rendered.strip() or "\n" in rendered.strip()):
+                raise templating.TemplateProblem("must render to one non-empty line")
+        except templating.TemplateProblem as err:
+            raise problem(str(err)) from err
+        return source
+
+    return Rule(check, {"type": "string"})
+
+
+class MessageTemplate(Section):
+    """One message in one locale: Jinja2 templates using the variables of
+    `referrals.programs.templating.SAMPLE_CONTEXT`."""
+
+    subject: Annotated[str, _part("subject")]
+    """One line."""
+    text: Annotated[str, _part("text")]
+    """The plain-text body; must include the link {{ unsubscribe_url }}."""
+    html: Annotated[str, _part("html")] | None = None
+    """The HTML body (none: plain text only); must include the link {{ unsubscribe_url }}."""
+
+    def build(self) -> model.MessageTemplate:
+        return model.MessageTemplate(self.subject, self.text, self.html)
+
+
+def _locales(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    """Locales as keys; a locale given as null counts as left out."""
+    if not isinstance(value, Mapping):
+        report([((), "must be a mapping of keys")])
+    keys = [str(key) for key in value]
+    good = [key for key in value if isinstance(key, str) and LOCALE.fullmatch(key)]
+    found: list[Found] = [
+        ((str(key),), "is not a locale like en-US or de-DE") for key in value if key not in good
+    ]
+    given = {key: value[key] for key in good if value[key] is not None}
+    return collect(handler, given, found, lambda item: keys.index(str(item[0][0])))
+
+
+Locales = Annotated[
+    dict[str, MessageTemplate],
+    WrapValidator(_locales),
+    Field(json_schema_extra={"propertyNames": {"pattern": f"^{LOCALE.pattern}$"}}),
+]
+
+
+class Templates(Section):
+    """Message templates by kind, then by locale. Built-in en-US templates cover every kind;
+    one given here replaces the built-in one for its kind and locale."""
+
+    LEAD: Locales | None = None
+    """To the advocate when a prospect they referred signed up."""
+    WON: Locales | None = None
+    """To the advocate when their referral became a customer."""
+    REWARDED: Locales | None = None
+    """To the advocate when they earned a reward."""
+    PAID: Locales | None = None
+    """To the advocate when their reward was sent."""
+    PAYOUT_FAILED: Locales | None = None
+    """To the advocate when sending their reward failed."""
+    NURTURE: Locales | None = None
+    """A "refer again" reminder, nurture_days after a won deal."""
+
+    def build(self) -> model.Templates:
+        merged = {kind: dict(DEFAULT_TEMPLATES[kind]) for kind in MessageKind}
+        for kind in MessageKind:
+            locales: dict[str, MessageTemplate] = getattr(self, kind) or {}
+            for locale, template in locales.items():
+                merged[kind][locale] = template.build()
+        return model.freeze_templates(merged)
+
+
+def _channels(value: object) -> tuple[NotificationChannel, ...]:
+    if not isinstance(value, list):
+        raise problem("must be a list such as [EMAIL, WEBHOOK] (or [] for none)")
+    channels: list[NotificationChannel] = []
+    found: list[Found] = []
+    for index, name in enumerate(value):
+        if name in NotificationChannel.__members__ and NotificationChannel(name) not in channels:
+            channels.append(NotificationChannel(name))
+        else:
+            found.append(((index,), "must be EMAIL or WEBHOOK, each at most once"))
+    if found:
+        report(found)
+    return tuple(channels)
+
+
+def _nurture_days(days: object) -> tuple[int, ...]:
+    valid = isinstance(days, list) and all(type(day) is int and 0 < day <= 365 for day in days)
+    if valid and isinstance(days, list) and days == sorted(set(days)):
+        return tuple(days)
+    raise problem("must be a list of increasing whole numbers from 1 to 365")
+
+
+class Notifications(Section):
+    """The messages advocates get, and how."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {
+                "properties": {"channels": {"contains": {"const": "WEBHOOK"}}},
+                "required": ["channels"],
+            },
+            "then": {"required": ["webhook"]},
+        }
+    )
+    channels: Annotated[
+        tuple[NotificationChannel, ...],
+        Rule(
+            _channels,
+            {"type": "array", "items": {"enum": ["EMAIL", "WEBHOOK"]}, "uniqueItems": True},
+        ),
+    ] = (NotificationChannel.EMAIL,)
+    """EMAIL and/or WEBHOOK, each at most once ([] for none)."""
+    webhook: Webhook | None = None
+    """Required when channels include WEBHOOK."""
+    from_address: Annotated[str, text(_EMAIL, "an email address")] = "referrals@example.com"
+    """The sender of emails."""
+    default_locale: Annotated[str, text(LOCALE, "a locale like en-US or de-DE")] = "en-US"
+    """For advocates whose profile has no locale."""
+    staleness_days: Annotated[int, whole(1, 365)] = 7
+    """A message whose trigger is older than this many days is not sent (e.g. on a replay)."""
+    rate_limit: RateLimit = RateLimit()
+    nurture_days: Annotated[
+        tuple[int, ...],
+        Rule(
+            _nurture_days,
+            {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1, "maximum": 365},
+                "uniqueItems": True,
+            },
+        ),
+    ] = (3, 14)
+    """Days after a won deal to send "refer again" messages, increasing."""
+    unsubscribe_base_url: Annotated[str, URL] | None = None
+    """The unsubscribe page (none: the notifications service's own page)."""
+    templates: Templates = Templates()
+
+    @classmethod
+    def _across(cls, given: Mapping[str, object]) -> list[Found]:
+        channels = given.get("channels", ["EMAIL"])
+        if isinstance(channels, list) and "WEBHOOK" in channels and "webhook" not in given:
+            return [(("webhook",), "is required when channels include WEBHOOK")]
+        return []
+
+    def build(self) -> model.Notifications:
+        return model.Notifications(
+            self.channels,
+            None if self.webhook is None else self.webhook.build(),
+            self.from_address,
+            self.default_locale,
+            self.staleness_days,
+            model.RateLimit(self.rate_limit.max_per_day),
+            self.nurture_days,
+            self.unsubscribe_base_url,
+            self.templates.build(),
+        )
