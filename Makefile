@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 JARS   := deploy/kafka/lib/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: setup venv jars check test test-unit test-integration demo bench broker-start broker-stop clean
+.PHONY: setup venv jars schemas check test test-unit test-integration demo bench broker-start broker-stop clean
 
 setup: $(STAMP) $(JARS)
 
@@ -29,6 +29,11 @@ jars: $(JARS)
 $(JARS): deploy/kafka/pom.xml
 	mvn -B -q -f deploy/kafka/pom.xml package
 	touch $@
+
+# The program document's JSON Schema for editors, generated from its pydantic models (a unit
+# test fails when the committed file is stale).
+schemas: setup
+	$(BIN)/python -m referrals.programs.schema > schemas/program.schema.json
 
 check: setup
 	$(BIN)/ruff check .
