@@ -4,7 +4,8 @@ Every instance holds all of it (`referral.shares.v1` and `referral.advocates.v1`
 topics). It lives in RocksDB under the state directory, not in Python objects, so millions of
 shares and a million advocates fit in a bounded memory (block cache and write buffers below).
 
-Keys (ids may hold any character, so each variable part is length-prefixed):
+Keys (ids may hold any character, so each variable part is length-prefixed) and values (typed,
+`codec`: TOUCHES, ADVOCATES, CHANGES):
     t <event_id>                          share already indexed (duplicates have no effect)
     c <program> <code> <event_id>   -> touch     touches by referral code
     e <program> <email> <event_id>  -> touch     touches by prospect email hash
@@ -23,18 +24,17 @@ a crash finds shares already indexed and rewrites profiles with the same values.
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from rocksdict import BlockBasedIndexType, BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
-from referrals.contract.records import AdvocateProfile, Channel, ShareEvent
+from referrals.contract.records import AdvocateProfile, ShareEvent
 from referrals.platform.errors import ConfigError
+from services.attribution.adapters.codec import ADVOCATES, CHANGES, TOUCHES
 from services.attribution.adapters.keys import WaitKey, advocate_wait, code_wait, email_wait
 from services.attribution.domain.model import Advocate, Rules, Touch
-from services.attribution.domain.state import from_ms, to_ms
 
 Positions = dict[str, dict[int, int]]  # logical topic -> partition -> next offset
 _U32 = struct.Struct(">I")
@@ -93,7 +93,7 @@ class RocksDirectory:
         if share.event_id in self._batch_ids or self._db.get(b"t" + share.event_id.encode()):
             return []
         touch = Touch.from_share(share)
-        value = _touch_bytes(touch)
+        value = TOUCHES.encode(touch)
         program = _lp(touch.program_id)
         self._put(b"t" + touch.event_id.encode(), b"1")
         self._put(b"c" + program + _lp(touch.referral_code) + touch.event_id.encode(), value)
@@ -109,8 +109,7 @@ class RocksDirectory:
     def add_profile(self, profile: AdvocateProfile) -> list[WaitKey]:
         """Inserts or replaces an advocate (compacted topic: the latest profile wins)."""
         advocate = Advocate.from_profile(profile)
-        body = [advocate.program_id, advocate.email_sha256, advocate.owner_rep_id]
-        self._put(b"a" + advocate.advocate_id.encode(), _json(body))
+        self._put(b"a" + advocate.advocate_id.encode(), ADVOCATES.encode(advocate))
         keys = [advocate_wait(advocate.advocate_id)]
         self._changes.extend(keys)
         return keys
@@ -121,7 +120,7 @@ class RocksDirectory:
         part = _lp(topic) + _U32.pack(partition)
         if self._changes:
             unique = sorted(set(self._changes))
-            self._put(b"w" + part + _U64.pack(next_offset), _json([list(k) for k in unique]))
+            self._put(b"w" + part + _U64.pack(next_offset), CHANGES.encode(unique))
             self._changes = []
         self._put(b"p" + part, _U64.pack(next_offset))
         self._positions.setdefault(topic, {})[partition] = next_offset
@@ -155,8 +154,8 @@ class RocksDirectory:
             for partition in parts:
                 prefix = b"w" + _lp(topic) + _U32.pack(partition)
                 start = watermark.get(topic, {}).get(partition, 0)
-                for _, value in self._scan(prefix, prefix + _U64.pack(start + 1)):
-                    found.update(tuple(k) for k in json.loads(value))
+                for key, value in self._scan(prefix, prefix + _U64.pack(start + 1)):
+                    found.update(CHANGES.decode(value, key))
                     if len(found) > limit:
                         return None
         return found
@@ -179,18 +178,18 @@ class RocksDirectory:
 
     def advocate(self, advocate_id: str) -> Advocate | None:
         self.flush()
-        raw = self._db.get(b"a" + advocate_id.encode())
+        key = b"a" + advocate_id.encode()
+        raw = self._db.get(key)
         if not isinstance(raw, bytes):  # raw mode: bytes, or None when absent
             return None
-        program_id, email_sha256, owner_rep_id = json.loads(raw)
-        return Advocate(advocate_id, program_id, email_sha256, owner_rep_id)
+        return ADVOCATES.decode(raw, key)
 
     def rules(self, program_id: str) -> Rules:
         return self._rules(program_id)
 
     def _touches(self, prefix: bytes) -> tuple[Touch, ...]:
         self.flush()
-        return tuple(_touch_from(value) for _, value in self._scan(prefix))
+        return tuple(TOUCHES.decode(value, key) for key, value in self._scan(prefix))
 
     def _scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Entries whose key starts with `prefix`, in key order, from `start` (or the first)."""
@@ -203,18 +202,3 @@ class RocksDirectory:
     def close(self) -> None:
         self.flush()
         self._db.close()
-
-
-def _json(body: object) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _touch_bytes(t: Touch) -> bytes:
-    body = [t.event_id, t.program_id, t.advocate_id, t.channel.value, t.referral_code]
-    return _json([*body, to_ms(t.occurred_at), t.prospect_email_sha256])
-
-
-def _touch_from(raw: bytes) -> Touch:
-    event_id, program_id, advocate_id, channel, code, occurred_ms, email = json.loads(raw)
-    when = from_ms(occurred_ms)
-    return Touch(event_id, program_id, advocate_id, Channel(channel), code, when, email)

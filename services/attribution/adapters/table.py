@@ -3,8 +3,8 @@
 All of it lives in ONE changelog-backed store per task (`STORE`), under key prefixes: the
 runtime restores each store of each task separately, at a fixed cost of about a second even
 when empty, so one store keeps a rebalance of many tasks well inside the session timeout.
-    r <referral>  -> ReferralState (codec bytes); a Step whose state is None deletes it
-    w <wait key>  -> sorted JSON list of the referrals waiting for it; replaced from each
+    r <referral>  -> ReferralState (`codec`); a Step whose state is None deletes it
+    w <wait key>  -> sorted list of the referrals waiting for it; replaced from each
                      Step's waits, so it always equals `waits_of` of the stored states
     d <referral>  -> (next deadline, conversions waiting, deals waiting), for the referrals
                      that still expect something
@@ -21,16 +21,15 @@ per hour of stream time, and only when something is due.
 
 from __future__ import annotations
 
-import json
 import struct
 from bisect import bisect_left
 from collections.abc import Iterable
 from datetime import datetime
 
 from referrals.streams.state import TaskStore
+from services.attribution.adapters.codec import POSITIONS, REFERRALS, WAITING
 from services.attribution.adapters.directory import Positions
 from services.attribution.adapters.keys import WaitKey, encode_wait, wait_keys
-from services.attribution.domain.codec import from_bytes, to_bytes
 from services.attribution.domain.referral import waits_of
 from services.attribution.domain.state import ReferralState, Step, to_ms
 
@@ -86,14 +85,14 @@ class ReferralTable:
     # -- referrals ------------------------------------------------------------------------------
     def load(self, key: bytes) -> ReferralState | None:
         raw = self.store.get(REFERRAL + key)
-        return from_bytes(raw) if raw is not None else None
+        return REFERRALS.decode(raw, key) if raw is not None else None
 
     def apply(self, key: bytes, old: ReferralState | None, step: Step) -> None:
         """Persists a command's outcome: the state, what it waits for and its next deadline."""
         if step.state is None:
             self.store.delete(REFERRAL + key)
         elif step.state != old:
-            self.store.put(REFERRAL + key, to_bytes(step.state))
+            self.store.put(REFERRAL + key, REFERRALS.encode(step.state))
         current = step.state or old
         program_id = current.program_id if current is not None else ""
         before = wait_keys(program_id, waits_of(old)) if old is not None else set()
@@ -109,7 +108,7 @@ class ReferralTable:
 
     def all_waiting(self) -> set[bytes]:
         """Every referral waiting for anything (a full rescan: no watermark to go by)."""
-        lists = (json.loads(raw) for _, raw in scan(self.store, (WAITS,))[WAITS])
+        lists = (WAITING.decode(raw, key) for key, raw in scan(self.store, (WAITS,))[WAITS])
         return {k.encode() for refs in lists for k in refs}
 
     # -- stream time and expiry -----------------------------------------------------------------
@@ -142,12 +141,11 @@ class ReferralTable:
         raw = self.store.get(WATERMARK)
         if raw is None:
             return None
-        body = json.loads(raw)
-        return {topic: {int(p): int(o) for p, o in parts.items()} for topic, parts in body.items()}
+        return POSITIONS.decode(raw, WATERMARK)
 
     def set_watermark(self, positions: Positions) -> None:
-        body = {topic: {str(p): o for p, o in parts.items()} for topic, parts in positions.items()}
-        raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        ordered = {topic: dict(sorted(positions[topic].items())) for topic in sorted(positions)}
+        raw = POSITIONS.encode(ordered)
         if self.store.get(WATERMARK) != raw:
             self.store.put(WATERMARK, raw)
 
@@ -178,7 +176,7 @@ class ReferralTable:
         at = bisect_left(refs, name)
         if at == len(refs) or refs[at] != name:
             refs.insert(at, name)
-            self.store.put(WAITS + encode_wait(wait), _json(refs))
+            self.store.put(WAITS + encode_wait(wait), WAITING.encode(refs))
 
     def _unindex(self, wait: WaitKey, referral: bytes) -> None:
         refs = self._refs(wait)
@@ -187,15 +185,11 @@ class ReferralTable:
         if at < len(refs) and refs[at] == name:
             del refs[at]
             if refs:
-                self.store.put(WAITS + encode_wait(wait), _json(refs))
+                self.store.put(WAITS + encode_wait(wait), WAITING.encode(refs))
             else:
                 self.store.delete(WAITS + encode_wait(wait))
 
     def _refs(self, wait: WaitKey) -> list[str]:
-        raw = self.store.get(WAITS + encode_wait(wait))
-        refs: list[str] = json.loads(raw) if raw else []
-        return refs
-
-
-def _json(body: object) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        key = WAITS + encode_wait(wait)
+        raw = self.store.get(key)
+        return WAITING.decode(raw, key) if raw else []

@@ -3,8 +3,9 @@
 It does what the contract asks of the adapter around the core: route each conversion and deal
 to its referral (program, prospect); keep the global directory; index what each referral waits
 for and call `on_dependency` when a share or profile it waits for arrives; track stream time
-(the largest occurred_at seen) for `expire`; persist each state as bytes (`persist=False` keeps
-objects, to show that persisting changes nothing). Used by the tests; not used in production.
+(the largest occurred_at seen) for `expire`; keep each state as the store would (`persist`:
+what storing and loading does to a state; the tests pass the adapter codec's round trip, to
+show that persisting changes nothing). Used by the tests; not used in production.
 """
 
 from __future__ import annotations
@@ -20,23 +21,23 @@ from referrals.contract.records import (
     ReferralStatusChanged,
     ShareEvent,
 )
-from services.attribution.domain.codec import from_bytes, to_bytes
 from services.attribution.domain.model import DictDirectory, Touch
 from services.attribution.domain.referral import expire, on_conversion, on_deal, on_dependency
 from services.attribution.domain.state import ReferralState, Step, Waits
 
 Key = tuple[str, str]  # (program_id, prospect_id)
 _Wants = Callable[[Key, Waits], bool]
+_Persist = Callable[[ReferralState], ReferralState]
 
 
 class InMemoryAttribution:
-    def __init__(self, directory: DictDirectory, *, persist: bool = True) -> None:
+    def __init__(self, directory: DictDirectory, *, persist: _Persist | None = None) -> None:
         self.directory = directory
         self.persist = persist
         self.outputs: list[ReferralStatusChanged] = []
         self.counters: Counter[str] = Counter()
         self.stream_time: datetime | None = None
-        self._states: dict[Key, bytes | ReferralState] = {}
+        self._states: dict[Key, ReferralState] = {}
         self._waits: dict[Key, Waits] = {}
 
     def conversion(self, event: ConversionEvent) -> list[ReferralStatusChanged]:
@@ -70,10 +71,7 @@ class InMemoryAttribution:
             self._apply(key, expire(state, now))
 
     def state(self, key: Key) -> ReferralState | None:
-        stored = self._states.get(key)
-        if isinstance(stored, bytes):
-            return from_bytes(stored)
-        return stored
+        return self._states.get(key)
 
     def waits(self, key: Key) -> Waits:
         return self._waits.get(key, Waits())
@@ -90,7 +88,7 @@ class InMemoryAttribution:
         if step.state is None:
             self._states.pop(key, None)
         else:
-            self._states[key] = to_bytes(step.state) if self.persist else step.state
+            self._states[key] = self.persist(step.state) if self.persist else step.state
         self._waits[key] = step.waits
         if not step.waits:
             del self._waits[key]

@@ -47,7 +47,6 @@ from dataclasses import replace
 from datetime import datetime
 
 from referrals.contract.records import ConversionEvent, DealEvent, MatchedBy
-from services.attribution.domain.codec import from_bytes, to_bytes
 from services.attribution.domain.decide import decide
 from services.attribution.domain.emit import Emitter
 from services.attribution.domain.model import Directory
@@ -67,12 +66,10 @@ from services.attribution.domain.state import (
 
 __all__ = [
     "expire",
-    "from_bytes",
     "new_state",
     "on_conversion",
     "on_deal",
     "on_dependency",
-    "to_bytes",
     "waits_of",
 ]
 

@@ -1,7 +1,7 @@
 """Per-referral state (one prospect in one program) and what a command returns.
 
 Everything is immutable (frozen, slotted, tuples) and bounded, so the adapter can persist it
-compactly (`codec`) and a crash-and-replay reproduces it exactly. Times are epoch milliseconds.
+compactly and a crash-and-replay reproduces it exactly. Times are epoch milliseconds.
 
 Bounds (per referral; what happens beyond them is in `referral`'s docstring):
     MAX_SEEN event ids, MAX_SOURCES claim-bearing events x MAX_CLAIMANTS advocates each,

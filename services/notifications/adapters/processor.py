@@ -45,6 +45,7 @@ from referrals.streams.state import Keyspace
 from referrals.streams.timers import TimerIndex
 from referrals.streams.waiting import Dependency, Waiting, WaitingLot
 from services.notifications.adapters import outcomes, restart
+from services.notifications.adapters.codec import OUTBOX_ENTRIES, STATES
 from services.notifications.adapters.config import NotificationsSettings
 from services.notifications.adapters.delivery import Delivery, Outcome, Sender
 from services.notifications.adapters.metrics import NotificationMetrics
@@ -58,7 +59,7 @@ from services.notifications.adapters.storage import (
 from services.notifications.adapters.unsubscribe import UnsubscribeEndpoint
 from services.notifications.domain import plan as core
 from services.notifications.domain.messages import Plan
-from services.notifications.domain.state import State, from_bytes, new_state, to_bytes, to_ms
+from services.notifications.domain.state import State, new_state, to_ms
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -166,14 +167,14 @@ class NotificationsProcessor(ProgramAwareProcessor):
             outcome = ctx.outcomes.popleft()
             key = outcome.message.notification_id.encode()
             raw = outbox.get(key)
-            entry = None if raw is None else OutboxEntry.from_bytes(raw)
+            entry = None if raw is None else OUTBOX_ENTRIES.decode(raw, key)
             if entry is None or outcome.channel not in entry.channels:
                 continue  # recorded already (a resend's second outcome, a journal replay)
             ctx.recording.append(outcome)
             out.append(outcomes.to_output(ctx.task, outcome, now, self.stats))
             rest = entry.without(outcome.channel)
             if rest.channels:
-                outbox.put(key, rest.to_bytes())
+                outbox.put(key, OUTBOX_ENTRIES.encode(rest))
                 continue
             outbox.delete(key)
             state = self.load_state(ctx.task, entry.advocate_id)
@@ -218,11 +219,12 @@ class NotificationsProcessor(ProgramAwareProcessor):
 
     # -- state ----------------------------------------------------------------------------------
     def load_state(self, task: int, advocate_id: str) -> State:
-        raw = self.store(task, "advocates").get(advocate_id.encode())
-        return new_state(advocate_id) if raw is None else from_bytes(raw)
+        key = advocate_id.encode()
+        raw = self.store(task, "advocates").get(key)
+        return new_state(advocate_id) if raw is None else STATES.decode(raw, key)
 
     def _save(self, ctx: TaskContext, state: State) -> None:
-        self.store(ctx.task, "advocates").put(state.advocate_id.encode(), to_bytes(state))
+        self.store(ctx.task, "advocates").put(state.advocate_id.encode(), STATES.encode(state))
         program = self._program_of(state)
         due = None if program is None else core.next_wakeup(state, program.document)
         ctx.wakeups.set(state.advocate_id, None if due is None else to_ms(due))
@@ -240,7 +242,7 @@ class NotificationsProcessor(ProgramAwareProcessor):
             program = self.programs.get(program_id)
             assert program is not None  # the core planned it with this program
             entry = OutboxEntry(message.advocate_id, program_id, message.channels)
-            outbox.put(message.notification_id.encode(), entry.to_bytes())
+            outbox.put(message.notification_id.encode(), OUTBOX_ENTRIES.encode(entry))
             delivery = Delivery(ctx.task, message, program.document, message.channels)
             self.after_commit(ctx.task, partial(self._submit, delivery))
         for suppressed in plan.suppressed:

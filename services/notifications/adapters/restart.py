@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from referrals.programs.model import NotificationChannel
 from services.notifications.adapters import outcomes
+from services.notifications.adapters.codec import OUTBOX_ENTRIES
 from services.notifications.adapters.delivery import Delivery
-from services.notifications.adapters.storage import Journaled, OutboxEntry
+from services.notifications.adapters.storage import Journaled
 from services.notifications.domain import plan as core
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def resume(
 ) -> None:
     known = {(j.notification_id, j.channel): j for j in journal}
     for key, raw in list(p.outbox(ctx.task).items()):
-        notification_id, entry = key.decode(), OutboxEntry.from_bytes(raw)
+        notification_id, entry = key.decode(), OUTBOX_ENTRIES.decode(raw, key)
         program = p.programs.get(entry.program_id)
         if program is None:
             continue  # its config is gone for now; resent when the task is next assigned

@@ -1,11 +1,11 @@
 """How the processor lays out its task stores, and the journal a clean stop leaves behind.
 
 Two stores per task, each backed by a compacted changelog:
-- `advocates`: advocate_id -> the core's `State` (`domain.state.to_bytes`). Large (one entry
+- `advocates`: advocate_id -> the core's `State` (`codec.STATES`). Large (one entry
   per advocate), so it is only ever read by key.
 - `index`: everything a task must find without scanning advocates, each kind under its own
   one-byte prefix (a `Keyspace`). Small: it holds only what is in progress.
-  - `o` outbox: notification_id -> `OutboxEntry`: a message planned in a committed
+  - `o` outbox: notification_id -> `OutboxEntry` (`codec`): a message planned in a committed
     transaction and not yet recorded as delivered or dead-lettered on every channel. After a
     crash, assignment resends exactly these (the core's `unsent` rebuilds each message);
   - `w` wake-ups: 8-byte big-endian due time (epoch ms) + advocate_id -> b"": when an
@@ -18,16 +18,18 @@ The journal: a delivery accepted by a server is recorded on notifications.sent.v
 punctuation. A clean stop (or a task moving away) cannot commit any more, so it writes the
 accepted-but-unrecorded outcomes of each task to a small local file; when this instance gets
 the task again, they are recorded instead of resent. A crash leaves no journal: those messages
-are resent with the same notification_id.
+are resent with the same notification_id. The journal is JSON (msgspec, typed as `Journaled`)
+so that an operator can read it; a journal in any other shape is ignored (resending is safe).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from referrals.programs.model import NotificationChannel
 
@@ -40,15 +42,6 @@ class OutboxEntry:
     advocate_id: str
     program_id: str
     channels: tuple[NotificationChannel, ...]  # still to deliver (or to dead-letter)
-
-    def to_bytes(self) -> bytes:
-        row = [self.advocate_id, self.program_id, [c.value for c in self.channels]]
-        return json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> OutboxEntry:
-        advocate_id, program_id, channels = json.loads(data)
-        return cls(str(advocate_id), str(program_id), tuple(map(NotificationChannel, channels)))
 
     def without(self, channel: NotificationChannel) -> OutboxEntry:
         return OutboxEntry(
@@ -68,6 +61,9 @@ class Journaled:
     detail: str = ""
 
 
+_JOURNAL = msgspec.json.Decoder(list[Journaled])
+
+
 class Journal:
     """One JSON file per task under `directory`, written on revoke and consumed on assign."""
 
@@ -82,14 +78,10 @@ class Journal:
         if not entries:
             path.unlink(missing_ok=True)
             return
-        rows = [
-            [e.notification_id, e.channel.value, e.attempts, e.accepted_ms, e.reason, e.detail]
-            for e in entries
-        ]
         self.directory.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".tmp")
-        with partial.open("w", encoding="utf-8") as out:
-            json.dump(rows, out)
+        with partial.open("wb") as out:
+            out.write(msgspec.json.encode(entries))
             out.flush()
             os.fsync(out.fileno())
         partial.replace(path)  # atomic: a reader sees the whole journal or none
@@ -98,14 +90,10 @@ class Journal:
         """The task's journal, deleted as it is read (it is only ever valid once)."""
         path = self._path(task)
         try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
-            entries = [
-                Journaled(str(n), NotificationChannel(c), int(a), m, str(r), str(d))
-                for n, c, a, m, r, d in rows
-            ]
+            entries = _JOURNAL.decode(path.read_bytes())
         except FileNotFoundError:
             return []
-        except (ValueError, TypeError) as err:  # a torn or foreign file: resending is safe
+        except msgspec.DecodeError as err:  # a torn or foreign file: resending is safe
             log.warning("ignoring an unreadable journal", extra={"task": task, "error": str(err)})
             entries = []
         path.unlink(missing_ok=True)

@@ -3,5 +3,5 @@
 Standard library plus `referrals.contract.records`, `referrals.programs.model` and
 `referrals.platform.money` only (templates are rendered by the adapter). The Kafka adapter feeds
 one advocate's statuses, profiles, shares and a wall-clock tick to `plan`, persists the
-returned `State` (`state.to_bytes`), delivers the returned `Message`s (rendered by
+returned `State` (the core never serializes), delivers the returned `Message`s (rendered by
 `adapters.rendering.render`) and reports each accepted delivery back."""

@@ -1,7 +1,8 @@
 """One advocate's notification state: small, immutable, stored by the adapter per advocate.
 
-Times are epoch milliseconds (compact, exact). Every collection stays bounded whatever the
-advocate's history, so a store of a million advocates stays small:
+The adapter encodes it (`adapters/codec.py`); the core never serializes. Times are epoch
+milliseconds (compact, exact). Every collection stays bounded whatever the advocate's history,
+so a store of a million advocates stays small:
 
 - `messaged`: per referral, one bit per (kind, step) already decided on (planned, or dropped as
   RATE_LIMITED / NO_CHANNEL), the most recently touched referral last, at most `MAX_REFERRALS`.
@@ -26,18 +27,14 @@ again is a deliberate operator action (a new state), not a side effect of a prof
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from referrals.platform.jsonvalues import integer, optional_integer, optional_text, text
 from referrals.platform.timestamps import from_ms as from_ms
 from referrals.platform.timestamps import to_ms as to_ms
 from referrals.programs.model import MessageKind
 from services.notifications.domain.ids import notification_id
 
-FORMAT_VERSION = 1
 # An advocate with more referrals than this is a partner or a bot; evicting the least recently
 # messaged referral only matters if that referral produces a status again afterwards.
 MAX_REFERRALS = 2_000
@@ -151,71 +148,3 @@ class State:
 
 def new_state(advocate_id: str) -> State:
     return State(advocate_id)
-
-
-# --- persistence -------------------------------------------------------------------------------
-
-
-def to_bytes(state: State) -> bytes:
-    """Compact positional JSON: [version, advocate_id, profile, opted_out_at, ...]."""
-    row = [FORMAT_VERSION, *_row(state)]
-    return json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _row(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return [_row(getattr(value, field.name)) for field in fields(value)]
-    if isinstance(value, tuple):
-        return [_row(item) for item in value]
-    return value  # str (also StrEnum), int, None
-
-
-def from_bytes(data: bytes) -> State:
-    """The state written by `to_bytes`; ValueError for anything else."""
-    try:
-        version, advocate_id, profile, opted_out_at, messaged, *rest = json.loads(data)
-        if version != FORMAT_VERSION:
-            raise ValueError(f"unsupported format version {version!r}")
-        pending, outbox, sends, last_share_at = rest
-        return State(
-            advocate_id=text(advocate_id),
-            profile=None if profile is None else _profile(profile),
-            opted_out_at=optional_integer(opted_out_at),
-            messaged=tuple((text(ref), integer(bits)) for ref, bits in messaged),
-            pending=tuple(_pending(entry) for entry in pending),
-            outbox=tuple(_pending(entry) for entry in outbox),
-            sends=tuple(integer(sent) for sent in sends),
-            last_share_at=optional_integer(last_share_at),
-        )
-    except (TypeError, ValueError, KeyError) as err:
-        raise ValueError(f"not a notifications state: {err}") from err
-
-
-def _pending(row: list[Any]) -> Pending:
-    referral_id, kind, step, trigger_at, won_at, facts = row
-    return Pending(
-        text(referral_id),
-        MessageKind(kind),
-        integer(step),
-        integer(trigger_at),
-        optional_integer(won_at),
-        None if facts is None else _facts(facts),
-    )
-
-
-def _profile(row: list[Any]) -> Profile:
-    program_id, email, display_name, locale = row
-    return Profile(text(program_id), text(email), text(display_name), optional_text(locale))
-
-
-def _facts(row: list[Any]) -> Facts:
-    status, amount_minor, currency, reward_type, payout_id, reason, period_referrals = row
-    return Facts(
-        status=text(status),
-        amount_minor=optional_integer(amount_minor),
-        currency=optional_text(currency),
-        reward_type=optional_text(reward_type),
-        payout_id=optional_text(payout_id),
-        reason=optional_text(reason),
-        period_referrals=optional_integer(period_referrals),
-    )

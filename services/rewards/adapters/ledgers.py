@@ -34,10 +34,11 @@ from referrals.streams.processor import Inbound, Outbound, Output
 from referrals.streams.runtime import check_key
 from referrals.streams.state import KeyValue
 from referrals.streams.timers import TimerIndex
+from services.rewards.adapters.codec import LEDGERS
 from services.rewards.adapters.metrics import RewardsMetrics, Trigger
 from services.rewards.adapters.program_rules import RulesCache
 from services.rewards.domain import decide
-from services.rewards.domain.ledger import Ledger, State, from_bytes, to_bytes, to_ms
+from services.rewards.domain.ledger import Ledger, State, to_ms
 from services.rewards.domain.outputs import Decision, Outcome
 from services.rewards.domain.outputs import Output as CoreOutput
 
@@ -89,8 +90,11 @@ class LedgerBook:
         self.rules = rules
 
     def load(self, task: int, advocate_id: str, program_id: str) -> Ledger:
-        raw = self.ledgers(task).get(advocate_id.encode())
-        return decide.new_ledger(program_id, advocate_id) if raw is None else from_bytes(raw)
+        key = advocate_id.encode()
+        raw = self.ledgers(task).get(key)
+        return (
+            decide.new_ledger(program_id, advocate_id) if raw is None else LEDGERS.decode(raw, key)
+        )
 
     def apply(
         self,
@@ -118,7 +122,7 @@ class LedgerBook:
         if not decision.changed or after == before:
             return []
         advocate_id = after.advocate_id
-        self.ledgers(task).put(advocate_id.encode(), to_bytes(after))
+        self.ledgers(task).put(advocate_id.encode(), LEDGERS.encode(after))
         self.timers[task].set(advocate_id, _due_ms(after))
         return [*to_outbound(advocate_id, decision.outputs), *new_owners(before, after, now)]
 

@@ -2,18 +2,16 @@
 
 The ledger is immutable (frozen, slotted, tuples) and small: one `Entry` per referral the
 advocate ever won, no per-advocate caches. Period counts, cap usage and calendar-year totals are
-derived from the entries on demand, so there is nothing to keep in sync. `to_bytes` gives a
-compact positional JSON encoding for the adapter's changelog / RocksDB store.
+derived from the entries on demand, so there is nothing to keep in sync. The core never
+serializes: the adapter stores the ledger (`adapters/codec.py`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from referrals.contract.records import Channel, MatchedBy, RewardType
 from referrals.platform.timestamps import from_ms as from_ms
@@ -24,7 +22,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 # A rolling period is 365 days of 24 hours; DST shifts in the program's zone do not matter here.
 ROLLING_WINDOW_MS = 365 * 24 * 3600 * 1000
-FORMAT_VERSION = 1
 
 
 class State(StrEnum):
@@ -152,75 +149,3 @@ class Ledger:
         """When the earliest PENDING reward falls due (for the adapter's timer index)."""
         due = [e.due_at for e in self.entries if e.state is State.PENDING]
         return from_ms(min(due)) if due else None
-
-
-# --- persistence -------------------------------------------------------------------------------
-
-_ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
-_NULL = type(None)
-_SHAPES: dict[str, type | tuple[type, ...]] = {
-    **dict.fromkeys(_ENTRY_FIELDS, str),
-    **dict.fromkeys(("won_at", "year", "due_at", "ordinal", "tier", "attempt"), int),
-    "config_version": int,
-    "owner_rep_id": (str, _NULL),
-    "deal_id": (str, _NULL),
-    "reward_type": (str, _NULL),
-    "amount_minor": (int, _NULL),
-    "reason": (str, _NULL),
-    "reversed": bool,
-}
-_ENUM_FIELDS: dict[str, type[StrEnum]] = {
-    "channel": Channel,
-    "matched_by": MatchedBy,
-    "reward_type": RewardType,
-    "state": State,
-}
-
-
-def to_data(ledger: Ledger) -> list[Any]:
-    """A JSON-able positional form: [version, program, advocate, tax_form, [entry...]]."""
-    entries = [[_plain(getattr(entry, name)) for name in _ENTRY_FIELDS] for entry in ledger.entries]
-    return [FORMAT_VERSION, ledger.program_id, ledger.advocate_id, ledger.tax_form_on_file, entries]
-
-
-def from_data(data: Any) -> Ledger:
-    try:
-        version, program_id, advocate_id, tax_form, rows = data
-        if version != FORMAT_VERSION:
-            raise ValueError(f"unsupported ledger format version {version!r}")
-        entries = tuple(_entry(row) for row in rows)
-        return Ledger(str(program_id), str(advocate_id), bool(tax_form), entries)
-    except (TypeError, ValueError, KeyError) as err:
-        raise ValueError(f"corrupt rewards ledger: {err}") from err
-
-
-def to_bytes(ledger: Ledger) -> bytes:
-    return json.dumps(to_data(ledger), separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def from_bytes(raw: bytes) -> Ledger:
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"corrupt rewards ledger: {err}") from err
-    return from_data(data)
-
-
-def _plain(value: object) -> object:
-    return value.value if isinstance(value, StrEnum) else value
-
-
-def _entry(row: list[Any]) -> Entry:
-    if len(row) != len(_ENTRY_FIELDS):
-        raise ValueError(f"entry has {len(row)} fields, expected {len(_ENTRY_FIELDS)}")
-    values = dict(zip(_ENTRY_FIELDS, row, strict=True))
-    for name, value in values.items():
-        # A wrongly typed field would silently mis-pay later: refuse the whole ledger now.
-        # (bool is an int subclass: only `reversed` may be one.)
-        is_bool = isinstance(value, bool)
-        if not isinstance(value, _SHAPES[name]) or is_bool != (name == "reversed"):
-            raise ValueError(f"entry field {name} has {type(value).__name__} {value!r}")
-    for name, enum in _ENUM_FIELDS.items():
-        if values[name] is not None:
-            values[name] = enum(values[name])
-    return Entry(**values)

@@ -29,9 +29,11 @@ from referrals.contract.records import (
     ReferralStatusChanged,
     ShareEvent,
 )
+from services.attribution.adapters.codec import REFERRALS
 from services.attribution.domain.memory import InMemoryAttribution
 from services.attribution.domain.model import EMAIL_MATCH_CHANNELS, DictDirectory, Policy, Rules
 from services.attribution.domain.referral import on_dependency
+from services.attribution.domain.state import ReferralState
 
 PROGRAM = "acme-b2b"
 PROSPECT = "prospect-1"
@@ -152,6 +154,11 @@ def orders(draw: st.DrawFn, scenario: Scenario, won_last: bool = True) -> list[E
     return order
 
 
+def _stored(state: ReferralState) -> ReferralState:
+    """What the adapter's store gives back: its codec's encode, then decode."""
+    return REFERRALS.decode(REFERRALS.encode(state))
+
+
 def run(
     scenario: Scenario,
     order: Sequence[Event],
@@ -163,7 +170,7 @@ def run(
     directory = DictDirectory(rules=[rules])
     for profile in scenario.known_profiles:
         directory.add_profile(profile)
-    engine = InMemoryAttribution(directory, persist=persist)
+    engine = InMemoryAttribution(directory, persist=_stored if persist else None)
     for event in order:
         if isinstance(event, ConversionEvent):
             engine.conversion(event)

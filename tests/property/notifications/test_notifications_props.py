@@ -4,7 +4,7 @@ Statuses (with exact repeats and other statuses of the same kind), shares, profi
 unsubscribes, delivery confirmations and wall-clock ticks in any order: no message is planned
 twice, the daily limit holds in every 24 hours, nothing is planned after an opt-out nor when
 stale, and the plans depend only on the inputs, whether or not the state went through
-`to_bytes` / `from_bytes` between any two of them.
+the adapter's codec (`STATES`) between any two of them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from referrals.contract.records import (
 )
 from referrals.programs.document import validate
 from referrals.programs.model import MessageKind, ProgramDocument
+from services.notifications.adapters.codec import STATES
 from services.notifications.domain.messages import Plan
 from services.notifications.domain.plan import (
     on_delivered,
@@ -34,7 +35,7 @@ from services.notifications.domain.plan import (
     on_tick,
     on_unsubscribe,
 )
-from services.notifications.domain.state import State, from_bytes, new_state, to_bytes
+from services.notifications.domain.state import State, new_state
 
 ADVOCATE = "adv-1"
 START = datetime(2026, 6, 1, 9, tzinfo=UTC)
@@ -119,7 +120,7 @@ def run(doc: ProgramDocument, ops: list[Op], roundtrip: bool) -> Run:
     opted_out_after = None
     for index, op in enumerate(ops):
         if roundtrip:
-            state = from_bytes(to_bytes(state))
+            state = STATES.decode(STATES.encode(state))
         state, plan, clock = apply(state, doc, op, clock, seen)
         plans.append((clock, plan))
         if opted_out_after is None and op in (("profile", "out"), ("profile", "unsubscribe")):
@@ -238,4 +239,4 @@ def test_persisting_and_restoring_the_state_at_any_point_changes_nothing(
     kept, restored = run(doc, ops, False), run(doc, ops, True)
     assert restored.plans == kept.plans
     assert restored.state == kept.state
-    assert from_bytes(to_bytes(kept.state)) == kept.state
+    assert STATES.decode(STATES.encode(kept.state)) == kept.state

@@ -26,6 +26,7 @@ from referrals.contract.records import (
     ReferralStatusChanged,
     RewardType,
 )
+from services.rewards.adapters.codec import LEDGERS
 from services.rewards.domain import ids
 from services.rewards.domain.decide import (
     new_ledger,
@@ -37,7 +38,7 @@ from services.rewards.domain.decide import (
     on_tick,
     on_won,
 )
-from services.rewards.domain.ledger import Ledger, from_bytes, to_bytes
+from services.rewards.domain.ledger import Ledger
 from services.rewards.domain.outputs import Decision, Output
 from services.rewards.domain.rules import Period, RewardRules, Tier
 
@@ -173,7 +174,7 @@ def run(s: Scenario, persist_at: frozenset[int] = frozenset()) -> Run:
     trace = Run([], [], [])
     for index, op in enumerate(s.ops):
         if index in persist_at:
-            book = from_bytes(to_bytes(book))
+            book = LEDGERS.decode(LEDGERS.encode(book))
         decision, now = step(s, book, op, now)
         book = decision.ledger
         trace.outputs.append(list(decision.outputs))

@@ -3,7 +3,7 @@
 Wins (and exact or by-referral duplicates), reversals, approvals, retries, payout results,
 profile updates and clock ticks in any order: caps hold, nobody is paid twice, ordinals are not
 reused, amounts are never negative, and the outcome depends only on the inputs, whether or not
-the ledger went through `to_bytes` / `from_bytes` on the way.
+the ledger went through the adapter's codec (`LEDGERS`) on the way.
 """
 
 from __future__ import annotations

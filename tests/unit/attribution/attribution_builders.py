@@ -17,8 +17,10 @@ from referrals.contract.records import (
     ReferralStatusChanged,
     ShareEvent,
 )
+from services.attribution.adapters.codec import REFERRALS
 from services.attribution.domain.memory import InMemoryAttribution
 from services.attribution.domain.model import Advocate, DictDirectory, Policy, Rules
+from services.attribution.domain.state import ReferralState
 
 PROGRAM = "acme-b2b"
 PROSPECT = "prospect-1"
@@ -148,9 +150,30 @@ def directory(
     return found
 
 
+def stored(state: ReferralState) -> ReferralState:
+    """What the adapter's store gives back for `state`: its codec's encode, then decode."""
+    return REFERRALS.decode(REFERRALS.encode(state))
+
+
 def engine(**kwargs: Any) -> InMemoryAttribution:
     """A referral engine over `directory(**kwargs)`, persisting state as bytes at every step."""
-    return InMemoryAttribution(directory(**kwargs))
+    return InMemoryAttribution(directory(**kwargs), persist=stored)
+
+
+def busy_engine(*, persist: bool = True) -> InMemoryAttribution:
+    """A referral with every kind of state: claims, rejections, waits, deals, a WON."""
+    shares = [
+        share("sh-a", "adv-a", at=T0 - 3 * DAY),
+        share("sh-b", "adv-b", channel=Channel.EMAIL, email=PROSPECT_EMAIL, at=T0 - DAY),
+        share("sh-c", "adv-c", at=T0 - 300 * DAY),
+    ]
+    engine_ = InMemoryAttribution(directory(shares=shares), persist=stored if persist else None)
+    engine_.conversion(conversion("cv-1", code=code_of("adv-c"), email=PROSPECT_EMAIL))
+    engine_.conversion(conversion("cv-2", code=code_of("adv-a")))
+    engine_.conversion(conversion("cv-3", code="UNKNOWN", at=T0 + DAY))
+    engine_.deal(deal("dl-1", DealStage.WON, amount_minor=None, currency=None))
+    engine_.deal(deal("dl-2", DealStage.OPEN, deal_id="deal-2", declared="adv-z"))
+    return engine_
 
 
 def said(outputs: Iterable[ReferralStatusChanged]) -> list[tuple[str, str, str | None]]:

@@ -7,59 +7,18 @@ from collections import Counter
 
 import pytest
 from attribution_builders import (
-    DAY,
-    KEY,
     PROGRAM,
     PROSPECT,
-    PROSPECT_EMAIL,
-    T0,
-    code_of,
+    busy_engine,
     conversion,
     deal,
     directory,
-    share,
 )
 
-from referrals.contract.records import Channel, DealStage
-from services.attribution.domain.codec import from_bytes, to_bytes
+from referrals.contract.records import DealStage
 from services.attribution.domain.ids import referral_id
-from services.attribution.domain.memory import InMemoryAttribution
 from services.attribution.domain.referral import new_state, on_conversion, on_deal
 from services.attribution.domain.state import MAX_DEALS, MAX_SEEN, MAX_SOURCES
-
-
-def busy_engine(*, persist: bool = True) -> InMemoryAttribution:
-    """A referral with every kind of state: claims, rejections, waits, deals, a WON."""
-    shares = [
-        share("sh-a", "adv-a", at=T0 - 3 * DAY),
-        share("sh-b", "adv-b", channel=Channel.EMAIL, email=PROSPECT_EMAIL, at=T0 - DAY),
-        share("sh-c", "adv-c", at=T0 - 300 * DAY),
-    ]
-    engine_ = InMemoryAttribution(directory(shares=shares), persist=persist)
-    engine_.conversion(conversion("cv-1", code=code_of("adv-c"), email=PROSPECT_EMAIL))
-    engine_.conversion(conversion("cv-2", code=code_of("adv-a")))
-    engine_.conversion(conversion("cv-3", code="UNKNOWN", at=T0 + DAY))
-    engine_.deal(deal("dl-1", DealStage.WON, amount_minor=None, currency=None))
-    engine_.deal(deal("dl-2", DealStage.OPEN, deal_id="deal-2", declared="adv-z"))
-    return engine_
-
-
-def test_state_survives_to_bytes_and_from_bytes_unchanged() -> None:
-    state = busy_engine().state(KEY)
-    assert state is not None and state.final and state.rejected
-    assert from_bytes(to_bytes(state)) == state
-    assert to_bytes(from_bytes(to_bytes(state))) == to_bytes(state)
-
-
-def test_a_fresh_state_round_trips_too() -> None:
-    state = new_state(PROGRAM, PROSPECT)
-    assert from_bytes(to_bytes(state)) == state
-
-
-@pytest.mark.parametrize("data", [b"", b"[]", b"[99]", b'[1,"p"]', b"not json", b'{"a":1}'])
-def test_corrupt_state_bytes_are_refused_loudly(data: bytes) -> None:
-    with pytest.raises(ValueError, match="referral state"):
-        from_bytes(data)
 
 
 def test_referral_id_derives_from_program_and_prospect() -> None:

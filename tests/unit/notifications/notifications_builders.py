@@ -15,6 +15,7 @@ from referrals.contract.records import (
 )
 from referrals.programs.document import validate
 from referrals.programs.model import ProgramDocument
+from services.notifications.adapters.codec import STATES
 from services.notifications.domain.messages import Message, Plan, Reason
 from services.notifications.domain.plan import on_profile
 from services.notifications.domain.state import State, new_state
@@ -24,6 +25,12 @@ ADVOCATE = "adv-1"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
+
+
+def stored(state: State) -> State:
+    """What the adapter's store gives back for `state` (a restart): encode, then decode."""
+    return STATES.decode(STATES.encode(state))
+
 
 TIERS = [
     {"from_referral": 1, "amount": "50.00", "reward_type": "GIFT_CARD"},

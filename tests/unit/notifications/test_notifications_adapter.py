@@ -22,6 +22,7 @@ from notifications_builders import NOW, program
 from referrals.programs.model import MessageKind, NotificationChannel, Webhook
 from referrals.streams.state import Keyspace, MemoryBackend, TaskStore
 from services.notifications.adapters import smtp, unsubscribe, webhook
+from services.notifications.adapters.codec import OUTBOX_ENTRIES
 from services.notifications.adapters.config import NotificationsSettings
 from services.notifications.adapters.delivery import backoff_s
 from services.notifications.adapters.failures import PermanentFailure, TransientFailure
@@ -293,7 +294,7 @@ def test_backoff_doubles_from_the_base_up_to_the_cap_with_half_of_it_jittered() 
 # == durable structures =========================================================================
 def test_outbox_entries_round_trip() -> None:
     entry = OutboxEntry("adv-1", "acme", (EMAIL, WEBHOOK))
-    assert OutboxEntry.from_bytes(entry.to_bytes()) == entry
+    assert OUTBOX_ENTRIES.decode(OUTBOX_ENTRIES.encode(entry)) == entry
     assert entry.without(EMAIL).channels == (WEBHOOK,)
 
 

@@ -16,6 +16,7 @@ from notifications_builders import (
     reasons,
     share,
     status,
+    stored,
 )
 
 from referrals.contract.records import ReferralStatus
@@ -32,7 +33,7 @@ from services.notifications.domain.plan import (
     on_unsubscribe,
     unsent,
 )
-from services.notifications.domain.state import State, from_bytes, new_state, to_bytes
+from services.notifications.domain.state import State, new_state
 
 S = ReferralStatus
 DOC = program(nurture_days=[3, 14])
@@ -61,7 +62,7 @@ def test_won_schedules_nurture_at_each_nurture_day_sent_by_the_tick_when_due() -
 
 
 def test_nurture_schedule_survives_a_restart() -> None:
-    state = from_bytes(to_bytes(won(known_advocate(DOC))))
+    state = stored(won(known_advocate(DOC)))
     _, plan = on_tick(state, DOC, NOW + 3 * DAY)
     assert kinds(plan) == ["NURTURE:1"]
 
@@ -194,7 +195,7 @@ def test_unsubscribe_drops_waiting_nurture_and_resends_and_sticks() -> None:
 
 def test_a_planned_message_is_resent_with_its_id_until_delivered() -> None:
     state, plan = on_status(known_advocate(DOC), status("r1", S.LEAD), DOC, NOW)
-    restarted = from_bytes(to_bytes(state))
+    restarted = stored(state)
 
     assert unsent(restarted, DOC, NOW + HOUR) == plan.messages
     assert unsent(on_delivered(restarted, only(plan).notification_id), DOC, NOW) == ()

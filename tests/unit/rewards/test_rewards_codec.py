@@ -1,15 +1,18 @@
-"""The ledger persists compactly and comes back identical, whatever state its rewards are in."""
+"""The adapter stores a ledger compactly and it comes back identical, whatever state its
+rewards are in; anything else is refused before it can pay from a misread entry."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
+import msgspec
 import pytest
 from rewards_builders import ESCALATING, T0, ledger, profile, result, reversal, rules, won
 
 from referrals.contract.records import Channel, PayoutStatus, RewardType
+from services.rewards.adapters.codec import LEDGERS
 from services.rewards.domain.decide import (
     on_payout_result,
     on_profile,
@@ -17,7 +20,7 @@ from services.rewards.domain.decide import (
     on_tick,
     on_won,
 )
-from services.rewards.domain.ledger import Ledger, State, from_bytes, from_data, to_bytes, to_data
+from services.rewards.domain.ledger import Ledger, State
 from services.rewards.domain.rules import Tier
 
 
@@ -55,7 +58,7 @@ def test_a_restored_ledger_equals_the_one_persisted() -> None:
         State.CANCELLED,
         State.PENDING,
     }
-    restored = from_bytes(to_bytes(book))
+    restored = LEDGERS.decode(LEDGERS.encode(book))
     assert restored == book
     assert isinstance(restored.entries[0].channel, Channel)
     assert restored.tax_form_on_file is True
@@ -64,20 +67,35 @@ def test_a_restored_ledger_equals_the_one_persisted() -> None:
 def test_a_restored_ledger_decides_exactly_as_the_original() -> None:
     book = every_state()
     later = T0 + timedelta(days=31)
-    assert on_tick(from_bytes(to_bytes(book)), later) == on_tick(book, later)
+    assert on_tick(LEDGERS.decode(LEDGERS.encode(book)), later) == on_tick(book, later)
 
 
-def test_the_persisted_form_is_plain_json_and_small() -> None:
+def plain(book: Ledger) -> Any:
+    """The stored form as plain data: [version, [program, advocate, tax_form, [entry...]]]."""
+    return msgspec.json.decode(LEDGERS.encode(book))
+
+
+def test_the_persisted_form_is_positional_canonical_and_small() -> None:
     book = every_state()
-    raw = to_bytes(book)
-    assert json.loads(raw) == to_data(book)
-    assert from_data(to_data(book)) == book
+    raw = LEDGERS.encode(book)
+    version, (program_id, advocate_id, tax_form, entries) = plain(book)
+    assert (version, program_id, advocate_id, tax_form) == (
+        1,
+        book.program_id,
+        book.advocate_id,
+        True,
+    )
+    assert entries[0][0] == book.entries[0].referral_id  # one array per entry, fields in order
+    assert LEDGERS.encode(LEDGERS.decode(raw)) == raw
     # positional rows: a few hundred bytes per referral keeps a million advocates affordable
     assert len(raw) / len(book.entries) < 450
 
 
 def test_an_empty_ledger_round_trips() -> None:
-    assert from_bytes(to_bytes(ledger())) == ledger()
+    assert LEDGERS.decode(LEDGERS.encode(ledger())) == ledger()
+
+
+_JSON = msgspec.json.encode
 
 
 @pytest.mark.parametrize(
@@ -85,15 +103,16 @@ def test_an_empty_ledger_round_trips() -> None:
     [
         b"not json",
         b"\xff\xfe",
-        b"{}",
-        b'[2, "p", "a", false, []]',
-        b'[1, "p", "a", false, [[1, 2, 3]]]',
-        b'[1, "p", "a", false, [null]]',
+        _JSON({}),
+        _JSON([2, ["p", "a", False, []]]),  # a format version this code does not know
+        _JSON([1, ["p", "a", False, [[1, 2, 3]]]]),
+        _JSON([1, ["p", "a", False, [None]]]),
+        b'[1, "p", "a", false, []]',  # the positional JSON of before
     ],
 )
 def test_a_corrupt_ledger_is_refused_with_a_value_error(raw: bytes) -> None:
-    with pytest.raises(ValueError, match="corrupt rewards ledger"):
-        from_bytes(raw)
+    with pytest.raises(ValueError, match="corrupt rewards ledger at key b'adv-1'"):
+        LEDGERS.decode(raw, b"adv-1")
 
 
 @pytest.mark.parametrize(
@@ -101,7 +120,7 @@ def test_a_corrupt_ledger_is_refused_with_a_value_error(raw: bytes) -> None:
     [(15, "NOT_A_STATE"), (3, "TELEPATHY"), (7, "soon"), (13, 1.5), (0, None), (21, 1), (7, True)],
 )
 def test_a_ledger_with_a_mistyped_field_is_refused(position: int, value: object) -> None:
-    data = to_data(every_state())
-    data[4][0][position] = value
+    data = plain(every_state())
+    data[1][3][0][position] = value
     with pytest.raises(ValueError, match="corrupt rewards ledger"):
-        from_data(data)
+        LEDGERS.decode(_JSON(data))
