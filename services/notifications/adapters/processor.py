@@ -21,9 +21,7 @@ records wait behind it (ordering key: the advocate), so an advocate's records st
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
@@ -56,6 +54,7 @@ from services.notifications.adapters.storage import (
     Journal,
     OutboxEntry,
 )
+from services.notifications.adapters.tasks import TaskContext
 from services.notifications.adapters.unsubscribe import UnsubscribeEndpoint
 from services.notifications.domain import plan as core
 from services.notifications.domain.messages import Plan
@@ -67,18 +66,6 @@ Input = ReferralStatusChanged | AdvocateProfile | ShareEvent | UnsubscribeReques
 # Advocates ticked per punctuation and task: bounds one transaction when many timers fire at
 # once (after a long outage); the rest fire at the next punctuation, a moment later.
 MAX_TICKS = 500
-
-
-@dataclass
-class TaskContext:
-    """What a task holds in memory besides its stores; rebuilt whenever the task is assigned."""
-
-    task: int
-    wakeups: TimerIndex
-    parked: WaitingLot
-    outcomes: deque[Outcome] = field(default_factory=deque)  # reported, not yet recorded
-    recording: list[Outcome] = field(default_factory=list)  # in the open transaction
-    obsolete: list[str] = field(default_factory=list)  # outbox entries no longer to be sent
 
 
 class NotificationsProcessor(ProgramAwareProcessor):

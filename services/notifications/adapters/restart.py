@@ -12,24 +12,35 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from referrals.programs.catalog import ProgramCatalog
 from referrals.programs.model import NotificationChannel
+from referrals.streams.state import Keyspace
 from services.notifications.adapters import outcomes
 from services.notifications.adapters.codec import OUTBOX_ENTRIES
-from services.notifications.adapters.delivery import Delivery
+from services.notifications.adapters.delivery import Delivery, Sender
+from services.notifications.adapters.metrics import NotificationMetrics
 from services.notifications.adapters.storage import Journaled
+from services.notifications.adapters.tasks import TaskContext
 from services.notifications.domain import plan as core
-
-if TYPE_CHECKING:
-    from services.notifications.adapters.processor import NotificationsProcessor, TaskContext
+from services.notifications.domain.state import State
 
 log = logging.getLogger(__name__)
 
 
-def resume(
-    p: NotificationsProcessor, ctx: TaskContext, journal: list[Journaled], now: datetime
-) -> None:
+class Host(Protocol):
+    """What resuming needs of the processor (`NotificationsProcessor`)."""
+
+    programs: ProgramCatalog
+    stats: NotificationMetrics
+    sender: Sender
+
+    def outbox(self, task: int) -> Keyspace: ...
+    def load_state(self, task: int, advocate_id: str) -> State: ...
+
+
+def resume(p: Host, ctx: TaskContext, journal: list[Journaled], now: datetime) -> None:
     known = {(j.notification_id, j.channel): j for j in journal}
     for key, raw in list(p.outbox(ctx.task).items()):
         notification_id, entry = key.decode(), OUTBOX_ENTRIES.decode(raw, key)

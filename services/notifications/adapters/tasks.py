@@ -1,0 +1,22 @@
+"""What each owned task of the notifications processor holds in memory besides its stores."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from referrals.streams.timers import TimerIndex
+from referrals.streams.waiting import WaitingLot
+from services.notifications.adapters.delivery import Outcome
+
+
+@dataclass
+class TaskContext:
+    """What a task holds in memory besides its stores; rebuilt whenever the task is assigned."""
+
+    task: int
+    wakeups: TimerIndex
+    parked: WaitingLot
+    outcomes: deque[Outcome] = field(default_factory=deque)  # reported, not yet recorded
+    recording: list[Outcome] = field(default_factory=list)  # in the open transaction
+    obsolete: list[str] = field(default_factory=list)  # outbox entries no longer to be sent
