@@ -15,6 +15,11 @@ Exactly-once by construction (Kafka Streams' model, built on aiokafka):
   on. A failed transaction is aborted, the task's state is rebuilt and its partitions rewound
   to the committed offsets. A fenced producer means another member owns the task: the process
   stops with an error rather than fight it.
+
+Beside it: global tables (`globals`), state stores and their changelogs (`state`, `stores`),
+the processor port (`processor`), topics and key checks (`topics`), dead letters (`dlq`).
+Waiting, timers and after-commit effects (`waiting`, `timers`, `effects`) are used by the
+processors inside their transactions; the runtime needs to know nothing of them.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from referrals.platform.metrics import Health, RuntimeMetrics
 from referrals.platform.settings import KafkaSettings, ServiceSettings
 from referrals.streams.assignor import CopartitionedAssignor
 from referrals.streams.dlq import dead_letter
+from referrals.streams.globals import GlobalTables
 from referrals.streams.kafka import make_admin, make_consumer, make_producer, partitions_of
 from referrals.streams.processor import DeadLetterOut, Inbound, Output, Processor
 from referrals.streams.serde import Codec
@@ -46,7 +52,7 @@ from referrals.streams.topics import (
     Catalogue,
     Role,
     TopicNames,
-    TopicSpec,
+    check_key,
     create_named_topics,
 )
 
@@ -109,8 +115,7 @@ class StreamRuntime:
         self._generation = 0
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._consumer: AIOKafkaConsumer | None = None
-        self._global_consumer: AIOKafkaConsumer | None = None
-        self._dlq_producer: AIOKafkaProducer | None = None
+        self._globals: GlobalTables | None = None
         self._failures = 0
         self._last_punctuate = 0.0
         self._positions: dict[TopicPartition, int] = {}  # next offset to consume, per partition
@@ -125,8 +130,19 @@ class StreamRuntime:
         follower: asyncio.Task[None] | None = None
         try:
             if self.p.globals:
-                await self._bootstrap_globals()
-                follower = asyncio.create_task(self._follow_globals(stop))
+                self._globals = GlobalTables(
+                    self.p,
+                    self.kafka,
+                    client_id=f"{self.p.name}-{self.settings.instance_id}",
+                    names=self.names,
+                    catalogue=self.catalogue,
+                    codec=self.codec,
+                    metrics=self.metrics,
+                    clock=self.clock,
+                    dead_letter=self._dead_letter,
+                )
+                await self._globals.bootstrap()
+                follower = asyncio.create_task(self._globals.follow(stop))
             partitions = await self._check_copartitioned()
             await self._prepare_state(partitions)
             self._consumer = make_consumer(
@@ -155,14 +171,11 @@ class StreamRuntime:
             self._closing = True  # a rebalance finishing during shutdown opens no new tasks
             await self._flush_tasks()
             await self._close_tasks(frozenset(self._producers), checkpoint=True)
-        for client in (
-            self._consumer,
-            self._global_consumer,
-            self._dlq_producer,
-            self._restore_consumer,
-        ):
+        for client in (self._consumer, self._restore_consumer):
             if client is not None:
                 await client.stop()
+        if self._globals is not None:
+            await self._globals.close()
         for producer in list(self._producers.values()):  # opened while the consumer stopped
             await producer.stop()
         self._producers.clear()
@@ -460,69 +473,6 @@ class StreamRuntime:
             self._generation += 1
             log.info("tasks assigned", extra={"tasks": sorted(wanted)})
 
-    # -- global tables --------------------------------------------------------------------------
-    async def _bootstrap_globals(self) -> None:
-        """Reads every global topic to its end (its last committed record) before any input."""
-        self._global_consumer = consumer = make_consumer(
-            self.kafka, client_id=f"{self.p.name}-{self.settings.instance_id}-globals"
-        )
-        await consumer.start()
-        parts = []
-        for topic in self.p.globals:
-            physical = self.names(topic)
-            found = await _partitions(consumer, physical)
-            parts += [TopicPartition(physical, p) for p in found]
-        consumer.assign(parts)
-        for tp in parts:  # resume where the processor's own durable copy says it is
-            start = self.p.global_start(self.names.logical(tp.topic), tp.partition)
-            if start is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, start)
-        end = await consumer.end_offsets(parts)
-        while await _behind(consumer, parts, end):
-            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-            await self._apply_globals(batch)
-        log.info("global topics loaded", extra={"topics": list(self.p.globals)})
-
-    async def _follow_globals(self, stop: asyncio.Event) -> None:
-        assert self._global_consumer is not None
-        while not stop.is_set():
-            batch = await self._global_consumer.getmany(timeout_ms=500, max_records=1000)
-            await self._apply_globals(batch)
-
-    async def _apply_globals(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        for tp, messages in batch.items():
-            logical = self.names.logical(tp.topic)
-            spec = self.catalogue.spec_for(logical)
-            for msg in messages:
-                self.metrics.records_in.labels(logical).inc()
-                if msg.value is None:
-                    continue  # a tombstone deletes nothing we keep
-                key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
-                try:
-                    record = self.codec.decode(msg.value, spec.record)
-                    self.catalogue.validate(record, self.clock())
-                    self.p.on_global(logical, key, record)
-                except PermanentError as err:
-                    await self._dead_letter_direct(tp, msg, err)
-                except Exception as err:  # a bug must not silently stop following the table
-                    log.exception("global record failed", extra={"topic": tp.topic})
-                    await self._dead_letter_direct(tp, msg, err)
-            if messages:
-                self.p.global_position(logical, tp.partition, messages[-1].offset + 1)
-
-    async def _dead_letter_direct(self, tp: TopicPartition, msg: Any, err: BaseException) -> None:
-        # Global topics are read outside any group, so there is no transaction to join: every
-        # instance reports the bad record, and DLQ readers de-duplicate by original offset.
-        if self._dlq_producer is None:
-            self._dlq_producer = make_producer(self.kafka, client_id=f"{self.p.name}-dlq")
-            await self._dlq_producer.start()
-        item = self._dead_letter(tp, msg, err)
-        await self._dlq_producer.send_and_wait(
-            item.topic, item.value, key=item.key, headers=list(item.headers)
-        )
-
     # -- checks and metrics ---------------------------------------------------------------------
     async def _prepare_state(self, partitions: int) -> None:
         """Creates the service's internal topics and changelogs; sets up store restores."""
@@ -560,7 +510,7 @@ class StreamRuntime:
         consumer = make_consumer(self.kafka, client_id=f"{self.p.name}-check")
         await consumer.start()
         try:
-            counts = {t: len(await _partitions(consumer, self.names(t))) for t in self.p.inputs}
+            counts = {t: len(await partitions_of(consumer, self.names(t))) for t in self.p.inputs}
         finally:
             await consumer.stop()
         if len(set(counts.values())) > 1:
@@ -581,30 +531,6 @@ class StreamRuntime:
                 lag[self.names.logical(tp.topic)] += max(0, high - position)
         for topic, value in lag.items():
             self.metrics.lag.labels(topic).set(value)
-
-
-def check_key(spec: TopicSpec, key: str | None, record: object) -> None:
-    """A record must be keyed by its topic's key field: the key decides the task, and the task
-    owns all state of that key, so a record keyed otherwise would be handled in the wrong one."""
-    expected = getattr(record, spec.key_field, None)
-    if key != expected:
-        raise PermanentError(
-            f"record key {key!r} differs from its {spec.key_field} {expected!r}",
-            reason="KEY_MISMATCH",
-        )
-
-
-async def _behind(
-    consumer: AIOKafkaConsumer, parts: list[TopicPartition], end: dict[TopicPartition, int]
-) -> bool:
-    for tp in parts:
-        if await consumer.position(tp) < end[tp]:
-            return True
-    return False
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    return {tp.partition for tp in await partitions_of(consumer, topic)}
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from referrals.platform.errors import PermanentError
+
 DLQ_SUFFIX = ".dlq"
 ANY_RECORD = "*"  # a topic carrying several record types (decoded by the codec's own header)
 
@@ -62,6 +64,17 @@ class Catalogue:
         except KeyError:
             known = ", ".join(sorted(self._by_name))
             raise KeyError(f"unknown topic {topic!r}; the known topics are: {known}") from None
+
+
+def check_key(spec: TopicSpec, key: str | None, record: object) -> None:
+    """A record must be keyed by its topic's key field: the key decides the task, and the task
+    owns all state of that key, so a record keyed otherwise would be handled in the wrong one."""
+    expected = getattr(record, spec.key_field, None)
+    if key != expected:
+        raise PermanentError(
+            f"record key {key!r} differs from its {spec.key_field} {expected!r}",
+            reason="KEY_MISMATCH",
+        )
 
 
 def dlq_of(topic: str) -> str:

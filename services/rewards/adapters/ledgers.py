@@ -31,9 +31,9 @@ from referrals.contract.topics import (
 )
 from referrals.platform.errors import PermanentError, UnknownProgram
 from referrals.streams.processor import Inbound, Outbound, Output
-from referrals.streams.runtime import check_key
 from referrals.streams.state import KeyValue
 from referrals.streams.timers import TimerIndex
+from referrals.streams.topics import check_key
 from services.rewards.adapters.codec import LEDGERS
 from services.rewards.adapters.metrics import RewardsMetrics, Trigger
 from services.rewards.adapters.program_rules import RulesCache

@@ -28,8 +28,8 @@ from referrals.platform.metrics import RuntimeMetrics
 from referrals.programs.document import canonical_json, validate
 from referrals.programs.model import MessageKind, NotificationChannel
 from referrals.streams.processor import DeadLetterOut, Inbound, Outbound
-from referrals.streams.runtime import check_key
 from referrals.streams.state import MemoryBackend, TaskStore
+from referrals.streams.topics import check_key
 from services.notifications.adapters.config import NotificationsSettings
 from services.notifications.adapters.delivery import Delivery, Outcome
 from services.notifications.adapters.processor import NotificationsProcessor

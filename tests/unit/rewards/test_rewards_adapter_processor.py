@@ -38,8 +38,8 @@ from referrals.platform.errors import PermanentError
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.programs.document import canonical_json, validate
 from referrals.streams.processor import DeadLetterOut, Inbound, Outbound, Output
-from referrals.streams.runtime import check_key
 from referrals.streams.state import MemoryBackend, TaskStore
+from referrals.streams.topics import check_key
 from services.rewards.adapters import keyspace
 from services.rewards.adapters.processor import RewardsProcessor
 from services.rewards.adapters.settings import RewardsSettings

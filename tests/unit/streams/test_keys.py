@@ -8,8 +8,7 @@ import pytest
 
 from referrals.platform.errors import PermanentError
 from referrals.streams.processor import Processor
-from referrals.streams.runtime import check_key
-from referrals.streams.topics import Role, TopicSpec
+from referrals.streams.topics import Role, TopicSpec, check_key
 
 SPEC = TopicSpec("things.v1", "Thing", "thing_id", Role.INPUT)
 

@@ -1,0 +1,143 @@
+"""Global tables: compacted topics every instance reads whole at start-up, then follows.
+
+Program configs (and, for attribution, shares and profiles) are needed by every task, so each
+instance reads all their partitions outside any consumer group. `bootstrap` reads them to their
+end before the runtime processes any input; `follow` then applies new records as they come. A
+processor keeping a durable copy says where to resume (`Processor.global_start`) and is told how
+far it got (`global_position`). A bad record is dead-lettered directly: there is no transaction
+to join outside a group, so every instance reports it and DLQ readers de-duplicate by offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from referrals.platform.errors import PermanentError
+from referrals.platform.metrics import RuntimeMetrics
+from referrals.platform.settings import KafkaSettings
+from referrals.streams.kafka import make_consumer, make_producer, partitions_of
+from referrals.streams.processor import Processor
+from referrals.streams.serde import Codec
+from referrals.streams.topics import Catalogue, TopicNames
+
+log = logging.getLogger(__name__)
+
+
+class Sendable(Protocol):
+    """A record ready to produce (a dead letter)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
+DeadLetterOf = Callable[[TopicPartition, Any, BaseException], Sendable]
+
+
+class GlobalTables:
+    def __init__(
+        self,
+        processor: Processor,
+        kafka: KafkaSettings,
+        *,
+        client_id: str,
+        names: TopicNames,
+        catalogue: Catalogue,
+        codec: Codec,
+        metrics: RuntimeMetrics,
+        clock: Callable[[], datetime],
+        dead_letter: DeadLetterOf,
+    ) -> None:
+        self.p = processor
+        self.kafka = kafka
+        self.client_id = client_id
+        self.names = names
+        self.catalogue = catalogue
+        self.codec = codec
+        self.metrics = metrics
+        self.clock = clock
+        self.dead_letter = dead_letter
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlq_producer: AIOKafkaProducer | None = None
+
+    async def bootstrap(self) -> None:
+        """Reads every global topic to its end (its last committed record) before any input."""
+        self._consumer = consumer = make_consumer(self.kafka, client_id=f"{self.client_id}-globals")
+        await consumer.start()
+        parts: list[TopicPartition] = []
+        for topic in self.p.globals:
+            parts += await partitions_of(consumer, self.names(topic))
+        consumer.assign(parts)
+        for tp in parts:  # resume where the processor's own durable copy says it is
+            start = self.p.global_start(self.names.logical(tp.topic), tp.partition)
+            if start is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, start)
+        end = await consumer.end_offsets(parts)
+        while await _behind(consumer, parts, end):
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            await self._apply(batch)
+        log.info("global topics loaded", extra={"topics": list(self.p.globals)})
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Applies new records until `stop` is set."""
+        assert self._consumer is not None, "bootstrap first"
+        while not stop.is_set():
+            batch = await self._consumer.getmany(timeout_ms=500, max_records=1000)
+            await self._apply(batch)
+
+    async def close(self) -> None:
+        for client in (self._consumer, self._dlq_producer):
+            if client is not None:
+                await client.stop()
+
+    async def _apply(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        for tp, messages in batch.items():
+            logical = self.names.logical(tp.topic)
+            spec = self.catalogue.spec_for(logical)
+            for msg in messages:
+                self.metrics.records_in.labels(logical).inc()
+                if msg.value is None:
+                    continue  # a tombstone deletes nothing we keep
+                key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
+                try:
+                    record = self.codec.decode(msg.value, spec.record)
+                    self.catalogue.validate(record, self.clock())
+                    self.p.on_global(logical, key, record)
+                except PermanentError as err:
+                    await self._dead_letter_direct(tp, msg, err)
+                except Exception as err:  # a bug must not silently stop following the table
+                    log.exception("global record failed", extra={"topic": tp.topic})
+                    await self._dead_letter_direct(tp, msg, err)
+            if messages:
+                self.p.global_position(logical, tp.partition, messages[-1].offset + 1)
+
+    async def _dead_letter_direct(self, tp: TopicPartition, msg: Any, err: BaseException) -> None:
+        if self._dlq_producer is None:
+            self._dlq_producer = make_producer(self.kafka, client_id=f"{self.p.name}-dlq")
+            await self._dlq_producer.start()
+        item = self.dead_letter(tp, msg, err)
+        await self._dlq_producer.send_and_wait(
+            item.topic, item.value, key=item.key, headers=list(item.headers)
+        )
+
+
+async def _behind(
+    consumer: AIOKafkaConsumer, parts: list[TopicPartition], end: dict[TopicPartition, int]
+) -> bool:
+    for tp in parts:
+        if await consumer.position(tp) < end[tp]:
+            return True
+    return False
