@@ -10,7 +10,8 @@ payout. It then waits in a `WaitingLot`, one per task and kind of wait, for a na
   than the lot's wait, which becomes a dead letter with the lot's error (e.g. UNKNOWN_PROGRAM);
 - with an ordering key (e.g. the advocate), a record whose key has an earlier record still
   waiting waits behind it, whatever its own dependency: records of one key keep their order;
-- one clock: the `now` the runtime passes to `process` and `punctuate` (the wall clock).
+- one clock: the `now` the runtime passes to `process` and `punctuate` (the wall clock);
+- released records run again through `rerun`, as the runtime runs a consumed one.
 
 Layout, in the lot's keyspace: 8-byte big-endian arrival number -> the entry (msgpack). The
 arrival number continues from the largest one stored, so keys sort in arrival order. Writes go
@@ -21,8 +22,9 @@ assignment, and again after an aborted transaction.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -31,9 +33,11 @@ import msgspec
 
 from referrals.platform.errors import PermanentError
 from referrals.platform.timestamps import to_ms
-from referrals.streams.processor import DeadLetterOut, Inbound
+from referrals.streams.processor import DeadLetterOut, Inbound, Output
+from referrals.streams.serde import Codec
 from referrals.streams.state import KeyValue
 
+log = logging.getLogger(__name__)
 Dependency = tuple[str, str]  # (kind, id), e.g. ("program", "acme-b2b")
 _SEQ_BYTES = 8
 
@@ -213,6 +217,25 @@ class WaitingLot:
 
     def _summarise(self) -> None:
         self._earliest_ms = min((s.since_ms for s in self._slots.values()), default=None)
+
+
+def rerun(
+    released: Iterable[Waiting], codec: Codec, handle: Callable[[Inbound], Iterable[Output]]
+) -> list[Output]:
+    """Runs released records again, in order, exactly as consumed: each is decoded from its
+    bytes and handed to `handle`. As for a consumed record, one that fails goes to its topic's
+    dead-letter queue unchanged (it has already left the lot, so raising would lose it) and the
+    next one runs: bad input with its reason, a bug with the exception's name, logged."""
+    out: list[Output] = []
+    for waiting in released:
+        try:
+            out += handle(waiting.inbound(codec.decode(waiting.raw_value or b"")))
+        except PermanentError as err:
+            out.append(waiting.dead_letter(err))
+        except Exception as err:
+            log.exception("a released record failed", extra={"topic": waiting.topic})
+            out.append(waiting.dead_letter(PermanentError(str(err), reason=type(err).__name__)))
+    return out
 
 
 def _seq(key: bytes) -> int:

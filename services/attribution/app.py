@@ -37,7 +37,7 @@ def build(settings: ServiceSettings, metrics: RuntimeMetrics) -> AttributionProc
     return AttributionProcessor(
         metrics,
         settings.state_dir / group / "attribution" / "directory",
-        decode=codec.decode,
+        codec=codec,
         unknown_program_wait_s=settings.unknown_program_wait_s,
         wall=lambda: clock().timestamp(),
     )

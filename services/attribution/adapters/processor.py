@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from referrals.contract.records import (
@@ -49,12 +50,13 @@ from referrals.contract.topics import (
     STATUS,
     spec_for,
 )
-from referrals.platform.errors import DecodeError, PermanentError, UnknownProgram
+from referrals.platform.errors import DecodeError, UnknownProgram
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.programs.catalog import ProgramAwareProcessor
 from referrals.streams.processor import Inbound, Outbound, Output
+from referrals.streams.serde import Codec
 from referrals.streams.state import Keyspace
-from referrals.streams.waiting import Dependency, Swept, Waiting, WaitingLot
+from referrals.streams.waiting import Dependency, Swept, Waiting, WaitingLot, rerun
 from services.attribution.adapters.directory import RocksDirectory
 from services.attribution.adapters.keys import WaitKey, referral_key
 from services.attribution.adapters.metrics import NO_CHANNEL, AttributionMetrics, Staged
@@ -64,7 +66,6 @@ from services.attribution.domain.referral import expire, on_conversion, on_deal,
 from services.attribution.domain.state import ReferralState, Step, from_ms
 
 log = logging.getLogger(__name__)
-Decode = Callable[[bytes, str], Record]  # (bytes, expected record name) -> record
 PARKED = b"u"  # the waiting lot's keyspace in the task's store
 DIRECTORY_TOPICS = (SHARES, ADVOCATES)
 # With no wakeup to apply, a task's watermark is still moved on this often (if the globals
@@ -98,14 +99,14 @@ class AttributionProcessor(ProgramAwareProcessor):
         metrics: RuntimeMetrics,
         directory_path: Path,
         *,
-        decode: Decode,
+        codec: Codec,  # to run again, from their bytes, records that waited for their program
         unknown_program_wait_s: float,
         wall: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(metrics)
         self.directory = RocksDirectory(directory_path, self._rules)
         self.own = AttributionMetrics(metrics.registry)
-        self.decode = decode
+        self.codec = codec
         self.unknown_program_wait_s = unknown_program_wait_s
         self.wall = wall
         self.tasks: dict[int, TaskState] = {}
@@ -193,21 +194,8 @@ class AttributionProcessor(ProgramAwareProcessor):
         return [Outbound(STATUS, status.advocate_id, status) for status in step.outputs]
 
     def _rerun(self, state: TaskState, released: Swept) -> list[Output]:
-        out: list[Output] = list(released.dead)
-        for waiting in released.ready:
-            record = self._decoded(waiting)
-            if record is not None:
-                out += self._dispatch(state, record)
-        return out
-
-    def _decoded(self, waiting: Waiting) -> Inbound | None:
-        """The record as consumed (None if it no longer decodes: only a vanished schema can)."""
-        try:
-            value = self.decode(waiting.raw_value or b"", spec_for(waiting.topic).record)
-        except PermanentError:
-            log.exception("a parked record no longer decodes", extra={"topic": waiting.topic})
-            return None
-        return waiting.inbound(value)
+        handle = partial(self._dispatch, state)
+        return [*released.dead, *rerun(released.ready, self.codec, handle)]
 
     def _unknown(self, waiting: Waiting) -> UnknownProgram:
         return UnknownProgram(

@@ -34,14 +34,14 @@ from referrals.contract.records import (
     ShareEvent,
     UnsubscribeRequest,
 )
-from referrals.contract.topics import ADVOCATES, SHARES, STATUS, UNSUBSCRIBES, spec_for
+from referrals.contract.topics import ADVOCATES, SHARES, STATUS, UNSUBSCRIBES
 from referrals.platform.errors import PermanentError, UnknownProgram
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.programs.catalog import Program, ProgramAwareProcessor
 from referrals.streams.processor import Inbound, Output
 from referrals.streams.state import Keyspace
 from referrals.streams.timers import TimerIndex
-from referrals.streams.waiting import Dependency, Waiting, WaitingLot
+from referrals.streams.waiting import Dependency, Waiting, WaitingLot, rerun
 from services.notifications.adapters import outcomes, restart
 from services.notifications.adapters.codec import OUTBOX_ENTRIES, STATES
 from services.notifications.adapters.config import NotificationsSettings
@@ -173,19 +173,12 @@ class NotificationsProcessor(ProgramAwareProcessor):
         if not ctx.parked.due(now):  # no program arrived that a record waits for, none too old
             return []
         swept = ctx.parked.sweep(self._known, now)
-        out: list[Output] = []
-        for waiting in swept.ready:
-            try:
-                value = self._codec.decode(waiting.raw_value or b"", spec_for(waiting.topic).record)
-                assert isinstance(value, Input)
-                self._apply(ctx, value, now)
-            except PermanentError as err:
-                out.append(waiting.dead_letter(err))
-            except Exception as err:  # a bug: dead-letter the record, loudly, like the runtime
-                log.exception("processing a parked record failed", extra={"task": ctx.task})
-                error = PermanentError(str(err), reason=type(err).__name__)
-                out.append(waiting.dead_letter(error))
-        out += swept.dead
+
+        def apply(record: Inbound) -> list[Output]:
+            self._apply(ctx, record.value, now)
+            return []
+
+        out = [*rerun(swept.ready, self._codec, apply), *swept.dead]
         self.stats.parked.dec(len(swept.ready) + len(swept.dead))
         return out
 

@@ -44,7 +44,7 @@ from referrals.programs.catalog import ProgramAwareProcessor
 from referrals.streams.processor import DeadLetterOut, Inbound, Output
 from referrals.streams.state import Keyspace
 from referrals.streams.timers import TimerIndex
-from referrals.streams.waiting import Dependency, Waiting, WaitingLot
+from referrals.streams.waiting import Dependency, Waiting, WaitingLot, rerun
 from services.rewards.adapters import keyspace
 from services.rewards.adapters.ledgers import LedgerBook
 from services.rewards.adapters.metrics import RewardsMetrics
@@ -145,18 +145,7 @@ class RewardsProcessor(ProgramAwareProcessor):
 
     def _run(self, task: int, released: list[Waiting], now: datetime) -> list[Output]:
         """Statuses that waited for their program, handled now (in arrival order)."""
-        out: list[Output] = []
-        for waiting in released:
-            inbound = waiting.inbound(self.codec.decode(waiting.raw_value or b""))
-            assert isinstance(inbound.value, ReferralStatusChanged)
-            try:
-                out += self.ledgers.status(task, inbound.value, now)
-            except PermanentError as err:
-                out.append(DeadLetterOut(inbound, err))
-            except Exception as err:  # a bug: it already left the store, so dead-letter it
-                log.exception("releasing a parked status failed", extra={"task": task})
-                out.append(DeadLetterOut(inbound, PermanentError(repr(err), reason="BUG")))
-        return out
+        return rerun(released, self.codec, lambda r: self.ledgers.status(task, r.value, now))
 
     # -- wall clock -----------------------------------------------------------------------------
     def punctuate(self, task: int, now: datetime) -> list[Output]:

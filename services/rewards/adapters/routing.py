@@ -22,7 +22,7 @@ from referrals.contract.topics import REWARDS_BY_ADVOCATE
 from referrals.platform.errors import PermanentError
 from referrals.streams.processor import DeadLetterOut, Inbound, Outbound, Output
 from referrals.streams.state import KeyValue
-from referrals.streams.waiting import Dependency, Waiting, WaitingLot
+from referrals.streams.waiting import Dependency, Waiting, WaitingLot, rerun
 from services.rewards.adapters.metrics import RewardsMetrics
 
 Routed = PayoutResult | RewardCommand
@@ -96,12 +96,10 @@ class PayoutRouter:
 
     def _owner(self, task: int, owner: PayoutOwner) -> list[Output]:
         self.owners(task).put(owner.payout_id.encode(), owner.advocate_id.encode())
-        out: list[Output] = []
-        for waiting in self.waiting[task].release(_payout(owner.payout_id)):
-            value = self.codec.decode(waiting.raw_value or b"")  # it decoded when it arrived
-            assert isinstance(value, PayoutResult | RewardCommand)
-            out.append(self._forward(route(owner.advocate_id, value)))
-        return out
+        released = self.waiting[task].release(_payout(owner.payout_id))
+        return rerun(
+            released, self.codec, lambda r: [self._forward(route(owner.advocate_id, r.value))]
+        )
 
     def _routed(self, record: Inbound, value: Routed, now: datetime) -> list[Output]:
         task = record.partition

@@ -61,7 +61,7 @@ class Harness:
         self.processor = AttributionProcessor(
             RuntimeMetrics("attribution", self.registry),
             root / "directory",
-            decode=CODEC.decode,
+            codec=CODEC,
             unknown_program_wait_s=wait_s,
             wall=NOW.timestamp,
         )

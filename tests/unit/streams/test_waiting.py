@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import msgspec
 import pytest
 
 from referrals.platform.errors import PermanentError, UnknownProgram
-from referrals.streams.processor import Inbound
+from referrals.streams.processor import DeadLetterOut, Inbound
 from referrals.streams.state import Keyspace, MemoryBackend, TaskStore
-from referrals.streams.waiting import Dependency, Waiting, WaitingLot
+from referrals.streams.waiting import Dependency, Waiting, WaitingLot, rerun
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -163,3 +165,58 @@ def test_a_key_of_another_layout_is_refused() -> None:
     Keyspace(store, b"p").put(b"S", b"")
     with pytest.raises(ValueError):
         _lot(store)
+
+
+class _Codec:
+    """Decodes b"\xc3\x01raw-N" to "record-N"; anything else is undecodable."""
+
+    def decode(self, data: bytes, expected: str | None = None) -> str:
+        if not data.startswith(b"\xc3\x01raw-"):
+            raise PermanentError("not a record", reason="UNDECODABLE")
+        return "record-" + data.removeprefix(b"\xc3\x01raw-").decode()
+
+    def encode(self, record: object) -> bytes:
+        raise NotImplementedError
+
+
+def _released(*offsets: int) -> list[Waiting]:
+    lot = _lot(_store())
+    for offset in offsets:
+        lot.park(_record(offset), program("p1"), T0)
+    return lot.release(program("p1"))
+
+
+def test_rerun_hands_each_released_record_over_decoded_and_in_order() -> None:
+    seen: list[tuple[int, str]] = []
+
+    def handle(record: Inbound) -> list[Any]:
+        seen.append((record.offset, record.value))
+        return [f"out-{record.offset}"]
+
+    assert rerun(_released(4, 2), _Codec(), handle) == ["out-4", "out-2"]
+    assert seen == [(4, "record-4"), (2, "record-2")]
+
+
+def test_a_released_record_that_fails_is_dead_lettered_unchanged_and_the_next_one_runs() -> None:
+    def handle(record: Inbound) -> list[Any]:
+        if record.offset == 1:
+            raise PermanentError("bad", reason="PROGRAM_MISMATCH")
+        if record.offset == 2:
+            raise KeyError("a bug")
+        return ["ok"]
+
+    out = rerun(_released(1, 2, 3), _Codec(), handle)
+    assert out[2] == "ok"
+    dead = [o for o in out[:2] if isinstance(o, DeadLetterOut)]
+    assert [(d.record.offset, d.error.reason) for d in dead] == [
+        (1, "PROGRAM_MISMATCH"),
+        (2, "KeyError"),
+    ]
+    assert dead[0].record.raw_value == _record(1).raw_value  # the bytes as consumed
+
+
+def test_a_released_record_that_no_longer_decodes_is_dead_lettered() -> None:
+    [waiting] = _released(5)
+    broken = msgspec.structs.replace(waiting, raw_value=b"garbage")
+    [dead] = rerun([broken], _Codec(), lambda record: ["never"])
+    assert isinstance(dead, DeadLetterOut) and dead.error.reason == "UNDECODABLE"
