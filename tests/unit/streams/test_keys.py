@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
+from aiokafka import TopicPartition
 
 from referrals.platform.errors import PermanentError
-from referrals.streams.processor import Processor
-from referrals.streams.topics import Role, TopicSpec, check_key
+from referrals.platform.metrics import Health, RuntimeMetrics
+from referrals.platform.settings import KafkaSettings, ServiceSettings
+from referrals.streams.processor import Inbound, Output, Processor
+from referrals.streams.runtime import StreamRuntime
+from referrals.streams.topics import Catalogue, Role, TopicSpec, check_key
 
 SPEC = TopicSpec("things.v1", "Thing", "thing_id", Role.INPUT)
 
@@ -47,3 +53,62 @@ def test_services_check_the_keys_of_the_inputs_they_partition_state_by() -> None
 
     assert set(NotificationsProcessor.keyed_inputs) == {STATUS, ADVOCATES, SHARES, UNSUBSCRIBES}
     assert {STATUS, ADVOCATES, PAYOUT_RESULTS} <= set(RewardsProcessor.keyed_inputs)
+
+
+class _Codec:
+    def decode(self, data: bytes, expected: str | None = None) -> Thing:
+        return Thing(data.decode())
+
+    def encode(self, record: object) -> bytes:
+        raise NotImplementedError
+
+
+class _Keyed(Processor):
+    name = "keyed"
+    inputs = ("things.v1",)
+    keyed_inputs = ("things.v1",)
+
+    def __init__(self) -> None:
+        self.seen: list[str | None] = []
+
+    def process(self, record: Inbound, now: datetime) -> list[Output]:
+        self.seen.append(record.key)
+        return []
+
+
+def _runtime(processor: Processor) -> StreamRuntime:
+    return StreamRuntime(
+        processor,
+        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),  # never connected here
+        settings=ServiceSettings(),
+        codec=_Codec(),
+        catalogue=Catalogue([SPEC]),
+        metrics=RuntimeMetrics("keyed"),
+        health=Health(),
+    )
+
+
+def _consumed(key: bytes, value: bytes) -> SimpleNamespace:
+    return SimpleNamespace(key=key, value=value, offset=3, timestamp=1_000)
+
+
+def test_the_runtime_dead_letters_a_mismatched_key_before_the_processor_sees_it() -> None:
+    processor = _Keyed()
+    runtime = _runtime(processor)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    tp = TopicPartition("things.v1", 0)
+    assert runtime._handle(tp, _consumed(b"t-1", b"t-1"), now) == []
+    assert processor.seen == ["t-1"]
+    [dead] = runtime._handle(tp, _consumed(b"t-2", b"t-1"), now)
+    assert dead.topic == "things.v1.dlq"
+    assert dict(dead.headers)["dlq.error.reason"] == b"KEY_MISMATCH"
+    assert processor.seen == ["t-1"]  # never handed over
+
+
+def test_the_runtime_checks_no_key_on_inputs_not_declared_keyed() -> None:
+    processor = _Keyed()
+    processor.keyed_inputs = ()
+    runtime = _runtime(processor)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert runtime._handle(TopicPartition("things.v1", 0), _consumed(b"t-2", b"t-1"), now) == []
+    assert processor.seen == ["t-2"]
