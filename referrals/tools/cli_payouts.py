@@ -56,7 +56,8 @@ def reconcile(as_json: bool) -> None:
     Reads rewards.payouts.v1 and rewards.payout-results.v1 whole. A (payout_id, attempt)
     issued twice is an error: the table is printed, then exit 1.
     """
-    from services.rewards.adapters import commands, operator
+    from services.rewards.adapters import operator
+    from services.rewards.domain import commands
 
     report = asyncio.run(operator.reconcile(KafkaSettings.from_env()))
     data = commands.report_data(report)

@@ -38,7 +38,7 @@ from referrals.contract.topics import PAYOUT_RESULTS, PAYOUTS, REWARDS_BY_PAYOUT
 from referrals.platform.errors import DecodeError, ReferralsError
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.kafka import make_consumer, make_producer
-from services.rewards.adapters import commands
+from services.rewards.domain import commands
 
 READ_LIMIT_S = 120.0  # a topic read that makes no progress for this long is an error
 

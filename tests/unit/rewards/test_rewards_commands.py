@@ -19,7 +19,8 @@ from referrals.contract.records import (
     RewardAction,
     RewardType,
 )
-from services.rewards.adapters.commands import (
+from services.rewards.adapters.operator import decoded, partition_for
+from services.rewards.domain.commands import (
     Refused,
     check,
     command_id,
@@ -27,7 +28,6 @@ from services.rewards.adapters.commands import (
     report_data,
     report_text,
 )
-from services.rewards.adapters.operator import decoded, partition_for
 
 T = datetime(2026, 3, 2, tzinfo=UTC)
 
