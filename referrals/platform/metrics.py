@@ -6,6 +6,7 @@ never advocate ids or other unbounded values.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+
+log = logging.getLogger(__name__)
 
 # Buckets for latencies from event time to output: tens of milliseconds up to minutes, since a
 # backfill or a restart can legitimately show old event times.
@@ -67,18 +70,44 @@ class RuntimeMetrics:
 
 @dataclass
 class Health:
-    """Liveness: the processing loop ticked recently. Readiness: start-up finished."""
+    """Liveness: the processing loop ticked recently. Readiness: start-up finished and nothing
+    the service needs is broken.
+
+    A component that cannot work (the broker unreachable, the global-table follower failing, a
+    task's timers failing) reports a *problem* under its own name and clears it once it works
+    again; readiness is false while any problem stands. Each change is logged once (the state
+    change, not every retry), and the open problems are shown on /healthz and /readyz.
+    """
 
     stale_after_s: float = 60.0
     ready: bool = False
     last_tick: float = field(default_factory=time.monotonic)
     detail: dict[str, object] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
 
     def tick(self) -> None:
         self.last_tick = time.monotonic()
 
     def alive(self) -> bool:
         return time.monotonic() - self.last_tick < self.stale_after_s
+
+    def is_ready(self) -> bool:
+        return self.ready and not self.problems and self.alive()
+
+    def problem(self, name: str, text: str) -> bool:
+        """Reports that `name` cannot work; logs only when this is news. True if it was."""
+        new = name not in self.problems
+        self.problems[name] = text[:500]
+        if new:
+            log.warning("not ready: %s", name, extra={"problem": name, "error": text[:500]})
+        return new
+
+    def resolved(self, name: str) -> bool:
+        """`name` works again; logs only when it had been reported. True if it had."""
+        if self.problems.pop(name, None) is None:
+            return False
+        log.warning("recovered: %s", name, extra={"problem": name})
+        return True
 
 
 def build_app(registry: CollectorRegistry, health: Health) -> web.Application:
@@ -88,14 +117,20 @@ def build_app(registry: CollectorRegistry, health: Health) -> web.Application:
 
     def _state(check: Callable[[], bool]) -> web.Response:
         ok = check()
-        payload = {"ok": ok, "ready": health.ready, "alive": health.alive(), **health.detail}
+        payload = {
+            "ok": ok,
+            "ready": health.is_ready(),
+            "alive": health.alive(),
+            "problems": dict(health.problems),
+            **health.detail,
+        }
         return web.json_response(payload, status=200 if ok else 503)
 
     async def healthz(_: web.Request) -> web.Response:
         return _state(health.alive)
 
     async def readyz(_: web.Request) -> web.Response:
-        return _state(lambda: health.ready and health.alive())
+        return _state(health.is_ready)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

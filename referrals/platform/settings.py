@@ -173,6 +173,9 @@ class ServiceSettings(EnvSettings):
     log_level: str = "INFO"
     # A member that stops heartbeating loses its tasks after this long (broker minimum 6 s).
     session_timeout_ms: int = 10_000
+    # A transaction (or a producer's start) not done after this long is aborted and retried:
+    # the processing loop never hangs on an unreachable broker.
+    commit_timeout_s: float = 30.0
     # Added to the wall clock (seconds). For tests and drills only: lets a test see what a
     # service does days later (holds released, nurture sent) without waiting days.
     clock_offset_s: float = 0.0

@@ -6,6 +6,10 @@ end before the runtime processes any input; `follow` then applies new records as
 processor keeping a durable copy says where to resume (`Processor.global_start`) and is told how
 far it got (`global_position`). A bad record is dead-lettered directly: there is no transaction
 to join outside a group, so every instance reports it and DLQ readers de-duplicate by offset.
+
+The follower is supervised: any failure (a dead letter that cannot be sent, the broker gone)
+reports a `globals` problem to Health (readiness false), rewinds to the first record not yet
+handled and tries again with backoff; applying a record twice is harmless (tables are upserts).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from referrals.platform.errors import PermanentError
-from referrals.platform.metrics import RuntimeMetrics
+from referrals.platform.metrics import Health, RuntimeMetrics
 from referrals.platform.settings import KafkaSettings
+from referrals.streams.backoff import Backoff
 from referrals.streams.kafka import make_consumer, make_producer, partitions_of
 from referrals.streams.processor import Processor
 from referrals.streams.serde import Codec
@@ -58,6 +63,7 @@ class GlobalTables:
         metrics: RuntimeMetrics,
         clock: Callable[[], datetime],
         dead_letter: DeadLetterOf,
+        health: Health | None = None,
     ) -> None:
         self.p = processor
         self.kafka = kafka
@@ -68,6 +74,8 @@ class GlobalTables:
         self.metrics = metrics
         self.clock = clock
         self.dead_letter = dead_letter
+        self.health = health or Health()
+        self._next: dict[TopicPartition, int] = {}  # first offset not yet handled
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq_producer: AIOKafkaProducer | None = None
 
@@ -92,11 +100,28 @@ class GlobalTables:
         log.info("global topics loaded", extra={"topics": list(self.p.globals)})
 
     async def follow(self, stop: asyncio.Event) -> None:
-        """Applies new records until `stop` is set."""
-        assert self._consumer is not None, "bootstrap first"
+        """Applies new records until `stop` is set; failures are retried, never fatal."""
+        consumer = self._consumer
+        assert consumer is not None, "bootstrap first"
+        backoff = Backoff(0.5, 30.0)
         while not stop.is_set():
-            batch = await self._consumer.getmany(timeout_ms=500, max_records=1000)
-            await self._apply(batch)
+            batch: dict[TopicPartition, list[Any]] = {}
+            try:
+                batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+                await self._apply(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # supervised: reported, retried
+                if self.health.problem("globals", f"following global tables: {err!r}"):
+                    log.exception("following global tables failed; retrying")
+                for tp, messages in batch.items():  # what was fetched, not handled, comes again
+                    if messages:
+                        consumer.seek(tp, max(self._next.get(tp, 0), messages[0].offset))
+                await asyncio.sleep(backoff.next())
+                continue
+            if backoff.failures:
+                backoff.reset()
+                self.health.resolved("globals")
 
     async def close(self) -> None:
         for client in (self._consumer, self._dlq_producer):
@@ -110,6 +135,7 @@ class GlobalTables:
             for msg in messages:
                 self.metrics.records_in.labels(logical).inc()
                 if msg.value is None:
+                    self._next[tp] = msg.offset + 1
                     continue  # a tombstone deletes nothing we keep
                 key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
                 try:
@@ -121,6 +147,7 @@ class GlobalTables:
                 except Exception as err:  # a bug must not silently stop following the table
                     log.exception("global record failed", extra={"topic": tp.topic})
                     await self._dead_letter_direct(tp, msg, err)
+                self._next[tp] = msg.offset + 1
             if messages:
                 self.p.global_position(logical, tp.partition, messages[-1].offset + 1)
 

@@ -12,9 +12,21 @@ Exactly-once by construction (Kafka Streams' model, built on aiokafka):
   will be fetched again from the committed offsets), and rebalance callbacks wait for the
   in-flight transaction to finish (a lock).
 - Bad input (PermanentError) goes to `<topic>.dlq` in the same transaction and the task moves
-  on. A failed transaction is aborted, the task's state is rebuilt and its partitions rewound
-  to the committed offsets. A fenced producer means another member owns the task: the process
-  stops with an error rather than fight it.
+  on; so does a record whose outputs or state writes would exceed Kafka's record limit. A
+  failed transaction is aborted, the task closed and reopened (state rebuilt from the
+  changelog past its checkpoint) and its partitions rewound to the committed offsets, with
+  backoff. A fenced producer means another member took the task over (this instance was a
+  zombie): the task is dropped and the member rejoins the group, as Kafka Streams does with a
+  migrated task; the process keeps running.
+- Tasks open outside the rebalance callback: the callback only records the assignment and
+  pauses the new tasks' partitions; a background opener fences the previous owner (starting
+  the task's producer), restores its stores while the consumer keeps polling (and the member
+  keeps heartbeating), then seeks the partitions to their committed offsets and resumes them.
+  A failure to open is retried with backoff. The assignor is sticky, so a rebalance moves only
+  the tasks it must.
+- Nothing the runtime depends on fails silently: the broker (probed), transactions, opening
+  tasks, timers and the global-table follower each report a problem to `Health` (readiness
+  false, one log line when it starts and one when it ends) and are retried with backoff.
 
 Beside it: global tables (`globals`), state stores and their changelogs (`state`, `stores`),
 the processor port (`processor`), topics and key checks (`topics`), dead letters (`dlq`).
@@ -25,6 +37,7 @@ processors inside their transactions; the runtime needs to know nothing of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -40,12 +53,13 @@ from referrals.platform.errors import ConfigError, PermanentError
 from referrals.platform.metrics import Health, RuntimeMetrics
 from referrals.platform.settings import KafkaSettings, ServiceSettings
 from referrals.streams.assignor import CopartitionedAssignor
+from referrals.streams.backoff import Backoff
 from referrals.streams.dlq import dead_letter
 from referrals.streams.globals import GlobalTables
 from referrals.streams.kafka import make_admin, make_consumer, make_producer, partitions_of
 from referrals.streams.processor import DeadLetterOut, Inbound, Output, Processor
 from referrals.streams.serde import Codec
-from referrals.streams.state import TaskStore
+from referrals.streams.state import MAX_RECORD_BYTES, TaskStore
 from referrals.streams.stores import StoreManager, changelog_topic
 from referrals.streams.topics import (
     ANY_RECORD,
@@ -58,7 +72,10 @@ from referrals.streams.topics import (
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
-MAX_CONSECUTIVE_FAILURES = 5
+# Opening tasks failing for a reason other than the broker (a processor's bug, a locked state
+# directory) this many times in a row stops the process: a restart may clear it.
+MAX_OPEN_FAILURES = 8
+BROKER_PROBE_S = 5.0
 
 
 def utc_now() -> datetime:
@@ -76,6 +93,7 @@ class _Pending:
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = ()
     partition: int | None = None  # changelog entries go to their task's partition
+    store: str | None = None  # the store whose changelog entry this is
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +139,22 @@ class StreamRuntime:
         self._positions: dict[TopicPartition, int] = {}  # next offset to consume, per partition
         self._stores: StoreManager | None = None
         self._closing = False
-        self._timers_disabled: set[int] = set()
         self._restore_consumer: AIOKafkaConsumer | None = None
+        # Task lifecycle: `_wanted` is what the group assigned us; a task is open (ours to
+        # process) once it has a producer in `_producers`; the opener opens the difference.
+        self._wanted: frozenset[int] = frozenset()
+        self._kick = asyncio.Event()  # wakes the opener
+        self._retry_at: dict[int, float] = {}  # task -> monotonic time it may reopen
+        self._task_backoff: dict[int, Backoff] = defaultdict(Backoff)
+        self._timer_backoff: dict[int, Backoff] = defaultdict(lambda: Backoff(1.0, 60.0))
+        self._timers_at: dict[int, float] = {}  # task -> monotonic time its timers may run
+        self._fatal: BaseException | None = None
         self.p.task_stores = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         follower: asyncio.Task[None] | None = None
+        helpers: list[asyncio.Task[None]] = []
         try:
             if self.p.globals:
                 self._globals = GlobalTables(
@@ -138,6 +165,7 @@ class StreamRuntime:
                     catalogue=self.catalogue,
                     codec=self.codec,
                     metrics=self.metrics,
+                    health=self.health,
                     clock=self.clock,
                     dead_letter=self._dead_letter,
                 )
@@ -145,11 +173,12 @@ class StreamRuntime:
                 follower = asyncio.create_task(self._globals.follow(stop))
             partitions = await self._check_copartitioned()
             await self._prepare_state(partitions)
+            assignor = CopartitionedAssignor.for_owner(lambda: self._wanted)
             self._consumer = make_consumer(
                 self.kafka,
                 group_id=self.group_id,
                 client_id=f"{self.p.name}-{self.settings.instance_id}",
-                partition_assignment_strategy=(CopartitionedAssignor,),
+                partition_assignment_strategy=(assignor,),
                 session_timeout_ms=self.settings.session_timeout_ms,
                 heartbeat_interval_ms=max(1000, self.settings.session_timeout_ms // 4),
             )
@@ -157,13 +186,18 @@ class StreamRuntime:
             self._consumer.subscribe(topics, listener=_Listener(self))
             await self.p.startup()
             await self._consumer.start()
+            helpers = [
+                asyncio.create_task(self._open_loop(stop)),
+                asyncio.create_task(self._watch_broker(stop)),
+            ]
             self.health.ready = True
             await self._loop(stop)
         finally:
             self.health.ready = False
-            if follower is not None:
-                follower.cancel()
-                await asyncio.gather(follower, return_exceptions=True)
+            background = [*helpers, *([follower] if follower else [])]
+            for helper in background:
+                helper.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await self._shutdown()
 
     async def _shutdown(self) -> None:
@@ -177,7 +211,7 @@ class StreamRuntime:
         if self._globals is not None:
             await self._globals.close()
         for producer in list(self._producers.values()):  # opened while the consumer stopped
-            await producer.stop()
+            await _stop_quietly(producer)
         self._producers.clear()
         await self.p.shutdown()
 
@@ -195,6 +229,8 @@ class StreamRuntime:
         stop_wait = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
+                if self._fatal is not None:
+                    raise self._fatal
                 self.health.tick()
                 generation = self._generation
                 fetch = asyncio.create_task(
@@ -217,6 +253,22 @@ class StreamRuntime:
                 self._update_lag()
         finally:
             stop_wait.cancel()
+
+    async def _watch_broker(self, stop: asyncio.Event) -> None:
+        """Probes the cluster every few seconds (a metadata request): readiness is false while
+        no broker answers. The clients retry on their own; this only makes it visible."""
+        assert self._consumer is not None
+        client = self._consumer._client
+        while not stop.is_set():
+            await asyncio.sleep(BROKER_PROBE_S)
+            try:
+                ok = bool(await asyncio.wait_for(client.force_metadata_update(), 10.0))
+            except (TimeoutError, Exception):
+                ok = False
+            if ok:
+                self.health.resolved("broker")
+            else:
+                self.health.problem("broker", "no broker answers a metadata request")
 
     def _rewind(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Seeks back to the first record of a dropped batch. The consumer's position already
@@ -258,21 +310,25 @@ class StreamRuntime:
         for tp, msg in messages:
             offsets[tp] = msg.offset + 1
             pending.extend(self._handle(tp, msg, now))
-        if due and task not in self._timers_disabled:
+        if due and time.monotonic() >= self._timers_at.get(task, 0.0):
             try:
                 pending.extend(self._encode(self.p.punctuate(task, now)))
-            except Exception:
-                # A timer bug must neither stop the service nor commit half a batch: abort the
-                # task's work, rebuild it, and run it without timers (loudly) from now on.
-                log.exception(
-                    "punctuate failed; timers disabled for the task", extra={"task": task}
-                )
+            except Exception as err:
+                # A timer failure must neither stop the service nor commit half its work:
+                # abort the task's transaction (the batch's records are redone), rebuild the
+                # task, and try its timers again after a growing delay; not ready meanwhile.
+                delay = self._timer_backoff[task].next()
+                self._timers_at[task] = time.monotonic() + delay
+                if self.health.problem(f"timers:task-{task}", repr(err)):
+                    log.exception("timers failed; retrying with backoff", extra={"task": task})
                 self.metrics.transactions.labels("punctuate_error").inc()
-                self._timers_disabled.add(task)
-                self.health.detail["timers_disabled_tasks"] = sorted(self._timers_disabled)
                 self._finish_stores(task, committed=False)
-                await self._recover(task)
+                await self._recover(task, backoff=False)
                 return
+            if task in self._timers_at:
+                del self._timers_at[task]
+                self._timer_backoff.pop(task, None)
+                self.health.resolved(f"timers:task-{task}")
         pending.extend(self._changelog_entries(task))
         if not pending and not offsets:
             return
@@ -307,7 +363,7 @@ class StreamRuntime:
             inbound = Inbound(
                 logical, tp.partition, msg.offset, key, record, msg.timestamp, msg.key, msg.value
             )
-            return self._encode(self.p.process(inbound, now))
+            return _bounded(self._encode(self.p.process(inbound, now)))
         except PermanentError as err:
             for store in stores:
                 store.undo_record()
@@ -322,7 +378,9 @@ class StreamRuntime:
         out: list[_Pending] = []
         for name, store in self.p.task_stores.get(task, {}).items():
             topic = self.names(changelog_topic(self.p.name, name))
-            out.extend(_Pending(topic, k, v, partition=task) for k, v in store.changes())
+            out.extend(
+                _Pending(topic, k, v, partition=task, store=name) for k, v in store.changes()
+            )
         return out
 
     def _finish_stores(self, task: int, *, committed: bool) -> None:
@@ -384,74 +442,181 @@ class StreamRuntime:
     ) -> None:
         producer = self._producers[task]
         started = time.perf_counter()
+        written: list[tuple[str, asyncio.Future[Any]]] = []  # changelog sends, for checkpoints
         try:
-            await producer.begin_transaction()
-            for item in pending:
-                await producer.send(
-                    item.topic,
-                    item.value,
-                    key=item.key,
-                    headers=list(item.headers),
-                    partition=item.partition,
-                )
-            if offsets:
-                await producer.send_offsets_to_transaction(offsets, self.group_id)
-            await producer.commit_transaction()
-        except ProducerFenced as err:
+            await asyncio.wait_for(
+                self._transact(producer, pending, offsets, written),
+                timeout=self.settings.commit_timeout_s,
+            )
+        except ProducerFenced:
             self._finish_stores(task, committed=False)
             self.metrics.transactions.labels("fenced").inc()
-            raise FatalRuntimeError(f"task {task}: producer fenced by another owner") from err
-        except (TimeoutError, KafkaError, OSError) as err:
+            await self._drop_fenced(task)
+            return
+        except Exception as err:  # broker down, timeout, any client error
             self._finish_stores(task, committed=False)
             self.metrics.transactions.labels("abort").inc()
-            log.warning(
-                "transaction failed; rewinding task", extra={"task": task, "error": repr(err)}
-            )
+            if self.health.problem("transactions", f"task {task}: {err!r}"):
+                log.warning("transaction failed; rebuilding the task", extra={"task": task})
             await self._recover(task)
             return
+        if self._stores is not None:
+            for store, sent in written:
+                self._stores.written(task, store, sent.result().offset + 1)
         self._finish_stores(task, committed=True)
-        self._failures = 0
+        self._task_backoff.pop(task, None)
+        self.health.resolved("transactions")
         self._positions.update(offsets)
         self.metrics.transactions.labels("commit").inc()
         self.metrics.batch_records.observe(n_in)
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
 
-    async def _recover(self, task: int) -> None:
-        """Abort, rebuild the task's state and rewind it to its committed offsets."""
-        self._failures += 1
-        if self._failures > MAX_CONSECUTIVE_FAILURES:
-            raise FatalRuntimeError(f"task {task}: {self._failures} transactions failed in a row")
-        await asyncio.sleep(min(0.1 * 2**self._failures, 5.0))  # exponential backoff
-        # The transaction's outcome is unknown: rebuild the task's state from its changelog.
-        await self._close_tasks(frozenset({task}), checkpoint=False)
-        await self._open_tasks(frozenset({task}))
-        assert self._consumer is not None
-        for tp in self._consumer.assignment():
-            if tp.partition == task:
-                committed = await self._consumer.committed(tp)
-                if committed is None:
-                    await self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, committed)
+    async def _transact(
+        self,
+        producer: AIOKafkaProducer,
+        pending: list[_Pending],
+        offsets: dict[TopicPartition, int],
+        written: list[tuple[str, asyncio.Future[Any]]],
+    ) -> None:
+        await producer.begin_transaction()
+        for item in pending:
+            sent = await producer.send(
+                item.topic,
+                item.value,
+                key=item.key,
+                headers=list(item.headers),
+                partition=item.partition,
+            )
+            if item.store is not None:
+                written.append((item.store, sent))
+        if offsets:
+            await producer.send_offsets_to_transaction(offsets, self.group_id)
+        await producer.commit_transaction()
+
+    async def _recover(self, task: int, *, backoff: bool = True) -> None:
+        """After a failed transaction: close the task (its local state holds only committed
+        writes, so its checkpoint stays valid) and let the opener reopen it, after a growing
+        delay, restoring what the changelog has past the checkpoint and rewinding its
+        partitions to the committed offsets."""
+        await self._close_tasks(frozenset({task}), checkpoint=True)
+        self._pause(frozenset({task}))
+        if backoff:
+            self._retry_at[task] = time.monotonic() + self._task_backoff[task].next()
+        self._generation += 1  # a batch fetched before this is fetched again
+        self._kick.set()
+
+    async def _drop_fenced(self, task: int) -> None:
+        """Another member's producer fenced ours: the group gave the task away while this
+        instance was not looking (a pause past the session timeout). Drop the task without
+        committing anything more, and rejoin the group; the next assignment says who owns it."""
+        log.warning(
+            "task taken over by another instance; dropping it and rejoining", extra={"task": task}
+        )
+        await self._close_tasks(frozenset({task}), checkpoint=True)
+        self._pause(frozenset({task}))
+        self._wanted = self._wanted - {task}  # reopened only if the next assignment says so
         self._generation += 1
+        if self._consumer is not None:
+            self._consumer._coordinator.request_rejoin()
 
     # -- tasks ----------------------------------------------------------------------------------
+    def _task_partitions(self, tasks: frozenset[int]) -> list[TopicPartition]:
+        if self._consumer is None:
+            return []
+        return [tp for tp in self._consumer.assignment() if tp.partition in tasks]
+
+    def _pause(self, tasks: frozenset[int]) -> None:
+        if self._consumer is not None and tasks:
+            self._consumer.pause(*self._task_partitions(tasks))
+
+    async def _open_loop(self, stop: asyncio.Event) -> None:
+        """Opens the tasks the group assigned us and we have not opened, until stopped."""
+        backoff = Backoff(0.5, 30.0)
+        while not stop.is_set():
+            now = time.monotonic()
+            pending = self._wanted - frozenset(self._producers)
+            ready = frozenset(t for t in pending if self._retry_at.get(t, 0.0) <= now)
+            if ready and not self._closing:
+                try:
+                    await self._open_tasks(ready)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:  # retried; fatal only if not Kafka's
+                    what = f"opening tasks {sorted(ready)}: {err!r}"
+                    if self.health.problem("tasks", what):
+                        log.exception("opening tasks failed; retrying")
+                    if not _is_transient(err) and backoff.failures + 1 >= MAX_OPEN_FAILURES:
+                        self._fatal = FatalRuntimeError(what)
+                        return
+                    await asyncio.sleep(backoff.next())
+                    continue
+                backoff.reset()
+                self.health.resolved("tasks")
+                continue
+            later = [self._retry_at[t] - now for t in pending - ready]
+            self._kick.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), timeout=min(later, default=None))
+
     async def _open_tasks(self, tasks: frozenset[int]) -> None:
-        for task in sorted(tasks):
-            producer = make_producer(
-                self.kafka,
-                client_id=f"{self.p.name}-{self.settings.instance_id}-t{task}",
-                transactional_id=f"{self.group_id}-{task}",
-            )
-            await producer.start()  # InitProducerId: fences a zombie owner, aborts its txn
-            self._producers[task] = producer
-        if self._stores is not None and tasks:  # after fencing: no zombie writes a changelog
-            await self._stores.open_tasks(tasks)
-        if tasks:
-            await self.p.assign(tasks)
-        self.metrics.assigned.set(len(self._producers))
+        """Fences each task's previous owner (its producer's InitProducerId), restores its
+        stores while the consumer keeps polling, then, if it is still ours, hands it to the
+        processor, rewinds its partitions to their committed offsets and resumes them."""
+        producers: dict[int, AIOKafkaProducer] = {}
+        try:
+            for task in sorted(tasks):
+                producer = make_producer(
+                    self.kafka,
+                    client_id=f"{self.p.name}-{self.settings.instance_id}-t{task}",
+                    transactional_id=f"{self.group_id}-{task}",
+                )
+                producers[task] = producer
+                await asyncio.wait_for(producer.start(), timeout=self.settings.commit_timeout_s)
+            if self._stores is not None:  # after fencing: no zombie writes a changelog now
+                await self._stores.open_tasks(tasks)
+        except BaseException:
+            for producer in producers.values():
+                await _stop_quietly(producer)
+            raise
+        async with self._lock:
+            keep = tasks & self._wanted if not self._closing else frozenset()
+            try:
+                await self._close_opened(tasks - keep, producers)
+                if keep:
+                    await self.p.assign(keep)
+                    await self._seek_committed(keep)
+            except BaseException:
+                await self._close_opened(keep, producers)
+                raise
+            self._producers.update({t: producers[t] for t in keep})
+            for task in keep:
+                self._retry_at.pop(task, None)
+            if self._consumer is not None and keep:
+                self._consumer.resume(*self._task_partitions(keep))
+            self.metrics.assigned.set(len(self._producers))
+        if keep:
+            log.info("tasks opened", extra={"tasks": sorted(keep)})
+
+    async def _close_opened(
+        self, tasks: frozenset[int], producers: dict[int, AIOKafkaProducer]
+    ) -> None:
+        """Closes tasks opened but not (or no longer) handed over to processing."""
+        for task in tasks:
+            if self._stores is not None:
+                await self._stores.close_task(task, checkpoint=True)
+            await _stop_quietly(producers[task])
+
+    async def _seek_committed(self, tasks: frozenset[int]) -> None:
+        assert self._consumer is not None
+        for tp in self._task_partitions(tasks):
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
 
     async def _close_tasks(self, tasks: frozenset[int], *, checkpoint: bool = True) -> None:
+        tasks = tasks & frozenset(self._producers)
         if tasks:
             await self.p.revoke(tasks)
         for task in tasks:
@@ -459,18 +624,22 @@ class StreamRuntime:
                 await self._stores.close_task(task, checkpoint=checkpoint)
             producer = self._producers.pop(task, None)
             if producer is not None:
-                await producer.stop()
+                await _stop_quietly(producer)
         self.metrics.assigned.set(len(self._producers))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """The rebalance callback: quick on purpose (no heartbeats are sent while it runs).
+        Closes the tasks we lost, records the new assignment and pauses the partitions of the
+        tasks still to open; the opener does the rest."""
         async with self._lock:
             if self._closing:
                 return
             wanted = frozenset(tp.partition for tp in assigned)
-            owned = frozenset(self._producers)
-            await self._close_tasks(owned - wanted)
-            await self._open_tasks(wanted - owned)
+            await self._close_tasks(frozenset(self._producers) - wanted)
+            self._wanted = wanted
+            self._pause(wanted - frozenset(self._producers))
             self._generation += 1
+            self._kick.set()
             log.info("tasks assigned", extra={"tasks": sorted(wanted)})
 
     # -- checks and metrics ---------------------------------------------------------------------
@@ -493,7 +662,7 @@ class StreamRuntime:
             self._restore_consumer = make_consumer(
                 self.kafka,
                 client_id=f"{self.p.name}-{self.settings.instance_id}-restore",
-                fetch_max_wait_ms=50,  # restores run inside the rebalance: never idle-wait long
+                fetch_max_wait_ms=50,  # a restore never idle-waits long for its last records
             )
             await self._restore_consumer.start()
             self._stores = StoreManager(
@@ -531,6 +700,32 @@ class StreamRuntime:
                 lag[self.names.logical(tp.topic)] += max(0, high - position)
         for topic, value in lag.items():
             self.metrics.lag.labels(topic).set(value)
+
+
+def _bounded(outputs: list[_Pending]) -> list[_Pending]:
+    """A record's outputs, refused as bad input if any would exceed Kafka's record limit (it
+    would abort the transaction, and the task would retry the same record forever)."""
+    for item in outputs:
+        size = len(item.key or b"") + len(item.value or b"")
+        if size > MAX_RECORD_BYTES:
+            raise PermanentError(
+                f"an output to {item.topic} would be {size} bytes (limit {MAX_RECORD_BYTES})",
+                reason="OUTPUT_TOO_LARGE",
+            )
+    return outputs
+
+
+def _is_transient(err: BaseException) -> bool:
+    """Errors the broker or the network cause, which retrying can clear."""
+    return isinstance(err, TimeoutError | KafkaError | OSError)
+
+
+async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    """Stops a producer whose broker may be gone; never waits long or raises."""
+    try:
+        await asyncio.wait_for(producer.stop(), timeout=10.0)
+    except Exception as err:  # it is being thrown away
+        log.debug("producer stop failed", extra={"error": repr(err)})
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -21,6 +21,13 @@ from typing import Protocol
 
 from rocksdict import Options, Rdict, WriteBatch
 
+from referrals.platform.errors import PermanentError
+
+# The largest record (key + value) the runtime writes: under Kafka's default 1 MiB limit with
+# room for headers and batch overhead. A bigger state value or output is refused as bad input
+# (the record that caused it is dead-lettered); a transaction carrying it would fail forever.
+MAX_RECORD_BYTES = 900 * 1024
+
 _DELETED = object()  # overlay marker for a delete
 _ABSENT = object()  # journal marker: the key was not in the overlay
 
@@ -145,6 +152,11 @@ class TaskStore:
         return self.backend.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
+        if len(key) + len(value) > MAX_RECORD_BYTES:
+            raise PermanentError(
+                f"a {self.name} state value of {len(value)} bytes exceeds the record limit",
+                reason="STATE_TOO_LARGE",
+            )
         self._remember(key)
         self._overlay[key] = value
 

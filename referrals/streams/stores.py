@@ -2,11 +2,19 @@
 
 Store `s` of processor `p` has a compacted changelog topic `<p>.<s>.changelog` with one
 partition per task. Opening a task restores each of its stores from that partition:
-- after a clean close, a checkpoint file holds the changelog offset the local RocksDB copy is
-  at, so only newer entries are replayed;
-- otherwise (first start, a crash, a failed transaction) the local copy is wiped and rebuilt
-  from the beginning. The checkpoint is deleted when a task opens, so a crash can never leave a
-  checkpoint that claims more than the local copy holds.
+- after a close, a checkpoint file holds the changelog offset the local RocksDB copy reflects,
+  so only newer entries are replayed;
+- otherwise (first start, a crash) the local copy is wiped and rebuilt from the beginning. The
+  checkpoint is deleted when a task opens, so a crash can never leave a checkpoint that claims
+  more than the local copy holds.
+
+The offset checkpointed is the one the local copy *actually* reflects: where its restore ended,
+then just past each changelog entry this instance committed and applied (`written`). Never the
+changelog's end at close: a zombie (an instance paused past its session timeout while another
+took the task and wrote) would otherwise claim the new owner's writes as its own, and a stale
+ledger would re-issue payouts when the task came back. Entries past the checkpoint are replayed
+on the next open, whoever wrote them. The backend only ever holds committed writes, so the
+offset is valid after a failed transaction too.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ class StoreManager:
         self.backend = backend
         self.consumer = consumer
         self.open: dict[int, dict[str, TaskStore]] = {}
+        self.applied: dict[TopicPartition, int] = {}  # changelog offset the local copy reflects
 
     def _path(self, store: str, task: int) -> Path:
         return self.state_dir / self.processor / store / f"task-{task}"
@@ -59,10 +68,18 @@ class StoreManager:
                 starts[tp], backends[tp] = self._open_backend(name, task)
         if not backends:
             return
-        ends = await self.consumer.end_offsets(list(backends))
-        todo = [tp for tp in backends if ends[tp] > (starts[tp] or 0)]
-        restored = await self._replay(todo, starts, ends, backends) if todo else {}
+        try:
+            ends = await self.consumer.end_offsets(list(backends))
+            todo = [tp for tp in backends if ends[tp] > (starts[tp] or 0)]
+            restored = await self._replay(todo, starts, ends, backends) if todo else {}
+        except BaseException:  # cancelled (a rebalance) or failed: release the local copies
+            for backend in backends.values():
+                backend.close()
+            raise
         for tp, backend in backends.items():
+            # restored: where the replay stopped; otherwise the local copy was already current
+            done = await self.consumer.position(tp) if tp in todo else starts[tp]
+            self.applied[tp] = done or 0
             self.open.setdefault(tp.partition, {})[self._store_of(tp)] = TaskStore(
                 self._store_of(tp), tp.partition, backend
             )
@@ -117,15 +134,22 @@ class StoreManager:
                     pending.discard(tp)
         return restored
 
+    def written(self, task: int, store: str, next_offset: int) -> None:
+        """This instance committed changelog entries of `store` up to `next_offset` (exclusive)
+        and applied them to the local copy."""
+        tp = TopicPartition(self.physical[store], task)
+        self.applied[tp] = max(self.applied.get(tp, 0), next_offset)
+
     async def close_task(self, task: int, *, checkpoint: bool) -> None:
-        """Closes a task's stores; writes checkpoints only when the local copy is known to hold
-        exactly the committed state (a clean close, not a failed transaction)."""
+        """Closes a task's stores. With `checkpoint`, records the changelog offset the local copy
+        reflects so the next open replays only what came after; without, the next open
+        rebuilds the store from the changelog's beginning."""
         stores = self.open.pop(task, {})
         for name, store in stores.items():
             store.abort()
-            if checkpoint and self.backend == "rocksdb":
-                tp = TopicPartition(self.physical[name], task)
-                end = (await self.consumer.end_offsets([tp]))[tp]
+            tp = TopicPartition(self.physical[name], task)
+            applied = self.applied.pop(tp, None)
+            if checkpoint and self.backend == "rocksdb" and applied is not None:
                 path = self._path(name, task)
-                path.with_name(path.name + ".checkpoint").write_text(str(end))
+                path.with_name(path.name + ".checkpoint").write_text(str(applied))
             store.backend.close()

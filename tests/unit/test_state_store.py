@@ -148,3 +148,18 @@ def test_a_prefix_scan_on_rocksdb_never_walks_the_whole_store(tmp_path: Path) ->
     assert list(Keyspace(store, b"\x02").items()) == [(b"t", b"")]
     assert len(list(Keyspace(store, b"\x11").items())) == 50
     db.close()
+
+
+def test_a_state_value_over_the_record_limit_is_refused_as_bad_input() -> None:
+    from referrals.platform.errors import PermanentError
+    from referrals.streams.state import MAX_RECORD_BYTES, MemoryBackend, TaskStore
+
+    store = TaskStore("ledgers", 0, MemoryBackend())
+    store.put(b"k", b"x" * (MAX_RECORD_BYTES - 10))
+    try:
+        store.put(b"k", b"x" * (MAX_RECORD_BYTES + 1))
+    except PermanentError as err:
+        assert err.reason == "STATE_TOO_LARGE"
+    else:
+        raise AssertionError("a value over the limit was accepted")
+    assert store.changes() == [(b"k", b"x" * (MAX_RECORD_BYTES - 10))]

@@ -1,0 +1,298 @@
+"""The runtime under the faults of the reliability issue, in-process against the real broker:
+a zombie's checkpoint, a fenced task, a task that fails to open, failing timers, a failing
+global-table follower, and a slow restore that outlasts the session timeout.
+
+Each test names the finding it guards; each fails on the runtime as it was before the fix."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import Channel, NotificationSent, ShareEvent
+from referrals.contract.topics import CONVERSIONS, NOTIFICATIONS_SENT, SHARES, TOPICS, TopicNames
+from referrals.platform.metrics import Health, RuntimeMetrics
+from referrals.platform.settings import KafkaSettings, ServiceSettings
+from referrals.streams.globals import GlobalTables
+from referrals.streams.kafka import make_producer
+from referrals.streams.processor import Inbound, Outbound, Output, Processor
+from referrals.streams.runtime import StreamRuntime
+from referrals.streams.stores import StoreManager
+
+from .helpers import produce, read_topic
+
+pytestmark = pytest.mark.broker
+CODEC = AvroCodec()
+WHEN = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def share(i: int, advocate: str | None = None) -> tuple[bytes, bytes]:
+    adv = advocate or f"adv-{i % 7}"
+    return adv.encode(), CODEC.encode(ShareEvent(f"ev-{i}", "p", adv, Channel.EMAIL, "C", WHEN))
+
+
+def sent(notification_id: str, advocate: str, now: datetime) -> Outbound:
+    value = NotificationSent(notification_id, advocate, "TEST", "TEST", now)
+    return Outbound(NOTIFICATIONS_SENT, advocate, value)
+
+
+class Counting(Processor):
+    """Counts shares per advocate in a durable store; the n-th share of an advocate emits
+    "<advocate>#<n>", so lost or stale state shows as a repeated id."""
+
+    name = "counting"
+    inputs = (SHARES,)
+    stores = ("counts",)
+
+    def process(self, record: Inbound, now: datetime) -> Iterable[Output]:
+        adv = record.value.advocate_id
+        counts = self.store(record.partition, "counts")
+        n = int(counts.get(adv.encode()) or b"0") + 1
+        counts.put(adv.encode(), str(n).encode())
+        return [sent(f"{adv}#{n}", adv, now)]
+
+
+def settings_for(kafka: KafkaSettings, state_dir: Path, **extra: Any) -> ServiceSettings:
+    return ServiceSettings(
+        group_id=f"{kafka.topic_prefix}group",
+        state_dir=state_dir,
+        session_timeout_ms=6000,
+        punctuate_ms=100,
+        **extra,
+    )
+
+
+@asynccontextmanager
+async def running(
+    processor: Processor, kafka: KafkaSettings, settings: ServiceSettings
+) -> AsyncIterator[StreamRuntime]:
+    runtime = StreamRuntime(
+        processor,
+        kafka=kafka,
+        settings=settings,
+        codec=CODEC,
+        catalogue=TOPICS,
+        metrics=RuntimeMetrics(processor.name),
+        health=Health(),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    try:
+        yield runtime
+        assert not task.done(), f"the runtime stopped by itself: {task.exception()!r}"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+async def until(check: Callable[[], Awaitable[bool] | bool], within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        result = check()
+        if await result if isinstance(result, Awaitable) else result:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+async def outputs(kafka: KafkaSettings, expect: int | None = None) -> Counter[str]:
+    records = await read_topic(kafka, NOTIFICATIONS_SENT, expect=expect, within=60, quiet=1.0)
+    return Counter(CODEC.decode(m.value).notification_id for m in records)
+
+
+async def dead_letters(kafka: KafkaSettings) -> int:
+    return len(await read_topic(kafka, f"{SHARES}.dlq", within=3, quiet=1.0))
+
+
+async def test_a_checkpoint_never_claims_changelog_entries_the_local_store_does_not_hold(
+    topics: KafkaSettings, tmp_path: Path
+) -> None:
+    """Finding: the checkpoint recorded the changelog's end at close. Here another writer (the
+    new owner of a zombie's task) appends to the changelog while this instance still holds the
+    task; after a clean stop and restart, the store must hold that write."""
+    settings = settings_for(topics, tmp_path)
+    await produce(topics, SHARES, [share(i, "adv-z") for i in range(3)])
+    async with running(Counting(), topics, settings):
+        await until(lambda: _has(topics, "adv-z#3"))
+        changelog = TopicNames(topics.topic_prefix)("counting.counts.changelog")
+        producer = make_producer(topics, client_id="new-owner")
+        await producer.start()
+        try:  # the new owner counted 10 shares of adv-z; written to every task's changelog
+            for partition in range(3):
+                await producer.send_and_wait(changelog, b"10", key=b"adv-z", partition=partition)
+        finally:
+            await producer.stop()
+    async with running(Counting(), topics, settings):  # restores from its checkpoint
+        await produce(topics, SHARES, [share(100, "adv-z")])
+        await until(lambda: _has(topics, "adv-z#11", "adv-z#4"))
+    ids = await outputs(topics)
+    assert "adv-z#11" in ids and "adv-z#4" not in ids
+
+
+async def _has(kafka: KafkaSettings, *any_of: str) -> bool:
+    seen = await read_topic(kafka, NOTIFICATIONS_SENT, within=1.0, quiet=0.3)
+    return any(CODEC.decode(m.value).notification_id in any_of for m in seen)
+
+
+async def test_a_fenced_task_is_dropped_and_reopened_and_the_process_keeps_running(
+    topics: KafkaSettings, tmp_path: Path
+) -> None:
+    """Finding: "producer fenced by another owner" ended the whole process. Another producer
+    takes the task's transactional id (as a new owner would); the instance must drop the task,
+    rejoin, take it back and process everything exactly once."""
+    settings = settings_for(topics, tmp_path)
+    await produce(topics, SHARES, [share(i) for i in range(20)])
+    async with running(Counting(), topics, settings) as runtime:
+        await outputs(topics, expect=20)
+        for task in range(3):  # fence every task's producer
+            usurper = make_producer(topics, transactional_id=f"{settings.group_id}-{task}")
+            await usurper.start()
+            await usurper.stop()
+        await produce(topics, SHARES, [share(i) for i in range(20, 60)])
+        ids = await outputs(topics, expect=60)
+        assert runtime.metrics.transactions.labels("fenced")._value.get() >= 1
+    assert sum(ids.values()) == 60 and max(ids.values()) == 1
+    assert set(ids) == {f"adv-{a}#{n}" for a in range(7) for n in range(1, (9 if a < 4 else 8) + 1)}
+
+
+async def test_a_task_whose_stores_fail_to_open_is_retried_and_nothing_is_dead_lettered(
+    topics: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding: an exception while opening a store (raised in the rebalance callback, which
+    aiokafka only logs) left tasks with producers but no stores, and every record of them was
+    dead-lettered as a KeyError."""
+    real = StoreManager.open_tasks
+    failures = [OSError("disk full"), OSError("disk full")]
+
+    async def flaky(self: StoreManager, tasks: frozenset[int]) -> None:
+        if failures:
+            raise failures.pop()
+        await real(self, tasks)
+
+    monkeypatch.setattr(StoreManager, "open_tasks", flaky)
+    await produce(topics, SHARES, [share(i) for i in range(30)])
+    async with running(Counting(), topics, settings_for(topics, tmp_path)) as runtime:
+        problems: list[str] = []
+        original = runtime.health.problem
+        runtime.health.problem = lambda name, text: problems.append(name) or original(name, text)  # type: ignore[method-assign]
+        ids = await outputs(topics, expect=30)
+        await until(runtime.health.is_ready)
+    assert not failures, "the failures were never hit"
+    assert sum(ids.values()) == 30 and max(ids.values()) == 1
+    assert await dead_letters(topics) == 0
+    assert "tasks" in problems
+
+
+class FailingTimers(Counting):
+    """Each task's timer writes a marker and emits "timer-<task>" once; the first calls fail
+    after writing, as a bug in the middle of a release would."""
+
+    name = "timers"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    def punctuate(self, task: int, now: datetime) -> list[Output]:
+        counts = self.store(task, "counts")
+        if counts.get(b"#timer") is not None:
+            return []
+        counts.put(b"#timer", b"1")
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("a bug in a timer")
+        return [sent(f"timer-{task}", "timers", now)]
+
+
+async def test_failing_timers_commit_nothing_are_retried_and_mark_the_service_not_ready(
+    topics: KafkaSettings, tmp_path: Path
+) -> None:
+    """Finding: a timer error switched the task's timers off until restart, health green."""
+    processor = FailingTimers(failures=3)
+    await produce(topics, SHARES, [share(i) for i in range(10)])
+    async with running(processor, topics, settings_for(topics, tmp_path)) as runtime:
+        seen: list[str] = []
+        original = runtime.health.problem
+        runtime.health.problem = lambda name, text: seen.append(name) or original(name, text)  # type: ignore[method-assign]
+        ids = await outputs(topics, expect=13)
+        await until(runtime.health.is_ready)
+    assert processor.failures == 0
+    assert {i for i in ids if i.startswith("timer-")} == {"timer-0", "timer-1", "timer-2"}
+    assert sum(ids.values()) == 13 and max(ids.values()) == 1  # records redone, never twice
+    assert any(name.startswith("timers:task-") for name in seen)
+
+
+class Follower(Processor):
+    name = "follower"
+    inputs = (CONVERSIONS,)
+    globals = (SHARES,)
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def on_global(self, topic: str, key: str | None, record: Any) -> None:
+        self.seen.append(record.event_id)
+
+
+async def test_the_global_table_follower_survives_a_failure_and_reports_it(
+    topics: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding: one failed send ended the follower silently; health stayed green."""
+    real = GlobalTables._apply
+    calls = {"n": 0}
+
+    async def flaky(self: GlobalTables, batch: dict[Any, list[Any]]) -> None:
+        if batch and calls["n"] == 0:
+            calls["n"] += 1
+            raise ConnectionError("the dead-letter send failed")
+        await real(self, batch)
+
+    processor = Follower()
+    async with running(processor, topics, settings_for(topics, tmp_path)) as runtime:
+        await until(runtime.health.is_ready)
+        monkeypatch.setattr(GlobalTables, "_apply", flaky)  # after bootstrap: while following
+        problems: list[str] = []
+        original = runtime.health.problem
+        runtime.health.problem = lambda name, text: problems.append(name) or original(name, text)  # type: ignore[method-assign]
+        await produce(topics, SHARES, [share(i) for i in range(5)])
+        await until(lambda: len(set(processor.seen)) == 5)
+        await until(runtime.health.is_ready)
+    assert calls["n"] == 1 and problems == ["globals"]
+
+
+async def test_a_restore_longer_than_the_session_timeout_does_not_rebalance_forever(
+    topics: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding: restores ran inside the rebalance callback, where no heartbeats are sent; one
+    outlasting the session timeout (6 s here) rebalanced again and again."""
+    real = StoreManager.open_tasks
+    slow = {"left": 1}
+
+    async def slow_open(self: StoreManager, tasks: frozenset[int]) -> None:
+        if slow["left"]:
+            slow["left"] -= 1
+            await asyncio.sleep(8.0)
+        await real(self, tasks)
+
+    monkeypatch.setattr(StoreManager, "open_tasks", slow_open)
+    assignments = {"n": 0}
+    real_assigned = StreamRuntime.on_assigned
+
+    async def counted(self: StreamRuntime, assigned: set[Any]) -> None:
+        assignments["n"] += 1
+        await real_assigned(self, assigned)
+
+    monkeypatch.setattr(StreamRuntime, "on_assigned", counted)
+    await produce(topics, SHARES, [share(i) for i in range(20)])
+    async with running(Counting(), topics, settings_for(topics, tmp_path)):
+        ids = await outputs(topics, expect=20)
+    assert sum(ids.values()) == 20 and max(ids.values()) == 1
+    assert assignments["n"] == 1, f"{assignments['n']} assignments: the member was thrown out"
