@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from referrals.contract.avro import AvroCodec, to_record
 from referrals.contract.jsonio import from_json
 from referrals.contract.topics import TopicNames, spec_for
-from referrals.contract.validation import check_values
+from referrals.contract.validation import DEFAULT_LIMITS, check_values
 from referrals.platform.errors import InputError, PermanentError
-from referrals.platform.settings import KafkaSettings
+from referrals.platform.settings import AmountLimits, KafkaSettings
 from referrals.streams.kafka import make_producer
 
 MAX_REPORTED = 20
@@ -38,6 +38,7 @@ def prepare(
     now: datetime | None = None,
     check: bool = True,
     raw: bool = False,
+    limits: AmountLimits = DEFAULT_LIMITS,
 ) -> list[Prepared]:
     """Validates and encodes every line; raises InputError listing every bad line."""
     spec = spec_for(topic)
@@ -54,7 +55,9 @@ def prepare(
             continue
         try:
             out.append(
-                _prepare_line(spec.record, spec.key_field, schema, text, number, codec, now, check)
+                _prepare_line(
+                    spec.record, spec.key_field, schema, text, number, codec, now, check, limits
+                )
             )
         except InputError as err:
             errors.append(str(err))
@@ -77,6 +80,7 @@ def _prepare_line(
     codec: AvroCodec,
     now: datetime,
     check: bool,
+    limits: AmountLimits,
 ) -> Prepared:
     try:
         obj = json.loads(text)
@@ -85,7 +89,7 @@ def _prepare_line(
     datum = from_json(schema, obj, line=number)  # type: ignore[arg-type]
     if check:
         try:
-            check_values(to_record(record_name, dict(datum)), now)
+            check_values(to_record(record_name, dict(datum)), now, limits=limits)
         except PermanentError as err:
             raise InputError(str(err), line=number) from None
     key = datum[key_field]
