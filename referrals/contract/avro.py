@@ -86,11 +86,31 @@ class SchemaRegistry:
             raise ValueError(f"no .avsc schemas found in {directory}")
         self.versions = {n: sorted(vs, key=lambda v: v.version) for n, vs in versions.items()}
         self.by_fingerprint: dict[bytes, SchemaVersion] = {}
+        self._lacking: dict[bytes, tuple[SchemaVersion, str]] | None = None
         for vs in self.versions.values():
             for sv in vs:
                 other = self.by_fingerprint.setdefault(sv.fingerprint, sv)
                 if other is not sv:
                     raise ValueError(f"{sv.path} and {other.path} have the same fingerprint")
+
+    def lacking_one_field(self) -> dict[bytes, tuple[SchemaVersion, str]]:
+        """Fingerprints of every known schema with one field that has no default removed: a
+        producer writing with such a schema sends a record lacking a required field. Worked
+        out on the first unknown fingerprint, then kept."""
+        if self._lacking is None:
+            self._lacking = {}
+            for vs in self.versions.values():
+                for sv in vs:
+                    for field in sv.raw.get("fields", ()):
+                        if "default" in field:
+                            continue
+                        fewer = {
+                            **sv.raw,
+                            "fields": [f for f in sv.raw["fields"] if f is not field],
+                        }
+                        fp = fingerprint(to_parsing_canonical_form(fewer), "CRC-64-AVRO")
+                        self._lacking.setdefault(bytes.fromhex(fp), (sv, field["name"]))
+        return self._lacking
 
     def latest(self, name: str) -> SchemaVersion:
         try:
@@ -144,7 +164,7 @@ class AvroCodec:
             reason = "UNKNOWN_SYMBOL" if "symbol" in str(err).lower() else "MISSING_FIELD"
             raise DecodeError(f"{writer.name}: {err}", reason=reason) from err
         except (EOFError, ValueError, TypeError, IndexError, OverflowError) as err:
-            raise DecodeError(f"{writer.name} body is corrupt: {err!r}") from err
+            raise _diagnose(writer, data, err) from err
         if body.tell() != len(data):
             raise DecodeError(
                 f"{writer.name} body has {len(data) - body.tell()} trailing bytes",
@@ -164,11 +184,85 @@ class AvroCodec:
         fp = bytes(data[2:HEADER_LEN])
         writer = self.registry.by_fingerprint.get(fp)
         if writer is None:
+            lacking = self.registry.lacking_one_field().get(fp)
+            if lacking is not None:
+                sv, field = lacking
+                raise DecodeError(
+                    f"the writer schema is {sv.name} v{sv.version} without its required field "
+                    f"'{field}' (fingerprint {fp.hex()})",
+                    reason="MISSING_FIELD",
+                )
             raise DecodeError(
                 f"unknown writer schema fingerprint {fp.hex()} (not in {self.registry.directory})",
                 reason="UNKNOWN_FINGERPRINT",
             )
         return writer
+
+
+def _diagnose(writer: SchemaVersion, data: bytes, err: BaseException) -> DecodeError:
+    """Why a body did not decode, read again one field at a time: a body that ends cleanly
+    before a field lacks that field (MISSING_FIELD), an enum index past the symbols names a
+    symbol nobody knows (UNKNOWN_SYMBOL), anything else is corrupt (BAD_BODY)."""
+    body = BytesIO(data)
+    body.seek(HEADER_LEN)
+    named: dict[str, Any] = {}
+    enums: dict[str, Any] = {}
+    for field in writer.raw.get("fields", ()):
+        _collect_enums(field["type"], writer.raw.get("namespace"), enums)
+        if body.tell() == len(data) and body.tell() > HEADER_LEN:  # no body at all: corrupt
+            return DecodeError(
+                f"{writer.name} lacks required field '{field['name']}' (the body ends before it)",
+                reason="MISSING_FIELD",
+            )
+        start = body.tell()
+        try:
+            schemaless_reader(body, parse_schema(field["type"], named_schemas=named), None)
+        except (EOFError, ValueError, TypeError, IndexError, OverflowError):
+            body.seek(start)
+            symbol = _unknown_enum_index(body, field["type"], enums)
+            if symbol is not None:
+                return DecodeError(
+                    f"{writer.name} field '{field['name']}': enum index {symbol} names no "
+                    f"symbol the reader knows",
+                    reason="UNKNOWN_SYMBOL",
+                )
+            break
+    return DecodeError(f"{writer.name} body is corrupt: {err!r}", reason="BAD_BODY")
+
+
+_LONG = parse_schema("long")
+
+
+def _collect_enums(schema: Any, namespace: str | None, out: dict[str, Any]) -> None:
+    if isinstance(schema, list):
+        for branch in schema:
+            _collect_enums(branch, namespace, out)
+    elif isinstance(schema, dict) and schema.get("type") == "enum":
+        name = schema["name"]
+        space = schema.get("namespace", namespace)
+        out[name] = schema
+        if space and "." not in name:
+            out[f"{space}.{name}"] = schema
+
+
+def _unknown_enum_index(body: BytesIO, schema: Any, enums: dict[str, Any]) -> int | None:
+    """The out-of-range enum index at the body's position, if that is what is there."""
+    try:
+        if isinstance(schema, list):
+            branch = schemaless_reader(body, _LONG, None)
+            if not isinstance(branch, int) or not 0 <= branch < len(schema):
+                return None
+            schema = schema[branch]
+        if isinstance(schema, str):
+            schema = enums.get(schema, schema)
+        if not (isinstance(schema, dict) and schema.get("type") == "enum"):
+            return None
+        index = schemaless_reader(body, _LONG, None)
+    except (EOFError, ValueError, TypeError, IndexError, OverflowError):
+        return None
+    if isinstance(index, int) and not 0 <= index < len(schema["symbols"]):
+        return index
+    return None
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -197,6 +291,12 @@ def to_record(name: str, datum: Datum) -> Record:
     """Turns a decoded datum into the record's typed object (enum symbols become enums)."""
     cls: type[Any] = RECORD_TYPES[name]
     for field, enum_type in _enum_fields(cls):
-        datum[field] = enum_type(datum[field])
+        try:
+            datum[field] = enum_type(datum[field])
+        except ValueError:
+            raise DecodeError(
+                f"{name} field '{field}': {datum[field]!r} is not a symbol of {enum_type.__name__}",
+                reason="UNKNOWN_SYMBOL",
+            ) from None
     record: Record = cls(**datum)
     return record

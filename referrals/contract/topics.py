@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from referrals.contract.validation import check_values
+from referrals.contract.validation import check_values, checks
+from referrals.platform.settings import AmountLimits
 from referrals.streams.topics import ANY_RECORD as ANY_RECORD
 from referrals.streams.topics import DLQ_SUFFIX as DLQ_SUFFIX
 from referrals.streams.topics import Catalogue, create_named_topics
@@ -56,6 +57,14 @@ CATALOGUE: tuple[TopicSpec, ...] = (
 TOPICS = Catalogue(CATALOGUE, validate=check_values)
 spec_for = TOPICS.spec_for
 register = TOPICS.register
+
+
+def configured(limits: AmountLimits) -> Catalogue:
+    """The catalogue, its input records checked against the configured amount ceilings
+    (`REFERRALS_MAX_AMOUNT_MINOR`, `REFERRALS_AMOUNT_CEILINGS`); a service's `main` loads
+    them and hands the result to the runtime."""
+    TOPICS.validate = checks(limits)
+    return TOPICS
 
 
 def physical_topics(names: TopicNames) -> dict[str, dict[str, str]]:

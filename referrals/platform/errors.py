@@ -46,7 +46,8 @@ class DecodeError(PermanentError):
 class InvalidRecord(PermanentError):
     """A record that decoded but holds an impossible value.
 
-    Reasons: EMPTY_ID, ID_TOO_LONG, NEGATIVE_AMOUNT, TIME_OUT_OF_RANGE, BAD_CURRENCY.
+    Reasons: EMPTY_ID, ID_TOO_LONG, STRING_TOO_LONG, BAD_EMAIL_HASH, NEGATIVE_AMOUNT,
+    AMOUNT_ABOVE_CEILING, BAD_CURRENCY, BAD_ATTEMPT, TIME_OUT_OF_RANGE (docs/bad-input.md).
     """
 
     reason = "INVALID_RECORD"

@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from referrals.platform.errors import ConfigError
+from referrals.platform.money import CURRENCIES
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -181,3 +182,38 @@ class ServiceSettings(EnvSettings):
     clock_offset_s: float = 0.0
     # How long an event may wait for its program's config before it goes to the DLQ.
     unknown_program_wait_s: float = 3600.0
+
+
+DEFAULT_MAX_AMOUNT_MINOR = 10**10
+
+
+class AmountLimits(EnvSettings):
+    """The largest amount (minor units) an input record may hold (env prefix REFERRALS_).
+
+    `REFERRALS_MAX_AMOUNT_MINOR` is the ceiling for every currency (default 10^10 minor units,
+    as the contract says); `REFERRALS_AMOUNT_CEILINGS` overrides it per currency, as JSON like
+    every mapping setting: `{"JPY": 1000000000000, "KRW": 10000000000000}`. An amount above
+    its currency's ceiling is bad input (`AMOUNT_ABOVE_CEILING`).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="REFERRALS_")
+
+    max_amount_minor: int = Field(default=DEFAULT_MAX_AMOUNT_MINOR, gt=0)
+    amount_ceilings: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("amount_ceilings")
+    @classmethod
+    def _known_currencies(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(code for code in value if code not in CURRENCIES)
+        if unknown:
+            raise ValueError(f"not ISO 4217 currency codes: {', '.join(unknown)}")
+        if any(ceiling <= 0 for ceiling in value.values()):
+            raise ValueError("every ceiling must be a positive number of minor units")
+        return value
+
+    def ceiling(self, currency: str | None) -> int:
+        """The largest amount allowed in `currency` (the general ceiling for None or no
+        override)."""
+        if currency is None:
+            return self.max_amount_minor
+        return self.amount_ceilings.get(currency, self.max_amount_minor)

@@ -66,15 +66,36 @@ class Catalogue:
             raise KeyError(f"unknown topic {topic!r}; the known topics are: {known}") from None
 
 
-def check_key(spec: TopicSpec, key: str | None, record: object) -> None:
+def check_key(spec: TopicSpec, key: str | bytes | None, record: object) -> None:
     """A record must be keyed by its topic's key field: the key decides the task, and the task
-    owns all state of that key, so a record keyed otherwise would be handled in the wrong one."""
+    owns all state of that key, so a record keyed otherwise would be handled in the wrong one.
+
+    Keys are UTF-8 (the contract): given the raw key bytes, bytes that are not UTF-8 are
+    BAD_KEY. Given a key already decoded leniently (errors="replace"), a U+FFFD in it is taken
+    for such bytes too, so a non-UTF-8 key never matches an id that holds the replacement
+    character."""
+    if isinstance(key, bytes):
+        try:
+            key = key.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise PermanentError(
+                f"record key {key[:80]!r} is not UTF-8 ({err.reason} at byte {err.start})",
+                reason="BAD_KEY",
+            ) from None
+    elif key is not None and REPLACEMENT in key:
+        raise PermanentError(
+            f"record key {key[:80]!r} is not UTF-8 (or holds U+FFFD)", reason="BAD_KEY"
+        )
     expected = getattr(record, spec.key_field, None)
     if key != expected:
+        shown = key if key is None or len(key) <= 80 else f"{key[:80]}... ({len(key)} chars)"
         raise PermanentError(
-            f"record key {key!r} differs from its {spec.key_field} {expected!r}",
+            f"record key {shown!r} differs from its {spec.key_field} {expected!r}",
             reason="KEY_MISMATCH",
         )
+
+
+REPLACEMENT = "\ufffd"
 
 
 def dlq_of(topic: str) -> str:

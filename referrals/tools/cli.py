@@ -40,7 +40,7 @@ from referrals.contract.avro import AvroCodec
 from referrals.contract.publish import prepare, publish
 from referrals.contract.topics import CATALOGUE, DLQ_SUFFIX, TopicNames, create_topics
 from referrals.platform.errors import ReferralsError
-from referrals.platform.settings import KafkaSettings
+from referrals.platform.settings import AmountLimits, KafkaSettings, load
 from referrals.programs.put import describe, load_program, put
 from referrals.streams.kafka import make_admin
 from referrals.tools.cli_benchmarks import report, simulate
@@ -153,7 +153,9 @@ def publish_command(topic: str, file: str, no_value_checks: bool, raw: bool) -> 
     `line N, field 'x': reason` and nothing is published. A valid file goes out in one
     transaction, so readers see all of it or none.
     """
-    records = prepare(topic, _read_lines(file), AvroCodec(), check=not no_value_checks, raw=raw)
+    lines = _read_lines(file)
+    limits = load(AmountLimits)  # the ceilings the services check, so both agree
+    records = prepare(topic, lines, AvroCodec(), check=not no_value_checks, raw=raw, limits=limits)
     count = asyncio.run(publish(KafkaSettings.from_env(), topic, records))
     click.echo(f"published {count} record(s) to {topic}", err=True)
 

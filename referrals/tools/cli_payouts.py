@@ -53,8 +53,9 @@ def retry(payout_id: str, by: str | None) -> None:
 def reconcile(as_json: bool) -> None:
     """Payouts issued, paid, failed and outstanding per program and currency (count, amount).
 
-    Reads rewards.payouts.v1 and rewards.payout-results.v1 whole. A (payout_id, attempt)
-    issued twice is an error: the table is printed, then exit 1.
+    Reads rewards.payouts.v1 and rewards.payout-results.v1 whole; results the rewards service
+    dead-lettered are not counted. A (payout_id, attempt) issued twice, or a payout PAID on two
+    attempts, is an error: the table is printed, then exit 1.
     """
     from services.rewards.adapters import operator
     from services.rewards.domain import commands

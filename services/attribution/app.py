@@ -9,9 +9,9 @@ from __future__ import annotations
 from pydantic_settings import SettingsConfigDict
 
 from referrals.contract.avro import AvroCodec
-from referrals.contract.topics import TOPICS
+from referrals.contract.topics import configured
 from referrals.platform.metrics import RuntimeMetrics
-from referrals.platform.settings import ServiceSettings, load
+from referrals.platform.settings import AmountLimits, ServiceSettings, load
 from referrals.streams.service import run_service, service_clock
 from services.attribution.adapters.processor import AttributionProcessor
 
@@ -49,5 +49,5 @@ def main() -> int:
         load(AttributionSettings, "ATTRIBUTION"),
         build,
         codec=AvroCodec(),
-        catalogue=TOPICS,
+        catalogue=configured(load(AmountLimits)),
     )

@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 
 from referrals.contract.avro import AvroCodec
-from referrals.contract.topics import TOPICS
+from referrals.contract.topics import configured
 from referrals.platform.metrics import RuntimeMetrics
-from referrals.platform.settings import KafkaSettings, ServiceSettings, load
+from referrals.platform.settings import AmountLimits, KafkaSettings, ServiceSettings, load
 from referrals.streams.service import run_service, service_clock
 from services.notifications.adapters.config import DEV_UNSUBSCRIBE_SECRET, NotificationsSettings
 from services.notifications.adapters.processor import NotificationsProcessor
@@ -43,5 +43,5 @@ def main() -> int:
         load(NotificationsSettings, "NOTIFICATIONS"),
         build,
         codec=AvroCodec(),
-        catalogue=TOPICS,
+        catalogue=configured(load(AmountLimits)),
     )

@@ -7,9 +7,9 @@ processor (`adapter.py`) that the shared runtime runs.
 from __future__ import annotations
 
 from referrals.contract.avro import AvroCodec
-from referrals.contract.topics import TOPICS
+from referrals.contract.topics import configured
 from referrals.platform.metrics import RuntimeMetrics
-from referrals.platform.settings import ServiceSettings, load
+from referrals.platform.settings import AmountLimits, ServiceSettings, load
 from referrals.streams.service import run_service
 from services.rewards.adapters.processor import RewardsProcessor
 from services.rewards.adapters.settings import RewardsSettings, rewards_settings
@@ -23,5 +23,9 @@ def build(settings: ServiceSettings, metrics: RuntimeMetrics) -> RewardsProcesso
 
 def main() -> int:
     return run_service(
-        "rewards", load(RewardsSettings, "REWARDS"), build, codec=AvroCodec(), catalogue=TOPICS
+        "rewards",
+        load(RewardsSettings, "REWARDS"),
+        build,
+        codec=AvroCodec(),
+        catalogue=configured(load(AmountLimits)),
     )

@@ -14,7 +14,7 @@ from referrals.platform.settings import KafkaSettings
 from referrals.programs.put import load_program, put
 from referrals.streams.dlq import header_dict
 
-from .helpers import read_topic
+from .helpers import produce, read_topic
 from .test_attribution_support import (
     CODEC,
     conversion,
@@ -104,3 +104,53 @@ async def test_bad_input_goes_to_the_dlq_and_processing_continues(
     assert header_dict(bad_value[0].headers)["dlq.error.reason"] == "NEGATIVE_AMOUNT"
     assert CODEC.decode(bad_value[0].value) == negative
     assert counts == {(CONVERSIONS, "BAD_MAGIC"): 1, (DEALS, "NEGATIVE_AMOUNT"): 1}
+
+
+async def test_bad_keys_and_a_near_one_mib_record_are_dead_lettered_and_processing_continues(
+    topics: KafkaSettings, tmp_path: Path
+) -> None:
+    """Conversions must be keyed by prospect_id and deals by deal_id; attribution checked
+    neither. A near-1 MiB record's dead letter (its bytes plus headers) was over Kafka's record
+    limit: its transaction aborted at every try and the partition stalled for good."""
+    put_program(topics)
+    publish(topics, ADVOCATES, [profile("adv-k")])
+    publish(topics, SHARES, [share("sh-k", "adv-k", Channel.PRINT_CARD, "K-1")])
+    service = spawn(topics, tmp_path)
+    keyless = conversion("cv-null", "p-null", code="K-1")
+    wrong = conversion("cv-wrong", "p-wrong", code="K-1")
+    not_utf8 = conversion("cv-bytes", "p-\ufffd", code="K-1")
+    by_prospect = deal("dl-k", "p-ok", DealStage.WON, amount_minor=500)
+    huge = b"\x00" * 1_048_300  # fits in a record by itself, not with the dead letter's headers
+    try:
+        await produce(
+            topics,
+            CONVERSIONS,
+            [
+                (None, CODEC.encode(keyless)),
+                (b"p-other", CODEC.encode(wrong)),
+                (b"p-\xff", CODEC.encode(not_utf8)),
+                (b"p-ok", huge),
+            ],
+        )
+        await produce(topics, DEALS, [(b"p-ok", CODEC.encode(by_prospect))])
+        publish(topics, CONVERSIONS, [conversion("cv-ok", "p-ok", code="K-1")])
+        found = await statuses(topics, expect=1)
+        conversions = await read_topic(topics, dlq_of(CONVERSIONS), expect=4, within=60)
+        deals = await read_topic(topics, dlq_of(DEALS), expect=1, within=30)
+    finally:
+        assert service.stop() == 0
+    assert [(s.prospect_id, s.status.value) for s in found] == [("p-ok", "LEAD")]
+    by_key = {m.key: m for m in conversions}  # the keys spread over partitions: no order
+    reasons = {k: header_dict(m.headers)["dlq.error.reason"] for k, m in by_key.items()}
+    assert reasons == {
+        None: "KEY_MISMATCH",
+        b"p-other": "KEY_MISMATCH",
+        b"p-\xff": "BAD_KEY",
+        b"p-ok": "BAD_MAGIC",
+    }
+    big = by_key[b"p-ok"]
+    assert big.value == huge[: 512 * 1024]
+    assert header_dict(big.headers)["dlq.truncated"] == "true"
+    assert header_dict(big.headers)["dlq.original.size"] == str(len(huge))
+    assert header_dict(deals[0].headers)["dlq.error.reason"] == "KEY_MISMATCH"
+    assert CODEC.decode(deals[0].value) == by_prospect

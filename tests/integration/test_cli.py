@@ -7,7 +7,7 @@ import json
 import pytest
 
 from referrals.contract.avro import AvroCodec
-from referrals.contract.topics import DEALS, SHARES
+from referrals.contract.topics import ADVOCATES, DEALS, SHARES
 from referrals.platform.settings import KafkaSettings
 
 from ..conftest import REPO
@@ -93,3 +93,13 @@ def test_tail_of_an_unknown_topic_names_the_known_ones(topics: KafkaSettings) ->
     assert result.returncode != 0
     assert "unknown topic 'referral.nope.v1'" in result.stderr
     assert "referral.shares.v1" in result.stderr
+
+
+def test_publish_fails_naming_each_record_the_broker_refuses(topics: KafkaSettings) -> None:
+    """A compacted topic refuses records without a key; publish printed "published 2
+    record(s)" and exited 0 all the same, as it never awaited the sends' results."""
+    result = run_cli(topics, "publish", ADVOCATES, "-", "--raw", stdin="first\nsecond\n")
+    assert result.returncode != 0, result.stderr
+    assert "published 2 record(s)" not in result.stderr
+    assert "refused 2 of 2 record(s)" in result.stderr
+    assert "record 1:" in result.stderr and "record 2:" in result.stderr

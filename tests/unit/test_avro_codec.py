@@ -19,9 +19,16 @@ from typing import Any
 
 import pytest
 from fastavro import parse_schema, schemaless_writer
-from fastavro.schema import to_parsing_canonical_form
+from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from referrals.contract.avro import HEADER_LEN, MAGIC, AvroCodec, SchemaRegistry, SchemaVersion
+from referrals.contract.avro import (
+    HEADER_LEN,
+    MAGIC,
+    AvroCodec,
+    SchemaRegistry,
+    SchemaVersion,
+    to_record,
+)
 from referrals.contract.records import (
     RECORD_TYPES,
     AdvocateProfile,
@@ -400,14 +407,17 @@ def test_decoding_rejects_trailing_bytes_after_the_body() -> None:
     assert "2 trailing bytes" in str(err)
 
 
-def test_decoding_rejects_an_enum_index_beyond_the_symbols() -> None:
+def test_an_enum_index_beyond_the_symbols_is_an_unknown_symbol() -> None:
+    """The contract's "names an unknown enum symbol": a producer whose enum has a symbol ours
+    lacks writes an index past our symbols; it was reported as a corrupt body (BAD_BODY)."""
     sv = REGISTRY.latest("PayoutResult")
     good = encode_with(sv, RESULT_V2_DATUM)
     # Body: payout_id (len 5 -> 0x0a + 5 bytes), attempt (0x02), then the status enum index.
     index_at = HEADER_LEN + 1 + len("pay-1") + 1
     assert good[index_at] == 0  # PAID
     err = _decode_error(good[:index_at] + b"\x0e" + good[index_at + 1 :])  # index 7
-    assert err.reason == "BAD_BODY"
+    assert err.reason == "UNKNOWN_SYMBOL"
+    assert "status" in str(err) and "7" in str(err)
 
 
 def test_decoding_a_timestamp_beyond_year_9999_is_a_bad_body_not_a_crash() -> None:
@@ -571,3 +581,55 @@ def test_versions_are_ordered_numerically_not_alphabetically(tmp_path: Path) -> 
 def test_asking_for_an_unknown_record_names_it() -> None:
     with pytest.raises(KeyError, match="NoSuchRecord"):
         REGISTRY.latest("NoSuchRecord")
+
+
+# == the contract's MISSING_FIELD and UNKNOWN_SYMBOL with the schemas/ that ship ================
+def _header_of(schema: dict[str, Any]) -> bytes:
+    canonical = to_parsing_canonical_form(schema)
+    return MAGIC + bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+
+
+def test_a_producer_whose_schema_lacks_a_required_field_gets_missing_field() -> None:
+    """With one version of each record (schemas/ as shipped) such a writer's fingerprint is
+    unknown; it was reported as UNKNOWN_FINGERPRINT, never as the field it lacks."""
+    lacking = without_field(real_schema("DealEvent"), "prospect_id")
+    deal = SAMPLES["DealEvent"]
+    datum = {f.name: getattr(deal, f.name) for f in dataclasses.fields(deal)}
+    del datum["prospect_id"]
+    out = BytesIO()
+    out.write(_header_of(lacking))
+    schemaless_writer(out, parse_schema(lacking, named_schemas={}), datum)
+    err = _decode_error(out.getvalue())
+    assert err.reason == "MISSING_FIELD"
+    assert "prospect_id" in str(err) and "DealEvent" in str(err)
+
+
+def test_a_schema_lacking_an_optional_field_is_still_an_unknown_fingerprint() -> None:
+    lacking = without_field(real_schema("DealEvent"), "currency")  # has a default: not required
+    err = _decode_error(_header_of(lacking) + b"\x00")
+    assert err.reason == "UNKNOWN_FINGERPRINT"
+
+
+def test_a_body_that_ends_cleanly_before_a_field_is_missing_that_field() -> None:
+    """A known fingerprint whose body stops at a field boundary lacks the fields from there on;
+    it was reported as a corrupt body (BAD_BODY)."""
+    sv = REGISTRY.latest("PayoutResult")
+    good = encode_with(sv, RESULT_V2_DATUM)
+    # payout_id (0x0a + 5 bytes), attempt (0x02): the body ends before `status`.
+    err = _decode_error(good[: HEADER_LEN + 1 + len("pay-1") + 1])
+    assert err.reason == "MISSING_FIELD"
+    assert "'status'" in str(err)
+
+
+def test_a_body_cut_inside_a_field_is_still_corrupt() -> None:
+    sv = REGISTRY.latest("PayoutResult")
+    good = encode_with(sv, RESULT_V2_DATUM)
+    err = _decode_error(good[: HEADER_LEN + 3])  # inside payout_id's characters
+    assert err.reason == "BAD_BODY"
+
+
+def test_an_enum_symbol_the_python_type_lacks_is_an_unknown_symbol() -> None:
+    with pytest.raises(DecodeError) as caught:
+        to_record("PayoutResult", {**RESULT_V2_DATUM, "status": "PENDING"})
+    assert caught.value.reason == "UNKNOWN_SYMBOL"
+    assert "PENDING" in str(caught.value)

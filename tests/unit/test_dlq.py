@@ -130,3 +130,55 @@ def test_header_dict_decodes_consumed_headers() -> None:
 def test_header_dict_of_no_headers_is_empty() -> None:
     assert header_dict(None) == {}
     assert header_dict([]) == {}
+
+
+KAFKA_RECORD_LIMIT = 1024 * 1024
+
+
+def size(dl: DeadLetter) -> int:
+    """Bytes of key, value and headers: what counts against the broker's record limit."""
+    headers = sum(len(name.encode()) + len(value) for name, value in dl.headers)
+    return len(dl.key or b"") + len(dl.value or b"") + headers
+
+
+def test_a_near_one_mib_value_is_truncated_to_512_kib_and_says_so() -> None:
+    original = bytes(range(256)) * 4090  # 1,047,040 bytes: fits alone, not with the headers
+    dl = letter(DecodeError("x"), value=original)
+    assert dl.value == original[: 512 * 1024]
+    headers = dict(dl.headers)
+    assert headers["dlq.truncated"] == b"true"
+    assert headers["dlq.original.size"] == str(len(original)).encode()
+    assert size(dl) < KAFKA_RECORD_LIMIT * 0.6
+
+
+def test_a_value_of_exactly_512_kib_is_kept_whole_and_not_marked() -> None:
+    original = b"v" * (512 * 1024)
+    dl = letter(DecodeError("x"), value=original)
+    assert dl.value == original
+    assert "dlq.truncated" not in dict(dl.headers)
+    assert "dlq.original.size" not in dict(dl.headers)
+
+
+def test_an_oversized_key_is_truncated_and_says_so() -> None:
+    key = b"k" * 900_000
+    dl = letter(DecodeError("x"), key=key)
+    assert dl.key == key[:1024]
+    headers = dict(dl.headers)
+    assert headers["dlq.key.truncated"] == b"true"
+    assert headers["dlq.original.key.size"] == b"900000"
+    assert dl.value == VALUE and "dlq.truncated" not in headers
+
+
+def test_the_whole_dead_letter_stays_well_under_one_mib_whatever_the_input() -> None:
+    huge = "é" * 1_000_000  # a message, service and topic name of 2 MB each
+    dl = dead_letter(
+        service=huge,
+        topic="t" + huge,
+        partition=4,
+        offset=1,
+        timestamp_ms=1,
+        key=b"k" * 1_000_000,
+        value=b"v" * 1_000_000,
+        error=DecodeError(huge, reason="X" * 1_000_000),
+    )
+    assert size(dl) < KAFKA_RECORD_LIMIT * 0.6

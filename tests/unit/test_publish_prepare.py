@@ -15,6 +15,7 @@ from referrals.contract.publish import MAX_REPORTED, prepare
 from referrals.contract.records import Channel, DealEvent, DealStage, ShareEvent
 from referrals.contract.topics import DEALS, SHARES
 from referrals.platform.errors import InputError
+from referrals.platform.settings import AmountLimits
 
 CODEC = AvroCodec()
 NOW = datetime(2024, 5, 17, 12, 0, tzinfo=UTC)
@@ -196,3 +197,17 @@ def test_an_unknown_topic_raises_key_error_naming_the_known_topics() -> None:
     assert "referral.nope.v1" in message
     for topic in (DEALS, SHARES, "rewards.payout-results.v1", "programs.config.v1"):
         assert topic in message
+
+
+def test_an_amount_above_the_ceiling_is_a_bad_line() -> None:
+    with pytest.raises(InputError) as caught:
+        prepare(DEALS, [deal_line(amount_minor=2**62)], CODEC, now=NOW)
+    assert "line 1" in str(caught.value) and "ceiling" in str(caught.value)
+
+
+def test_publishing_checks_the_ceilings_it_is_given() -> None:
+    limits = AmountLimits(amount_ceilings={"JPY": 10**13})
+    line = deal_line(amount_minor=10**12, currency="JPY")
+    assert len(prepare(DEALS, [line], CODEC, now=NOW, limits=limits)) == 1
+    with pytest.raises(InputError):
+        prepare(DEALS, [line], CODEC, now=NOW)

@@ -191,3 +191,34 @@ def test_service_settings_read_their_own_prefix() -> None:
     assert settings.state_dir == Path("/tmp/state")
     assert settings.unknown_program_wait_s == 60.0
     assert settings.instance_id  # the default factory still runs
+
+
+def test_amount_ceilings_default_to_ten_to_the_ten_and_are_read_per_currency() -> None:
+    from referrals.platform.settings import AmountLimits
+
+    assert load(AmountLimits, env={}).ceiling("USD") == 10**10
+    limits = load(
+        AmountLimits,
+        env={
+            "REFERRALS_MAX_AMOUNT_MINOR": "500",
+            "REFERRALS_AMOUNT_CEILINGS": '{"JPY": 70000, "KRW": 900000}',
+        },
+    )
+    assert (limits.ceiling("USD"), limits.ceiling("JPY"), limits.ceiling(None)) == (500, 70000, 500)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("REFERRALS_AMOUNT_CEILINGS", '{"XYZ": 5}'),
+        ("REFERRALS_AMOUNT_CEILINGS", '{"JPY": 0}'),
+        ("REFERRALS_MAX_AMOUNT_MINOR", "-1"),
+    ],
+)
+def test_a_bad_amount_ceiling_is_a_config_error_naming_the_variable(
+    variable: str, value: str
+) -> None:
+    from referrals.platform.settings import AmountLimits
+
+    with pytest.raises(ConfigError, match=variable):
+        load(AmountLimits, env={variable: value})

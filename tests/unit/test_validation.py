@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,11 +19,15 @@ from referrals.contract.records import (
     DealStage,
     PayoutResult,
     PayoutStatus,
+    ProgramConfig,
     Record,
+    RewardAction,
+    RewardCommand,
     ShareEvent,
 )
 from referrals.contract.validation import check_values
 from referrals.platform.errors import InvalidRecord, PermanentError
+from referrals.platform.settings import AmountLimits
 
 NOW = datetime(2024, 5, 17, 12, 0, tzinfo=UTC)
 WHEN = datetime(2024, 5, 16, 9, 30, tzinfo=UTC)
@@ -197,3 +202,124 @@ def test_the_future_limit_follows_the_now_passed_in() -> None:
 def test_a_profiles_updated_at_is_checked_too() -> None:
     err = rejection(with_(PROFILE, updated_at=datetime(1990, 1, 1, tzinfo=UTC)))
     assert (err.reason, err.field) == ("TIME_OUT_OF_RANGE", "updated_at")
+
+
+# == the rest of the contract's impossible values ===============================================
+def test_an_amount_above_the_default_ceiling_of_ten_to_the_ten_is_rejected() -> None:
+    assert check_values(with_(DEAL, amount_minor=10**10), NOW) is None
+    err = rejection(with_(DEAL, amount_minor=10**10 + 1))
+    assert (err.reason, err.field) == ("AMOUNT_ABOVE_CEILING", "amount_minor")
+
+
+def test_a_two_to_the_62_cent_won_deal_is_rejected() -> None:
+    err = rejection(with_(DEAL, amount_minor=2**62))
+    assert (err.reason, err.field) == ("AMOUNT_ABOVE_CEILING", "amount_minor")
+    assert str(2**62) in str(err)
+
+
+def test_the_ceiling_is_configurable_per_currency() -> None:
+    limits = AmountLimits(max_amount_minor=1_000, amount_ceilings={"JPY": 50_000})
+    check_values(with_(DEAL, amount_minor=50_000, currency="JPY"), NOW, limits=limits)
+    with pytest.raises(InvalidRecord) as usd:
+        check_values(with_(DEAL, amount_minor=1_001, currency="USD"), NOW, limits=limits)
+    with pytest.raises(InvalidRecord) as jpy:
+        check_values(with_(DEAL, amount_minor=50_001, currency="JPY"), NOW, limits=limits)
+    assert usd.value.reason == jpy.value.reason == "AMOUNT_ABOVE_CEILING"
+    assert "JPY" in str(jpy.value)
+
+
+def test_the_catalogue_a_service_runs_with_checks_the_configured_ceiling() -> None:
+    from referrals.contract import topics
+
+    before = topics.TOPICS.validate
+    try:
+        catalogue = topics.configured(AmountLimits(max_amount_minor=100))
+        with pytest.raises(InvalidRecord) as caught:
+            catalogue.validate(with_(DEAL, amount_minor=101), NOW)
+        assert caught.value.reason == "AMOUNT_ABOVE_CEILING"
+        catalogue.validate(with_(DEAL, amount_minor=100), NOW)
+    finally:
+        topics.TOPICS.validate = before
+
+
+@pytest.mark.parametrize(
+    "bad", ["A" * 64, "a" * 63, "a" * 65, "g" * 64, "", "a" * 64 + "\n", "a" * 900_000]
+)
+def test_an_email_hash_that_is_not_64_lowercase_hex_digits_is_rejected(bad: str) -> None:
+    err = rejection(with_(PROFILE, email_sha256=bad))
+    assert (err.reason, err.field) == ("BAD_EMAIL_HASH", "email_sha256")
+    assert len(str(err)) < 300  # a 900 KB hash is not copied into the message
+
+
+def test_an_optional_prospect_email_hash_is_checked_when_present() -> None:
+    err = rejection(with_(CONVERSION, prospect_email_sha256="0123"))
+    assert (err.reason, err.field) == ("BAD_EMAIL_HASH", "prospect_email_sha256")
+    assert check_values(with_(CONVERSION, prospect_email_sha256="0f" * 32), NOW) is None
+
+
+@pytest.mark.parametrize("field", ["email", "display_name", "locale"])
+def test_another_string_over_4096_characters_is_rejected(field: str) -> None:
+    assert check_values(with_(PROFILE, **{field: "x" * 4096}), NOW) is None
+    err = rejection(with_(PROFILE, **{field: "x" * 4097}))
+    assert (err.reason, err.field) == ("STRING_TOO_LONG", field)
+
+
+def test_a_program_document_may_be_longer_than_4096_characters() -> None:
+    config = ProgramConfig(
+        program_id="acme-b2b",
+        version=1,
+        document="x" * 100_000,
+        document_sha256="0" * 64,
+        published_at=WHEN,
+    )
+    assert check_values(config, NOW) is None
+
+
+def test_every_timestamp_field_is_checked_not_only_occurred_at() -> None:
+    command = RewardCommand(
+        command_id="c-1",
+        payout_id="pay-1",
+        action=RewardAction.APPROVE,
+        requested_by="ops",
+        requested_at=datetime(1970, 1, 1, tzinfo=UTC),
+    )
+    err = rejection(command)
+    assert (err.reason, err.field) == ("TIME_OUT_OF_RANGE", "requested_at")
+
+
+# Each impossible value the contract's "Bad input" bullet names, and the code it gets.
+CONTRACT_CASES = {
+    "a negative amount": (with_(DEAL, amount_minor=-1), "NEGATIVE_AMOUNT"),
+    "an amount above the ceiling": (with_(DEAL, amount_minor=10**10 + 1), "AMOUNT_ABOVE_CEILING"),
+    "an empty id": (with_(DEAL, deal_id=""), "EMPTY_ID"),
+    "an id over 256 characters": (with_(DEAL, deal_id="d" * 257), "ID_TOO_LONG"),
+    "another string over 4,096 characters": (
+        with_(PROFILE, display_name="x" * 4097),
+        "STRING_TOO_LONG",
+    ),
+    "an email hash that is not 64 lowercase hex": (
+        with_(PROFILE, email_sha256="A" * 64),
+        "BAD_EMAIL_HASH",
+    ),
+    "a timestamp before 2000": (
+        with_(DEAL, occurred_at=datetime(1999, 1, 1, tzinfo=UTC)),
+        "TIME_OUT_OF_RANGE",
+    ),
+    "a timestamp more than one day in the future": (
+        with_(DEAL, occurred_at=NOW + timedelta(days=2)),
+        "TIME_OUT_OF_RANGE",
+    ),
+}
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "bad-input.md"
+
+
+@pytest.mark.parametrize("case", sorted(CONTRACT_CASES))
+def test_each_impossible_value_of_the_contract_gets_its_documented_code(case: str) -> None:
+    record, reason = CONTRACT_CASES[case]
+    assert rejection(record).reason == reason
+    assert f"`{reason}`" in DOCS.read_text(encoding="utf-8")
+
+
+def test_the_impossible_values_get_distinct_codes_but_for_the_one_timestamp_rule() -> None:
+    codes = [reason for _, reason in CONTRACT_CASES.values()]
+    assert len(set(codes)) == len(codes) - 1  # before 2000 and in the future: one rule, one code

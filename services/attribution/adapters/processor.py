@@ -89,6 +89,9 @@ class TaskState:
 class AttributionProcessor(ProgramAwareProcessor):
     name = "attribution"
     inputs = (CONVERSIONS, DEALS, DEALS_BY_PROSPECT)
+    # Conversions by prospect_id, deals by deal_id (the contract), the re-keyed deals by
+    # prospect_id: a record keyed otherwise goes to the .dlq (KEY_MISMATCH, BAD_KEY).
+    keyed_inputs = inputs
     # ProgramAwareProcessor's `globals` is inferred as a 1-tuple; the port allows any tuple.
     globals = (PROGRAMS, SHARES, ADVOCATES)  # type: ignore[assignment]
     stores = (STORE,)

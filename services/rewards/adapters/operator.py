@@ -7,7 +7,8 @@ approve / retry:
    to the end as of now) for the payout's statuses;
 3. refuse unless the latest one allows the command (`commands.check`); else publish a
    `RewardCommand` keyed by payout_id on `rewards.by-payout.v1` (one transaction).
-reconcile reads `rewards.payouts.v1` and `rewards.payout-results.v1` whole (read_committed).
+reconcile reads `rewards.payouts.v1` and `rewards.payout-results.v1` whole (read_committed),
+leaving out the results the rewards service dead-lettered (`rewards.payout-results.v1.dlq`).
 
 Each function takes typed values and returns a result or raises a `ReferralsError`; it prints
 nothing, so the CLI and a future API call the same functions and each words the answer its way.
@@ -34,9 +35,17 @@ from referrals.contract.records import (
     RewardAction,
     RewardCommand,
 )
-from referrals.contract.topics import PAYOUT_RESULTS, PAYOUTS, REWARDS_BY_PAYOUT, STATUS, TopicNames
+from referrals.contract.topics import (
+    PAYOUT_RESULTS,
+    PAYOUTS,
+    REWARDS_BY_PAYOUT,
+    STATUS,
+    TopicNames,
+    dlq_of,
+)
 from referrals.platform.errors import DecodeError, ReferralsError
 from referrals.platform.settings import KafkaSettings
+from referrals.streams.dlq import header_dict
 from referrals.streams.kafka import make_consumer, make_producer
 from services.rewards.domain import commands
 
@@ -170,21 +179,59 @@ async def _send(settings: KafkaSettings, command: RewardCommand) -> None:
 
 async def reconcile(settings: KafkaSettings) -> commands.Report:
     """Issued, paid, failed and outstanding payouts per program and currency."""
-    codec = AvroCodec()
-    payouts, bad_payouts = decoded(await read_records(settings, PAYOUTS), codec)
-    results, bad_results = decoded(await read_records(settings, PAYOUT_RESULTS), codec)
+    payouts = await read_records(settings, PAYOUTS)
+    results = await read_records(settings, PAYOUT_RESULTS)
+    try:
+        dead = await read_records(settings, dlq_of(PAYOUT_RESULTS))
+    except TopicReadError:  # no DLQ topic: nothing was dead-lettered
+        dead = []
+    physical = TopicNames(settings.topic_prefix)(PAYOUT_RESULTS)
+    return reconcile_messages(payouts, results, dead, physical, AvroCodec())
+
+
+def reconcile_messages(
+    payouts: list[Any], results: list[Any], dead: list[Any], results_topic: str, codec: AvroCodec
+) -> commands.Report:
+    """The report from consumed records: results the rewards service dead-lettered (found on
+    the results' `.dlq` by their original partition and offset) are not counted, since the
+    service never acted on them."""
+    rejected = dead_lettered(dead, results_topic)
+    kept = [m for m in results if (m.partition, m.offset) not in rejected]
+    issued, bad_payouts = decoded(payouts, codec)
+    answered, bad_results = decoded(kept, codec)
     report = commands.reconcile(
-        [p for p in payouts if isinstance(p, PayoutCommand)],
-        [r for r in results if isinstance(r, PayoutResult)],
+        [p for p in issued if isinstance(p, PayoutCommand)],
+        [r for r in answered if isinstance(r, PayoutResult)],
     )
     report.skipped = bad_payouts + bad_results
+    report.dead_lettered = len(results) - len(kept)
     return report
 
 
+def dead_lettered(dead: list[Any], topic: str) -> set[tuple[int, int]]:
+    """(partition, offset) of each record of physical `topic` found on its dead-letter topic."""
+    out: set[tuple[int, int]] = set()
+    for msg in dead:
+        headers = header_dict(msg.headers)
+        if headers.get("dlq.original.topic") != topic:
+            continue
+        try:
+            out.add((int(headers["dlq.original.partition"]), int(headers["dlq.original.offset"])))
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
 def check_unique(report: commands.Report) -> None:
-    """Payouts are exactly once: a (payout_id, attempt) issued twice is an error to investigate."""
+    """Payouts are exactly once: a (payout_id, attempt) issued twice, or a payout PAID on two
+    attempts (the money moved twice), is an error to investigate."""
     if report.duplicates:
         raise ReferralsError(
             f"{len(report.duplicates)} (payout_id, attempt) issued more than once",
             reason="DUPLICATE_PAYOUT",
+        )
+    if report.paid_twice:
+        raise ReferralsError(
+            f"{len(report.paid_twice)} payout(s) PAID on more than one attempt",
+            reason="PAID_TWICE",
         )

@@ -107,6 +107,8 @@ class Line:
     failed: Totals = field(default_factory=Totals)  # latest attempt FAILED, not retried
     outstanding: Totals = field(default_factory=Totals)  # issued, no answer for latest attempt
     attempts: int = 0
+    # Payouts PAID on more than one attempt: money moved twice. The amount is the excess paid.
+    paid_twice: Totals = field(default_factory=Totals)
 
 
 @dataclass
@@ -115,6 +117,8 @@ class Report:
     duplicates: list[tuple[str, int, int]]  # (payout_id, attempt, copies): errors
     unmatched: list[tuple[str, int, str]]  # results naming no issued (payout_id, attempt)
     skipped: int = 0  # records that did not decode (left to the topics' DLQs)
+    paid_twice: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)  # errors
+    dead_lettered: int = 0  # results the rewards service dead-lettered: not counted
 
 
 def reconcile(payouts: Iterable[PayoutCommand], results: Iterable[PayoutResult]) -> Report:
@@ -132,12 +136,17 @@ def reconcile(payouts: Iterable[PayoutCommand], results: Iterable[PayoutResult])
             unmatched.append((result.payout_id, result.attempt, result.status.value))
         answers[(result.payout_id, result.attempt)].add(result.status)
     lines: dict[tuple[str, str], Line] = {}
+    paid_twice: list[tuple[str, tuple[int, ...]]] = []
     for payout_id, command in sorted(latest.items()):
         key = (command.program_id, command.currency)
         line = lines.setdefault(key, Line(*key))
-        _account(line, command, answers, {a for (p, a) in copies if p == payout_id})
+        paid = _account(line, command, answers, {a for (p, a) in copies if p == payout_id})
+        if len(paid) > 1:
+            paid_twice.append((payout_id, paid))
     duplicates = sorted((p, a, n) for (p, a), n in copies.items() if n > 1)
-    return Report([lines[k] for k in sorted(lines)], duplicates, sorted(unmatched))
+    return Report(
+        [lines[k] for k in sorted(lines)], duplicates, sorted(unmatched), paid_twice=paid_twice
+    )
 
 
 def _account(
@@ -145,16 +154,24 @@ def _account(
     command: PayoutCommand,
     answers: dict[tuple[str, int], set[PayoutStatus]],
     attempts: set[int],
-) -> None:
+) -> tuple[int, ...]:
+    """Adds the payout to its line; returns the attempts answered PAID."""
     amount = command.amount_minor
     line.issued.add(amount)
     line.attempts += len(attempts)
-    if any(PayoutStatus.PAID in answers.get((command.payout_id, a), ()) for a in attempts):
+    paid = tuple(
+        a for a in sorted(attempts) if PayoutStatus.PAID in answers.get((command.payout_id, a), ())
+    )
+    if len(paid) > 1:  # each attempt moved the money: the extra ones are an overpayment
+        line.paid_twice.count += 1
+        line.paid_twice.amount_minor += amount * (len(paid) - 1)
+    if paid:
         line.paid.add(amount)  # money moved (an earlier attempt's late PAID counts too)
     elif PayoutStatus.FAILED in answers.get((command.payout_id, command.attempt), ()):
         line.failed.add(amount)
     else:
         line.outstanding.add(amount)
+    return paid
 
 
 def report_data(report: Report) -> dict[str, object]:
@@ -175,7 +192,7 @@ def report_data(report: Report) -> dict[str, object]:
                 "attempts": line.attempts,
                 **{
                     name: money(getattr(line, name), line.currency)
-                    for name in ("issued", "paid", "failed", "outstanding")
+                    for name in ("issued", "paid", "failed", "outstanding", "paid_twice")
                 },
             }
             for line in report.lines
@@ -183,11 +200,16 @@ def report_data(report: Report) -> dict[str, object]:
         "errors": [
             {"payout_id": p, "attempt": a, "copies": n, "error": "DUPLICATE_PAYOUT"}
             for p, a, n in report.duplicates
+        ]
+        + [
+            {"payout_id": p, "paid_attempts": list(attempts), "error": "PAID_TWICE"}
+            for p, attempts in report.paid_twice
         ],
         "unmatched_results": [
             {"payout_id": p, "attempt": a, "status": s} for p, a, s in report.unmatched
         ],
         "undecodable_records": report.skipped,
+        "dead_lettered_results": report.dead_lettered,
     }
 
 
@@ -210,8 +232,16 @@ def report_text(report: Report) -> str:
         out.append("(no payouts issued)")
     for p, a, n in report.duplicates:
         out.append(f"ERROR: payout {p} attempt {a} was issued {n} times (DUPLICATE_PAYOUT)")
+    for p, attempts in report.paid_twice:
+        listed = ", ".join(str(a) for a in attempts)
+        out.append(f"ERROR: payout {p} was PAID on attempts {listed} (PAID_TWICE)")
     for p, a, s in report.unmatched:
         out.append(f"warning: result {s} for payout {p} attempt {a}, which was never issued")
     if report.skipped:
         out.append(f"warning: {report.skipped} record(s) could not be decoded and were skipped")
+    if report.dead_lettered:
+        out.append(
+            f"note: {report.dead_lettered} payout result(s) the rewards service dead-lettered "
+            "were not counted"
+        )
     return "\n".join(out)

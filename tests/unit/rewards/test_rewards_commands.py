@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from aiokafka.partitioner import murmur2
@@ -19,7 +20,14 @@ from referrals.contract.records import (
     RewardAction,
     RewardType,
 )
-from services.rewards.adapters.operator import decoded, partition_for
+from referrals.platform.errors import PermanentError, ReferralsError
+from referrals.streams.dlq import dead_letter
+from services.rewards.adapters.operator import (
+    check_unique,
+    decoded,
+    partition_for,
+    reconcile_messages,
+)
 from services.rewards.domain.commands import (
     Refused,
     check,
@@ -182,3 +190,75 @@ def test_operator_reads_skip_records_that_do_not_decode() -> None:
     report.skipped = 1
     assert report_text(report).endswith("1 record(s) could not be decoded and were skipped")
     assert report_data(report)["undecodable_records"] == 1
+
+
+def test_a_payout_paid_on_two_attempts_is_flagged_not_counted_once() -> None:
+    """Attempt 1's PAID arrived late, after a retry's attempt 2 was PAID too: the money moved
+    twice, and reconcile showed one paid payout and no error."""
+    payouts = [_payout("a", 5_000), _payout("a", 5_000, attempt=2), _payout("b", 700)]
+    results = [
+        _result("a", PayoutStatus.FAILED),
+        _result("a", PayoutStatus.PAID, attempt=2),
+        _result("a", PayoutStatus.PAID),
+        _result("b", PayoutStatus.PAID),
+    ]
+    report = reconcile(payouts, results)
+    assert report.paid_twice == [("a", (1, 2))]
+    [line] = report.lines
+    assert (line.paid.count, line.paid_twice.count, line.paid_twice.amount_minor) == (2, 1, 5_000)
+    assert "ERROR: payout a was PAID on attempts 1, 2 (PAID_TWICE)" in report_text(report)
+    data = report_data(report)
+    assert {"payout_id": "a", "paid_attempts": [1, 2], "error": "PAID_TWICE"} in data["errors"]  # type: ignore[operator]
+    with pytest.raises(ReferralsError) as caught:
+        check_unique(report)  # the CLI prints the report, then exits 1
+    assert caught.value.reason == "PAID_TWICE"
+
+
+def test_the_same_attempt_answered_paid_twice_is_not_paid_twice() -> None:
+    results = [_result("a", PayoutStatus.PAID), _result("a", PayoutStatus.PAID)]
+    report = reconcile([_payout("a", 5_000)], results)
+    assert report.paid_twice == [] and report.lines[0].paid_twice.count == 0
+    check_unique(report)
+
+
+def _consumed(value: bytes, partition: int, offset: int, headers: object = ()) -> SimpleNamespace:
+    return SimpleNamespace(value=value, partition=partition, offset=offset, headers=headers)
+
+
+def test_results_the_rewards_service_dead_lettered_are_not_counted() -> None:
+    """A result the service refused (here a key mismatch) never marked anything PAID; reconcile
+    read the results topic whole and counted it."""
+    codec = AvroCodec()
+    topic = "t1.rewards.payout-results.v1"
+    issued = [_consumed(codec.encode(_payout(p, 5_000)), 0, n) for n, p in enumerate("ab")]
+    refused = _consumed(codec.encode(_result("a", PayoutStatus.PAID)), 2, 7)
+    accepted = _consumed(codec.encode(_result("b", PayoutStatus.PAID)), 2, 8)
+    letter = dead_letter(
+        service="rewards",
+        topic=topic,
+        partition=2,
+        offset=7,
+        timestamp_ms=0,
+        key=b"x",
+        value=refused.value,
+        error=PermanentError("key", reason="KEY_MISMATCH"),
+    )
+    elsewhere = dead_letter(  # the same coordinates on another topic: not this one
+        service="rewards",
+        topic="t1.referral.status.v1",
+        partition=2,
+        offset=8,
+        timestamp_ms=0,
+        key=None,
+        value=b"",
+        error=PermanentError("x"),
+    )
+    dead = [
+        _consumed(d.value or b"", 0, i, list(d.headers)) for i, d in enumerate([letter, elsewhere])
+    ]
+    report = reconcile_messages(issued, [refused, accepted], dead, topic, codec)
+    [line] = report.lines
+    assert (line.paid.count, line.outstanding.count) == (1, 1)
+    assert report.dead_lettered == 1
+    assert "1 payout result(s) the rewards service dead-lettered" in report_text(report)
+    assert report_data(report)["dead_lettered_results"] == 1

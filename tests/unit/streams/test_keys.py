@@ -55,6 +55,34 @@ def test_services_check_the_keys_of_the_inputs_they_partition_state_by() -> None
     assert {STATUS, ADVOCATES, PAYOUT_RESULTS} <= set(RewardsProcessor.keyed_inputs)
 
 
+def test_every_service_reading_conversions_or_deals_checks_their_keys() -> None:
+    """Conversions are keyed by prospect_id and deals by deal_id (the contract); attribution,
+    the one service reading them, checked neither, so a null or wrong key was accepted."""
+    from referrals.contract.topics import CONVERSIONS, DEALS, DEALS_BY_PROSPECT
+    from services.attribution.adapters.processor import AttributionProcessor
+    from services.notifications.adapters.processor import NotificationsProcessor
+    from services.rewards.adapters.processor import RewardsProcessor
+
+    for processor in (AttributionProcessor, NotificationsProcessor, RewardsProcessor):
+        for topic in (CONVERSIONS, DEALS, DEALS_BY_PROSPECT):
+            if topic in processor.inputs:
+                assert topic in processor.keyed_inputs, (processor.name, topic)
+    assert {CONVERSIONS, DEALS} <= set(AttributionProcessor.inputs)
+
+
+def test_a_key_that_is_not_utf_8_is_a_bad_key() -> None:
+    with pytest.raises(PermanentError) as err:
+        check_key(SPEC, b"t-\xff", Thing("t-\ufffd"))
+    assert err.value.reason == "BAD_KEY"
+
+
+def test_raw_key_bytes_that_are_utf_8_are_compared_as_text() -> None:
+    check_key(SPEC, "t-é".encode(), Thing("t-é"))
+    with pytest.raises(PermanentError) as err:
+        check_key(SPEC, b"t-2", Thing("t-1"))
+    assert err.value.reason == "KEY_MISMATCH"
+
+
 class _Codec:
     def decode(self, data: bytes, expected: str | None = None) -> Thing:
         return Thing(data.decode())
@@ -112,3 +140,15 @@ def test_the_runtime_checks_no_key_on_inputs_not_declared_keyed() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert runtime._handle(TopicPartition("things.v1", 0), _consumed(b"t-2", b"t-1"), now) == []
     assert processor.seen == ["t-2"]
+
+
+def test_the_runtime_dead_letters_a_non_utf_8_key_even_when_the_id_holds_u_fffd() -> None:
+    """The runtime decodes keys with errors="replace": b"t-\\xff" became "t-\\ufffd" and
+    matched a record whose id holds the replacement character."""
+    processor = _Keyed()
+    runtime = _runtime(processor)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    tp = TopicPartition("things.v1", 0)
+    [dead] = runtime._handle(tp, _consumed(b"t-\xff", "t-\ufffd".encode()), now)
+    assert dict(dead.headers)["dlq.error.reason"] == b"BAD_KEY"
+    assert processor.seen == []
