@@ -25,7 +25,7 @@ class RetryPolicy:
 def backoff_ms(tries: int, policy: RetryPolicy, rand: float) -> int:
     """The wait after the `tries`-th failed try (1-based): the ceiling base * 2^(tries-1),
     capped, of which half is fixed and half random (`rand` in [0, 1))."""
-    ceiling = min(policy.cap_ms, policy.base_ms * 2 ** min(max(tries, 1) - 1, 40))
+    ceiling = min(policy.cap_ms, policy.base_ms << min(max(tries, 1) - 1, 40))
     return ceiling // 2 + int(ceiling / 2 * rand)
 
 
