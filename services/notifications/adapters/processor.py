@@ -201,13 +201,13 @@ class NotificationsProcessor(ProgramAwareProcessor):
         """A try failed for now: the next one is stored (None), or, past the deadline, the
         outcome to dead-letter."""
         message, channel = outcome.message, outcome.channel
-        entry = entry.with_failure(channel, outcome.attempted)
+        entry = entry.with_failure(channel, outcome.attempted, outcome.detail)
         tries = entry.tries(channel)
         first_due = to_ms(now) if entry.first_due_ms is None else entry.first_due_ms
         after = None if outcome.retry_after_s is None else int(outcome.retry_after_s * 1000)
         at = retry.next_try(self.policy, first_due, tries.tries, to_ms(now), self.rand(), after)
         if at is None:
-            return self._expired(ctx, message, channel, tries.attempts, outcome.detail)
+            return self._expired(ctx, message, channel, tries.attempts, tries.error)
         entry = replace(entry, first_due_ms=first_due)
         self.outbox(ctx.task).put(message.notification_id.encode(), OUTBOX_ENTRIES.encode(entry))
         ctx.retries.set(retry_id(message.notification_id, channel), at)
@@ -306,7 +306,7 @@ class NotificationsProcessor(ProgramAwareProcessor):
             return []
         if retry.expired(first_due, to_ms(now), self.policy):
             tries = entry.tries(channel)
-            outcome = self._expired(ctx, message, channel, tries.attempts, "")
+            outcome = self._expired(ctx, message, channel, tries.attempts, tries.error)
             return [self._settle(ctx, entry, outcome, now)]
         ctx.staged += 1
         delivery = Delivery(ctx.task, message, program.document, (channel,))

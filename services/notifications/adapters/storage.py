@@ -49,6 +49,7 @@ class Tries:
     channel: NotificationChannel
     tries: int
     attempts: int
+    error: str = ""  # the last one, for the dead letter if the deadline passes
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +72,17 @@ class OutboxEntry:
     def tries(self, channel: NotificationChannel) -> Tries:
         return next((t for t in self.failed if t.channel == channel), Tries(channel, 0, 0))
 
-    def with_failure(self, channel: NotificationChannel, attempted: bool) -> OutboxEntry:
+    def with_failure(
+        self, channel: NotificationChannel, attempted: bool, error: str
+    ) -> OutboxEntry:
         """One more failed try on `channel` (an attempt if the sender talked to the server)."""
         old = self.tries(channel)
-        new = Tries(channel, old.tries + 1, old.attempts + int(attempted))
+        new = Tries(
+            channel,
+            old.tries + 1,
+            old.attempts + int(attempted),
+            error[:200] if attempted else old.error,
+        )
         others = tuple(t for t in self.failed if t.channel != channel)
         return replace(self, failed=(*others, new))
 
