@@ -186,7 +186,7 @@ async def test_opt_outs_duplicates_bad_input_and_a_bad_address_stop_nobody_elses
 
             assert len(dead) == 1
             headers = header_dict(dead[0].headers)
-            assert headers["dlq.error.reason"] == "SMTP_REJECTED"
+            assert headers["dlq.error.reason"] == "RECIPIENT_REFUSED"  # at once, not retried
             assert headers["dlq.error.class"] == "DeliveryFailed"
             assert headers["dlq.service"] == "notifications"
             assert dead[0].key == b"adv-bad"
@@ -203,7 +203,8 @@ async def test_opt_outs_duplicates_bad_input_and_a_bad_address_stop_nobody_elses
             ghost = next(m for m in input_dlq if m.key == b"adv-ghost")
             assert CODEC.decode(ghost.value).advocate_id == "adv-ghost"  # type: ignore[union-attr]
             failures = "referrals_notifications_dead_lettered_total"
-            assert await service.metric(failures, channel="EMAIL", reason="SMTP_REJECTED") == 1
+            assert await service.metric(failures, channel="EMAIL", reason="RECIPIENT_REFUSED") == 1
+            assert smtp.rcpt_attempts == 3  # dup, ok and bounce once each: never retried
             service.stop()
 
 
@@ -213,7 +214,7 @@ async def test_an_smtp_server_that_is_down_then_refuses_for_a_while_gets_the_mes
     # The server is not there at first (connection refused), then answers 451 twice.
     smtp = SmtpSink(behaviour=SmtpBehaviour(refuse_first=2))
     put_program(topics, tmp_path, None)
-    service = Service(topics, tmp_path, smtp.port, NOTIFICATIONS_SMTP_MAX_ATTEMPTS="12")
+    service = Service(topics, tmp_path, smtp.port)
     with running(service):
         await service.start()
         await publish(topics, profile("adv-r", "retry@example.com"), status("adv-r", "r1", S.LEAD))

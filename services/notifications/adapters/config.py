@@ -33,13 +33,19 @@ class NotificationsSettings(ServiceSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_timeout_s: float = 10.0
-    smtp_max_attempts: int = 5  # webhooks take theirs from the program (webhook.max_attempts)
     smtp_max_connections: int = 10
     # The right-hand side of every Message-ID: <notification_id@domain>.
     message_id_domain: str = "referrals.local"
-    # -- retries: exponential backoff with jitter, base * 2^(attempt-1), capped --
+    # -- retries: exponential backoff with jitter, base * 2^(tries-1), capped (domain.retry) --
     retry_base_s: float = 0.5
-    retry_max_s: float = 60.0
+    retry_max_s: float = 60.0  # the longest wait between two tries (the contract: 60 s)
+    # A delivery failing for now (relay or receiver down) is retried until this long after the
+    # message was first due, then dead-lettered (DEADLINE_EXCEEDED). Waiting messages are kept
+    # in the task's store, not in memory.
+    delivery_deadline_s: float = 86400.0
+    # Deliveries handed to the sender and not yet recorded, over all tasks: what memory holds.
+    # Further due messages stay in the store (a retry timer due now) until there is room.
+    max_in_flight: int = 1000
     # -- concurrency: a slow endpoint holds at most its own slots, never everyone's --
     max_concurrent_deliveries: int = 100
     webhook_max_connections: int = 8  # per webhook host

@@ -1,21 +1,26 @@
-"""The sender: delivers committed messages on their channels, concurrently, with retries.
+"""The sender: one attempt per (message, channel) handed over, concurrently, and its outcome.
 
 Each (message, channel) is its own asyncio task, so one bad address or slow endpoint never
 holds up another advocate's message. Concurrency is bounded twice: overall, and per
 destination (the SMTP relay; each webhook host), so a slow webhook occupies at most its own
-slots. A slot is held only while talking to a server, never while waiting to retry.
+slots. The processor bounds how many deliveries are handed over at once
+(NOTIFICATIONS_MAX_IN_FLIGHT), so memory stays bounded however many messages wait.
 
-Transient failures are retried up to the channel's attempt limit (NOTIFICATIONS_SMTP_MAX_ATTEMPTS
-for email, the program's `webhook.max_attempts`), after exponential backoff with jitter; a
-permanent failure or the last transient one gives up. Either way the outcome is reported to
-the processor, which records it in the task's next transaction.
+The sender does not wait to retry: a failure for now is reported (`Outcome.retry`), and the
+processor records when to try again in the task's store (`domain.retry`), so a waiting message
+survives a crash or a rebalance and holds no memory. A permanent failure is reported too, and
+dead-lettered at once.
+
+A destination that is down (connection refused, timeout, HTTP 5xx/429) is probed with one
+message at a time: while a probe is out, other messages for it are not tried but reported back
+as deferred (RELAY_DOWN), to wait their turn again. Its going down and its coming back are each
+logged once, not per message; `referrals_notifications_destinations_down` counts them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,7 +34,8 @@ from services.notifications.adapters import smtp, unsubscribe, webhook
 from services.notifications.adapters.config import NotificationsSettings
 from services.notifications.adapters.failures import (
     BAD_MESSAGE,
-    RETRIES_EXHAUSTED,
+    DESTINATION_DOWN,
+    RELAY_DOWN,
     DeliveryFailure,
     PermanentFailure,
     TransientFailure,
@@ -64,18 +70,27 @@ class Outcome:
     accepted_at: datetime | None = None
     reason: str = ""
     detail: str = ""
+    retry: bool = False  # failed for now (or deferred): to be tried again, not dead-lettered
+    retry_after_s: float | None = None  # the server's Retry-After, when it gave one
 
     @property
     def delivered(self) -> bool:
         return self.accepted_at is not None
 
+    @property
+    def attempted(self) -> bool:
+        """Whether the sender talked to the server (a deferred try did not)."""
+        return self.reason != RELAY_DOWN
 
-def backoff_s(attempt: int, base_s: float, cap_s: float, rand: float) -> float:
-    """The wait after failed attempt `attempt` (1-based): the ceiling base * 2^(attempt-1),
-    capped, of which half is fixed and half random ("equal jitter"), so retries of many
-    messages that failed together spread out, yet never come back immediately."""
-    ceiling = min(cap_s, base_s * 2.0 ** min(attempt - 1, 32))
-    return ceiling / 2 + ceiling / 2 * rand
+
+@dataclass
+class _Destination:
+    """A relay or webhook host: its slots and whether it is down (then: one probe at a time)."""
+
+    name: str
+    slots: asyncio.Semaphore
+    down_since: datetime | None = None
+    probing: bool = False
 
 
 class Sender:
@@ -85,18 +100,15 @@ class Sender:
         metrics: NotificationMetrics,
         clock: Clock,
         report: Callable[[Outcome], None],
-        *,
-        rand: Callable[[], float] = random.random,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
         self.report = report
-        self.rand = rand
         self.smtp = smtp.SmtpTransport(settings)
         self.webhooks = webhook.WebhookTransport()
         self._slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
-        self._destinations: dict[str, asyncio.Semaphore] = {}
+        self._destinations: dict[str, _Destination] = {}
         self._running: dict[int, set[asyncio.Task[None]]] = defaultdict(set)
         self._stopping: set[int] = set()
         self._talking: set[asyncio.Task[Any]] = set()
@@ -109,12 +121,16 @@ class Sender:
             running.add(job)
             job.add_done_callback(running.discard)
 
+    def down(self) -> list[str]:
+        """The destinations down now (their names: "smtp", "webhook:<host>")."""
+        return sorted(d.name for d in self._destinations.values() if d.down_since is not None)
+
     async def drain(self, tasks: frozenset[int], grace_s: float) -> None:
         """Stops these tasks' deliveries: no new attempt starts; attempts talking to a server
         get `grace_s` to finish (their outcomes are still reported); the rest is cancelled."""
         self._stopping |= tasks
         jobs = {job for task in tasks for job in self._running.pop(task, set())}
-        for job in jobs - self._talking:  # waiting for a slot or to retry: resent later
+        for job in jobs - self._talking:  # waiting for a slot: sent again by the next owner
             job.cancel()
         talking = jobs & self._talking
         if talking:
@@ -132,7 +148,7 @@ class Sender:
     async def _deliver(self, delivery: Delivery, channel: NotificationChannel) -> None:
         self.metrics.in_flight.inc()
         try:
-            await self._attempts(delivery, channel)
+            await self._attempt(delivery, channel)
         except Exception as err:  # a bug: give up on this message, loudly, not on the others
             log.exception("delivery crashed", extra={"channel": channel.value})
             self._give_up(
@@ -141,42 +157,84 @@ class Sender:
         finally:
             self.metrics.in_flight.dec()
 
-    async def _attempts(self, delivery: Delivery, channel: NotificationChannel) -> None:
+    async def _attempt(self, delivery: Delivery, channel: NotificationChannel) -> None:
         message = delivery.message
         try:
-            attempt_once, destination, limit = self._prepare(delivery, channel)
+            attempt_once, name = self._prepare(delivery, channel)
         except DeliveryFailure as failure:
             self._give_up(delivery, channel, 0, failure.reason, failure)
             return
-        attempt = 0
-        while delivery.task not in self._stopping:
-            attempt += 1
-            try:
-                async with self._destination(destination), self._slots:
-                    if delivery.task in self._stopping:
-                        return  # stopped while waiting for a slot: resent by the next owner
-                    await self._talk(attempt_once)
-            except PermanentFailure as failure:
-                self.metrics.failures.labels(channel.value, failure.reason).inc()
-                self._give_up(delivery, channel, attempt, failure.reason, failure)
+        destination = self._destination(name)
+        if destination.down_since is not None:
+            if destination.probing:  # another message is finding out whether it is back
+                self.report(Outcome(delivery.task, message, channel, 0, None, RELAY_DOWN, "", True))
                 return
-            except TransientFailure as failure:
-                self.metrics.failures.labels(channel.value, failure.reason).inc()
-                if attempt >= limit:
-                    self._give_up(delivery, channel, attempt, RETRIES_EXHAUSTED, failure)
-                    return
-                self.metrics.retries.labels(channel.value).inc()
-                wait = backoff_s(
-                    attempt, self.settings.retry_base_s, self.settings.retry_max_s, self.rand()
-                )
-                await asyncio.sleep(max(wait, failure.retry_after_s or 0.0))
-                continue
-            accepted_at = self.clock()
-            self.metrics.sent.labels(message.kind.value, channel.value).inc()
-            latency = (accepted_at - message.trigger_time).total_seconds()
-            self.metrics.latency.labels(channel.value).observe(max(latency, 0.0))
-            self.report(Outcome(delivery.task, message, channel, attempt, accepted_at))
+            destination.probing = True
+        probe = destination.probing and destination.down_since is not None
+        try:
+            async with destination.slots, self._slots:
+                if delivery.task in self._stopping:
+                    return  # stopped while waiting for a slot: sent again by the next owner
+                await self._talk(attempt_once)
+        except PermanentFailure as failure:
+            if failure.reason != "BAD_ADDRESS":  # the server is there: it refused the message
+                self._answered(destination)
+            self.metrics.failures.labels(channel.value, failure.reason).inc()
+            self._give_up(delivery, channel, 1, failure.reason, failure)
             return
+        except TransientFailure as failure:
+            self.metrics.failures.labels(channel.value, failure.reason).inc()
+            if failure.reason in DESTINATION_DOWN:
+                self._went_down(destination, channel, failure)
+            else:
+                self._answered(destination)
+            outcome = Outcome(
+                delivery.task,
+                message,
+                channel,
+                1,
+                None,
+                failure.reason,
+                str(failure)[:500],
+                True,
+                failure.retry_after_s,
+            )
+            self.report(outcome)
+            return
+        finally:
+            if probe:
+                destination.probing = False
+        self._answered(destination)
+        accepted_at = self.clock()
+        self.metrics.sent.labels(message.kind.value, channel.value).inc()
+        latency = (accepted_at - message.trigger_time).total_seconds()
+        self.metrics.latency.labels(channel.value).observe(max(latency, 0.0))
+        self.report(Outcome(delivery.task, message, channel, 1, accepted_at))
+
+    def _went_down(
+        self, destination: _Destination, channel: NotificationChannel, failure: DeliveryFailure
+    ) -> None:
+        if destination.down_since is not None:
+            return
+        destination.down_since = self.clock()
+        self.metrics.destinations_down.labels(channel.value).inc()
+        log.warning(
+            "destination down: waiting messages are retried, one probe at a time",
+            extra={"destination": destination.name, "error": str(failure)[:300]},
+        )
+
+    def _answered(self, destination: _Destination) -> None:
+        """The destination answered (accepted, or refused for a reason of its own): it is up."""
+        if destination.down_since is None:
+            return
+        down_for = (self.clock() - destination.down_since).total_seconds()
+        destination.down_since = None
+        channel = "EMAIL" if destination.name == "smtp" else "WEBHOOK"
+        self.metrics.destinations_down.labels(channel).dec()
+        log.warning(
+            "destination back: waiting messages go out at their next try",
+            extra={"destination": destination.name, "down_for_s": round(down_for, 1)},
+        )
 
     async def _talk(self, attempt_once: Callable[[], Awaitable[None]]) -> None:
         """One attempt; while it runs, a stop waits for it (up to the grace period)."""
@@ -202,7 +260,6 @@ class Sender:
                 "notification_id": delivery.message.notification_id,
                 "advocate_id": delivery.message.advocate_id,
                 "channel": channel.value,
-                "attempts": attempts,
                 "reason": reason,
                 "error": str(failure)[:300],
             },
@@ -212,24 +269,23 @@ class Sender:
         )
         self.report(outcome)
 
-    def _destination(self, name: str) -> asyncio.Semaphore:
-        slots = self._destinations.get(name)
-        if slots is None:
-            email = name == "smtp"
+    def _destination(self, name: str) -> _Destination:
+        destination = self._destinations.get(name)
+        if destination is None:
             size = (
                 self.settings.smtp_max_connections
-                if email
+                if name == "smtp"
                 else self.settings.webhook_max_connections
             )
-            slots = self._destinations[name] = asyncio.Semaphore(size)
-        return slots
+            destination = self._destinations[name] = _Destination(name, asyncio.Semaphore(size))
+        return destination
 
     # -- what one attempt does, per channel -----------------------------------------------------
     def _prepare(
         self, delivery: Delivery, channel: NotificationChannel
-    ) -> tuple[Callable[[], Awaitable[None]], str, int]:
-        """(one attempt, its destination, the attempt limit); PermanentFailure if the message
-        cannot be rendered or the channel is not configured."""
+    ) -> tuple[Callable[[], Awaitable[None]], str]:
+        """(one attempt, its destination); PermanentFailure if the message cannot be rendered
+        or the channel is not configured."""
         message, program = delivery.message, delivery.program
         unsubscribe_url = self.unsubscribe_url(message, program)
         refer_url = f"{self.settings.refer_base_url.rstrip('/')}/{quote(message.advocate_id)}"
@@ -251,7 +307,7 @@ class Sender:
             signed = webhook.headers(message, payload, secret, self.clock())
             await self.webhooks.post(hook, payload, signed)
 
-        return post, f"webhook:{urlsplit(hook.url).netloc}", hook.max_attempts
+        return post, f"webhook:{urlsplit(hook.url).netloc}"
 
     def _email(
         self,
@@ -259,7 +315,7 @@ class Sender:
         rendered: RenderedMessage,
         program: ProgramDocument,
         unsubscribe_url: str,
-    ) -> tuple[Callable[[], Awaitable[None]], str, int]:
+    ) -> tuple[Callable[[], Awaitable[None]], str]:
         sender = program.notifications.from_address
 
         async def send() -> None:
@@ -273,7 +329,7 @@ class Sender:
             )
             await self.smtp.send(email, sender, message.email.strip())
 
-        return send, "smtp", self.settings.smtp_max_attempts
+        return send, "smtp"
 
     def unsubscribe_url(self, message: Message, program: ProgramDocument) -> str:
         """The signed link: the program's unsubscribe page, else this service's endpoint."""

@@ -1,13 +1,19 @@
 """Why a delivery attempt failed, and what the service does about it.
 
     DeliveryFailure              one attempt on one channel failed
-    ├── TransientFailure         the server may accept later: retried with backoff
-    │                            (connection refused, timeouts, SMTP 4xx, HTTP 5xx/408/425/429)
+    ├── TransientFailure         the server may accept later: retried with backoff until the
+    │                            delivery deadline (connection refused, timeouts, SMTP 4xx,
+    │                            HTTP 5xx/408/425/429)
     └── PermanentFailure         retrying cannot help: dead-lettered at once
-                                 (SMTP 5xx, HTTP 4xx and 3xx, a missing webhook secret)
+                                 (SMTP 5xx: RECIPIENT_REFUSED for an address refused at RCPT,
+                                 SMTP_REJECTED otherwise; HTTP 4xx and 3xx, a missing secret)
     DeliveryFailed (PermanentError)
                                  what a dead-lettered delivery carries to notifications.sent.v1.dlq:
-                                 the last failure's reason, or RETRIES_EXHAUSTED
+                                 the permanent failure's reason, or DEADLINE_EXCEEDED
+
+DEADLINE_EXCEEDED replaced RETRIES_EXHAUSTED (a count of attempts, 5 by default, which let a
+minute's relay outage dead-letter every message due in it); dead letters written before the
+change still carry the old reason.
 
 `reason` is a short UPPER_SNAKE code from a fixed set: it labels metrics and the dead letter.
 """
@@ -16,7 +22,12 @@ from __future__ import annotations
 
 from referrals.platform.errors import PermanentError
 
-RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
+DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"  # still failing NOTIFICATIONS_DELIVERY_DEADLINE_S on
+RECIPIENT_REFUSED = "RECIPIENT_REFUSED"  # the relay refused the address for good (5xx at RCPT)
+RELAY_DOWN = "RELAY_DOWN"  # not tried: its destination is down and another message probes it
+# Transient reasons that say the destination itself is down, not just this one message: the
+# sender then probes it with one message at a time (`delivery`).
+DESTINATION_DOWN = frozenset({"CONNECTION", "TIMEOUT", "HTTP_5XX", "HTTP_429"})
 BAD_MESSAGE = "BAD_MESSAGE"  # the message could not be rendered or built (a bug or bad data)
 
 
@@ -39,4 +50,4 @@ class PermanentFailure(DeliveryFailure):
 class DeliveryFailed(PermanentError):
     """A delivery given up on; its dead letter's `dlq.error.reason` is `reason`."""
 
-    reason = RETRIES_EXHAUSTED
+    reason = DEADLINE_EXCEEDED

@@ -37,7 +37,22 @@ class NotificationMetrics:
             registry=r,
         )
         self.retries = Counter(
-            "referrals_notifications_retries", "Delivery attempts retried", ["channel"], registry=r
+            "referrals_notifications_retries",
+            "Deliveries that failed for now (or were deferred while their destination was down) "
+            "and were scheduled to be tried again",
+            ["channel"],
+            registry=r,
+        )
+        self.waiting = Gauge(
+            "referrals_notifications_waiting_messages",
+            "Deliveries (message and channel) waiting in the task stores for their next try",
+            registry=r,
+        )
+        self.destinations_down = Gauge(
+            "referrals_notifications_destinations_down",
+            "SMTP relays or webhook hosts currently down (probed one message at a time)",
+            ["channel"],
+            registry=r,
         )
         self.resends = Counter(
             "referrals_notifications_resends",
@@ -59,7 +74,7 @@ class NotificationMetrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "referrals_notifications_in_flight", "Deliveries being attempted or retried", registry=r
+            "referrals_notifications_in_flight", "Delivery attempts in progress", registry=r
         )
         self.timers = Gauge(
             "referrals_notifications_timers", "Advocates with a scheduled wake-up", registry=r

@@ -19,7 +19,11 @@ from email.utils import format_datetime
 import aiosmtplib
 
 from services.notifications.adapters.config import NotificationsSettings
-from services.notifications.adapters.failures import PermanentFailure, TransientFailure
+from services.notifications.adapters.failures import (
+    RECIPIENT_REFUSED,
+    PermanentFailure,
+    TransientFailure,
+)
 from services.notifications.domain.messages import Message, RenderedMessage
 
 SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
@@ -82,7 +86,11 @@ class SmtpTransport:
         except aiosmtplib.SMTPRecipientsRefused as err:
             refused = err.recipients[0] if err.recipients else None
             code = refused.code if refused is not None else 550
-            raise _by_code(code, refused.message if refused else str(err), "recipient") from err
+            text = refused.message if refused else str(err)
+            if 500 <= code < 600:  # the relay will never take mail for this address
+                detail = f"recipient: {code} {text}"[:300]
+                raise PermanentFailure(RECIPIENT_REFUSED, detail) from err
+            raise _by_code(code, text, "recipient") from err
         except aiosmtplib.SMTPAuthenticationError as err:
             raise PermanentFailure("SMTP_AUTH", f"{err.code} {err.message}") from err
         except aiosmtplib.SMTPResponseException as err:

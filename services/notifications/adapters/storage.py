@@ -10,7 +10,11 @@ Two stores per task, each backed by a compacted changelog:
     crash, assignment resends exactly these (the core's `unsent` rebuilds each message);
   - `w` wake-ups: 8-byte big-endian due time (epoch ms) + advocate_id -> b"": when an
     advocate's next nurture step or deferred message is due (`referrals.streams.timers`);
-  - `p` parked: records waiting for their program's config (`referrals.streams.waiting`).
+  - `p` parked: records waiting for their program's config (`referrals.streams.waiting`);
+  - `r` retries: 8-byte due time + `<notification_id>/<CHANNEL>` -> b"": when a channel of an
+    outbox entry is next tried (a `TimerIndex`). A channel is either in flight (handed to the
+    sender, not yet recorded) or has a retry timer: after a failure for now, at its backoff;
+    when the sender was full, due now; after a crash, re-armed on assignment.
   One store rather than three: every store costs a changelog topic and a restore per task
   whenever the task is assigned.
 
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import msgspec
@@ -34,7 +38,18 @@ import msgspec
 from referrals.programs.model import NotificationChannel
 
 log = logging.getLogger(__name__)
-OUTBOX, WAKEUPS, PARKED = b"o", b"w", b"p"
+OUTBOX, WAKEUPS, PARKED, RETRIES = b"o", b"w", b"p", b"r"
+
+
+@dataclass(frozen=True, slots=True)
+class Tries:
+    """One channel's failed tries so far (`attempts` of them talked to the server; the others
+    were deferred while its destination was down)."""
+
+    channel: NotificationChannel
+    tries: int
+    attempts: int
+    error: str = ""  # the last one, for the dead letter if the deadline passes
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +57,44 @@ class OutboxEntry:
     advocate_id: str
     program_id: str
     channels: tuple[NotificationChannel, ...]  # still to deliver (or to dead-letter)
+    # When the message was first due (epoch ms): its delivery deadline counts from here. None in
+    # entries written before deadlines existed: set when the task is next assigned.
+    first_due_ms: int | None = None
+    failed: tuple[Tries, ...] = ()  # channels that failed for now, waiting to be tried again
 
     def without(self, channel: NotificationChannel) -> OutboxEntry:
-        return OutboxEntry(
-            self.advocate_id, self.program_id, tuple(c for c in self.channels if c != channel)
+        return replace(
+            self,
+            channels=tuple(c for c in self.channels if c != channel),
+            failed=tuple(t for t in self.failed if t.channel != channel),
         )
+
+    def tries(self, channel: NotificationChannel) -> Tries:
+        return next((t for t in self.failed if t.channel == channel), Tries(channel, 0, 0))
+
+    def with_failure(
+        self, channel: NotificationChannel, attempted: bool, error: str
+    ) -> OutboxEntry:
+        """One more failed try on `channel` (an attempt if the sender talked to the server)."""
+        old = self.tries(channel)
+        new = Tries(
+            channel,
+            old.tries + 1,
+            old.attempts + int(attempted),
+            error[:200] if attempted else old.error,
+        )
+        others = tuple(t for t in self.failed if t.channel != channel)
+        return replace(self, failed=(*others, new))
+
+
+def retry_id(notification_id: str, channel: NotificationChannel) -> str:
+    """The retry timer's id of one channel of one message."""
+    return f"{notification_id}/{channel.value}"
+
+
+def parse_retry_id(timer_id: str) -> tuple[str, NotificationChannel]:
+    notification_id, _, channel = timer_id.rpartition("/")
+    return notification_id, NotificationChannel(channel)
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,16 +147,15 @@ def on_dead_lettered(state: State, notification_id: str) -> State:
 
 
 def unsent(state: State, program: ProgramDocument, now: datetime) -> tuple[Message, ...]:
-    """Messages planned but not confirmed delivered (and not stale): resend them after a restart,
-    with the same notification_id, so the receiver can drop what it already has."""
+    """Messages planned but not confirmed delivered: to send again after a failure or a restart,
+    with the same notification_id, so the receiver can drop what it already has. Staleness is
+    not checked here: it decides whether a message is planned, and a planned message waits for
+    its delivery (up to the adapter's delivery deadline) however old its trigger gets."""
     if state.opted_out or state.profile is None:
         return ()
-    cut = cutoff(program, to_ms(now))
     profile = state.profile
     return tuple(
-        build_message(state.advocate_id, profile, entry, program)
-        for entry in state.outbox
-        if entry.trigger_at >= cut
+        build_message(state.advocate_id, profile, entry, program) for entry in state.outbox
     )
 
 

@@ -13,7 +13,10 @@ so a store of a million advocates stays small:
 - `pending`: nurture steps not yet due or deferred by the rate limit, and messages held until
   the advocate's profile arrives; dropped once stale;
 - `outbox`: messages planned but not yet confirmed delivered, for a resend after a crash;
-  dropped once delivered or stale;
+  dropped once delivered or dead-lettered (the adapter's delivery deadline guarantees one or
+  the other), or on an opt-out. Staleness does not drop them: it decides whether a message is
+  planned at all, and a message planned then waiting for a relay that is down is sent when the
+  relay is back, within the delivery deadline;
 - `sends`: when the messages of the last 24 hours were planned (at most the rate limit).
 
 There is no list of recent status_ids: a repeated status names the same (referral, kind, step)
@@ -135,15 +138,12 @@ class State:
         return sum(1 for sent in self.sends if abs(sent - now) < DAY_MS)
 
     def forget_before(self, cutoff: int, now: int) -> State:
-        """Drops what can no longer matter: stale outbox entries and sends over a day old.
+        """Drops what can no longer matter: sends over a day old.
 
-        Pending entries are left to the planner, which reports each one it drops.
+        Pending entries are left to the planner, which reports each one it drops; outbox entries
+        wait for their delivery's outcome however old their trigger (see the module's notes).
         """
-        return replace(
-            self,
-            outbox=tuple(entry for entry in self.outbox if entry.trigger_at >= cutoff),
-            sends=tuple(sent for sent in self.sends if sent > now - DAY_MS),
-        )
+        return replace(self, sends=tuple(sent for sent in self.sends if sent > now - DAY_MS))
 
 
 def new_state(advocate_id: str) -> State:

@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from types import MappingProxyType
 
+import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
 from notifications_builders import NOW, program
@@ -24,7 +25,6 @@ from referrals.streams.state import Keyspace, MemoryBackend, TaskStore
 from services.notifications.adapters import smtp, unsubscribe, webhook
 from services.notifications.adapters.codec import OUTBOX_ENTRIES
 from services.notifications.adapters.config import NotificationsSettings
-from services.notifications.adapters.delivery import backoff_s
 from services.notifications.adapters.failures import PermanentFailure, TransientFailure
 from services.notifications.adapters.rendering import render
 from services.notifications.adapters.storage import (
@@ -281,14 +281,19 @@ def test_smtp_4xx_is_retried_and_5xx_is_permanent(code: int, failure: type, reas
     assert isinstance(result, failure) and result.reason == reason
 
 
-# == retries ====================================================================================
-def test_backoff_doubles_from_the_base_up_to_the_cap_with_half_of_it_jittered() -> None:
-    ceilings = [backoff_s(n, 0.5, 30.0, 1.0) for n in range(1, 10)]
-    assert ceilings == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
-    floors = [backoff_s(n, 0.5, 30.0, 0.0) for n in range(1, 10)]
-    assert floors == [c / 2 for c in ceilings]
-    assert backoff_s(3, 0.5, 30.0, 0.5) == 1.5
-    assert backoff_s(10_000, 0.5, 30.0, 0.3) <= 30.0  # no overflow for absurd attempt counts
+@pytest.mark.parametrize(("code", "reason"), [(550, "RECIPIENT_REFUSED"), (451, "SMTP_4XX")])
+async def test_a_recipient_refused_for_good_has_its_own_reason(code: int, reason: str) -> None:
+    transport = smtp.SmtpTransport(NotificationsSettings())
+    refused = aiosmtplib.SMTPRecipientRefused(code, "mailbox unavailable", "a@b.example")
+
+    async def send(*_: object) -> None:
+        raise aiosmtplib.SMTPRecipientsRefused([refused])
+
+    transport._send = send  # type: ignore[method-assign]
+    with pytest.raises((PermanentFailure, TransientFailure)) as raised:
+        await transport.send(EmailMessage(), "from@x.example", "a@b.example")
+    assert raised.value.reason == reason
+    assert isinstance(raised.value, PermanentFailure) == (code >= 500)
 
 
 # == durable structures =========================================================================

@@ -190,23 +190,21 @@ def test_a_message_on_two_channels_is_settled_when_both_are(h: Harness) -> None:
     h.processor._reported(_accepted(delivery, WEBHOOK, NOW))
     assert len(h.punctuate()) == 1
     h.commit()
-    h.processor._reported(Outcome(0, delivery.message, EMAIL, 5, None, "RETRIES_EXHAUSTED", "451"))
+    h.processor._reported(Outcome(0, delivery.message, EMAIL, 1, None, "SMTP_REJECTED", "554"))
     [dead] = h.punctuate()
     h.commit()
     assert isinstance(dead, DeadLetterOut)
-    assert dead.error.reason == "RETRIES_EXHAUSTED"
+    assert dead.error.reason == "SMTP_REJECTED"
     assert (dead.record.topic, dead.record.offset, dead.record.raw_key) == (
         "notifications.sent.v1",
         -1,
         ADVOCATE.encode(),
     )
     body = json.loads(dead.record.raw_value or b"")
-    assert (body["channel"], body["attempts"], body["reason"]) == ("EMAIL", 5, "RETRIES_EXHAUSTED")
+    assert (body["channel"], body["attempts"], body["reason"]) == ("EMAIL", 1, "SMTP_REJECTED")
     assert (
         h.metric(
-            "referrals_notifications_dead_lettered_total",
-            channel="EMAIL",
-            reason="RETRIES_EXHAUSTED",
+            "referrals_notifications_dead_lettered_total", channel="EMAIL", reason="SMTP_REJECTED"
         )
         == 1
     )
@@ -223,6 +221,9 @@ async def test_after_a_crash_unrecorded_messages_are_resent_with_the_same_id(h: 
     h.punctuate()
     h.commit()  # r1 recorded; r2 accepted by nobody yet, then the crash
     await h.restart()
+    assert h.sender.submitted == []  # tried at the next punctuation, once that commits
+    h.punctuate()
+    h.commit()
     [resent] = h.sender.submitted
     assert resent.message.notification_id == second.message.notification_id
     assert resent.channels == (EMAIL,)
@@ -260,16 +261,181 @@ async def test_a_stale_journal_records_nothing_twice(h: Harness, tmp_path: Path)
     assert h.sender.submitted == [] and h.punctuate() == []
 
 
-async def test_messages_gone_stale_or_opted_out_are_not_resent(h: Harness) -> None:
+async def test_after_a_crash_a_message_past_its_deadline_is_dead_lettered_not_resent(
+    h: Harness,
+) -> None:
     _known(h)
     h.feed(STATUS, status("r1", S.LEAD))
     h.commit()
-    h.clock[0] = NOW + 8 * DAY  # past the staleness limit
+    h.clock[0] = NOW + 8 * DAY  # the service was down past the delivery deadline (a day)
     await h.restart()
+    [dead] = h.punctuate()
+    h.commit()
     assert h.sender.submitted == []
+    assert isinstance(dead, DeadLetterOut) and dead.error.reason == "DEADLINE_EXCEEDED"
+    assert list(h.processor.task_stores[0]["index"].items()) == []
+
+
+async def test_a_message_to_an_advocate_who_opted_out_since_is_not_resent(h: Harness) -> None:
+    _known(h)
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    h.feed(UNSUBSCRIBES, UnsubscribeRequest("us-1", ADVOCATE, PROGRAM_ID, "LINK", NOW, NOW))
+    h.commit()
+    await h.restart()
+    assert h.punctuate() == []
+    h.commit()
+    assert h.sender.submitted == []
+    assert list(h.processor.task_stores[0]["index"].items()) == []
+
+
+# == waiting for a relay that is down ===========================================================
+def _failed(delivery: Delivery, reason: str = "CONNECTION") -> Outcome:
+    return Outcome(delivery.task, delivery.message, EMAIL, 1, None, reason, "refused", True)
+
+
+def _retry_keys(h: Harness) -> list[bytes]:
+    return [k for k, _ in h.processor.task_stores[0]["index"].items() if k.startswith(b"r")]
+
+
+def _short(tmp_path: Path, **settings: Any) -> NotificationsSettings:
+    return NotificationsSettings(state_dir=tmp_path, unknown_program_wait_s=60, **settings)
+
+
+async def test_a_failure_for_now_waits_in_the_store_and_is_retried_with_its_id_when_due(
+    h: Harness,
+) -> None:
+    h.processor.rand = lambda: 0.0
+    _known(h)
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    [first] = h.sender.submitted
+    h.processor._reported(_failed(first))
+    assert h.punctuate() == []  # no record, no dead letter: it waits
+    h.commit()
+    assert len(_retry_keys(h)) == 1
+    assert h.metric("referrals_notifications_waiting_messages") == 1
+    assert h.metric("referrals_notifications_retries_total", channel="EMAIL") == 1
+    # Durable: a crash loses nothing; the retry is not due before its backoff (0.25 s here).
+    await h.restart()
     h.punctuate()
     h.commit()
+    assert h.sender.submitted == []
+    h.clock[0] = NOW + timedelta(seconds=1)
+    h.punctuate()
+    h.commit()
+    [again] = h.sender.submitted
+    assert again.message.notification_id == first.message.notification_id
+    assert _retry_keys(h) == []
+    h.processor._reported(_accepted(again, EMAIL, h.clock[0]))
+    [out] = h.punctuate()
+    h.commit()
+    assert isinstance(out, Outbound) and out.value.notification_id == first.message.notification_id
     assert list(h.processor.task_stores[0]["index"].items()) == []
+
+
+async def test_the_deadline_not_a_count_of_tries_ends_a_delivery(h: Harness) -> None:
+    h.processor.rand = lambda: 0.999
+    _known(h)
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    tries, gaps = 0, []
+    while True:
+        [delivery] = h.sender.submitted
+        h.sender.submitted.clear()
+        h.processor._reported(_failed(delivery))
+        tries += 1
+        out = h.punctuate()
+        h.commit()
+        if out:
+            break
+        [due] = list(h.processor._tasks[0].retries._due.values())
+        gaps.append(due - int(h.clock[0].timestamp() * 1000))
+        h.clock[0] = datetime.fromtimestamp(due / 1000, h.clock[0].tzinfo)
+        out = h.punctuate()  # hands the retry over; past the deadline, dead-letters it instead
+        h.commit()
+        if out:
+            break
+    [dead] = out
+    assert isinstance(dead, DeadLetterOut) and dead.error.reason == "DEADLINE_EXCEEDED"
+    assert tries > 1000  # a day of retries, at most 60 s apart
+    assert max(gaps) <= 60_000
+    assert h.clock[0] - NOW == timedelta(days=1)
+
+
+async def test_past_the_deadline_a_waiting_message_goes_to_the_dlq(tmp_path: Path) -> None:
+    clock = [NOW]
+    processor = _processor(clock, _short(tmp_path, delivery_deadline_s=10))
+    processor.task_stores = {0: {n: TaskStore(n, 0, MemoryBackend()) for n in processor.stores}}
+    h = Harness(processor, RecordingSender(), clock)
+    processor.sender = h.sender  # type: ignore[assignment]
+    _program(processor)
+    await processor.assign(frozenset({0}))
+    processor.rand = lambda: 0.0
+    _known(h)
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    [delivery] = h.sender.submitted
+    h.processor._reported(_failed(delivery))
+    h.punctuate()
+    h.commit()
+    h.clock[0] = NOW + timedelta(seconds=10)
+    [dead] = h.punctuate()
+    h.commit()
+    assert isinstance(dead, DeadLetterOut) and dead.error.reason == "DEADLINE_EXCEEDED"
+    body = json.loads(dead.record.raw_value or b"")
+    assert (body["reason"], body["attempts"]) == ("DEADLINE_EXCEEDED", 1)
+    assert "within 10 s" in body["error"] and "refused" in body["error"]  # the last error
+    assert list(processor.task_stores[0]["index"].items()) == []
+    assert h.metric("referrals_notifications_waiting_messages") == 0
+
+
+async def test_a_permanent_refusal_goes_to_the_dlq_at_once_even_after_failures_for_now(
+    h: Harness,
+) -> None:
+    h.processor.rand = lambda: 0.0
+    _known(h)
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    [delivery] = h.sender.submitted
+    h.processor._reported(_failed(delivery))
+    h.punctuate()
+    h.commit()
+    h.clock[0] = NOW + timedelta(seconds=1)
+    h.punctuate()
+    h.commit()
+    refused = Outcome(0, delivery.message, EMAIL, 1, None, "RECIPIENT_REFUSED", "550 no such user")
+    h.processor._reported(refused)
+    [dead] = h.punctuate()
+    h.commit()
+    assert isinstance(dead, DeadLetterOut) and dead.error.reason == "RECIPIENT_REFUSED"
+    assert json.loads(dead.record.raw_value or b"")["attempts"] == 2
+
+
+async def test_no_more_than_max_in_flight_deliveries_are_held_in_memory(tmp_path: Path) -> None:
+    clock = [NOW]
+    processor = _processor(clock, _short(tmp_path, max_in_flight=2))
+    processor.task_stores = {0: {n: TaskStore(n, 0, MemoryBackend()) for n in processor.stores}}
+    h = Harness(processor, RecordingSender(), clock)
+    processor.sender = h.sender  # type: ignore[assignment]
+    _program(processor)
+    await processor.assign(frozenset({0}))
+    _known(h)
+    for referral in ("r1", "r2", "r3", "r4", "r5"):
+        h.feed(STATUS, status(referral, S.LEAD))
+    h.commit()
+    assert [d.message.referral_id for d in h.sender.submitted] == ["r1", "r2"]
+    assert len(_retry_keys(h)) == 3  # the rest wait in the store, due now
+    h.punctuate()
+    h.commit()
+    assert len(h.sender.submitted) == 2  # still full
+    for delivery in list(h.sender.submitted):
+        h.processor._reported(_accepted(delivery, EMAIL, NOW))
+    h.punctuate()  # records two, then hands over two more
+    h.commit()
+    handed = [d.message.referral_id for d in h.sender.submitted]
+    assert len(handed) == 4 and len(set(handed)) == 4
+    assert len(_retry_keys(h)) == 1
 
 
 # == timers ====================================================================================

@@ -1,5 +1,6 @@
-"""The sender with fake transports: retries with backoff, giving up, isolation of slow
-destinations, and what a stop does to deliveries in flight."""
+"""The sender with fake transports: one attempt per hand-over, failures for now reported to be
+retried (the processor keeps them), a destination that is down probed one message at a time,
+isolation of slow destinations, and what a stop does to deliveries in flight."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from services.notifications.domain.messages import Message
 from services.notifications.domain.plan import on_status
 
 EMAIL, WEBHOOK = NotificationChannel.EMAIL, NotificationChannel.WEBHOOK
-FAST = NotificationsSettings(retry_base_s=0.001, retry_max_s=0.002, smtp_max_attempts=4)
+FAST = NotificationsSettings(retry_base_s=0.001, retry_max_s=0.002)
 
 
 @dataclass
@@ -64,7 +65,7 @@ class FakeWebhooks:
 def _sender(settings: NotificationsSettings = FAST) -> tuple[Sender, list[Outcome]]:
     outcomes: list[Outcome] = []
     metrics = NotificationMetrics(RuntimeMetrics("t").registry)
-    sender = Sender(settings, metrics, lambda: NOW, outcomes.append, rand=lambda: 0.5)
+    sender = Sender(settings, metrics, lambda: NOW, outcomes.append)
     return sender, outcomes
 
 
@@ -91,28 +92,64 @@ def _sample(sender: Sender, name: str, **labels: str) -> float:
     return sender.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-async def test_transient_failures_are_retried_until_the_server_accepts() -> None:
+async def test_a_failure_for_now_is_reported_to_be_retried_and_the_next_hand_over_delivers() -> (
+    None
+):
     sender, outcomes = _sender()
-    smtp = FakeSmtp(
-        [TransientFailure("CONNECTION", "refused"), TransientFailure("SMTP_4XX", "451")]
-    )
+    smtp = FakeSmtp([TransientFailure("SMTP_4XX", "451")])
     sender.smtp = smtp  # type: ignore[assignment]
-    sender.submit(_delivery(_message(), program()))
+    message = _message()
+    sender.submit(_delivery(message, program()))
     await _settle(outcomes, 1)
-    [outcome] = outcomes
-    assert (outcome.delivered, outcome.attempts, outcome.accepted_at) == (True, 3, NOW)
-    assert smtp.sent[0]["Message-ID"] == f"<{outcome.message.notification_id}@referrals.local>"
-    assert _sample(sender, "referrals_notifications_retries_total", channel="EMAIL") == 2
-    assert (
-        _sample(
-            sender,
-            "referrals_notifications_delivery_failures_total",
-            channel="EMAIL",
-            reason="SMTP_4XX",
-        )
-        == 1
+    assert (outcomes[0].delivered, outcomes[0].retry, outcomes[0].reason) == (
+        False,
+        True,
+        "SMTP_4XX",
     )
+    assert smtp.sent == []  # one attempt: the sender never waits to retry
+    sender.submit(_delivery(message, program()))
+    await _settle(outcomes, 2)
+    assert (outcomes[1].delivered, outcomes[1].accepted_at) == (True, NOW)
+    assert smtp.sent[0]["Message-ID"] == f"<{message.notification_id}@referrals.local>"
+    failures = "referrals_notifications_delivery_failures_total"
+    assert _sample(sender, failures, channel="EMAIL", reason="SMTP_4XX") == 1
     assert _sample(sender, "referrals_notifications_sent_total", channel="EMAIL", kind="LEAD") == 1
+
+
+async def test_a_relay_that_is_down_is_probed_one_message_at_a_time_until_it_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sender, outcomes = _sender()
+    smtp = FakeSmtp([TransientFailure("CONNECTION", "refused")])
+    sender.smtp = smtp  # type: ignore[assignment]
+    sender.submit(_delivery(_message("r0"), program()))
+    await _settle(outcomes, 1)
+    assert sender.down() == ["smtp"]
+    assert _sample(sender, "referrals_notifications_destinations_down", channel="EMAIL") == 1
+    # While down: the first message handed over probes; the others are not tried.
+    smtp.gate = asyncio.Event()
+    smtp.failures.append(TransientFailure("CONNECTION", "refused"))
+    for referral in ("r1", "r2", "r3"):
+        sender.submit(_delivery(_message(referral), program()))
+    await _settle(outcomes, 3)
+    deferred = outcomes[1:]
+    assert [(o.retry, o.reason, o.attempted) for o in deferred] == [(True, "RELAY_DOWN", False)] * 2
+    smtp.gate.set()
+    await _settle(outcomes, 4)
+    assert (outcomes[3].message.referral_id, outcomes[3].reason) == ("r1", "CONNECTION")
+    # The relay is back: the next probe is accepted and everything goes through again.
+    for referral in ("r2", "r3"):
+        sender.submit(_delivery(_message(referral), program()))
+    await _settle(outcomes, 6)
+    assert sum(o.delivered for o in outcomes) >= 1 and sender.down() == []
+    sender.submit(_delivery(_message("r3"), program()))
+    await _settle(outcomes, 7)
+    delivered = sorted(o.message.referral_id for o in outcomes if o.delivered)
+    assert delivered[-1] == "r3" and "r2" in delivered
+    assert _sample(sender, "referrals_notifications_destinations_down", channel="EMAIL") == 0
+    # One line when it went down, one when it came back: not one per message.
+    lines = [r.getMessage() for r in caplog.records if "destination" in r.getMessage()]
+    assert [line.split(":")[0] for line in lines] == ["destination down", "destination back"]
 
 
 async def test_a_permanent_failure_gives_up_at_once() -> None:
@@ -126,15 +163,6 @@ async def test_a_permanent_failure_gives_up_at_once() -> None:
         "SMTP_REJECTED",
     )
     assert "550" in outcomes[0].detail
-
-
-async def test_transient_failures_give_up_after_the_attempt_limit() -> None:
-    sender, outcomes = _sender()
-    sender.smtp = FakeSmtp([TransientFailure("TIMEOUT", "slow")] * 10)  # type: ignore[assignment]
-    sender.submit(_delivery(_message(), program()))
-    await _settle(outcomes, 1)
-    assert (outcomes[0].attempts, outcomes[0].reason) == (4, "RETRIES_EXHAUSTED")
-    assert "TIMEOUT" in outcomes[0].detail
 
 
 async def test_a_webhook_without_its_secret_is_given_up_without_an_attempt() -> None:
@@ -170,23 +198,20 @@ async def test_a_slow_webhook_host_holds_up_neither_email_nor_other_hosts(
     await sender.close()
 
 
-async def test_a_stop_lets_an_attempt_in_progress_finish_and_drops_waiting_retries() -> None:
-    sender, outcomes = _sender(NotificationsSettings(retry_base_s=60, retry_max_s=60))
+async def test_a_stop_lets_an_attempt_in_progress_finish_and_drops_those_waiting_for_a_slot() -> (
+    None
+):
+    settings = NotificationsSettings(smtp_max_connections=1)
+    sender, outcomes = _sender(settings)
     smtp = FakeSmtp(gate=asyncio.Event())
     sender.smtp = smtp  # type: ignore[assignment]
-    sender.submit(_delivery(_message("r1"), program()))  # talking to the server
+    sender.submit(_delivery(_message("r1"), program()))  # talking; answers within the grace
+    sender.submit(_delivery(_message("r2"), program()))  # waiting for the only connection
     await asyncio.sleep(0.01)
-    smtp.failures.append(TransientFailure("CONNECTION", "refused"))
-    smtp.gate.set()  # r1 fails once and sleeps a minute before its retry
-    await asyncio.sleep(0.01)
-    smtp.gate = asyncio.Event()
-    sender.submit(_delivery(_message("r2"), program()))  # talking; answers within the grace
-    await asyncio.sleep(0.01)
-    jobs = {job.get_name(): job for job in sender._running[0]}
+    jobs = list(sender._running[0])
     asyncio.get_running_loop().call_later(0.05, smtp.gate.set)
-    # A long grace: waiting for the sleeper would take its minute, then deliver r1 as well.
     await sender.drain(frozenset({0}), grace_s=3600)
-    assert [(o.message.referral_id, o.delivered) for o in outcomes] == [("r2", True)]
-    assert all(job.done() for job in jobs.values())
-    assert sum(job.cancelled() for job in jobs.values()) == 1  # the sleeper
+    assert [(o.message.referral_id, o.delivered) for o in outcomes] == [("r1", True)]
+    assert all(job.done() for job in jobs)
+    assert sum(job.cancelled() for job in jobs) == 1  # the one waiting for a slot
     await sender.close()

@@ -9,7 +9,7 @@ from notifications_builders import ADVOCATE, known_advocate
 
 from referrals.programs.model import MessageKind, NotificationChannel
 from services.notifications.adapters.codec import OUTBOX_ENTRIES, STATES
-from services.notifications.adapters.storage import OutboxEntry
+from services.notifications.adapters.storage import OutboxEntry, Tries
 from services.notifications.domain.state import Facts, Pending, Profile, State, new_state
 
 _JSON = msgspec.json.encode
@@ -69,3 +69,15 @@ def test_an_outbox_entry_round_trips_and_a_corrupt_one_is_named() -> None:
     assert OUTBOX_ENTRIES.decode(OUTBOX_ENTRIES.encode(entry)) == entry
     with pytest.raises(ValueError, match="corrupt outbox entry at key b'nt-1'"):
         OUTBOX_ENTRIES.decode(_JSON([1, ["adv-1", "acme", ["CARRIER_PIGEON"]]]), b"nt-1")
+
+
+def test_an_outbox_entry_keeps_its_failed_tries_and_reads_entries_written_before_them() -> None:
+    email = NotificationChannel.EMAIL
+    entry = OutboxEntry("adv-1", "acme", (email,), 1_700_000_000_000)
+    waiting = entry.with_failure(email, True, "CONNECTION: refused").with_failure(email, False, "")
+    assert OUTBOX_ENTRIES.decode(OUTBOX_ENTRIES.encode(waiting)) == waiting
+    assert waiting.tries(email) == Tries(email, 2, 1, "CONNECTION: refused")
+    assert waiting.without(email).failed == ()
+    # Written before deadlines existed: no first due time (set when next tried), no tries.
+    old = OUTBOX_ENTRIES.decode(_JSON([1, ["adv-1", "acme", ["EMAIL"]]]))
+    assert (old.first_due_ms, old.failed) == (None, ())
