@@ -13,8 +13,16 @@ payout. It then waits in a `WaitingLot`, one per task and kind of wait, for a na
 - one clock: the `now` the runtime passes to `process` and `punctuate` (the wall clock);
 - released records run again through `rerun`, as the runtime runs a consumed one.
 
-Layout, in the lot's keyspace: 8-byte big-endian arrival number -> the entry (msgpack). The
-arrival number continues from the largest one stored, so keys sort in arrival order. Writes go
+Layout, in the lot's keyspace: 8-byte big-endian arrival number -> the entry (msgpack, the raw
+key and value as binary, not base64: a parked record costs its own size plus ~100 bytes). The
+arrival number continues from the largest one stored, so keys sort in arrival order.
+
+Bounded: a parked entry becomes one state value, written to the store's changelog in the task's
+transaction. An entry whose encoded form exceeds `MAX_PARKED_BYTES` (256 KiB, a quarter of
+Kafka's default 1 MiB record limit) is refused with a `PermanentError` reason `TOO_LARGE`, so
+the runtime dead-letters the record at once instead of writing a value the broker rejects,
+which would abort the task's transaction on every retry and stall its partition. Contract
+records are far smaller (ids of at most 256 and strings of at most 4,096 characters). Writes go
 through the task's store, so they commit or abort with the task's transaction; the in-memory
 index (what waits for what, since when) is built from the store when the lot is made: on
 assignment, and again after an aborted transaction.
@@ -40,6 +48,8 @@ from referrals.streams.state import KeyValue
 log = logging.getLogger(__name__)
 Dependency = tuple[str, str]  # (kind, id), e.g. ("program", "acme-b2b")
 _SEQ_BYTES = 8
+# The largest encoded entry a lot stores (see the module docstring).
+MAX_PARKED_BYTES = 256 * 1024
 
 
 class Waiting(msgspec.Struct, frozen=True, array_like=True):
@@ -136,13 +146,21 @@ class WaitingLot:
         now: datetime,
         order_key: str | None = None,
     ) -> None:
-        """`record` waits for `dependency` from `now` on."""
+        """`record` waits for `dependency` from `now` on; a record whose parked form would exceed
+        `MAX_PARKED_BYTES` is refused (PermanentError TOO_LARGE) and nothing is written."""
         entry = Waiting(
             dependency, order_key, to_ms(now), record.topic, record.partition, record.offset,
             record.key, record.timestamp_ms, record.raw_key, record.raw_value,
         )  # fmt: skip
+        encoded = _ENCODER.encode(entry)
+        if len(encoded) > MAX_PARKED_BYTES:
+            raise PermanentError(
+                f"record of {len(encoded)} bytes is too large to wait for {dependency[0]} "
+                f"{dependency[1]!r} (at most {MAX_PARKED_BYTES} bytes)",
+                reason="TOO_LARGE",
+            )
         seq, self._next = self._next, self._next + 1
-        self.store.put(seq.to_bytes(_SEQ_BYTES, "big"), _ENCODER.encode(entry))
+        self.store.put(seq.to_bytes(_SEQ_BYTES, "big"), encoded)
         self._index(seq, _Slot(dependency, order_key, entry.since_ms))
 
     def arrived(self, dependency: Dependency) -> None:

@@ -12,9 +12,16 @@ Keys (ids may hold any character, so each variable part is length-prefixed) and 
     a <advocate_id>                 -> advocate
     p <topic> <partition>           -> next offset: where a restart resumes
     w <topic> <partition> <end>     -> wait keys the records before `end` may satisfy
+    f <topic> <partition>           -> the change log's floor: entries up to it are pruned
 
 `w` is the change log: a task whose wakeups were lost (a crash) or noted elsewhere (a task that
 moved) finds what arrived after its own watermark, a global offset every instance agrees on.
+It is pruned, so it does not grow with every poll forever: once a partition's position is
+`CHANGE_LOG_RETAIN` records past the floor plus `CHANGE_LOG_PRUNE_EVERY`, the entries ending
+more than `CHANGE_LOG_RETAIN` records back are deleted and the floor moves up. A watermark
+below the floor gets `None` from `changes_since`, and the task re-decides every waiting
+referral instead: always correct, and by then cheaper than replaying that many arrivals
+(the processor already does the same past `MAX_CATCH_UP` keys).
 
 Writes collect in one batch per global poll and go to RocksDB with the partition's position
 (`mark`). A read flushes a pending batch first, so lookups always see every record handed over;
@@ -42,6 +49,9 @@ _U64 = struct.Struct(">Q")
 # Memory bounds: what RocksDB may hold in RAM however large the directory grows on disk.
 BLOCK_CACHE_BYTES = 32 * 1024 * 1024
 WRITE_BUFFER_BYTES = 16 * 1024 * 1024
+# The change log keeps the wait keys of at least this many records per partition.
+CHANGE_LOG_RETAIN = 1_000_000
+CHANGE_LOG_PRUNE_EVERY = 10_000  # prune in steps, not on every poll
 
 
 def _lp(text: str) -> bytes:
@@ -74,7 +84,14 @@ def _options() -> Options:
 class RocksDirectory:
     """`Directory` over RocksDB; `rules` comes from the program catalogue (kept in memory)."""
 
-    def __init__(self, path: Path, rules: Callable[[str], Rules]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        rules: Callable[[str], Rules],
+        *,
+        retain: int = CHANGE_LOG_RETAIN,
+        prune_every: int = CHANGE_LOG_PRUNE_EVERY,
+    ) -> None:
         path.mkdir(parents=True, exist_ok=True)
         try:
             self._db = Rdict(str(path), _options())
@@ -85,7 +102,10 @@ class RocksDirectory:
         self._batch_size = 0
         self._batch_ids: set[str] = set()
         self._changes: list[WaitKey] = []  # handed over, not yet marked with a position
-        self._positions: Positions = self._load_positions()
+        self._positions: Positions = self._load_positions(b"p")
+        self._floors: Positions = self._load_positions(b"f")
+        self._retain = retain
+        self._prune_every = prune_every
 
     # -- writes (global records, in order per partition) ----------------------------------------
     def add_share(self, share: ShareEvent) -> list[WaitKey]:
@@ -124,7 +144,23 @@ class RocksDirectory:
             self._changes = []
         self._put(b"p" + part, _U64.pack(next_offset))
         self._positions.setdefault(topic, {})[partition] = next_offset
+        self._prune(topic, partition, next_offset)
         self.flush()
+
+    def _prune(self, topic: str, partition: int, next_offset: int) -> None:
+        """Deletes the change log entries of a partition ending `retain` records back."""
+        floor = self._floors.get(topic, {}).get(partition, 0)
+        if next_offset - floor < self._retain + self._prune_every:
+            return
+        new_floor = next_offset - self._retain
+        part = _lp(topic) + _U32.pack(partition)
+        prefix = b"w" + part
+        for key, _ in self._scan(prefix):
+            if _U64.unpack(key[-8:])[0] > new_floor:
+                break
+            self._put_delete(key)
+        self._put(b"f" + part, _U64.pack(new_floor))
+        self._floors.setdefault(topic, {})[partition] = new_floor
 
     def flush(self) -> None:
         if self._batch_size:
@@ -137,6 +173,10 @@ class RocksDirectory:
         self._batch.put(key, value)
         self._batch_size += 1
 
+    def _put_delete(self, key: bytes) -> None:
+        self._batch.delete(key)
+        self._batch_size += 1
+
     # -- positions and the change log -----------------------------------------------------------
     def position(self, topic: str, partition: int) -> int | None:
         return self._positions.get(topic, {}).get(partition)
@@ -147,22 +187,25 @@ class RocksDirectory:
     def changes_since(self, watermark: Positions, limit: int) -> set[WaitKey] | None:
         """Wait keys of every record handed over at or after `watermark` (a partition missing
         from it: from the beginning), including those not yet marked; None if more than
-        `limit` (then re-deciding every waiting referral is the cheaper catch-up)."""
+        `limit` or if the change log was pruned past the watermark (then re-deciding every
+        waiting referral is the cheaper catch-up)."""
         self.flush()
         found: set[WaitKey] = set(self._changes)
         for topic, parts in self._positions.items():
             for partition in parts:
                 prefix = b"w" + _lp(topic) + _U32.pack(partition)
                 start = watermark.get(topic, {}).get(partition, 0)
+                if start < self._floors.get(topic, {}).get(partition, 0):
+                    return None
                 for key, value in self._scan(prefix, prefix + _U64.pack(start + 1)):
                     found.update(CHANGES.decode(value, key))
                     if len(found) > limit:
                         return None
         return found
 
-    def _load_positions(self) -> Positions:
+    def _load_positions(self, kind: bytes) -> Positions:
         out: Positions = {}
-        for key, value in self._scan(b"p"):
+        for key, value in self._scan(kind):
             size = struct.unpack(">H", key[1:3])[0]
             topic = key[3 : 3 + size].decode()
             partition = _U32.unpack(key[3 + size : 7 + size])[0]

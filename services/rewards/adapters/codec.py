@@ -1,4 +1,5 @@
-"""How rewards' stored values become bytes: the advocate's `Ledger` in store `ledgers`.
+"""How rewards' stored values become bytes: the advocate's `Ledger` (tallies and, between
+reading and archiving, its working set) and each archived `Entry` (`archive`).
 
 One typed codec (`StateCodec`: JSON, one array per entry, fields in declaration order). A
 ledger written before it (positional JSON) is not readable; a corrupt one raises ValueError
@@ -8,6 +9,7 @@ naming the rewards ledger and its key, rather than paying from a misread entry.
 from __future__ import annotations
 
 from referrals.streams.statecodec import StateCodec
-from services.rewards.domain.ledger import Ledger
+from services.rewards.domain.ledger import Entry, Ledger
 
 LEDGERS: StateCodec[Ledger] = StateCodec("rewards ledger", Ledger)
+ENTRIES: StateCodec[Entry] = StateCodec("rewards entry", Entry)

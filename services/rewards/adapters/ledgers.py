@@ -1,15 +1,18 @@
 """Ledger side of a task: one advocate's ledger in, a core decision, records and state out.
 
 Every input about an advocate (WON / REVERSED statuses, profiles, forwarded payout results and
-operator commands, due timers) goes the same way: load the ledger from store `ledgers`, call
-the pure core, and when the decision changed the ledger persist it, move the advocate's timer,
-and return the records to produce, all in the task's one transaction.
+operator commands, due timers) goes the same way: load the ledger (its tallies) from keyspace
+`ledgers`, bring back from the archive (`archive`) the entries the input names (by referral,
+by payout, the due PENDING ones, the TAX_INFO_REQUIRED ones), call the pure core, and when the
+decision changed the ledger archive every entry again, persist the ledger and the changed
+entries, move the advocate's timer, and return the records to produce, all in the task's one
+transaction. So the stored ledger stays a few KiB however many wins an advocate has.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from referrals.contract.records import (
@@ -34,11 +37,12 @@ from referrals.streams.processor import Inbound, Outbound, Output
 from referrals.streams.state import KeyValue
 from referrals.streams.timers import TimerIndex
 from referrals.streams.topics import check_key
+from services.rewards.adapters.archive import EntryArchive
 from services.rewards.adapters.codec import LEDGERS
 from services.rewards.adapters.metrics import RewardsMetrics, Trigger
 from services.rewards.adapters.program_rules import RulesCache
 from services.rewards.domain import decide
-from services.rewards.domain.ledger import Ledger, State, to_ms
+from services.rewards.domain.ledger import Entry, Ledger, State, to_ms
 from services.rewards.domain.outputs import Decision, Outcome
 from services.rewards.domain.outputs import Output as CoreOutput
 
@@ -71,11 +75,6 @@ def new_owners(before: Ledger, after: Ledger, now: datetime) -> list[Outbound]:
     ]
 
 
-def _due_ms(ledger: Ledger) -> int | None:
-    due = ledger.next_due()
-    return None if due is None else to_ms(due)
-
-
 class LedgerBook:
     def __init__(
         self,
@@ -83,18 +82,32 @@ class LedgerBook:
         timers: Mapping[int, TimerIndex],  # task -> its timers (one per advocate)
         metrics: RewardsMetrics,
         rules: RulesCache,
+        archive: Callable[[int], EntryArchive],
     ) -> None:
         self.ledgers = ledgers
+        self.archive = archive
         self.timers = timers
         self.metrics = metrics
         self.rules = rules
 
-    def load(self, task: int, advocate_id: str, program_id: str) -> Ledger:
+    def load(
+        self, task: int, advocate_id: str, program_id: str, revive: Iterable[Entry] = ()
+    ) -> Ledger:
+        """The stored ledger with the archived entries `revive` back in its working set."""
         key = advocate_id.encode()
         raw = self.ledgers(task).get(key)
-        return (
+        ledger = (
             decide.new_ledger(program_id, advocate_id) if raw is None else LEDGERS.decode(raw, key)
         )
+        return ledger.revive(revive)
+
+    def _due_ms(self, task: int, ledger: Ledger) -> int | None:
+        """The advocate's earliest PENDING due time, archived or (written before the archive
+        existed) still in the stored ledger."""
+        due = [d for d in (self.archive(task).next_due(ledger.advocate_id),) if d is not None]
+        if (live := ledger.next_due()) is not None:
+            due.append(to_ms(live))
+        return min(due, default=None)
 
     def apply(
         self,
@@ -122,8 +135,10 @@ class LedgerBook:
         if not decision.changed or after == before:
             return []
         advocate_id = after.advocate_id
-        self.ledgers(task).put(advocate_id.encode(), LEDGERS.encode(after))
-        self.timers[task].set(advocate_id, _due_ms(after))
+        stored, entries = after.archive()
+        self.archive(task).save(advocate_id, before.entries, entries)
+        self.ledgers(task).put(advocate_id.encode(), LEDGERS.encode(stored))
+        self.timers[task].set(advocate_id, self._due_ms(task, stored))
         return [*to_outbound(advocate_id, decision.outputs), *new_owners(before, after, now)]
 
     def status(self, task: int, status: ReferralStatusChanged, now: datetime) -> list[Output]:
@@ -131,7 +146,8 @@ class LedgerBook:
         rules = self.rules.get(status.program_id)
         if rules is None:
             raise UnknownProgram(f"program {status.program_id!r} is not known")
-        ledger = self.load(task, status.advocate_id, status.program_id)
+        archived = self.archive(task).by_referral(status.advocate_id, status.referral_id)
+        ledger = self.load(task, status.advocate_id, status.program_id, archived)
         if ledger.program_id != status.program_id:
             raise PermanentError(
                 f"advocate {status.advocate_id} belongs to program {ledger.program_id}, "
@@ -147,7 +163,8 @@ class LedgerBook:
         )
 
     def profile(self, task: int, profile: AdvocateProfile, now: datetime) -> list[Output]:
-        ledger = self.load(task, profile.advocate_id, profile.program_id)
+        held = self.archive(task).tax_held(profile.advocate_id) if profile.tax_form_on_file else []
+        ledger = self.load(task, profile.advocate_id, profile.program_id, held)
         return self.apply(
             task, ledger, lambda book: decide.on_profile(book, profile, now), Trigger.PROFILE, now
         )
@@ -162,7 +179,9 @@ class LedgerBook:
                 f"{type(value).__name__} is not routed by advocate", reason="WRONG_RECORD_TYPE"
             )
         command, trigger = self._command(value, now)
-        ledger = self.load(record.partition, record.key or "", "")
+        advocate_id = record.key or ""
+        archived = self.archive(record.partition).by_payout(advocate_id, value.payout_id)
+        ledger = self.load(record.partition, advocate_id, "", archived)
         return self.apply(record.partition, ledger, command, trigger, now)
 
     def _command(
@@ -187,11 +206,12 @@ class LedgerBook:
     def tick(self, task: int, advocate_id: str, now: datetime) -> list[Output]:
         """The advocate's timer fired (and is gone): release what is due and re-arm for the
         next one."""
-        ledger = self.load(task, advocate_id, "")
+        due = self.archive(task).due(advocate_id, to_ms(now))
+        ledger = self.load(task, advocate_id, "", due)
         outputs = self.apply(
             task, ledger, lambda book: decide.on_tick(book, now), Trigger.TIMER, now
         )
         if not outputs:  # nothing was released (a stale timer): keep the index true anyway
             stored = self.load(task, advocate_id, "")
-            self.timers[task].set(advocate_id, _due_ms(stored))
+            self.timers[task].set(advocate_id, self._due_ms(task, stored))
         return outputs

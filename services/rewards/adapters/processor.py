@@ -46,6 +46,7 @@ from referrals.streams.state import Keyspace
 from referrals.streams.timers import TimerIndex
 from referrals.streams.waiting import Dependency, Waiting, WaitingLot, rerun
 from services.rewards.adapters import keyspace
+from services.rewards.adapters.archive import EntryArchive
 from services.rewards.adapters.ledgers import LedgerBook
 from services.rewards.adapters.metrics import RewardsMetrics
 from services.rewards.adapters.program_rules import RulesCache
@@ -100,6 +101,7 @@ class RewardsProcessor(ProgramAwareProcessor):
             self.timers,
             self.rewards_metrics,
             self.rules,
+            lambda task: EntryArchive(lambda prefix: self.space(task, prefix)),
         )
         self.router = PayoutRouter(
             lambda task: self.space(task, keyspace.OWNERS),

@@ -23,8 +23,8 @@ def new_entry(ledger: Ledger, rules: RewardRules, won: ReferralStatusChanged) ->
     """The ledger entry for a first WON of a referral: ordinal, tier, amount, cap."""
     won_at = to_ms(won.occurred_at)
     year = rules.local_year(won.occurred_at)
-    period = list(ledger.in_period(rules.period, year, won_at))
-    ordinal = len(period) + 1
+    counted, used = ledger.usage(rules.period, year, won_at)
+    ordinal = counted + 1
     due_at = to_ms(won.occurred_at + timedelta(days=rules.hold_days))
     entry = Entry(
         referral_id=won.referral_id,
@@ -54,7 +54,6 @@ def new_entry(ledger: Ledger, rules: RewardRules, won: ReferralStatusChanged) ->
         return entry
     amount, reason = _amount(tier, won, rules.currency)
     if amount is not None and reason is None:
-        used = sum(e.reserved_minor for e in period)
         amount, reason = _cap(amount, rules.period_cap_minor, used)
     return replace(
         entry,

@@ -1,14 +1,31 @@
-"""One advocate's reward ledger: every successful referral, its reward and where that stands.
+"""One advocate's reward ledger: the rewards that may still change, and tallies of the rest.
 
-The ledger is immutable (frozen, slotted, tuples) and small: one `Entry` per referral the
-advocate ever won, no per-advocate caches. Period counts, cap usage and calendar-year totals are
-derived from the entries on demand, so there is nothing to keep in sync. The core never
+The ledger is immutable (frozen, slotted, tuples) and bounded, however many wins the advocate
+has: 10,000 wins stay a few KiB, far below Kafka's 1 MiB record limit. It has two parts:
+- `entries`, the working set: one `Entry` per referral that the current command may read or
+  change. The adapter keeps each settled entry under its own key (`adapters/archive.py`) and
+  brings back (`revive`) only the ones an input names (a WON or REVERSED by referral, a result,
+  approval or retry by payout, a tick the due PENDING ones, a tax form the TAX_INFO_REQUIRED
+  ones); after the command it puts every entry back (`archive`) and stores the ledger without
+  them.
+- `tallies`, what every archived entry contributes to later decisions: per local (tax) year
+  and UTC day, the wins still counted (tiers) and the amounts reserved (cap, tax year). Day
+  tallies more than `DETAIL_DAYS` behind the newest archived win merge into one tally per
+  year that remembers its first and last win time. So the ledger holds at most about
+  `DETAIL_DAYS` + a few tallies, ~30 bytes each.
+Decisions read entries and tallies together (`usage`, `year_total`), so a ledger with every
+entry in `entries` (no archive at all, as the unit and property tests run the core) decides
+exactly as one with every entry archived. One approximation, for ROLLING_365_DAYS only: a
+tally counts whole in a new win's rolling period when any part of its time range (first to
+last win) is less than 365 days away. A tally of one win is exact; for several wins of one
+day, or a merged year, the wins at the window's edge may be counted although a few hours
+outside it: a later win may get a higher ordinal, never a cap overrun. The core never
 serializes: the adapter stores the ledger (`adapters/codec.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -22,6 +39,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 # A rolling period is 365 days of 24 hours; DST shifts in the program's zone do not matter here.
 ROLLING_WINDOW_MS = 365 * 24 * 3600 * 1000
+DAY_MS = 24 * 3600 * 1000
+# Day tallies this many days behind the newest archived win merge into one tally per year.
+DETAIL_DAYS = 2 * 366
 
 
 class State(StrEnum):
@@ -76,6 +96,7 @@ class Entry:
     attempt: int
     config_version: int
     reversed: bool = False
+    seq: int = 0  # the n-th win this ledger recorded: working-set entries keep this order
 
     @property
     def counted(self) -> bool:
@@ -97,11 +118,33 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class Tally:
+    """Archived wins of one local year and UTC day (or, merged, of a year), first to last."""
+
+    year: int
+    first_ms: int  # won_at of the earliest and the latest win tallied
+    last_ms: int
+    counted: int  # wins still counted toward tiers
+    reserved_minor: int  # amounts reserved against the period cap and the tax year
+
+    def near(self, won_at: int) -> bool:
+        """Whether a win at `won_at` may have any of these wins in its rolling period."""
+        return self.first_ms - ROLLING_WINDOW_MS < won_at < self.last_ms + ROLLING_WINDOW_MS
+
+    def holds(self, year: int, won_at: int) -> bool:
+        """Whether a win of `year` at `won_at` belongs in this tally."""
+        day = won_at // DAY_MS
+        return year == self.year and self.first_ms // DAY_MS <= day <= self.last_ms // DAY_MS
+
+
+@dataclass(frozen=True, slots=True)
 class Ledger:
     program_id: str
     advocate_id: str
     tax_form_on_file: bool = False
-    entries: tuple[Entry, ...] = ()
+    entries: tuple[Entry, ...] = ()  # the working set, in `seq` order
+    tallies: tuple[Tally, ...] = ()  # archived entries, by (year, first_ms)
+    wins: int = 0  # wins recorded so far (the last `seq` given)
 
     def find(self, referral_id: str) -> Entry | None:
         return next((e for e in self.entries if e.referral_id == referral_id), None)
@@ -113,20 +156,24 @@ class Ledger:
         return any(e.won_status_id == status_id for e in self.entries)
 
     def put(self, entry: Entry) -> Ledger:
-        """This ledger with `entry` replacing the one for its referral, or appended."""
+        """This ledger with `entry` replacing the one for its referral, or appended (a new win:
+        it gets the next `seq`)."""
         kept = tuple(e for e in self.entries if e.referral_id != entry.referral_id)
         if len(kept) == len(self.entries):
-            return replace(self, entries=(*self.entries, entry))
+            entry = replace(entry, seq=self.wins + 1)
+            return replace(self, entries=(*self.entries, entry), wins=self.wins + 1)
         entries = tuple(entry if e.referral_id == entry.referral_id else e for e in self.entries)
         return replace(self, entries=entries)
 
-    def in_period(self, period: Period, year: int, won_at: int) -> Iterator[Entry]:
-        """Counted entries in the period of a win at `won_at` (local calendar year `year`).
+    def usage(self, period: Period, year: int, won_at: int) -> tuple[int, int]:
+        """(wins counted, amount reserved) in the period of a win at `won_at` (local calendar
+        year `year`), over the working set and the tallies.
 
         A rolling period counts wins less than 365 days either side: for wins arriving in
         event-time order that is "the 365 days up to this one"; for a backfilled win it also sees
         the later wins already recorded, so no 365-day window ever holds more than the cap.
         """
+        count = reserved = 0
         for entry in self.entries:
             if not entry.counted:
                 continue
@@ -137,15 +184,108 @@ class Ledger:
                 and abs(entry.won_at - won_at) >= ROLLING_WINDOW_MS
             ):
                 continue
-            yield entry
+            count += 1
+            reserved += entry.reserved_minor
+        for tally in self.tallies:
+            if period is Period.CALENDAR_YEAR and tally.year != year:
+                continue
+            if period is Period.ROLLING_365_DAYS and not tally.near(won_at):
+                continue
+            count += tally.counted
+            reserved += tally.reserved_minor
+        return count, reserved
 
     def year_total(self, year: int, excluding: str = "") -> int:
         """Rewards reserved in a calendar (tax) year, in minor units, but for one referral's."""
-        return sum(
+        live = sum(
             e.reserved_minor for e in self.entries if e.year == year and e.referral_id != excluding
         )
+        return live + sum(t.reserved_minor for t in self.tallies if t.year == year)
 
     def next_due(self) -> datetime | None:
-        """When the earliest PENDING reward falls due (for the adapter's timer index)."""
+        """When the earliest PENDING reward of the working set falls due."""
         due = [e.due_at for e in self.entries if e.state is State.PENDING]
         return from_ms(min(due)) if due else None
+
+    # -- the archive ----------------------------------------------------------------------------
+    def revive(self, archived: Iterable[Entry]) -> Ledger:
+        """This ledger with archived entries back in the working set (and out of the tallies);
+        one already in the working set is left as it is."""
+        present = {e.referral_id for e in self.entries}
+        back = [e for e in archived if e.referral_id not in present]
+        if not back:
+            return self
+        tallies = self.tallies
+        for entry in back:
+            tallies = _account(tallies, entry, -1)
+        entries = tuple(sorted((*self.entries, *back), key=lambda e: e.seq))
+        return replace(self, entries=entries, tallies=tallies)
+
+    def archive(self) -> tuple[Ledger, tuple[Entry, ...]]:
+        """Every working-set entry moved into the tallies: the ledger to store, and the entries
+        to keep under their own keys."""
+        tallies = self.tallies
+        for entry in self.entries:
+            tallies = _account(tallies, entry, 1)
+        newest = max((t.last_ms for t in tallies), default=0)
+        return replace(self, entries=(), tallies=_merge_old(tallies, newest)), self.entries
+
+
+def _account(tallies: tuple[Tally, ...], entry: Entry, sign: int) -> tuple[Tally, ...]:
+    """`tallies` with `entry` added (sign 1) or taken out (sign -1)."""
+    counted, reserved = (1 if entry.counted else 0), entry.reserved_minor
+    if counted == 0 and reserved == 0:
+        return tallies  # a cancelled win counts for nothing
+    found = [
+        t
+        for t in tallies
+        if t.holds(entry.year, entry.won_at)
+        and (sign > 0 or (t.counted >= counted and t.reserved_minor >= reserved))
+    ]
+    if found:
+        old = found[0]
+        rest = tuple(t for t in tallies if t is not old)
+        new = replace(
+            old,
+            counted=old.counted + sign * counted,
+            reserved_minor=old.reserved_minor + sign * reserved,
+        )
+        if sign > 0:
+            new = replace(
+                new,
+                first_ms=min(new.first_ms, entry.won_at),
+                last_ms=max(new.last_ms, entry.won_at),
+            )
+    elif sign > 0:
+        rest, new = tallies, Tally(entry.year, entry.won_at, entry.won_at, counted, reserved)
+    else:
+        raise ValueError(f"referral {entry.referral_id} is not in the ledger's tallies")
+    if new.counted < 0 or new.reserved_minor < 0:
+        raise ValueError(f"referral {entry.referral_id} revived more than once")
+    if new.counted == 0 and new.reserved_minor == 0:
+        return rest  # nothing left of it
+    return tuple(sorted((*rest, new), key=lambda t: (t.year, t.first_ms)))
+
+
+def _merge_old(tallies: tuple[Tally, ...], newest_ms: int) -> tuple[Tally, ...]:
+    """Tallies ending over DETAIL_DAYS before `newest_ms`, merged into one per year."""
+    horizon = newest_ms - DETAIL_DAYS * DAY_MS
+    old = [t for t in tallies if t.last_ms < horizon]
+    if len(old) <= len({t.year for t in old}):
+        return tallies
+    kept = [t for t in tallies if t.last_ms >= horizon]
+    merged: dict[int, Tally] = {}
+    for t in old:
+        m = merged.get(t.year)
+        merged[t.year] = (
+            t
+            if m is None
+            else Tally(
+                t.year,
+                min(m.first_ms, t.first_ms),
+                max(m.last_ms, t.last_ms),
+                m.counted + t.counted,
+                m.reserved_minor + t.reserved_minor,
+            )
+        )
+    return tuple(sorted((*kept, *merged.values()), key=lambda t: (t.year, t.first_ms)))

@@ -38,7 +38,7 @@ from services.rewards.domain.decide import (
     on_tick,
     on_won,
 )
-from services.rewards.domain.ledger import Ledger
+from services.rewards.domain.ledger import Entry, Ledger, Reason, State, to_ms
 from services.rewards.domain.outputs import Decision, Output
 from services.rewards.domain.rules import Period, RewardRules, Tier
 
@@ -169,14 +169,54 @@ class Run:
     decisions: list[Decision]
 
 
-def run(s: Scenario, persist_at: frozenset[int] = frozenset()) -> Run:
+class Archive:
+    """What the adapter's archive does (`adapters/archive.py`), in a dict: every entry kept
+    under its referral, and brought back into the ledger when an input needs it."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+
+    def wanted(self, s: Scenario, op: Op, now: datetime) -> list[Entry]:
+        kind, *args = op
+        if kind in ("won", "reverse", "approve", "retry", "result"):
+            ref = args[0]  # by referral or by payout: one referral here either way
+            found = self.entries.get(f"r{ref}")
+            return [] if found is None else [found]
+        if kind == "profile" and args[0]:
+            return [
+                e
+                for e in self.entries.values()
+                if e.state is State.HELD and e.reason == Reason.TAX_INFO_REQUIRED
+            ]
+        if kind == "tick":
+            later = to_ms(now + timedelta(hours=int(str(args[0]))))
+            return [
+                e for e in self.entries.values() if e.state is State.PENDING and e.due_at <= later
+            ]
+        return []
+
+    def keep(self, book: Ledger) -> Ledger:
+        stored, entries = book.archive()
+        self.entries.update((e.referral_id, e) for e in entries)
+        return stored
+
+
+def run(
+    s: Scenario, persist_at: frozenset[int] = frozenset(), archive: Archive | None = None
+) -> Run:
+    """`archive`: keep the ledger as the adapter does, every entry archived between inputs."""
     book, now = new_ledger(PROGRAM, ADVOCATE), START
     trace = Run([], [], [])
     for index, op in enumerate(s.ops):
         if index in persist_at:
             book = LEDGERS.decode(LEDGERS.encode(book))
+        stored = book
+        if archive is not None:
+            book = book.revive(archive.wanted(s, op, now))
         decision, now = step(s, book, op, now)
         book = decision.ledger
+        if archive is not None:
+            book = archive.keep(book) if decision.changed else stored
         trace.outputs.append(list(decision.outputs))
         trace.ledgers.append(book)
         trace.decisions.append(decision)

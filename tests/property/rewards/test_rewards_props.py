@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from rewards_scenarios import (
     ADVOCATE,
     PROGRAM,
+    Archive,
     Scenario,
     commands,
     periods,
@@ -48,6 +49,20 @@ def test_persisting_and_restoring_the_ledger_anywhere_changes_nothing(
     plain, restored = run(s), run(s, persist_at)
     assert plain.outputs == restored.outputs
     assert plain.ledgers == restored.ledgers
+
+
+@SETTINGS
+@given(scenario_st, st.sets(st.integers(0, 50)).map(frozenset))
+def test_archiving_settled_entries_between_inputs_changes_no_output(
+    s: Scenario, persist_at: frozenset[int]
+) -> None:
+    """The adapter keeps the ledger small: tallies plus the entries an input names. Deciding
+    from that gives the very records the whole ledger gives, and the same outcomes."""
+    plain, archived = run(s), run(s, persist_at, Archive())
+    assert plain.outputs == archived.outputs
+    outcomes = [d.outcome for d in plain.decisions]
+    assert outcomes == [d.outcome for d in archived.decisions]
+    assert all(not book.entries for book in archived.ledgers)
 
 
 @SETTINGS

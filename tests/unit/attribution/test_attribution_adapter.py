@@ -147,3 +147,27 @@ def test_a_directory_held_by_another_instance_is_a_configuration_error(tmp_path:
 
 def _id(touch: Touch) -> str:
     return touch.event_id
+
+
+def test_the_change_log_is_pruned_and_a_watermark_below_it_rescans(tmp_path: Path) -> None:
+    def open_small() -> RocksDirectory:
+        return RocksDirectory(
+            tmp_path / "d", lambda p: rules(program_id=p), retain=100, prune_every=50
+        )
+
+    directory = open_small()
+    for n in range(1, 41):  # one share per poll of 10 records: 40 change log entries
+        directory.add_share(share(f"sh-{n}", "adv-a", code=f"C{n}"))
+        directory.mark(SHARES, 0, n * 10)
+    log = [key for key, _ in directory._scan(b"w")]
+    assert len(log) == 10  # records 300..400 kept: the 10 polls ending after offset 300
+    assert directory.changes_since({}, limit=1_000) is None  # below the floor: rescan
+    assert directory.changes_since({SHARES: {0: 299}}, limit=1_000) is None
+    recent = directory.changes_since({SHARES: {0: 380}}, limit=1_000)
+    assert recent == {code_wait(PROGRAM, "C39"), code_wait(PROGRAM, "C40")}
+    directory.close()
+    again = open_small()  # the floor survives a restart
+    assert again.changes_since({SHARES: {0: 250}}, limit=1_000) is None
+    assert again.changes_since({SHARES: {0: 300}}, limit=1_000) == {
+        code_wait(PROGRAM, f"C{n}") for n in range(31, 41)
+    }

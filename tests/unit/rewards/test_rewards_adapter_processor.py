@@ -343,3 +343,24 @@ def test_statuses_released_ahead_of_a_bad_one_are_not_lost() -> None:
     loop.send(STATUS, "adv-2", replace(won("r2"), advocate_id="adv-2"))
     assert [p.referral_id for p in loop.payouts()] == ["r0", "r1"]
     assert [reason for _, reason in loop.dead] == ["PROGRAM_MISMATCH"]
+
+
+def test_a_prolific_advocates_stored_ledger_stays_small_and_old_rewards_stay_reachable() -> None:
+    """The ledger value holds tallies; each win's entry has its own key (`archive`)."""
+    loop = Loop()
+    loop.program(program())
+    wins = 1_500  # a list of every win would be ~600 KB, past half of Kafka's record limit
+    for n in range(wins):
+        loop.queue.append((STATUS, "adv-1", won(f"r{n}", NOW - timedelta(minutes=wins - n))))
+    loop.drain(NOW)
+    loop.send(STATUS, "adv-1", won("r0"))  # a duplicate of a long-archived win: nothing
+    assert len(loop.payouts()) == wins
+    ledger = loop.proc.space(0, keyspace.LEDGERS).get(b"adv-1")
+    assert ledger is not None and len(ledger) < 2_000
+    assert len(list(loop.proc.space(0, keyspace.ENTRIES).items())) == wins
+    # the first reward, archived 1,499 wins ago, still takes a result and an operator's retry
+    failed = PayoutResult(payout_of("r0"), 1, PayoutStatus.FAILED, NOW, "BOUNCED")
+    loop.send(PAYOUT_RESULTS, failed.payout_id, failed)
+    loop.send(REWARDS_BY_PAYOUT, payout_of("r0"), _command(RewardAction.RETRY, "r0"))
+    assert [(p.payout_id, p.attempt) for p in loop.payouts()[wins:]] == [(payout_of("r0"), 2)]
+    assert loop.statuses()[-2:] == [("PAYOUT_FAILED", "BOUNCED"), ("REWARDED", None)]

@@ -71,19 +71,22 @@ def test_a_restored_ledger_decides_exactly_as_the_original() -> None:
 
 
 def plain(book: Ledger) -> Any:
-    """The stored form as plain data: [version, [program, advocate, tax_form, [entry...]]]."""
+    """The stored form as plain data:
+    [version, [program, advocate, tax_form, [entry...], [tally...], wins]]."""
     return msgspec.json.decode(LEDGERS.encode(book))
 
 
 def test_the_persisted_form_is_positional_canonical_and_small() -> None:
     book = every_state()
     raw = LEDGERS.encode(book)
-    version, (program_id, advocate_id, tax_form, entries) = plain(book)
-    assert (version, program_id, advocate_id, tax_form) == (
+    version, (program_id, advocate_id, tax_form, entries, tallies, wins) = plain(book)
+    assert (version, program_id, advocate_id, tax_form, tallies, wins) == (
         1,
         book.program_id,
         book.advocate_id,
         True,
+        [],
+        len(book.entries),
     )
     assert entries[0][0] == book.entries[0].referral_id  # one array per entry, fields in order
     assert LEDGERS.encode(LEDGERS.decode(raw)) == raw

@@ -220,3 +220,35 @@ def test_a_released_record_that_no_longer_decodes_is_dead_lettered() -> None:
     broken = msgspec.structs.replace(waiting, raw_value=b"garbage")
     [dead] = rerun([broken], _Codec(), lambda record: ["never"])
     assert isinstance(dead, DeadLetterOut) and dead.error.reason == "UNDECODABLE"
+
+
+def _big(offset: int, size: int) -> Inbound:
+    raw = b"\xc3\x01" + b"v" * size
+    return Inbound("referral.status.v1", 0, offset, "adv-1", None, 1_000, b"adv-1", raw)  # type: ignore[arg-type]
+
+
+def test_a_record_too_large_to_park_is_refused_and_nothing_is_written() -> None:
+    from referrals.streams.waiting import MAX_PARKED_BYTES
+
+    store = _store()
+    lot = _lot(store)
+    lot.park(_record(1), program("p1"), T0)
+    with pytest.raises(PermanentError) as refused:
+        lot.park(_big(2, 1_000_000), program("p1"), T0)  # near Kafka's 1 MiB record limit
+    assert refused.value.reason == "TOO_LARGE" and str(MAX_PARKED_BYTES) in str(refused.value)
+    assert len(lot) == 1 and len(list(store.scan(b"p"))) == 1
+    lot.park(_record(3), program("p1"), T0)  # the lot goes on, arrival order intact
+    assert [w.offset for w in lot.release(program("p1"))] == [1, 3]
+
+
+def test_parked_records_are_stored_as_raw_bytes_up_to_the_bound() -> None:
+    from referrals.streams.waiting import MAX_PARKED_BYTES
+
+    store = _store()
+    lot = _lot(store)
+    size = MAX_PARKED_BYTES - 1_000  # base64 would make this a third larger, past the bound
+    lot.park(_big(1, size), program("p1"), T0)
+    [(_, stored)] = list(store.scan(b"p"))
+    assert size < len(stored) <= MAX_PARKED_BYTES
+    [waiting] = lot.release(program("p1"))
+    assert waiting.raw_value == _big(1, size).raw_value
