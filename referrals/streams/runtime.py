@@ -359,7 +359,7 @@ class StreamRuntime:
                 self.catalogue.validate(record, now)
             key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
             if logical in self.p.keyed_inputs:
-                check_key(spec, key, record)
+                check_key(spec, msg.key, record)
             inbound = Inbound(
                 logical, tp.partition, msg.offset, key, record, msg.timestamp, msg.key, msg.value
             )
