@@ -107,6 +107,11 @@ class Processor:
         calls `super().aborted(task)`."""
         self.effects.abort(task)
 
+    def health_detail(self) -> dict[str, object]:
+        """Small JSON values shown on the health endpoints (refreshed every few seconds), e.g.
+        which destinations are down and how many messages wait for them."""
+        return {}
+
     async def startup(self) -> None:
         """Once, after global tables are loaded and before any task: start helpers (servers,
         senders) the processor owns."""

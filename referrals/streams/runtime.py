@@ -265,6 +265,10 @@ class StreamRuntime:
                 ok = bool(await asyncio.wait_for(client.force_metadata_update(), 10.0))
             except (TimeoutError, Exception):
                 ok = False
+            try:
+                self.health.detail.update(self.p.health_detail())
+            except Exception:  # detail is a courtesy; it must never stop the probe
+                log.exception("health detail failed")
             if ok:
                 self.health.resolved("broker")
             else:

@@ -5,8 +5,10 @@ service with its local state gone (they come back from the changelog)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -49,6 +51,17 @@ async def _leads(topics: KafkaSettings, advocates: list[str]) -> None:
     await publish(topics, *profiles, *(status(a, "r1", S.LEAD) for a in advocates))
 
 
+async def _health_shows(service: Service, down: list[str], within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    detail: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        detail = json.loads((await service.http("GET", "/healthz", service.metrics_port))[1])
+        if detail.get("destinations_down") == down and detail.get("waiting_messages"):
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"/healthz never showed {down} down with messages waiting: {detail}")
+
+
 async def test_messages_due_while_the_relay_is_down_are_delivered_once_when_it_is_back(
     topics: KafkaSettings, tmp_path: Path
 ) -> None:
@@ -64,6 +77,7 @@ async def test_messages_due_while_the_relay_is_down_are_delivered_once_when_it_i
         await service.wait_metric(RETRIES, 6 * N, within=60, channel="EMAIL")
         assert await service.metric(DEAD) == 0
         assert await service.metric("referrals_notifications_destinations_down") == 1
+        await _health_shows(service, ["smtp"])  # an SRE sees why mail is not going out
         smtp.start()
         try:
             await smtp.wait_for_ids(N, within=60)

@@ -454,6 +454,13 @@ class NotificationsProcessor(ProgramAwareProcessor):
         if self.endpoint is not None:
             await self.endpoint.start()
 
+    def health_detail(self) -> dict[str, object]:
+        """Destinations down now and the messages waiting in state for a retry."""
+        return {
+            "destinations_down": self.sender.down(),
+            "waiting_messages": sum(len(c.retries) for c in self._tasks.values()),
+        }
+
     async def shutdown(self) -> None:
         """After the runtime closed every task: the unsubscribe endpoint, then the sender."""
         if self.endpoint is not None:

@@ -1,0 +1,79 @@
+"""A broker outage is ridden out by design: readiness false while the broker is gone, liveness
+true, one log line when it goes and one when it comes back (not one per retry), and processing
+resumes with every output exactly once. Runs against its own broker, which it stops and
+starts; the session broker is left alone."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from referrals.contract.topics import TopicNames, create_topics
+from referrals.platform.settings import KafkaSettings
+from referrals.streams import runtime as runtime_module
+from referrals.streams.kafka import make_admin
+from referrals.tools import broker
+
+from ..conftest import _free_port
+from .helpers import produce
+from .test_runtime_faults import Counting, outputs, running, settings_for, share, until
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[broker.BrokerConfig]:
+    cfg = broker.BrokerConfig(
+        port=_free_port(), controller_port=_free_port(), data_dir=tmp_path / "kafka", partitions=3
+    )
+    try:
+        broker.start(cfg, timeout=120)
+    except broker.BrokerError as err:
+        pytest.fail(f"the project's Kafka broker could not start:\n{err}", pytrace=False)
+    yield cfg
+    broker.stop(cfg)
+
+
+async def test_a_broker_outage_makes_the_service_unready_not_dead_and_it_resumes(
+    own_broker: broker.BrokerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(runtime_module, "BROKER_PROBE_S", 0.5)
+    kafka = KafkaSettings(bootstrap_servers=own_broker.bootstrap, topic_prefix="o.")
+    admin = make_admin(kafka, "tests")
+    await admin.start()
+    try:
+        await create_topics(admin, TopicNames(kafka.topic_prefix), partitions=3)
+    finally:
+        await admin.close()
+    settings = settings_for(kafka, tmp_path / "state", commit_timeout_s=5.0)
+    await produce(kafka, "referral.shares.v1", [share(i) for i in range(10)])
+    async with running(Counting(), kafka, settings) as runtime:
+        await outputs(kafka, expect=10)
+        await until(runtime.health.is_ready)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="referrals"):
+            await asyncio.to_thread(broker.stop, own_broker)
+            lost = time.monotonic()
+            await until(lambda: not runtime.health.is_ready(), within=30)
+            down_for = time.monotonic()
+            while time.monotonic() - down_for < 8:  # the outage goes on; the service lives
+                assert runtime.health.alive()
+                await asyncio.sleep(0.5)
+            await asyncio.to_thread(broker.start, own_broker, timeout=120)
+            await until(runtime.health.is_ready, within=60)
+        assert down_for - lost < 30  # readiness false within 30 s (the contract's bound)
+        lines = [r.getMessage() for r in caplog.records if r.name.startswith("referrals")]
+        assert lines.count("not ready: broker") == 1, lines
+        assert lines.count("recovered: broker") == 1, lines
+        assert len(lines) < 20, lines  # state changes, not a line per retry
+        await produce(kafka, "referral.shares.v1", [share(i) for i in range(10, 30)])
+        ids = await outputs(kafka, expect=30)
+    assert sum(ids.values()) == 30 and max(ids.values()) == 1
