@@ -13,7 +13,10 @@ from referrals.contract.topics import configured
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.platform.settings import AmountLimits, ServiceSettings, load
 from referrals.streams.service import run_service, service_clock
-from services.attribution.adapters.processor import AttributionProcessor
+from services.attribution.adapters.processor import (
+    TOUCH_RETENTION_MARGIN_DAYS,
+    AttributionProcessor,
+)
 
 DEFAULT_GROUP = "referrals-attribution"
 
@@ -27,6 +30,9 @@ class AttributionSettings(ServiceSettings):
     # 200 ms keeps a late match's LEAD close behind its share, and an idle punctuation costs
     # only a look at an empty in-memory set per task.
     punctuate_ms: int = 200
+    # Shares are kept as touches for the longest attribution window of any program plus this
+    # many days of event time (behind the newest share), then pruned (`adapters/directory`).
+    touch_retention_margin_days: float = TOUCH_RETENTION_MARGIN_DAYS
 
 
 def build(settings: ServiceSettings, metrics: RuntimeMetrics) -> AttributionProcessor:
@@ -40,6 +46,11 @@ def build(settings: ServiceSettings, metrics: RuntimeMetrics) -> AttributionProc
         codec=codec,
         unknown_program_wait_s=settings.unknown_program_wait_s,
         wall=lambda: clock().timestamp(),
+        touch_margin_days=(
+            settings.touch_retention_margin_days
+            if isinstance(settings, AttributionSettings)
+            else TOUCH_RETENTION_MARGIN_DAYS
+        ),
     )
 
 

@@ -13,6 +13,9 @@ Keys (ids may hold any character, so each variable part is length-prefixed) and 
     p <topic> <partition>           -> next offset: where a restart resumes
     w <topic> <partition> <end>     -> wait keys the records before `end` may satisfy
     f <topic> <partition>           -> the change log's floor: entries up to it are pruned
+    x <occurred_at ms> <event_id>   -> touch     every indexed share by event time
+    n                               -> newest occurred_at (ms) of any share indexed
+    !touch-index                    -> present once every touch has its `x` entry
 
 `w` is the change log: a task whose wakeups were lost (a crash) or noted elsewhere (a task that
 moved) finds what arrived after its own watermark, a global offset every instance agrees on.
@@ -22,6 +25,20 @@ more than `CHANGE_LOG_RETAIN` records back are deleted and the floor moves up. A
 below the floor gets `None` from `changes_since`, and the task re-decides every waiting
 referral instead: always correct, and by then cheaper than replaying that many arrivals
 (the processor already does the same past `MAX_CATCH_UP` keys).
+
+Touches are pruned too (`prune_touches`, called by the processor's punctuation, so only once
+the program configs are loaded): a share whose `occurred_at` is more than the retention
+(the longest attribution window of any known program, default 90 days, plus
+`ATTRIBUTION_TOUCH_RETENTION_MARGIN_DAYS`, default 30) older than the newest share indexed
+loses its `t`, `c`, `e` and `x` keys. Event time, not the wall clock: a backfill of old
+history replayed in order still finds its shares. `x` orders the touches by time, so a prune
+step reads the expired entries and the first one that is not (at most `limit` per step, and
+no read at all while the oldest touch is known to be inside the retention). A redelivered
+share that was pruned is indexed again and pruned again at the next step. What a referral
+already matched stays matched (`domain/resolve`); what is lost: a conversion more than the
+margin older (in event time) than the newest share cannot match shares past the retention,
+and a program that widens its window beyond the retention cannot reach touches already
+pruned. Directories written before `x` existed get it built once, at open.
 
 Writes collect in one batch per global poll and go to RocksDB with the partition's position
 (`mark`). A read flushes a pending batch first, so lookups always see every record handed over;
@@ -52,12 +69,33 @@ WRITE_BUFFER_BYTES = 16 * 1024 * 1024
 # The change log keeps the wait keys of at least this many records per partition.
 CHANGE_LOG_RETAIN = 1_000_000
 CHANGE_LOG_PRUNE_EVERY = 10_000  # prune in steps, not on every poll
+TOUCH_PRUNE_LIMIT = 10_000  # touches deleted per prune step at most
+NEWEST = b"n"
+TOUCH_INDEXED = b"!touch-index"
 
 
 def _lp(text: str) -> bytes:
     """A length-prefixed part: no id can run into the next one."""
     raw = text.encode("utf-8")
     return struct.pack(">H", len(raw)) + raw
+
+
+def _ms(touch: Touch) -> int:
+    """The touch's occurred_at in epoch ms (never before 2000: the contract's checks)."""
+    return max(0, int(touch.occurred_at.timestamp() * 1000))
+
+
+def _touch_keys(touch: Touch) -> list[bytes]:
+    """The keys a touch is found by: `t` (seen), `c` (by code), `e` (by email, if any)."""
+    program, event = _lp(touch.program_id), touch.event_id.encode()
+    keys = [b"t" + event, b"c" + program + _lp(touch.referral_code) + event]
+    if touch.prospect_email_sha256 is not None:
+        keys.append(b"e" + program + _lp(touch.prospect_email_sha256) + event)
+    return keys
+
+
+def _time_key(touch: Touch) -> bytes:
+    return b"x" + _U64.pack(_ms(touch)) + touch.event_id.encode()
 
 
 def _options() -> Options:
@@ -106,6 +144,11 @@ class RocksDirectory:
         self._floors: Positions = self._load_positions(b"f")
         self._retain = retain
         self._prune_every = prune_every
+        raw = self._db.get(NEWEST)
+        self._newest_ms = _U64.unpack(raw)[0] if isinstance(raw, bytes) else 0
+        self._oldest_ms: int | None = None  # of the touches indexed; None: not read yet
+        if self._db.get(TOUCH_INDEXED) is None:
+            self._index_touches()
 
     # -- writes (global records, in order per partition) ----------------------------------------
     def add_share(self, share: ShareEvent) -> list[WaitKey]:
@@ -114,13 +157,18 @@ class RocksDirectory:
             return []
         touch = Touch.from_share(share)
         value = TOUCHES.encode(touch)
-        program = _lp(touch.program_id)
-        self._put(b"t" + touch.event_id.encode(), b"1")
-        self._put(b"c" + program + _lp(touch.referral_code) + touch.event_id.encode(), value)
+        for key in _touch_keys(touch):
+            self._put(key, b"1" if key[:1] == b"t" else value)
+        self._put(_time_key(touch), value)
+        at = _ms(touch)
+        if at > self._newest_ms:
+            self._newest_ms = at
+            self._put(NEWEST, _U64.pack(at))
+        if self._oldest_ms is not None:
+            self._oldest_ms = min(self._oldest_ms, at)
         keys = [code_wait(touch.program_id, touch.referral_code)]
         email = touch.prospect_email_sha256
         if email is not None:
-            self._put(b"e" + program + _lp(email) + touch.event_id.encode(), value)
             keys.append(email_wait(touch.program_id, email))
         self._batch_ids.add(touch.event_id)
         self._changes.extend(keys)
@@ -161,6 +209,39 @@ class RocksDirectory:
             self._put_delete(key)
         self._put(b"f" + part, _U64.pack(new_floor))
         self._floors.setdefault(topic, {})[partition] = new_floor
+
+    def prune_touches(self, retention_ms: int, limit: int = TOUCH_PRUNE_LIMIT) -> int:
+        """Deletes up to `limit` touches more than `retention_ms` older than the newest share,
+        oldest first; returns how many."""
+        horizon = self._newest_ms - retention_ms
+        if self._oldest_ms is not None and self._oldest_ms >= horizon:
+            return 0
+        self.flush()
+        pruned = 0
+        self._oldest_ms = None
+        for key, value in self._scan(b"x"):
+            at = _U64.unpack(key[1:9])[0]
+            if at >= horizon or pruned >= limit:
+                self._oldest_ms = at
+                break
+            touch = TOUCHES.decode(value, key)
+            for gone in (*_touch_keys(touch), key):
+                self._put_delete(gone)
+            pruned += 1
+        else:
+            self._oldest_ms = 2**63 - 1  # nothing indexed: nothing to prune until a share
+        self.flush()
+        return pruned
+
+    def _index_touches(self) -> None:
+        """Builds `x` (and `n`) for touches indexed before they existed: once, at open."""
+        for key, value in self._scan(b"c"):
+            touch = TOUCHES.decode(value, key)
+            self._put(_time_key(touch), value)
+            self._newest_ms = max(self._newest_ms, _ms(touch))
+        self._put(NEWEST, _U64.pack(self._newest_ms))
+        self._put(TOUCH_INDEXED, b"1")
+        self.flush()
 
     def flush(self) -> None:
         if self._batch_size:

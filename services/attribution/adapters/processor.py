@@ -74,6 +74,9 @@ WATERMARK_EVERY_S = 30.0
 # Arrivals since a task's watermark beyond which re-deciding all its waiting referrals is the
 # cheaper way to catch up (and keeps a restart after a long outage from holding them all).
 MAX_CATCH_UP = 100_000
+DEFAULT_WINDOW_DAYS = 90  # a program's attribution window when its document names none
+TOUCH_RETENTION_MARGIN_DAYS = 30.0
+_DAY_MS = 86_400_000
 
 
 @dataclass
@@ -105,9 +108,13 @@ class AttributionProcessor(ProgramAwareProcessor):
         codec: Codec,  # to run again, from their bytes, records that waited for their program
         unknown_program_wait_s: float,
         wall: Callable[[], float] = time.time,
+        touch_margin_days: float = TOUCH_RETENTION_MARGIN_DAYS,
     ) -> None:
         super().__init__(metrics)
         self.directory = RocksDirectory(directory_path, self._rules)
+        # Touches are kept for the longest window of any program seen, plus this margin.
+        self.touch_margin_days = touch_margin_days
+        self.longest_window_days = DEFAULT_WINDOW_DAYS
         self.own = AttributionMetrics(metrics.registry)
         self.codec = codec
         self.unknown_program_wait_s = unknown_program_wait_s
@@ -134,6 +141,10 @@ class AttributionProcessor(ProgramAwareProcessor):
         else:
             super().on_global(topic, key, record)
             if isinstance(record, ProgramConfig):
+                program = self.programs.get(record.program_id)
+                if program is not None:
+                    window = program.document.attribution.window_days
+                    self.longest_window_days = max(self.longest_window_days, window)
                 for state in self.tasks.values():
                     state.parked.arrived(_program(record.program_id))
 
@@ -219,6 +230,9 @@ class AttributionProcessor(ProgramAwareProcessor):
         out: list[Output] = []
         if state.parked.due(now):
             out += self._rerun(state, state.parked.sweep(self._program_known, now))
+        # Punctuation runs only after the global tables were loaded: every program's window
+        # is known before any touch is pruned. A no-op read-free check when none is due.
+        self.directory.prune_touches(self.touch_retention_ms())
         stale = time.monotonic() - state.watermark_at >= WATERMARK_EVERY_S
         if not (state.pending or state.rescan_all or stale):
             return out
@@ -291,6 +305,10 @@ class AttributionProcessor(ProgramAwareProcessor):
 
     def _program_known(self, dependency: Dependency) -> bool:
         return self._known(dependency[1])
+
+    def touch_retention_ms(self) -> int:
+        """How far behind the newest share a touch is kept: longest window plus the margin."""
+        return int((self.longest_window_days + self.touch_margin_days) * _DAY_MS)
 
     def _rules(self, program_id: str) -> Rules:
         program = self.programs.get(program_id)

@@ -11,6 +11,14 @@ A code or email touch counts if the share is at most `window_days` older than th
 cannot have caused it: it is ignored (no claim, no rejection), except within CLOCK_SKEW, which
 absorbs producers' clock differences. Several shares of one advocate: the one the policy picks
 (FIRST_TOUCH the earliest, LAST_TOUCH the latest); several advocates are all claimants.
+
+An event is resolved again whenever its referral is decided again (a deal months later), but
+the directory forgets old shares (`adapters/directory`: touches past the longest window plus
+a margin are pruned). So the touches behind the claims and rejections a source already holds
+are remembered: each one the directory no longer returns (same advocate, time and channel)
+is taken as if it were still there, and judged again by the same rules (window, profile).
+While nothing is pruned every remembered touch is found in the directory, and this changes
+nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from services.attribution.domain.state import (
     Reason,
     Rejection,
     Source,
+    from_ms,
     to_ms,
 )
 
@@ -63,10 +72,12 @@ def resolve(source: Source, ctx: Context) -> Source:
         _declared(source, source.declared, ctx, found)
     if not found.claims and source.code is not None:
         touches = ctx.directory.touches_by_code(ctx.program_id, source.code)
+        touches = _remembered(source, touches, MatchedBy.CODE, ctx.program_id)
         mine = (t for t in touches if t.referral_code == source.code)
         _by_touches(source, mine, MatchedBy.CODE, ctx, found)
     if not found.claims and source.email is not None:
         touches = ctx.directory.touches_by_email(ctx.program_id, source.email)
+        touches = _remembered(source, touches, MatchedBy.EMAIL, ctx.program_id)
         mine = (
             t
             for t in touches
@@ -79,6 +90,33 @@ def resolve(source: Source, ctx: Context) -> Source:
         rejections=tuple(_dedupe(found.rejections)[:MAX_CLAIMANTS]),
         missing=tuple(sorted(set(found.missing))),
     )
+
+
+def _remembered(
+    source: Source, touches: Iterable[Touch], matched_by: MatchedBy, program_id: str
+) -> list[Touch]:
+    """`touches`, plus the touch of each claim or rejection of `source` at `matched_by` that
+    they lack (pruned from the directory since)."""
+    found = list(touches)
+    have = {(t.advocate_id, to_ms(t.occurred_at), t.channel) for t in found}
+    held = (*source.claims, *(r.claim for r in source.rejections))
+    for claim in held:
+        key = (claim.advocate_id, claim.touch_ms, claim.channel)
+        if claim.matched_by is not matched_by or key in have:
+            continue
+        have.add(key)
+        found.append(
+            Touch(
+                event_id="",
+                program_id=program_id,
+                advocate_id=claim.advocate_id,
+                channel=claim.channel,
+                referral_code=source.code or "",
+                occurred_at=from_ms(claim.touch_ms),
+                prospect_email_sha256=source.email if matched_by is MatchedBy.EMAIL else None,
+            )
+        )
+    return found
 
 
 def _declared(source: Source, advocate_id: str, ctx: Context, found: _Found) -> None:

@@ -8,11 +8,13 @@ group's heartbeat pauses meanwhile; every extra store adds a restore per task to
 Layout (prefixes sort the small, scanned index first):
     0x01 waiting inputs  (scanned on assignment; 0x01 S for programs, 0x01 P for owners)
     0x02 due timers      (scanned on assignment)
+    0x03 settled owners by prune time (read from the start up to the first one not due)
     0x10 payout owners   (point lookups only)
     0x11 ledgers         (point lookups only: tallies, never every win; see `domain/ledger`)
     0x12 entries         (one per referral won; `archive`)
     0x13 payout -> referral, 0x14 PENDING by due time, 0x15 TAX_INFO_REQUIRED holds
                          (indexes of the archived entries, scanned per advocate)
+    0x16 settled owners  (payout -> its prune time; point lookups only; `routing`)
 RocksDB iterates in key order, so scanning a low keyspace stops at the first key past it
 instead of reading every ledger.
 """
@@ -22,9 +24,11 @@ from __future__ import annotations
 STORE = "state"
 PARKED = b"\x01"
 TIMERS = b"\x02"
+OWNERS_BY_PRUNE = b"\x03"
 OWNERS = b"\x10"
 LEDGERS = b"\x11"
 ENTRIES = b"\x12"
 PAYOUT_INDEX = b"\x13"
 DUE = b"\x14"
 TAX_HELD = b"\x15"
+SETTLED = b"\x16"

@@ -1,5 +1,8 @@
 """Ledger side of a task: one advocate's ledger in, a core decision, records and state out.
 
+A PAID that settles a payout for good (`decide.settles`) is also sent back, keyed by payout,
+on `rewards.by-payout.v1`, so the payout's owner entry can be pruned later (`routing`).
+
 Every input about an advocate (WON / REVERSED statuses, profiles, forwarded payout results and
 operator commands, due timers) goes the same way: load the ledger (its tallies) from keyspace
 `ledgers`, bring back from the archive (`archive`) the entries the input names (by referral,
@@ -182,7 +185,13 @@ class LedgerBook:
         advocate_id = record.key or ""
         archived = self.archive(record.partition).by_payout(advocate_id, value.payout_id)
         ledger = self.load(record.partition, advocate_id, "", archived)
-        return self.apply(record.partition, ledger, command, trigger, now)
+        outputs = self.apply(record.partition, ledger, command, trigger, now)
+        if isinstance(value, PayoutResult) and decide.settles(ledger, value):
+            # The payout is settled for good: its owner entry may go after the grace period
+            # (`routing`). Repeated for a repeated PAID, which also catches up payouts paid
+            # before owners were pruned.
+            outputs.append(Outbound(REWARDS_BY_PAYOUT, value.payout_id, value))
+        return outputs
 
     def _command(
         self, value: PayoutResult | RewardCommand, now: datetime

@@ -50,7 +50,7 @@ from services.rewards.adapters.archive import EntryArchive
 from services.rewards.adapters.ledgers import LedgerBook
 from services.rewards.adapters.metrics import RewardsMetrics
 from services.rewards.adapters.program_rules import RulesCache
-from services.rewards.adapters.routing import PayoutRouter, unknown_payout
+from services.rewards.adapters.routing import Owners, PayoutRouter, unknown_payout
 from services.rewards.adapters.settings import RewardsSettings
 from services.rewards.domain.ledger import Reason, to_ms
 
@@ -92,6 +92,7 @@ class RewardsProcessor(ProgramAwareProcessor):
         self.timers: dict[int, TimerIndex] = {}
         self.awaiting_program: dict[int, WaitingLot] = {}
         self.awaiting_owner: dict[int, WaitingLot] = {}
+        self.owners: dict[int, Owners] = {}
         offset = settings.clock_offset_s
         self.rewards_metrics = RewardsMetrics(
             metrics.registry, lambda: epoch_clock() + offset, self.after_commit
@@ -104,10 +105,11 @@ class RewardsProcessor(ProgramAwareProcessor):
             lambda task: EntryArchive(lambda prefix: self.space(task, prefix)),
         )
         self.router = PayoutRouter(
-            lambda task: self.space(task, keyspace.OWNERS),
+            self.owners,
             self.awaiting_owner,
             self.rewards_metrics,
             self.codec,
+            retention_ms=int(settings.owner_retention_days * 86_400_000),
         )
 
     def space(self, task: int, prefix: bytes) -> Keyspace:
@@ -151,13 +153,15 @@ class RewardsProcessor(ProgramAwareProcessor):
 
     # -- wall clock -----------------------------------------------------------------------------
     def punctuate(self, task: int, now: datetime) -> list[Output]:
-        """Statuses whose program arrived, inputs that waited too long, rewards now due."""
+        """Statuses whose program arrived, inputs that waited too long, rewards now due, owners
+        of payouts settled past the retention."""
         out: list[Output] = []
         lot = self.awaiting_program[task]
         if lot.due(now):  # a program some status waits for arrived, or one waited too long
             swept = lot.sweep(self._known, now)
             out += [*self._run(task, swept.ready, now), *swept.dead]
         out += self.router.expire(task, now)
+        self.router.prune(task, now, self.settings.max_releases)
         timers = self.timers[task]
         for timer in timers.pop_due(to_ms(now), self.settings.max_releases):
             try:
@@ -192,6 +196,7 @@ class RewardsProcessor(ProgramAwareProcessor):
             self.timers.pop(task, None)
             self.awaiting_program.pop(task, None)
             self.awaiting_owner.pop(task, None)
+            self.owners.pop(task, None)
             self.effects.abort(task)
         self._gauges()
 
@@ -207,6 +212,11 @@ class RewardsProcessor(ProgramAwareProcessor):
 
     def _load(self, task: int) -> None:
         self.timers[task] = TimerIndex(self.space(task, keyspace.TIMERS))
+        self.owners[task] = Owners(
+            self.space(task, keyspace.OWNERS),
+            self.space(task, keyspace.SETTLED),
+            self.space(task, keyspace.OWNERS_BY_PRUNE),
+        )
         wait_s = self.settings.unknown_program_wait_s
         self.awaiting_program[task] = WaitingLot(
             self.space(task, AWAITING_PROGRAM),

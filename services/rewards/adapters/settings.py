@@ -23,6 +23,11 @@ class RewardsSettings(ServiceSettings):
     # At most this many advocates' due rewards are released per task per punctuation, so a
     # backlog of releases (after a long outage) is spread over several bounded transactions.
     max_releases: int = 1000
+    # A payout's owner entry (payout -> advocate, `routing`) is kept this long after the
+    # payout is settled for good (its PAID applied), so a repeated PAID is still routed to
+    # the ledger and ignored as a duplicate; then it is pruned, and a later repeat waits
+    # `unknown_payout_wait_s` and goes to the DLQ with UNKNOWN_PAYOUT.
+    owner_retention_days: float = 30.0
 
 
 def rewards_settings(settings: ServiceSettings) -> RewardsSettings:

@@ -156,6 +156,19 @@ def on_payout_result(ledger: Ledger, result: PayoutResult, now: datetime) -> Dec
     return Decision(ledger.put(entry), (failed,))
 
 
+def settles(ledger: Ledger, result: PayoutResult) -> bool:
+    """Whether `result` is (or repeats) the PAID of the payout's current attempt: once it is
+    applied the payout is settled for good, and no later result or command changes it (a
+    result is ALREADY_SETTLED or STALE_ATTEMPT, an approval, denial or retry is refused)."""
+    entry = ledger.find_payout(result.payout_id)
+    return (
+        result.status is PayoutStatus.PAID
+        and entry is not None
+        and result.attempt == entry.attempt
+        and entry.state in (State.REWARDED, State.PAID)
+    )
+
+
 def on_tick(ledger: Ledger, now: datetime) -> Decision:
     """Releases every PENDING reward whose due time (WON occurred_at + hold_days) has passed."""
     outputs: list[Output] = []

@@ -364,3 +364,76 @@ def test_a_prolific_advocates_stored_ledger_stays_small_and_old_rewards_stay_rea
     loop.send(REWARDS_BY_PAYOUT, payout_of("r0"), _command(RewardAction.RETRY, "r0"))
     assert [(p.payout_id, p.attempt) for p in loop.payouts()[wins:]] == [(payout_of("r0"), 2)]
     assert loop.statuses()[-2:] == [("PAYOUT_FAILED", "BOUNCED"), ("REWARDED", None)]
+
+
+def _owner(loop: Loop, referral: str) -> bytes | None:
+    return loop.proc.space(0, keyspace.OWNERS).get(payout_of(referral).encode())
+
+
+def test_a_paid_payouts_owner_is_pruned_after_the_retention_and_a_late_repeat_is_harmless() -> None:
+    loop = Loop(owner_retention_days=30, unknown_payout_wait_s=86400)
+    loop.program(program())
+    loop.send(STATUS, "adv-1", won("r1"))
+    paid = PayoutResult(payout_of("r1"), 1, PayoutStatus.PAID, NOW)
+    loop.send(PAYOUT_RESULTS, paid.payout_id, paid)
+    assert loop.statuses()[-1] == ("PAID", None)
+    # within the grace period a repeat is routed to the ledger and ignored as a duplicate
+    loop.tick(NOW + timedelta(days=29))
+    assert _owner(loop, "r1") is not None
+    loop.send(PAYOUT_RESULTS, paid.payout_id, paid, NOW + timedelta(days=29))
+    assert loop.metric("rewards_results_ignored_total", outcome="ALREADY_SETTLED") == 1
+    loop.tick(NOW + timedelta(days=30, minutes=1))
+    for space in (keyspace.OWNERS, keyspace.SETTLED, keyspace.OWNERS_BY_PRUNE):
+        assert list(loop.proc.space(0, space).items()) == []
+    # a repeat after it: no owner, so it waits, then goes to the DLQ; nothing paid or emitted
+    statuses, payouts = len(loop.out[STATUS]), len(loop.payouts())
+    later = NOW + timedelta(days=31)
+    loop.send(PAYOUT_RESULTS, paid.payout_id, paid, later)
+    loop.tick(later + timedelta(hours=25))
+    assert [reason for _, reason in loop.dead] == ["UNKNOWN_PAYOUT"]
+    assert (len(loop.out[STATUS]), len(loop.payouts())) == (statuses, payouts)
+
+
+def test_failed_and_unanswered_payouts_keep_their_owner_and_a_retry_still_routes() -> None:
+    loop = Loop(owner_retention_days=30)
+    loop.program(program())
+    for referral in ("r1", "r2"):
+        loop.send(STATUS, "adv-1", won(referral))
+    failed = PayoutResult(payout_of("r1"), 1, PayoutStatus.FAILED, NOW, "BOUNCED")
+    loop.send(PAYOUT_RESULTS, failed.payout_id, failed)
+    # a PAID of an attempt that is not the current one settles nothing
+    stale = PayoutResult(payout_of("r1"), 2, PayoutStatus.PAID, NOW)
+    loop.send(PAYOUT_RESULTS, stale.payout_id, stale)
+    much_later = NOW + timedelta(days=400)
+    loop.tick(much_later)
+    assert _owner(loop, "r1") is not None and _owner(loop, "r2") is not None
+    loop.send(REWARDS_BY_PAYOUT, payout_of("r1"), _command(RewardAction.RETRY, "r1"), much_later)
+    assert [(p.payout_id, p.attempt) for p in loop.payouts()][-1] == (payout_of("r1"), 2)
+    # the retried attempt paid: now it is settled, and goes after the retention
+    paid = PayoutResult(payout_of("r1"), 2, PayoutStatus.PAID, much_later)
+    loop.send(PAYOUT_RESULTS, paid.payout_id, paid, much_later)
+    loop.tick(much_later + timedelta(days=29))
+    assert _owner(loop, "r1") is not None
+    loop.tick(much_later + timedelta(days=31))
+    assert _owner(loop, "r1") is None and _owner(loop, "r2") is not None
+    assert loop.dead == []
+
+
+def test_owner_pruning_is_bounded_per_tick_and_survives_an_abort_and_a_restart() -> None:
+    backends: dict[str, MemoryBackend] = {}
+    loop = Loop(backends, owner_retention_days=1, max_releases=2)
+    loop.program(program())
+    for n in range(5):
+        loop.send(STATUS, "adv-1", won(f"r{n}"))
+        paid = PayoutResult(payout_of(f"r{n}"), 1, PayoutStatus.PAID, NOW)
+        loop.send(PAYOUT_RESULTS, paid.payout_id, paid, NOW + timedelta(minutes=n))
+    later = NOW + timedelta(days=2)
+    loop._emit(loop.proc.punctuate(0, later))
+    loop.finish(commit=False)  # aborted: nothing pruned
+    assert all(_owner(loop, f"r{n}") is not None for n in range(5))
+    loop.tick(later)
+    assert [_owner(loop, f"r{n}") is None for n in range(5)] == [True, True, False, False, False]
+    restarted = Loop(backends, owner_retention_days=1, max_releases=2)
+    restarted.tick(later)
+    restarted.tick(later)
+    assert all(_owner(restarted, f"r{n}") is None for n in range(5))
