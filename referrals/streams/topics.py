@@ -101,16 +101,22 @@ async def create_named_topics(
     wanted: dict[str, dict[str, str]],
     *,
     partitions: int,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
     visible_within_s: float = 30.0,
 ) -> list[str]:
-    """Creates physical topics (name -> configs) that do not exist; returns those it created."""
-    min_isr = "2" if replication_factor >= 3 else "1"
+    """Creates physical topics (name -> configs) that do not exist; returns those it created.
+
+    Without a `replication_factor` the cluster decides it: min(3, brokers it reports), so one
+    broker gets 1 replica and three or more get 3. Three or more replicas get
+    `min.insync.replicas` 2 (a write survives the loss of one broker), fewer get 1.
+    """
+    replicas = replication_factor or await replication_for(admin)
+    min_isr = "2" if replicas >= 3 else "1"
     new = [
         NewTopic(
             name,
             num_partitions=partitions,
-            replication_factor=replication_factor,
+            replication_factor=replicas,
             topic_configs={**configs, "min.insync.replicas": min_isr},
         )
         for name, configs in wanted.items()
@@ -122,6 +128,20 @@ async def create_named_topics(
         raise RuntimeError(f"creating topics failed: {failed}")
     await _await_visible(admin, set(wanted), visible_within_s)
     return [n for n, code, _ in results if code == 0]
+
+
+MAX_REPLICAS = 3
+
+
+async def replication_for(admin: AIOKafkaAdminClient) -> int:
+    """The replication factor for new topics: min(3, the brokers the cluster reports).
+
+    The count is of brokers alive now (a broker that is down is not in the metadata): create
+    topics with the whole cluster up, or give the factor explicitly.
+    """
+    cluster = await admin.describe_cluster()
+    brokers = len(cluster.get("brokers") or ())
+    return max(1, min(MAX_REPLICAS, brokers))
 
 
 TOPIC_ALREADY_EXISTS = 36
