@@ -16,6 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from referrals.platform.errors import PermanentError
 
@@ -148,22 +150,41 @@ TOPIC_ALREADY_EXISTS = 36
 
 
 async def _await_visible(admin: AIOKafkaAdminClient, topics: set[str], within_s: float) -> None:
-    """Waits until every topic is listed and each of its partitions has a leader."""
+    """Waits until every broker lists every topic with a leader for each of its partitions.
+
+    Every broker, not one: the admin asks a random broker each time, and in a cluster one
+    broker's metadata can trail another's for a moment. A broker that does not answer is left
+    out (it learns the topics from the controller when it is back)."""
     deadline = asyncio.get_running_loop().time() + within_s
     while True:
-        missing = topics - set(await admin.list_topics())
-        if not missing:
-            described = await admin.describe_topics(sorted(topics))
-            missing = {
-                t["topic"]
-                for t in described
-                if t["error_code"] != 0 or any(p["leader"] < 0 for p in t["partitions"])
-            }
+        missing = await _not_visible(admin, topics)
         if not missing:
             return
         if asyncio.get_running_loop().time() > deadline:
             raise RuntimeError(f"topics not visible after {within_s:.0f} s: {sorted(missing)}")
         await asyncio.sleep(0.1)
+
+
+async def _not_visible(admin: AIOKafkaAdminClient, topics: set[str]) -> set[str]:
+    cluster = await admin.describe_cluster()
+    missing: set[str] = set()
+    for broker in cluster.get("brokers") or ():
+        try:
+            # aiokafka's admin has no public "ask this broker"; its own methods use this.
+            response = await admin._send_request(MetadataRequest(sorted(topics)), broker["node_id"])
+        except KafkaError:
+            continue
+        described = response.to_object()["topics"]
+        seen = {t["topic"] for t in described}
+        missing |= topics - seen
+        missing |= {
+            t["topic"]
+            for t in described
+            if t["error_code"] != 0
+            or not t["partitions"]
+            or any(p["leader"] < 0 for p in t["partitions"])
+        }
+    return missing
 
 
 def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:

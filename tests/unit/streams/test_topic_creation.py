@@ -13,10 +13,13 @@ from referrals.streams.topics import create_named_topics
 
 
 class FakeAdmin:
-    """Just what create_named_topics uses: a cluster of `brokers`, every topic created."""
+    """Just what create_named_topics uses: a cluster of `brokers`, every topic created; broker
+    id k's metadata lacks the new topics for its first `lag[k]` requests."""
 
-    def __init__(self, brokers: int) -> None:
+    def __init__(self, brokers: int, lag: dict[int, int] | None = None) -> None:
         self.brokers = brokers
+        self.lag = dict(lag or {})
+        self.asked: dict[int, int] = {}
         self.created: list[NewTopic] = []
 
     async def describe_cluster(self) -> dict[str, Any]:
@@ -26,11 +29,11 @@ class FakeAdmin:
         self.created.extend(new)
         return SimpleNamespace(topic_errors=[(t.name, 0, None) for t in new])
 
-    async def list_topics(self) -> list[str]:
-        return [t.name for t in self.created]
-
-    async def describe_topics(self, topics: list[str]) -> list[dict[str, Any]]:
-        return [{"topic": t, "error_code": 0, "partitions": [{"leader": 1}]} for t in topics]
+    async def _send_request(self, request: Any, node_id: int) -> Any:
+        self.asked[node_id] = self.asked.get(node_id, 0) + 1
+        known = [] if self.asked[node_id] <= self.lag.get(node_id, 0) else self.created
+        topics = [{"topic": t.name, "error_code": 0, "partitions": [{"leader": 1}]} for t in known]
+        return SimpleNamespace(to_object=lambda: {"topics": topics})
 
 
 @pytest.mark.parametrize(
@@ -55,3 +58,10 @@ async def test_an_explicit_replication_factor_wins() -> None:
     )
     assert admin.created[0].replication_factor == 1
     assert admin.created[0].topic_configs["min.insync.replicas"] == "1"
+
+
+async def test_topics_are_ready_once_every_broker_lists_them() -> None:
+    # Broker 3's metadata trails: creation waits for it rather than trusting broker 1 or 2.
+    admin = FakeAdmin(3, lag={3: 4})
+    await create_named_topics(cast(AIOKafkaAdminClient, admin), {"t": {}}, partitions=1)
+    assert admin.asked[3] == 5
