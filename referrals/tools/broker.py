@@ -32,7 +32,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -173,8 +176,15 @@ def server_properties(cfg: BrokerConfig, index: int = 0) -> str:
         "auto.create.topics.enable": "false",
     }
     if cfg.nodes > 1:
-        # Several JVMs on one small machine: fewer threads each.
-        props |= {"num.network.threads": "2", "num.io.threads": "4"}
+        props |= {
+            # Several JVMs on one small machine: fewer threads each.
+            "num.network.threads": "2",
+            "num.io.threads": "4",
+            # A lost node is fenced (its partitions led elsewhere, it leaves the ISRs) after 6 s
+            # rather than 9, and a node restarted at once may register again that much sooner.
+            "broker.heartbeat.interval.ms": "1000",
+            "broker.session.timeout.ms": "6000",
+        }
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
@@ -375,40 +385,60 @@ def _await_started(launched: dict[int, Launch], deadline: float, timeout: float)
 def _await_brokers(
     cfg: BrokerConfig, launched: dict[int, Launch], deadline: float, timeout: float
 ) -> None:
-    """Until the cluster's metadata lists every node as a broker (registered and unfenced)."""
+    """Until every node answers and its metadata lists every node as a broker (registered and
+    unfenced): asking one node is not enough, another's view may trail it for a moment."""
     wanted = {i + 1 for i in range(cfg.nodes)}
-    seen: set[int] = set()
+    views: dict[int, set[int]] = {}
     while time.monotonic() < deadline:
         _check_alive(launched)
-        seen = cluster_brokers(cfg)
-        if wanted <= seen:
+        views = _views(cfg)
+        if len(views) == cfg.nodes and all(wanted <= view for view in views.values()):
             return
         time.sleep(0.3)
     raise BrokerError(
-        f"the cluster at {cfg.bootstrap} showed brokers {sorted(seen)} of {sorted(wanted)} "
-        f"after {timeout:.0f} s; see the nodes' logs under {cfg.data_dir}"
+        f"the cluster at {cfg.bootstrap} did not list brokers {sorted(wanted)} on every node "
+        f"after {timeout:.0f} s (node id: brokers it lists: "
+        f"{ {i + 1: sorted(v) for i, v in views.items()} }); "
+        f"see the nodes' logs under {cfg.data_dir}"
     )
 
 
 def cluster_brokers(cfg: BrokerConfig) -> set[int]:
-    """The node ids of the brokers the cluster's metadata lists now (empty when unreachable)."""
+    """The node ids of the brokers that every node answering now lists in its metadata (empty
+    when none answers). A node that is down is listed until the controller fences it."""
+    views = list(_views(cfg).values())
+    return set.intersection(*views) if views else set()
+
+
+def _views(cfg: BrokerConfig) -> dict[int, set[int]]:
+    """Node index -> the broker ids its metadata lists, for each node that answers."""
+
+    async def ask_all() -> list[set[int] | None]:
+        me = [node(cfg, i) for i in range(cfg.nodes)]
+        return await asyncio.gather(*(_brokers_seen_by(n.host, n.port) for n in me))
+
     # In a thread of its own: callers may be inside an event loop (an async test) or not.
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, _cluster_brokers(cfg.bootstrap)).result()
+        answers = pool.submit(asyncio.run, ask_all()).result()
+    return {i: seen for i, seen in enumerate(answers) if seen is not None}
 
 
-async def _cluster_brokers(bootstrap: str) -> set[int]:
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="referrals-broker", request_timeout_ms=5000
-    )
+async def _brokers_seen_by(host: str, port: int) -> set[int] | None:
+    """The broker ids in this node's own metadata (not another node's); None if it does not
+    answer."""
     try:
-        await admin.start()
-        cluster = await admin.describe_cluster()
-        return {int(b["node_id"]) for b in cluster["brokers"]}
-    except Exception:  # any failure to ask means: not known to be up
-        return set()
+        conn = await create_conn(host, port, client_id="referrals-broker", request_timeout_ms=5000)
+    except (TimeoutError, OSError, KafkaError):
+        return None
+    try:
+        response = await conn.send(MetadataRequest([]))
+    except (TimeoutError, OSError, KafkaError):
+        return None
     finally:
-        await admin.close()
+        conn.close()
+    metadata = ClusterMetadata()
+    metadata.update_metadata(response)
+    return {int(b.nodeId) for b in metadata.brokers()}
 
 
 def stop(cfg: BrokerConfig, *, timeout: float = 30.0) -> bool:

@@ -25,6 +25,7 @@ def test_one_node_keeps_its_ports_layout_and_single_replicas(tmp_path: Path) -> 
     assert p["transaction.state.log.replication.factor"] == "1"
     assert p["transaction.state.log.min.isr"] == "1"
     assert p["min.insync.replicas"] == "1"
+    assert "broker.session.timeout.ms" not in p
     assert cfg.bootstrap == "127.0.0.1:9092"
     assert broker.node(cfg, 0).data_dir == tmp_path
     assert broker.node(cfg, 0).log_file == tmp_path / "broker.log"
@@ -50,6 +51,7 @@ def test_three_nodes_form_one_quorum_with_replicated_internal_topics(tmp_path: P
         assert p["transaction.state.log.min.isr"] == "2"
         assert p["default.replication.factor"] == "3"
         assert p["min.insync.replicas"] == "2"
+        assert p["broker.session.timeout.ms"] == "6000"
         ports |= {p["listeners"].split(",")[0].rsplit(":", 1)[1]}
         ports |= {p["listeners"].split(",")[1].rsplit(":", 1)[1]}
     assert len(ports) == 6  # no two listeners share a port
