@@ -22,6 +22,7 @@ from referrals.contract.records import Channel, NotificationSent, ShareEvent
 from referrals.contract.topics import CONVERSIONS, NOTIFICATIONS_SENT, SHARES, TOPICS, TopicNames
 from referrals.platform.metrics import Health, RuntimeMetrics
 from referrals.platform.settings import KafkaSettings, ServiceSettings
+from referrals.streams.dlq import header_dict
 from referrals.streams.globals import GlobalTables
 from referrals.streams.kafka import make_producer
 from referrals.streams.processor import Inbound, Outbound, Output, Processor
@@ -296,3 +297,30 @@ async def test_a_restore_longer_than_the_session_timeout_does_not_rebalance_fore
         ids = await outputs(topics, expect=20)
     assert sum(ids.values()) == 20 and max(ids.values()) == 1
     assert assignments["n"] == 1, f"{assignments['n']} assignments: the member was thrown out"
+
+
+class Oversized(Counting):
+    """Share "ev-3" makes an output far over Kafka's record limit; the others are normal."""
+
+    name = "oversized"
+
+    def process(self, record: Inbound, now: datetime) -> Iterable[Output]:
+        out = list(super().process(record, now))
+        if record.value.event_id == "ev-3":
+            adv = record.value.advocate_id
+            return [*out, sent("x" * 1_100_000, adv, now)]
+        return out
+
+
+async def test_a_record_whose_output_exceeds_the_record_limit_is_dead_lettered_not_retried(
+    topics: KafkaSettings, tmp_path: Path
+) -> None:
+    """Finding (poison by size): an output over 1 MiB aborted the transaction, the task was
+    rebuilt and the same record failed again, forever."""
+    await produce(topics, SHARES, [share(i, "adv-s") for i in range(6)])
+    async with running(Oversized(), topics, settings_for(topics, tmp_path)):
+        ids = await outputs(topics, expect=5)
+        dead = await read_topic(topics, f"{SHARES}.dlq", expect=1, within=30)
+    # ev-3 is undone whole (its count too): the next share counts as the 4th
+    assert set(ids) == {f"adv-s#{n}" for n in range(1, 6)} and max(ids.values()) == 1
+    assert [header_dict(m.headers)["dlq.error.reason"] for m in dead] == ["OUTPUT_TOO_LARGE"]
