@@ -41,7 +41,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -156,36 +156,15 @@ class StreamRuntime:
         follower: asyncio.Task[None] | None = None
         helpers: list[asyncio.Task[None]] = []
         try:
-            if self.p.globals:
-                self._globals = GlobalTables(
-                    self.p,
-                    self.kafka,
-                    client_id=f"{self.p.name}-{self.settings.instance_id}",
-                    names=self.names,
-                    catalogue=self.catalogue,
-                    codec=self.codec,
-                    metrics=self.metrics,
-                    health=self.health,
-                    clock=self.clock,
-                    dead_letter=self._dead_letter,
-                )
-                await self._globals.bootstrap()
+            # A cluster not reachable at start-up is waited for (not ready, retried with
+            # backoff), as one lost while running is: a restart during an outage must not exit.
+            if not await self._until_connected(stop, self._connect):
+                return
+            if self._globals is not None:
                 follower = asyncio.create_task(self._globals.follow(stop))
-            partitions = await self._check_copartitioned()
-            await self._prepare_state(partitions)
-            assignor = CopartitionedAssignor.for_owner(lambda: self._wanted)
-            self._consumer = make_consumer(
-                self.kafka,
-                group_id=self.group_id,
-                client_id=f"{self.p.name}-{self.settings.instance_id}",
-                partition_assignment_strategy=(assignor,),
-                session_timeout_ms=self.settings.session_timeout_ms,
-                heartbeat_interval_ms=max(1000, self.settings.session_timeout_ms // 4),
-            )
-            topics = [self.names(t) for t in self.p.inputs]
-            self._consumer.subscribe(topics, listener=_Listener(self))
             await self.p.startup()
-            await self._consumer.start()
+            if not await self._until_connected(stop, self._join):
+                return
             helpers = [
                 asyncio.create_task(self._open_loop(stop)),
                 asyncio.create_task(self._watch_broker(stop)),
@@ -199,6 +178,78 @@ class StreamRuntime:
                 helper.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self._shutdown()
+
+    async def _connect(self) -> None:
+        """Global tables loaded, inputs checked, state topics created and restores set up."""
+        if self.p.globals:
+            self._globals = GlobalTables(
+                self.p,
+                self.kafka,
+                client_id=f"{self.p.name}-{self.settings.instance_id}",
+                names=self.names,
+                catalogue=self.catalogue,
+                codec=self.codec,
+                metrics=self.metrics,
+                health=self.health,
+                clock=self.clock,
+                dead_letter=self._dead_letter,
+            )
+            await self._globals.bootstrap()
+        partitions = await self._check_copartitioned()
+        await self._prepare_state(partitions)
+
+    async def _join(self) -> None:
+        """The group consumer, subscribed with the sticky assignor and started."""
+        assignor = CopartitionedAssignor.for_owner(lambda: self._wanted)
+        self._consumer = make_consumer(
+            self.kafka,
+            group_id=self.group_id,
+            client_id=f"{self.p.name}-{self.settings.instance_id}",
+            partition_assignment_strategy=(assignor,),
+            session_timeout_ms=self.settings.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, self.settings.session_timeout_ms // 4),
+        )
+        topics = [self.names(t) for t in self.p.inputs]
+        self._consumer.subscribe(topics, listener=_Listener(self))
+        await self._consumer.start()
+
+    async def _until_connected(
+        self, stop: asyncio.Event, step: Callable[[], Awaitable[None]]
+    ) -> bool:
+        """Runs a start-up step until it succeeds (True) or `stop` is set (False). A broker
+        error is retried with backoff, reported once; any other error is raised."""
+        backoff = Backoff(0.5, 15.0)
+        while not stop.is_set():
+            try:
+                await step()
+            except Exception as err:
+                if not _is_transient(err):
+                    raise
+                if self.health.problem("broker", f"cannot reach the cluster: {err!r}"):
+                    log.warning("cannot reach the cluster at start-up; retrying")
+                await self._drop_clients(keep_globals=step != self._connect)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=backoff.next())
+                continue
+            self.health.resolved("broker")
+            return True
+        return False
+
+    async def _drop_clients(self, *, keep_globals: bool) -> None:
+        """Closes the clients a failed start-up step left behind, before it is tried again."""
+        clients: list[Any] = [self._consumer]
+        self._consumer = None
+        if not keep_globals:
+            clients += [self._restore_consumer, self._globals]
+            self._restore_consumer, self._globals, self._stores = None, None, None
+        for client in clients:
+            if client is not None:
+                try:
+                    await asyncio.wait_for(
+                        client.close() if isinstance(client, GlobalTables) else client.stop(), 10
+                    )
+                except Exception as err:
+                    log.debug("closing a client failed", extra={"error": repr(err)})
 
     async def _shutdown(self) -> None:
         async with self._lock:
@@ -657,8 +708,8 @@ class StreamRuntime:
         if not wanted:
             return
         admin = make_admin(self.kafka, f"{self.p.name}-setup")
-        await admin.start()
         try:
+            await admin.start()
             await create_named_topics(admin, wanted, partitions=partitions)
         finally:
             await admin.close()
@@ -681,8 +732,8 @@ class StreamRuntime:
 
     async def _check_copartitioned(self) -> int:
         consumer = make_consumer(self.kafka, client_id=f"{self.p.name}-check")
-        await consumer.start()
         try:
+            await consumer.start()
             counts = {t: len(await partitions_of(consumer, self.names(t))) for t in self.p.inputs}
         finally:
             await consumer.stop()

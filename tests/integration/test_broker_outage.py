@@ -77,3 +77,27 @@ async def test_a_broker_outage_makes_the_service_unready_not_dead_and_it_resumes
         await produce(kafka, "referral.shares.v1", [share(i) for i in range(10, 30)])
         ids = await outputs(kafka, expect=30)
     assert sum(ids.values()) == 30 and max(ids.values()) == 1
+
+
+async def test_a_service_started_while_the_broker_is_down_waits_for_it_instead_of_exiting(
+    own_broker: broker.BrokerConfig, tmp_path: Path
+) -> None:
+    """Found by the fault suite: an instance restarted during a broker outage exited at once
+    (status 1, "Unable to bootstrap"), and its supervisor restarted it into the same failure."""
+    kafka = KafkaSettings(bootstrap_servers=own_broker.bootstrap, topic_prefix="s.")
+    admin = make_admin(kafka, "tests")
+    await admin.start()
+    try:
+        await create_topics(admin, TopicNames(kafka.topic_prefix), partitions=3)
+    finally:
+        await admin.close()
+    await asyncio.to_thread(broker.stop, own_broker)
+    async with running(Counting(), kafka, settings_for(kafka, tmp_path / "state")) as runtime:
+        await until(lambda: "broker" in runtime.health.problems, within=30)
+        await asyncio.sleep(5)  # retrying, not exiting (`running` fails if the run ended)
+        assert not runtime.health.is_ready() and runtime.health.alive()
+        await asyncio.to_thread(broker.start, own_broker, timeout=120)
+        await until(runtime.health.is_ready, within=90)
+        await produce(kafka, "referral.shares.v1", [share(i) for i in range(10)])
+        ids = await outputs(kafka, expect=10)
+    assert sum(ids.values()) == 10 and max(ids.values()) == 1
