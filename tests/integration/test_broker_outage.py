@@ -39,6 +39,15 @@ def own_broker(tmp_path: Path) -> Iterator[broker.BrokerConfig]:
     broker.stop(cfg)
 
 
+async def _contract_topics(kafka: KafkaSettings) -> None:
+    admin = make_admin(kafka, "tests")
+    await admin.start()
+    try:
+        await create_topics(admin, TopicNames(kafka.topic_prefix), partitions=3)
+    finally:
+        await admin.close()
+
+
 async def test_a_broker_outage_makes_the_service_unready_not_dead_and_it_resumes(
     own_broker: broker.BrokerConfig,
     tmp_path: Path,
@@ -47,12 +56,7 @@ async def test_a_broker_outage_makes_the_service_unready_not_dead_and_it_resumes
 ) -> None:
     monkeypatch.setattr(runtime_module, "BROKER_PROBE_S", 0.5)
     kafka = KafkaSettings(bootstrap_servers=own_broker.bootstrap, topic_prefix="o.")
-    admin = make_admin(kafka, "tests")
-    await admin.start()
-    try:
-        await create_topics(admin, TopicNames(kafka.topic_prefix), partitions=3)
-    finally:
-        await admin.close()
+    await _contract_topics(kafka)
     settings = settings_for(kafka, tmp_path / "state", commit_timeout_s=5.0)
     await produce(kafka, "referral.shares.v1", [share(i) for i in range(10)])
     async with running(Counting(), kafka, settings) as runtime:
@@ -85,12 +89,7 @@ async def test_a_service_started_while_the_broker_is_down_waits_for_it_instead_o
     """Found by the fault suite: an instance restarted during a broker outage exited at once
     (status 1, "Unable to bootstrap"), and its supervisor restarted it into the same failure."""
     kafka = KafkaSettings(bootstrap_servers=own_broker.bootstrap, topic_prefix="s.")
-    admin = make_admin(kafka, "tests")
-    await admin.start()
-    try:
-        await create_topics(admin, TopicNames(kafka.topic_prefix), partitions=3)
-    finally:
-        await admin.close()
+    await _contract_topics(kafka)
     await asyncio.to_thread(broker.stop, own_broker)
     async with running(Counting(), kafka, settings_for(kafka, tmp_path / "state")) as runtime:
         await until(lambda: "broker" in runtime.health.problems, within=30)
