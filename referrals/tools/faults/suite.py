@@ -153,10 +153,7 @@ class Run:
                 part = items[first : first + chunk]
                 while part:
                     try:
-                        futures = [await producer.send(names(t), v, key=k) for t, k, v, _ in part]
-                        results = await asyncio.wait_for(
-                            asyncio.gather(*futures, return_exceptions=True), 60
-                        )
+                        results = await asyncio.wait_for(self._send(producer, part), 60)
                     except Exception:  # the broker is away: a fresh producer, the chunk again
                         await self._close(producer)
                         await asyncio.sleep(1.0)
@@ -217,6 +214,14 @@ class Run:
     async def _close(producer: AIOKafkaProducer) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(producer.stop(), 10)
+
+    @staticmethod
+    async def _send(producer: AIOKafkaProducer, part: list[Any]) -> list[Any]:
+        """One chunk: send() itself can block (metadata, a full buffer) while the broker is
+        away, so the caller bounds the whole of it."""
+        names = TopicNames()
+        futures = [await producer.send(names(t), v, key=k) for t, k, v, _ in part]
+        return list(await asyncio.gather(*futures, return_exceptions=True))
 
     async def payouts_now(self) -> int | None:
         """Payouts committed so far, or None while the broker cannot be read."""
