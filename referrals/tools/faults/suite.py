@@ -138,7 +138,7 @@ class Run:
 
     # -- publishing --------------------------------------------------------------------------
     async def publish(self, workload: Workload, bad: list[corpus_mod.BadRecord]) -> list[Sent]:
-        codec, names = AvroCodec(), TopicNames()
+        codec = AvroCodec()
         items: list[tuple[str, bytes | None, bytes | None, corpus_mod.BadRecord | None]] = [
             (topic, key.encode(), codec.encode(record), None)
             for topic, key, record in workload.events
