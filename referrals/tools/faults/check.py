@@ -137,6 +137,9 @@ async def _dead_letters(kafka: KafkaSettings, sent: list[Sent], out: Checked) ->
             {"expect": s.expect, "sent": 0, "dead_lettered": 0, "reasons": {}, "missed": []},
         )
         summary["sent"] += 1
+        if s.expect == "refused":
+            summary["refused_by_broker"] = summary.get("refused_by_broker", 0) + 1
+            continue
         letters = got.get(s, [])
         if letters:
             summary["dead_lettered"] += 1

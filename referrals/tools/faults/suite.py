@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import CorruptRecordException, RecordTooLargeError
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.topics import TopicNames, create_topics
@@ -39,6 +40,7 @@ from referrals.tools.faults.report import FaultReport, Step
 from referrals.tools.faults.workload import PROGRAM_DOC, Workload, generate
 
 SESSION_TIMEOUT_MS = 6_000
+PERMANENT = (CorruptRecordException, RecordTooLargeError)  # the broker refuses for good
 UNKNOWN_WAIT_S = 20
 
 
@@ -98,6 +100,7 @@ class Run:
             },
         )
         self.finance = Finance(self.kafka)
+        self.refused: list[str] = []  # corpus records the broker refused for good
         self.held: set[str] = set()  # instances another step controls right now
         self.broker_down = False
         self.report = FaultReport(scale.name, scale.referrals, {})
@@ -162,7 +165,14 @@ class Run:
                     retry = []
                     for item, result in zip(part, results, strict=True):
                         if isinstance(result, BaseException):
-                            retry.append(item)
+                            if item[3] is not None and isinstance(result, PERMANENT):
+                                # Refused for good by the broker (a null key on a compacted
+                                # topic): it never reaches a service; accounted as refused.
+                                b = item[3]
+                                sent.append(Sent(b.cls, b.topic, -1, -1, "refused", b.reason))
+                                self.refused.append(f"{b.cls} on {b.topic}: {result!r}")
+                            else:
+                                retry.append(item)
                         elif item[3] is not None:
                             b = item[3]
                             sent.append(
@@ -405,6 +415,7 @@ class Run:
                 )
             ]
             sent = await self.publish(workload, bad)
+            self.report.notes += [f"refused by the broker: {r}" for r in self.refused]
             await asyncio.gather(*faults)
             await self.wait(workload)
             late = await asyncio.to_thread(self.fleet.wait_ready, 60.0)
