@@ -75,7 +75,7 @@ async def create_topics(
     names: TopicNames,
     *,
     partitions: int = 6,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
     extra: dict[str, dict[str, str]] | None = None,
     visible_within_s: float = 30.0,
 ) -> list[str]:
@@ -84,6 +84,8 @@ async def create_topics(
     It asks the broker to create every topic rather than trusting a listing: in KRaft a broker's
     metadata cache trails the controller, so a topic created a moment ago can be missing from a
     listing. It returns once every topic is visible to clients, so the caller can use them.
+    Without a `replication_factor` the cluster decides: min(3, brokers), `min.insync.replicas`
+    2 with three or more (`referrals.streams.topics.create_named_topics`).
     """
     wanted = physical_topics(names) | (extra or {})
     return await create_named_topics(

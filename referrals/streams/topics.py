@@ -16,6 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from referrals.platform.errors import PermanentError
 
@@ -101,16 +103,22 @@ async def create_named_topics(
     wanted: dict[str, dict[str, str]],
     *,
     partitions: int,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
     visible_within_s: float = 30.0,
 ) -> list[str]:
-    """Creates physical topics (name -> configs) that do not exist; returns those it created."""
-    min_isr = "2" if replication_factor >= 3 else "1"
+    """Creates physical topics (name -> configs) that do not exist; returns those it created.
+
+    Without a `replication_factor` the cluster decides it: min(3, brokers it reports), so one
+    broker gets 1 replica and three or more get 3. Three or more replicas get
+    `min.insync.replicas` 2 (a write survives the loss of one broker), fewer get 1.
+    """
+    replicas = replication_factor or await replication_for(admin)
+    min_isr = "2" if replicas >= 3 else "1"
     new = [
         NewTopic(
             name,
             num_partitions=partitions,
-            replication_factor=replication_factor,
+            replication_factor=replicas,
             topic_configs={**configs, "min.insync.replicas": min_isr},
         )
         for name, configs in wanted.items()
@@ -124,26 +132,59 @@ async def create_named_topics(
     return [n for n, code, _ in results if code == 0]
 
 
+MAX_REPLICAS = 3
+
+
+async def replication_for(admin: AIOKafkaAdminClient) -> int:
+    """The replication factor for new topics: min(3, the brokers the cluster reports).
+
+    The count is of brokers alive now (a broker that is down is not in the metadata): create
+    topics with the whole cluster up, or give the factor explicitly.
+    """
+    cluster = await admin.describe_cluster()
+    brokers = len(cluster.get("brokers") or ())
+    return max(1, min(MAX_REPLICAS, brokers))
+
+
 TOPIC_ALREADY_EXISTS = 36
 
 
 async def _await_visible(admin: AIOKafkaAdminClient, topics: set[str], within_s: float) -> None:
-    """Waits until every topic is listed and each of its partitions has a leader."""
+    """Waits until every broker lists every topic with a leader for each of its partitions.
+
+    Every broker, not one: the admin asks a random broker each time, and in a cluster one
+    broker's metadata can trail another's for a moment. A broker that does not answer is left
+    out (it learns the topics from the controller when it is back)."""
     deadline = asyncio.get_running_loop().time() + within_s
     while True:
-        missing = topics - set(await admin.list_topics())
-        if not missing:
-            described = await admin.describe_topics(sorted(topics))
-            missing = {
-                t["topic"]
-                for t in described
-                if t["error_code"] != 0 or any(p["leader"] < 0 for p in t["partitions"])
-            }
+        missing = await _not_visible(admin, topics)
         if not missing:
             return
         if asyncio.get_running_loop().time() > deadline:
             raise RuntimeError(f"topics not visible after {within_s:.0f} s: {sorted(missing)}")
         await asyncio.sleep(0.1)
+
+
+async def _not_visible(admin: AIOKafkaAdminClient, topics: set[str]) -> set[str]:
+    cluster = await admin.describe_cluster()
+    missing: set[str] = set()
+    for broker in cluster.get("brokers") or ():
+        try:
+            # aiokafka's admin has no public "ask this broker"; its own methods use this.
+            response = await admin._send_request(MetadataRequest(sorted(topics)), broker["node_id"])
+        except KafkaError:
+            continue
+        described = response.to_object()["topics"]
+        seen = {t["topic"] for t in described}
+        missing |= topics - seen
+        missing |= {
+            t["topic"]
+            for t in described
+            if t["error_code"] != 0
+            or not t["partitions"]
+            or any(p["leader"] < 0 for p in t["partitions"])
+        }
+    return missing
 
 
 def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:

@@ -115,16 +115,18 @@ def topics_group() -> None:
 @topics_group.command("create", short_help="Create every topic of the contract (idempotent).")
 @click.option("--partitions", type=int, default=6, show_default=True, help="Partitions per topic.")
 @click.option(
-    "--replication-factor", type=int, default=1, show_default=True, help="Replicas per partition."
+    "--replication-factor",
+    type=click.IntRange(min=1),
+    help="Replicas per partition (default: min(3, brokers in the cluster)).",
 )
-def topics_create(partitions: int, replication_factor: int) -> None:
+def topics_create(partitions: int, replication_factor: int | None) -> None:
     """Create every topic of the contract and its .dlq; topics that exist are left as they are."""
     created = asyncio.run(_create_topics(KafkaSettings.from_env(), partitions, replication_factor))
     click.echo(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))
 
 
 async def _create_topics(
-    settings: KafkaSettings, partitions: int, replication_factor: int
+    settings: KafkaSettings, partitions: int, replication_factor: int | None
 ) -> list[str]:
     admin = make_admin(settings, "referrals-cli")
     await admin.start()

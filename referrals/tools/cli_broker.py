@@ -1,4 +1,4 @@
-"""`referrals broker start|stop|status`: the project's own single-node Kafka broker.
+"""`referrals broker start|stop|status`: the project's own Kafka broker, one node or a cluster.
 
 The broker itself is `referrals.tools.broker`; these commands only read the command line
 (which overrides the REFERRALS_BROKER_* settings) and print what happened.
@@ -20,15 +20,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @click.group("broker", short_help="Start, stop or inspect the local Kafka broker.")
 def broker_group() -> None:
-    """Start, stop or inspect the project's own single-node Kafka broker (KRaft).
+    """Start, stop or inspect the project's own Kafka broker (KRaft): one node, or with
+    --nodes 3 a three-node cluster on this machine for trying failover.
 
-    Settings: REFERRALS_BROKER_PORT, REFERRALS_BROKER_DATA_DIR, REFERRALS_BROKER_HEAP; the
-    options override them. The broker's log is <data dir>/broker.log.
+    Settings: REFERRALS_BROKER_PORT, REFERRALS_BROKER_CONTROLLER_PORT, REFERRALS_BROKER_DATA_DIR,
+    REFERRALS_BROKER_HEAP, REFERRALS_BROKER_NODES; the options override them. One node's log is
+    <data dir>/broker.log. Node i of a cluster listens on port + i (controller port: controller
+    port + i, by default port + nodes + i) and keeps its storage and log in <data dir>/node-<i>;
+    without --nodes, a data folder holding a cluster's nodes names that many.
     """
 
 
 def broker_options(command: F) -> F:
-    """--port and --data-dir, the same on start, stop and status: they name one broker."""
+    """--port, --data-dir and --nodes, the same on start, stop and status: they name one broker
+    (or cluster)."""
+    command = click.option(
+        "--nodes",
+        type=click.IntRange(min=1),
+        help="Nodes of the cluster (default 1, or as many as the data folder holds).",
+    )(command)
     command = click.option(
         "--data-dir",
         type=click.Path(path_type=Path, readable=False),
@@ -37,34 +47,49 @@ def broker_options(command: F) -> F:
     return click.option("--port", type=int, help="Client port (default 9092).")(command)
 
 
-def broker_config(port: int | None, data_dir: Path | None) -> broker.BrokerConfig:
-    """The settings' broker, with what the command line gives in their place."""
+def broker_config(
+    port: int | None, data_dir: Path | None, nodes: int | None = None
+) -> broker.BrokerConfig:
+    """The settings' broker, with what the command line gives in their place. The number of
+    nodes: --nodes, else REFERRALS_BROKER_NODES, else as many as the data folder holds."""
     cfg = broker.BrokerConfig.from_env()
     overrides: dict[str, Any] = {}
     if port:
         overrides["port"] = port
     if data_dir:
         overrides["data_dir"] = data_dir.resolve()
-    return broker.BrokerConfig(**{**cfg.__dict__, **overrides}) if overrides else cfg
+    if nodes:
+        overrides["nodes"] = nodes
+    elif "nodes" not in cfg.model_fields_set:
+        overrides["nodes"] = broker.nodes_in(overrides.get("data_dir", cfg.data_dir))
+    return broker.BrokerConfig(**{**cfg.__dict__, **overrides})
 
 
 @broker_group.command("start", short_help="Start the broker; it keeps running.")
 @broker_options
-def broker_start(port: int | None, data_dir: Path | None) -> None:
+def broker_start(port: int | None, data_dir: Path | None, nodes: int | None) -> None:
     """Start the broker and return once it accepts clients; it keeps running in the background.
+    A cluster (--nodes 3): once every node accepts clients and the cluster lists them all.
 
     The first start fetches the broker's jars with Maven into deploy/kafka/lib (once).
     """
-    cfg = broker_config(port, data_dir)
+    cfg = broker_config(port, data_dir, nodes)
     pid = broker.start(cfg)
-    click.echo(f"Kafka broker running at {cfg.bootstrap} (pid {pid}); log: {cfg.log_file}")
+    if cfg.nodes == 1:
+        click.echo(f"Kafka broker running at {cfg.bootstrap} (pid {pid}); log: {cfg.log_file}")
+    else:
+        click.echo(
+            f"Kafka cluster of {cfg.nodes} nodes running at {cfg.bootstrap} (node 0: pid {pid}); "
+            f"logs: {cfg.data_dir}/node-*/broker.log"
+        )
 
 
 @broker_group.command("stop", short_help="Stop the broker.")
 @broker_options
-def broker_stop(port: int | None, data_dir: Path | None) -> None:
-    """Stop the broker that keeps its data in the data folder (nothing to do if none runs)."""
-    stopped = broker.stop(broker_config(port, data_dir))
+def broker_stop(port: int | None, data_dir: Path | None, nodes: int | None) -> None:
+    """Stop the broker (every node of a cluster) that keeps its data in the data folder
+    (nothing to do if none runs)."""
+    stopped = broker.stop(broker_config(port, data_dir, nodes))
     click.echo("Kafka broker stopped" if stopped else "no Kafka broker was running")
 
 
@@ -73,8 +98,11 @@ def broker_stop(port: int | None, data_dir: Path | None) -> None:
 )
 @broker_options
 @click.pass_context
-def broker_status(ctx: click.Context, port: int | None, data_dir: Path | None) -> None:
-    """Print the broker's state as JSON; exit 0 if it runs and accepts clients, 3 if not."""
-    state = broker.status(broker_config(port, data_dir))
+def broker_status(
+    ctx: click.Context, port: int | None, data_dir: Path | None, nodes: int | None
+) -> None:
+    """Print the broker's state as JSON; exit 0 if it runs and accepts clients, 3 if not.
+    A cluster: 0 only when every node does; each node's state is under "nodes"."""
+    state = broker.status(broker_config(port, data_dir, nodes))
     click.echo(json.dumps(state))
     ctx.exit(0 if state["running"] else 3)
