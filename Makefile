@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 JARS   := deploy/kafka/lib/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: setup venv jars schemas check test test-unit test-integration demo bench broker-start broker-stop clean
+.PHONY: setup venv jars schemas check test test-unit test-integration demo faults bench broker-start broker-stop clean
 
 setup: $(STAMP) $(JARS)
 
@@ -53,6 +53,13 @@ test-integration: setup
 demo: setup
 	$(BIN)/python -m referrals.tools.demo
 
+# The fault suite: services as processes, a workload with known payouts, faults injected
+# (SIGKILLs, a zombie, broker restarts, SMTP down, bad input); exit 1 on a missing or doubled
+# payout or a service down. FAULTS_SCALE=bounded|standard|long; report in .faults/.
+FAULTS_SCALE ?= standard
+faults: setup
+	$(BIN)/referrals faults --scale $(FAULTS_SCALE) --out .faults/$(FAULTS_SCALE)
+
 # Throughput of the shared runtime vs a bare aiokafka loop, measured in the same run.
 bench: setup $(VENV)/.bench
 	$(BIN)/python bench/runtime_throughput.py
@@ -68,4 +75,4 @@ broker-stop:
 	$(BIN)/referrals broker stop
 
 clean:
-	rm -rf $(VENV) deploy/kafka/lib .local .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) deploy/kafka/lib .local .demo .faults .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -10,6 +10,7 @@
     referrals reconcile [--json]            issued, paid, failed, outstanding     (cli_payouts)
     referrals simulate --advocates N --out DIR   a program year and its ground truth
     referrals report --program ID --out DIR [--truth FILE]   benchmarks   (cli_benchmarks)
+    referrals faults [--scale bounded|standard|long] [--out DIR]   the fault suite
     referrals run attribution|rewards|notifications
 
 Exit status 0 on success; 1 with a one-line message on standard error (`referrals COMMAND:
@@ -46,6 +47,7 @@ from referrals.streams.kafka import make_admin
 from referrals.tools.cli_benchmarks import report, simulate
 from referrals.tools.cli_broker import broker_group
 from referrals.tools.cli_payouts import approve, reconcile, retry
+from referrals.tools.faults.cli import faults
 from referrals.tools.tail import tail
 
 SERVICES = ("attribution", "rewards", "notifications")
@@ -253,6 +255,7 @@ for command in (
     reconcile,
     simulate,
     report,
+    faults,
     run_command,
 ):
     cli.add_command(command)
