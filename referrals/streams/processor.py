@@ -129,6 +129,11 @@ class Processor:
         """Handles one input record; raise a PermanentError for bad input (it goes to the DLQ)."""
         return ()
 
+    def deleted(self, record: Inbound, now: datetime) -> Iterable[Output]:
+        """A tombstone on a compacted input (`record.value` is None): the key was deleted, e.g.
+        an advocate's erasure request. Ignored unless the processor keeps that table."""
+        return ()
+
     def punctuate(self, task: int, now: datetime) -> Iterable[Output]:
         """Called about once a second per task: emit what has become due by the wall clock."""
         return ()

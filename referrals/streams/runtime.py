@@ -407,6 +407,10 @@ class StreamRuntime:
         spec = self.catalogue.spec_for(logical)
         try:
             expected = None if spec.record == ANY_RECORD else spec.record
+            if msg.value is None and spec.compacted:  # a legitimate delete of a table's key
+                key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
+                deleted = Inbound(logical, tp.partition, msg.offset, key, None, msg.timestamp)
+                return _bounded(self._encode(self.p.deleted(deleted, now)))
             record = self.codec.decode(msg.value, expected) if msg.value is not None else None
             if record is None:
                 raise PermanentError("record has no value (a tombstone)", reason="TOMBSTONE")

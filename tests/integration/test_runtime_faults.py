@@ -19,7 +19,14 @@ import pytest
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.records import Channel, NotificationSent, ShareEvent
-from referrals.contract.topics import CONVERSIONS, NOTIFICATIONS_SENT, SHARES, TOPICS, TopicNames
+from referrals.contract.topics import (
+    ADVOCATES,
+    CONVERSIONS,
+    NOTIFICATIONS_SENT,
+    SHARES,
+    TOPICS,
+    TopicNames,
+)
 from referrals.platform.metrics import Health, RuntimeMetrics
 from referrals.platform.settings import KafkaSettings, ServiceSettings
 from referrals.streams.dlq import header_dict
@@ -324,3 +331,30 @@ async def test_a_record_whose_output_exceeds_the_record_limit_is_dead_lettered_n
     # ev-3 is undone whole (its count too): the next share counts as the 4th
     assert set(ids) == {f"adv-s#{n}" for n in range(1, 6)} and max(ids.values()) == 1
     assert [header_dict(m.headers)["dlq.error.reason"] for m in dead] == ["OUTPUT_TOO_LARGE"]
+
+
+class Tables(Processor):
+    name = "tables"
+    inputs = (ADVOCATES, SHARES)
+
+    def __init__(self) -> None:
+        self.deletes: list[str | None] = []
+
+    def deleted(self, record: Inbound, now: datetime) -> Iterable[Output]:
+        self.deletes.append(record.key)
+        return ()
+
+
+async def test_a_tombstone_deletes_a_compacted_tables_key_and_is_bad_input_elsewhere(
+    topics: KafkaSettings, tmp_path: Path
+) -> None:
+    """Finding: a tombstone on the advocates topic (an erasure request by the contract) was
+    dead-lettered as bad input."""
+    processor = Tables()
+    await produce(topics, ADVOCATES, [(b"adv-gone", None)])  # type: ignore[list-item]
+    await produce(topics, SHARES, [(b"adv-1", None)])  # type: ignore[list-item]
+    async with running(processor, topics, settings_for(topics, tmp_path)):
+        await until(lambda: processor.deletes == ["adv-gone"])
+        dead = await read_topic(topics, f"{SHARES}.dlq", expect=1, within=30)
+    assert [header_dict(m.headers)["dlq.error.reason"] for m in dead] == ["TOMBSTONE"]
+    assert await read_topic(topics, f"{ADVOCATES}.dlq", within=2) == []
