@@ -6,7 +6,8 @@ with the consumed offsets in one Kafka transaction per task."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -70,6 +71,23 @@ class Processor:
     def store(self, task: int, name: str) -> TaskStore:
         """This task's store `name`; its writes commit with the task's transaction."""
         return self.task_stores[task][name]
+
+    @contextmanager
+    def unit_of_work(self, task: int) -> Iterator[None]:
+        """The task's store writes inside the block are undone if it raises: one timer's work,
+        say, that a caller catches to go on with the next one must not leave half of itself to
+        commit with the rest. Not for use inside `process` (the runtime journals each record)."""
+        stores = list(self.task_stores.get(task, {}).values())
+        for store in stores:
+            store.begin_record()
+        try:
+            yield
+        except BaseException:
+            for store in stores:
+                store.undo_record()
+            raise
+        for store in stores:
+            store.end_record()
 
     def on_global(self, topic: str, key: str | None, record: Any) -> None:
         """A record of a global topic arrived (in order, per partition)."""

@@ -165,7 +165,8 @@ class RewardsProcessor(ProgramAwareProcessor):
         timers = self.timers[task]
         for timer in timers.pop_due(to_ms(now), self.settings.max_releases):
             try:
-                out += self.ledgers.tick(task, timer.id, now)
+                with self.unit_of_work(task):  # a failure leaves none of its writes behind
+                    out += self.ledgers.tick(task, timer.id, now)
             except Exception:  # one corrupt ledger must not stop every other release
                 log.exception("releasing due rewards failed", extra={"task": task})
                 timers.keep_for_later(timer)

@@ -437,3 +437,26 @@ def test_owner_pruning_is_bounded_per_tick_and_survives_an_abort_and_a_restart()
     restarted.tick(later)
     restarted.tick(later)
     assert all(_owner(restarted, f"r{n}") is None for n in range(5))
+
+
+def test_a_release_failing_halfway_commits_none_of_its_writes_and_pays_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Finding: the catch-all around releases committed what a failed release had written, so
+    # a ledger could say REWARDED with no payout sent, and the reward was never paid.
+    loop = Loop()
+    loop.program(program(hold_days=14))
+    loop.send(STATUS, "adv-1", won("r1"))
+    real = loop.proc.ledgers.apply
+
+    def fails_after_writing(*args: Any, **kwargs: Any) -> Any:
+        real(*args, **kwargs)
+        raise RuntimeError("a bug after the ledger was written")
+
+    monkeypatch.setattr(loop.proc.ledgers, "apply", fails_after_writing)
+    loop.tick(NOW + timedelta(days=15))
+    assert loop.payouts() == []
+    again = Loop(loop.backends)  # the next owner of the task, over the committed state
+    again.program(program(hold_days=14))
+    again.tick(NOW + timedelta(days=15))
+    assert [p.payout_id for p in again.payouts()] == [payout_of("r1")]

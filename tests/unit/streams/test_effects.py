@@ -82,3 +82,23 @@ def test_a_failing_effect_does_not_stop_the_others() -> None:
     effects.stage(0, lambda: ran.append("after"))
     effects.commit(0)
     assert ran == ["after"]
+
+
+def test_a_unit_of_work_that_raises_leaves_none_of_its_store_writes() -> None:
+    from referrals.streams.processor import Processor
+    from referrals.streams.state import MemoryBackend, TaskStore
+
+    proc = Processor()
+    store = TaskStore("s", 0, MemoryBackend())
+    proc.task_stores = {0: {"s": store}}
+    store.put(b"kept", b"1")
+    try:
+        with proc.unit_of_work(0):
+            store.put(b"kept", b"2")
+            store.put(b"new", b"x")
+            raise RuntimeError("halfway")
+    except RuntimeError:
+        pass
+    with proc.unit_of_work(0):
+        store.put(b"done", b"y")
+    assert dict(store.changes()) == {b"kept": b"1", b"done": b"y"}
