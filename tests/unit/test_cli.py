@@ -57,6 +57,7 @@ def test_the_commands_are_those_the_readme_lists() -> None:
         "reconcile",
         "simulate",
         "report",
+        "faults",
         "run",
     }
 

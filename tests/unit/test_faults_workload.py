@@ -41,3 +41,10 @@ def test_corpus_covers_twenty_classes_and_every_input_topic() -> None:
                 codec.decode(b.value or b"")
     assert any(b.value and len(b.value) > 999_000 for b in bad)  # the near-1 MiB records
     assert any(b.key is None for b in bad) and any(b.value is None for b in bad)
+
+
+def test_the_cli_offers_every_scale_the_suite_has() -> None:
+    from referrals.tools.faults import cli
+    from referrals.tools.faults.suite import SCALES
+
+    assert tuple(SCALES) == cli.SCALES

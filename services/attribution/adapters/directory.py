@@ -29,7 +29,7 @@ referral instead: always correct, and by then cheaper than replaying that many a
 Touches are pruned too (`prune_touches`, called by the processor's punctuation, so only once
 the program configs are loaded): a share whose `occurred_at` is more than the retention
 (the longest attribution window of any known program, default 90 days, plus
-`ATTRIBUTION_TOUCH_RETENTION_MARGIN_DAYS`, default 30) older than the newest share indexed
+`ATTRIBUTION_TOUCH_RETENTION_MARGIN_DAYS`, default 365) older than the newest share indexed
 loses its `t`, `c`, `e` and `x` keys. Event time, not the wall clock: a backfill of old
 history replayed in order still finds its shares. `x` orders the touches by time, so a prune
 step reads the expired entries and the first one that is not (at most `limit` per step, and

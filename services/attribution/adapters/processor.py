@@ -75,7 +75,9 @@ WATERMARK_EVERY_S = 30.0
 # cheaper way to catch up (and keeps a restart after a long outage from holding them all).
 MAX_CATCH_UP = 100_000
 DEFAULT_WINDOW_DAYS = 90  # a program's attribution window when its document names none
-TOUCH_RETENTION_MARGIN_DAYS = 30.0
+# A year past the longest window: a conversion up to a year late still meets its share and gets
+# the OUTSIDE_WINDOW rejection the contract names (a pruned share looks as if it never came).
+TOUCH_RETENTION_MARGIN_DAYS = 365.0
 _DAY_MS = 86_400_000
 
 

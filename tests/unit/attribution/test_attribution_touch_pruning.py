@@ -106,14 +106,14 @@ async def test_the_processor_keeps_touches_for_the_longest_window_and_still_matc
     tmp_path: Path,
 ) -> None:
     h = await harness(tmp_path)
-    assert h.processor.touch_retention_ms() == (90 + 30) * 86_400_000
+    assert h.processor.touch_retention_ms() == (90 + 365) * 86_400_000
     h.global_record(ADVOCATES, profile("adv-a"))
-    first = T0 - 150 * DAY
+    first = T0 - 500 * DAY
     h.global_record(SHARES, share("sh-old", "adv-a", at=first))
     h.global_record(SHARES, share("sh-new", "adv-a", at=T0 - 10 * DAY))
     h.punctuate(now=NOW)
     codes = h.processor.directory.touches_by_code(PROGRAM, "CODE-ADV-A")
-    assert [t.event_id for t in codes] == ["sh-new"]  # 140 days behind the newest: pruned
+    assert [t.event_id for t in codes] == ["sh-new"]  # 490 days behind the newest: pruned
     converted: ConversionEvent = conversion(code="CODE-ADV-A")  # in the window of sh-new
     assert statuses(h.send(CONVERSIONS, converted)) == [("adv-a", "LEAD")]
 
@@ -125,8 +125,8 @@ async def test_a_program_with_a_longer_window_keeps_touches_longer(tmp_path: Pat
     assert document != config.document
     digest = hashlib.sha256(document.encode()).hexdigest()
     h.global_record(PROGRAMS, replace(config, document=document, document_sha256=digest))
-    assert h.processor.touch_retention_ms() == (365 + 30) * 86_400_000
-    h.global_record(SHARES, share("sh-old", "adv-a", at=T0 - 300 * DAY))
+    assert h.processor.touch_retention_ms() == (365 + 365) * 86_400_000
+    h.global_record(SHARES, share("sh-old", "adv-a", at=T0 - 600 * DAY))  # past 90 + 365
     h.global_record(SHARES, share("sh-new", "adv-a", at=T0))
     h.punctuate(now=NOW)
     assert len(h.processor.directory.touches_by_code(PROGRAM, "CODE-ADV-A")) == 2
