@@ -5,7 +5,10 @@ instance reads all their partitions outside any consumer group. `bootstrap` read
 end before the runtime processes any input; `follow` then applies new records as they come. A
 processor keeping a durable copy says where to resume (`Processor.global_start`) and is told how
 far it got (`global_position`). A bad record is dead-lettered directly: there is no transaction
-to join outside a group, so every instance reports it and DLQ readers de-duplicate by offset.
+to join outside a group. A record re-read at start-up that this service already dead-lettered
+(found on the `.dlq` by its original coordinates and `dlq.service`) is not dead-lettered again,
+so restarts add no copies; instances following the table together may still each report a new
+bad record once, and DLQ readers de-duplicate by `dlq.original.*`.
 
 The follower is supervised: any failure (a dead letter that cannot be sent, the broker gone)
 reports a `globals` problem to Health (readiness false), rewinds to the first record not yet
@@ -22,14 +25,15 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from referrals.platform.errors import PermanentError
+from referrals.platform.errors import ConfigError, PermanentError
 from referrals.platform.metrics import Health, RuntimeMetrics
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.backoff import Backoff
+from referrals.streams.dlq import header_dict
 from referrals.streams.kafka import make_consumer, make_producer, partitions_of
 from referrals.streams.processor import Processor
 from referrals.streams.serde import Codec
-from referrals.streams.topics import Catalogue, TopicNames
+from referrals.streams.topics import Catalogue, TopicNames, dlq_of
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,8 @@ class GlobalTables:
         self.dead_letter = dead_letter
         self.health = health or Health()
         self._next: dict[TopicPartition, int] = {}  # first offset not yet handled
+        self._bootstrapping = False
+        self._reported: dict[str, set[tuple[int, int]]] = {}  # topic -> dead-lettered (p, off)
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq_producer: AIOKafkaProducer | None = None
 
@@ -94,9 +100,14 @@ class GlobalTables:
             else:
                 consumer.seek(tp, start)
         end = await consumer.end_offsets(parts)
-        while await _behind(consumer, parts, end):
-            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-            await self._apply(batch)
+        self._bootstrapping = True
+        try:
+            while await _behind(consumer, parts, end):
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                await self._apply(batch)
+        finally:
+            self._bootstrapping = False
+            self._reported.clear()
         log.info("global topics loaded", extra={"topics": list(self.p.globals)})
 
     async def follow(self, stop: asyncio.Event) -> None:
@@ -152,6 +163,8 @@ class GlobalTables:
                 self.p.global_position(logical, tp.partition, messages[-1].offset + 1)
 
     async def _dead_letter_direct(self, tp: TopicPartition, msg: Any, err: BaseException) -> None:
+        if self._bootstrapping and (tp.partition, msg.offset) in await self._dead_already(tp.topic):
+            return  # reported by an earlier start of this service
         if self._dlq_producer is None:
             self._dlq_producer = make_producer(self.kafka, client_id=f"{self.p.name}-dlq")
             await self._dlq_producer.start()
@@ -159,6 +172,39 @@ class GlobalTables:
         await self._dlq_producer.send_and_wait(
             item.topic, item.value, key=item.key, headers=list(item.headers)
         )
+
+    async def _dead_already(self, topic: str) -> set[tuple[int, int]]:
+        """(partition, offset) of `topic`'s records this service has dead-lettered, read from
+        the `.dlq` once per start-up, and only when a bad record is met."""
+        if topic not in self._reported:
+            dlq = dlq_of(topic)
+            consumer = make_consumer(
+                self.kafka, client_id=f"{self.client_id}-dlq-check", read_committed=False
+            )
+            found: set[tuple[int, int]] = set()
+            try:
+                await consumer.start()
+                parts = await partitions_of(consumer, dlq)
+                consumer.assign(parts)
+                await consumer.seek_to_beginning(*parts)
+                end = await consumer.end_offsets(parts)
+                while await _behind(consumer, parts, end):
+                    batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                    for message in (m for ms in batch.values() for m in ms):
+                        h = header_dict(message.headers)
+                        if (
+                            h.get("dlq.service") == self.p.name
+                            and h.get("dlq.original.topic") == topic
+                        ):
+                            found.add(
+                                (int(h["dlq.original.partition"]), int(h["dlq.original.offset"]))
+                            )
+            except ConfigError:  # no .dlq topic: nothing was reported there
+                pass
+            finally:
+                await consumer.stop()
+            self._reported[topic] = found
+        return self._reported[topic]
 
 
 async def _behind(

@@ -312,9 +312,14 @@ class StreamRuntime:
         client = self._consumer._client
         while not stop.is_set():
             await asyncio.sleep(BROKER_PROBE_S)
+            probe = client.force_metadata_update()
             try:
-                ok = bool(await asyncio.wait_for(client.force_metadata_update(), 10.0))
-            except (TimeoutError, Exception):
+                ok = bool(await asyncio.wait_for(asyncio.shield(probe), 10.0))
+            except asyncio.CancelledError:  # shutting down: let the request finish first, so
+                with contextlib.suppress(Exception):  # the client closes no half-made link
+                    await asyncio.wait_for(probe, 5.0)
+                raise
+            except Exception:
                 ok = False
             try:
                 self.health.detail.update(self.p.health_detail())

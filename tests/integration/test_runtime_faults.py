@@ -358,3 +358,21 @@ async def test_a_tombstone_deletes_a_compacted_tables_key_and_is_bad_input_elsew
         dead = await read_topic(topics, f"{SHARES}.dlq", expect=1, within=30)
     assert [header_dict(m.headers)["dlq.error.reason"] for m in dead] == ["TOMBSTONE"]
     assert await read_topic(topics, f"{ADVOCATES}.dlq", within=2) == []
+
+
+async def test_a_bad_global_record_is_dead_lettered_once_not_again_at_each_restart(
+    topics: KafkaSettings, tmp_path: Path
+) -> None:
+    """Found by the fault suite: every start re-read the global tables and dead-lettered the
+    same bad records again (hundreds of copies of a few bad program records)."""
+    await produce(topics, SHARES, [(b"adv-1", b"plain text, not Avro"), share(1)])
+    for _ in range(3):
+        processor = Follower()
+        async with running(processor, topics, settings_for(topics, tmp_path)) as runtime:
+            await until(runtime.health.is_ready)
+            assert processor.seen == ["ev-1"]
+    await produce(topics, SHARES, [(b"adv-1", b"more plain text")])
+    async with running(Follower(), topics, settings_for(topics, tmp_path)) as runtime:
+        await until(runtime.health.is_ready)
+    dead = await read_topic(topics, f"{SHARES}.dlq", within=5, quiet=2)
+    assert sorted(int(header_dict(m.headers)["dlq.original.offset"]) for m in dead) == [0, 2]
