@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -99,11 +99,9 @@ class GlobalTables:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, start)
-        end = await consumer.end_offsets(parts)
         self._bootstrapping = True
         try:
-            while await _behind(consumer, parts, end):
-                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            async for batch in _to_end(consumer, parts):
                 await self._apply(batch)
         finally:
             self._bootstrapping = False
@@ -187,9 +185,7 @@ class GlobalTables:
                 parts = await partitions_of(consumer, dlq)
                 consumer.assign(parts)
                 await consumer.seek_to_beginning(*parts)
-                end = await consumer.end_offsets(parts)
-                while await _behind(consumer, parts, end):
-                    batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                async for batch in _to_end(consumer, parts):
                     for message in (m for ms in batch.values() for m in ms):
                         h = header_dict(message.headers)
                         if (
@@ -205,6 +201,15 @@ class GlobalTables:
                 await consumer.stop()
             self._reported[topic] = found
         return self._reported[topic]
+
+
+async def _to_end(
+    consumer: AIOKafkaConsumer, parts: list[TopicPartition]
+) -> AsyncIterator[dict[TopicPartition, list[Any]]]:
+    """The batches of the assigned `parts` from their positions to their ends as of now."""
+    end = await consumer.end_offsets(parts)
+    while await _behind(consumer, parts, end):
+        yield await consumer.getmany(timeout_ms=200, max_records=5000)
 
 
 async def _behind(

@@ -158,12 +158,12 @@ class StreamRuntime:
         try:
             # A cluster not reachable at start-up is waited for (not ready, retried with
             # backoff), as one lost while running is: a restart during an outage must not exit.
-            if not await self._until_connected(stop, self._connect):
+            if not await self._until_connected(stop, self._connect, keep_globals=False):
                 return
             if self._globals is not None:
                 follower = asyncio.create_task(self._globals.follow(stop))
             await self.p.startup()
-            if not await self._until_connected(stop, self._join):
+            if not await self._until_connected(stop, self._join, keep_globals=True):
                 return
             helpers = [
                 asyncio.create_task(self._open_loop(stop)),
@@ -214,7 +214,7 @@ class StreamRuntime:
         await self._consumer.start()
 
     async def _until_connected(
-        self, stop: asyncio.Event, step: Callable[[], Awaitable[None]]
+        self, stop: asyncio.Event, step: Callable[[], Awaitable[None]], *, keep_globals: bool
     ) -> bool:
         """Runs a start-up step until it succeeds (True) or `stop` is set (False). A broker
         error is retried with backoff, reported once; any other error is raised."""
@@ -227,7 +227,7 @@ class StreamRuntime:
                     raise
                 if self.health.problem("broker", f"cannot reach the cluster: {err!r}"):
                     log.warning("cannot reach the cluster at start-up; retrying")
-                await self._drop_clients(keep_globals=step != self._connect)
+                await self._drop_clients(keep_globals=keep_globals)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=backoff.next())
                 continue
@@ -576,10 +576,8 @@ class StreamRuntime:
         log.warning(
             "task taken over by another instance; dropping it and rejoining", extra={"task": task}
         )
-        await self._close_tasks(frozenset({task}), checkpoint=True)
-        self._pause(frozenset({task}))
         self._wanted = self._wanted - {task}  # reopened only if the next assignment says so
-        self._generation += 1
+        await self._recover(task, backoff=False)
         if self._consumer is not None:
             self._consumer._coordinator.request_rejoin()
 
