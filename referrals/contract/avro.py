@@ -112,6 +112,13 @@ class SchemaRegistry:
                         self._lacking.setdefault(bytes.fromhex(fp), (sv, field["name"]))
         return self._lacking
 
+    def version(self, name: str, version: int) -> SchemaVersion:
+        """Schema `version` of record `name`."""
+        for sv in self.versions.get(name, ()):
+            if sv.version == version:
+                return sv
+        raise KeyError(f"no schema {name} v{version} in {self.directory}")
+
     def latest(self, name: str) -> SchemaVersion:
         try:
             return self.versions[name][-1]
@@ -126,14 +133,19 @@ class AvroCodec:
         self.registry = registry or SchemaRegistry()
 
     # -- encoding -------------------------------------------------------------------------------
-    def encode(self, record: Record) -> bytes:
+    def encode(self, record: Record, version: int | None = None) -> bytes:
+        """`record` in the newest schema of its kind, or in schema `version` (a topic that
+        keeps an older version, such as rewards.payouts.v1: fields the older schema lacks are
+        left out)."""
         cls: type[Any] = type(record)
         datum = {f: getattr(record, f) for f in _field_names(cls)}
         name = cls.__name__
-        return self.encode_datum(name, datum)
+        return self.encode_datum(name, datum, version)
 
-    def encode_datum(self, name: str, datum: Mapping[str, Any]) -> bytes:
-        sv = self.registry.latest(name)
+    def encode_datum(
+        self, name: str, datum: Mapping[str, Any], version: int | None = None
+    ) -> bytes:
+        sv = self.registry.latest(name) if version is None else self.registry.version(name, version)
         out = BytesIO()
         out.write(sv.header)
         schemaless_writer(out, sv.parsed, datum)

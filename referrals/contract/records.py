@@ -56,6 +56,22 @@ class ReferralStatus(StrEnum):
 class RewardAction(StrEnum):
     APPROVE = "APPROVE"
     RETRY = "RETRY"
+    DENY = "DENY"
+
+
+class PayoutKind(StrEnum):
+    PAYOUT = "PAYOUT"
+    CLAWBACK = "CLAWBACK"
+
+
+class Recipient(StrEnum):
+    ADVOCATE = "ADVOCATE"
+    FRIEND = "FRIEND"
+
+
+class CommandOutcome(StrEnum):
+    APPLIED = "APPLIED"
+    REFUSED = "REFUSED"
 
 
 class RewardType(StrEnum):
@@ -170,6 +186,11 @@ class PayoutCommand:
     tier: int
     config_version: int
     issued_at: datetime
+    # v2 (rewards.payouts.v2) only; v1 is written with the v1 schema, which lacks them.
+    kind: PayoutKind = PayoutKind.PAYOUT
+    recipient: Recipient = Recipient.ADVOCATE
+    prospect_id: str | None = None
+    original_payout_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +224,32 @@ class RewardCommand:
     requested_by: str
     requested_at: datetime
     advocate_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorCommand:
+    """operator.commands.v1: an operator's action, the audit log (who, what, when, why)."""
+
+    command_id: str
+    action: RewardAction
+    target_id: str
+    by: str
+    issued_at: datetime
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """operator.command-results.v1: the rewards service's answer to one OperatorCommand."""
+
+    command_id: str
+    action: RewardAction
+    target_id: str
+    outcome: CommandOutcome
+    occurred_at: datetime
+    reason: str | None = None
+    state: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +277,8 @@ Record = (
     | PayoutOwner
     | RewardCommand
     | UnsubscribeRequest
+    | OperatorCommand
+    | CommandResult
 )
 
 # Record name (the Avro record name without namespace) -> Python type.
@@ -248,5 +297,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         PayoutOwner,
         RewardCommand,
         UnsubscribeRequest,
+        OperatorCommand,
+        CommandResult,
     )
 }

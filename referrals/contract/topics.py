@@ -28,6 +28,9 @@ PROGRAMS = "programs.config.v1"
 STATUS = "referral.status.v1"
 PAYOUTS = "rewards.payouts.v1"
 NOTIFICATIONS_SENT = "notifications.sent.v1"
+PAYOUTS_V2 = "rewards.payouts.v2"
+OPERATOR_COMMANDS = "operator.commands.v1"
+COMMAND_RESULTS = "operator.command-results.v1"
 # Internal topics (not part of the public contract).
 DEALS_BY_PROSPECT = "attribution.deals-by-prospect.v1"
 REWARDS_BY_PAYOUT = "rewards.by-payout.v1"
@@ -42,8 +45,11 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(PAYOUT_RESULTS, "PayoutResult", "payout_id", Role.INPUT),
     TopicSpec(PROGRAMS, "ProgramConfig", "program_id", Role.INPUT, compacted=True),
     TopicSpec(STATUS, "ReferralStatusChanged", "advocate_id", Role.OUTPUT),
-    TopicSpec(PAYOUTS, "PayoutCommand", "advocate_id", Role.OUTPUT),
+    TopicSpec(PAYOUTS, "PayoutCommand", "advocate_id", Role.OUTPUT, schema_version=1),
     TopicSpec(NOTIFICATIONS_SENT, "NotificationSent", "advocate_id", Role.OUTPUT),
+    TopicSpec(PAYOUTS_V2, "PayoutCommand", "advocate_id", Role.OUTPUT),
+    TopicSpec(OPERATOR_COMMANDS, "OperatorCommand", "command_id", Role.INPUT),
+    TopicSpec(COMMAND_RESULTS, "CommandResult", "command_id", Role.OUTPUT),
     TopicSpec(DEALS_BY_PROSPECT, "DealEvent", "prospect_id", Role.INTERNAL),
     # PayoutOwner and RewardCommand records, keyed by payout_id.
     TopicSpec(REWARDS_BY_PAYOUT, ANY_RECORD, "payout_id", Role.INTERNAL),

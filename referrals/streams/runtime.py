@@ -493,7 +493,9 @@ class StreamRuntime:
                 late = _Consumed(r.raw_key, r.raw_value, r.offset, r.timestamp_ms)
                 out.append(self._dead_letter(tp, late, o.error))
                 continue
-            out.append(_Pending(self.names(o.topic), o.key.encode(), self.codec.encode(o.value)))
+            version = self.catalogue.spec_for(o.topic).schema_version
+            value = self.codec.encode(o.value, version)
+            out.append(_Pending(self.names(o.topic), o.key.encode(), value))
             self.metrics.records_out.labels(o.topic).inc()
         return out
 
@@ -642,11 +644,12 @@ class StreamRuntime:
             raise
         async with self._lock:
             keep = tasks & self._wanted if not self._closing else frozenset()
+            positions: dict[str, int | None] = {}
             try:
                 await self._close_opened(tasks - keep, producers)
                 if keep:
                     await self.p.assign(keep)
-                    await self._seek_committed(keep)
+                    positions = await self._seek_committed(keep)
             except BaseException:
                 await self._close_opened(keep, producers)
                 raise
@@ -657,7 +660,7 @@ class StreamRuntime:
                 self._consumer.resume(*self._task_partitions(keep))
             self.metrics.assigned.set(len(self._producers))
         if keep:
-            log.info("tasks opened", extra={"tasks": sorted(keep)})
+            log.info("tasks opened", extra={"tasks": sorted(keep), "committed": positions})
 
     async def _close_opened(
         self, tasks: frozenset[int], producers: dict[int, AIOKafkaProducer]
@@ -668,14 +671,19 @@ class StreamRuntime:
                 await self._stores.close_task(task, checkpoint=True)
             await _stop_quietly(producers[task])
 
-    async def _seek_committed(self, tasks: frozenset[int]) -> None:
+    async def _seek_committed(self, tasks: frozenset[int]) -> dict[str, int | None]:
+        """Rewinds the tasks' partitions to their committed offsets; returns them by
+        "topic/partition" (None: nothing committed yet, read from the beginning)."""
         assert self._consumer is not None
+        found: dict[str, int | None] = {}
         for tp in self._task_partitions(tasks):
             committed = await self._consumer.committed(tp)
+            found[f"{self.names.logical(tp.topic)}/{tp.partition}"] = committed
             if committed is None:
                 await self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, committed)
+        return found
 
     async def _close_tasks(self, tasks: frozenset[int], *, checkpoint: bool = True) -> None:
         tasks = tasks & frozenset(self._producers)

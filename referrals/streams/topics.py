@@ -38,6 +38,9 @@ class TopicSpec:
     key_field: str  # the record field every record's key must equal
     role: Role
     compacted: bool = False
+    # The schema version written to this topic; None: the newest. A topic whose consumers were
+    # promised an older version (rewards.payouts.v1 beside .v2) keeps it.
+    schema_version: int | None = None
 
 
 Validate = Callable[[Any, datetime], None]  # raises a PermanentError for an impossible value

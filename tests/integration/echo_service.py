@@ -23,6 +23,8 @@ from referrals.platform.settings import ServiceSettings, load
 from referrals.streams.processor import Inbound, Outbound, Processor
 from referrals.streams.service import run_service
 
+PID = os.getpid()
+
 
 class EchoSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ECHO_")
@@ -44,7 +46,8 @@ class Echo(Processor):
         assert isinstance(share, ShareEvent)
         if self.delay_s:
             time.sleep(self.delay_s)
-        sent = NotificationSent(share.event_id, share.advocate_id, "ECHO", "TEST", now)
+        # The channel names the process, so a doubled output says which instances wrote it.
+        sent = NotificationSent(share.event_id, share.advocate_id, "ECHO", f"pid-{PID}", now)
         return [Outbound(NOTIFICATIONS_SENT, share.advocate_id, sent)]
 
 

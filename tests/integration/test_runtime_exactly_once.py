@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from referrals.contract.avro import AvroCodec
-from referrals.contract.records import Channel, ShareEvent
+from referrals.contract.records import Channel, NotificationSent, ShareEvent
 from referrals.contract.topics import NOTIFICATIONS_SENT, SHARES
 from referrals.platform.settings import KafkaSettings
 
@@ -39,6 +39,11 @@ def _shares(n: int) -> list[tuple[bytes | None, bytes]]:
     ]
 
 
+def _log_dir() -> str | None:
+    """ECHO_LOG_DIR keeps each instance's log there (for looking into a failure)."""
+    return os.environ.get("ECHO_LOG_DIR")
+
+
 def _start(
     settings: KafkaSettings, delay_ms: float, mode: str = "echo", state_dir: str = ""
 ) -> subprocess.Popen[bytes]:
@@ -52,13 +57,15 @@ def _start(
         ECHO_MODE=mode,
         ECHO_STATE_DIR=state_dir or f"/tmp/referrals-tests/{settings.topic_prefix}",
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.echo_service"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    where = _log_dir()
+    with open(f"{where}/echo-{time.time_ns()}.log" if where else os.devnull, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.echo_service"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
 async def _committed_ids(
@@ -68,7 +75,23 @@ async def _committed_ids(
     records = await read_topic(
         settings, NOTIFICATIONS_SENT, expect=expect, within=within, quiet=0.5
     )
-    return Counter(codec.decode(m.value).notification_id for m in records)  # type: ignore[union-attr]
+    ids: Counter[str] = Counter()
+    _WHERE.clear()
+    for m in records:
+        sent = codec.decode(m.value)
+        assert isinstance(sent, NotificationSent)
+        ids[sent.notification_id] += 1
+        _WHERE.setdefault(sent.notification_id, []).append(
+            f"p{m.partition}@{m.offset} {sent.channel} {sent.sent_at:%H:%M:%S.%f}"
+        )
+    return ids
+
+
+_WHERE: dict[str, list[str]] = {}  # each output's copies, for a failure's message
+
+
+def _doubled(ids: Counter[str]) -> dict[str, list[str]]:
+    return {k: _WHERE.get(k, []) for k, v in ids.items() if v > 1}
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -131,7 +154,7 @@ async def test_two_instances_share_the_work_and_a_killed_one_is_taken_over(
                 proc.terminate()
                 proc.wait(timeout=30)
     assert set(ids) == {f"ev-{i}" for i in range(N)}
-    assert max(ids.values()) == 1
+    assert max(ids.values()) == 1, _doubled(ids)
 
 
 def test_echo_service_module_is_importable() -> None:

@@ -33,16 +33,21 @@ from referrals.contract.records import (
     RECORD_TYPES,
     AdvocateProfile,
     Channel,
+    CommandOutcome,
+    CommandResult,
     ConversionEvent,
     DealEvent,
     DealStage,
     MatchedBy,
     NotificationSent,
+    OperatorCommand,
     PayoutCommand,
+    PayoutKind,
     PayoutOwner,
     PayoutResult,
     PayoutStatus,
     ProgramConfig,
+    Recipient,
     Record,
     ReferralStatus,
     ReferralStatusChanged,
@@ -240,6 +245,23 @@ SAMPLES: dict[str, Record] = {
         token_issued_at=T0,
         requested_at=T0,
     ),
+    "OperatorCommand": OperatorCommand(
+        command_id="cmd-2",
+        action=RewardAction.DENY,
+        target_id="po-1",
+        by="ops",
+        issued_at=T0,
+        reason="duplicate account",
+    ),
+    "CommandResult": CommandResult(
+        command_id="cmd-2",
+        action=RewardAction.DENY,
+        target_id="po-1",
+        outcome=CommandOutcome.REFUSED,
+        occurred_at=T0,
+        reason="ALREADY_APPROVED",
+        state="REWARDED (attempt 1)",
+    ),
 }
 
 
@@ -314,8 +336,29 @@ def test_encoded_records_start_with_c3_01_and_the_writer_fingerprint(name: str) 
 # == round trips ================================================================================
 def test_there_is_one_sample_for_each_record_in_the_registry() -> None:
     assert set(SAMPLES) == set(RECORD_TYPES) == set(REGISTRY.versions)
-    # the contract's nine, the rewards service's two internal ones, notifications' one
-    assert len(SAMPLES) == 12
+    # the contract's eleven, the rewards service's two internal ones, notifications' one
+    assert len(SAMPLES) == 14
+
+
+def test_a_v2_payout_written_with_the_v1_schema_keeps_only_v1s_fields() -> None:
+    friend = dataclasses.replace(
+        SAMPLES["PayoutCommand"],  # type: ignore[type-var]
+        kind=PayoutKind.CLAWBACK,
+        recipient=Recipient.FRIEND,
+        prospect_id="pr-1",
+        original_payout_id="po-0",
+    )
+    v1 = CODEC.encode(friend, version=1)
+    assert CODEC.writer_of(v1) is REGISTRY.version("PayoutCommand", 1)
+    read_back = CODEC.decode(v1)  # into the newest schema: v2's defaults fill the rest
+    assert read_back == dataclasses.replace(
+        friend,
+        kind=PayoutKind.PAYOUT,
+        recipient=Recipient.ADVOCATE,
+        prospect_id=None,
+        original_payout_id=None,
+    )
+    assert CODEC.decode(CODEC.encode(friend)) == friend  # the newest keeps them all
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))

@@ -42,6 +42,28 @@ class Tier:
             raise ValueError(f"tier percent must be within 0..100, got {self.percent}")
 
 
+class Lifecycle(StrEnum):
+    """The program's `status`: paused programs hold new rewards; ended ones take no new
+    referrals (attribution rejects them) but pay what was earned."""
+
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    ENDED = "ENDED"
+
+
+@dataclass(frozen=True, slots=True)
+class FriendReward:
+    """Two-sided rewards: what the referred prospect (the friend) gets when the referral wins."""
+
+    amount_minor: int
+    reward_type: RewardType
+    rule_id: str = "friend"
+
+    def __post_init__(self) -> None:
+        if self.amount_minor < 0:
+            raise ValueError(f"friend reward amount must not be negative, got {self.amount_minor}")
+
+
 @dataclass(frozen=True, slots=True)
 class RewardRules:
     program_id: str
@@ -55,6 +77,10 @@ class RewardRules:
     approval_threshold_minor: int | None = None
     hold_days: int = 0
     tax_threshold_minor: int | None = None
+    friend_reward: FriendReward | None = None
+    clawback: bool = False  # a deal REVERSED after its reward was issued is clawed back
+    lifecycle: Lifecycle = Lifecycle.ACTIVE
+    max_wins_per_day: int | None = None  # fraud velocity: further WONs that day are reviewed
 
     def __post_init__(self) -> None:
         if not self.tiers:
@@ -64,6 +90,8 @@ class RewardRules:
             raise ValueError(f"tiers must be strictly ordered by from_referral, got {starts}")
         if self.hold_days < 0:
             raise ValueError(f"hold_days must not be negative, got {self.hold_days}")
+        if self.max_wins_per_day is not None and self.max_wins_per_day < 1:
+            raise ValueError(f"max_wins_per_day must be at least 1, got {self.max_wins_per_day}")
         for name in ("period_cap_minor", "approval_threshold_minor", "tax_threshold_minor"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -85,3 +113,8 @@ class RewardRules:
     def local_year(self, moment: datetime) -> int:
         """The calendar (and tax) year of an instant in the program's time zone."""
         return moment.astimezone(ZoneInfo(self.time_zone)).year
+
+    def local_day(self, moment: datetime) -> int:
+        """The day of an instant in the program's time zone, as a proleptic ordinal (fraud
+        velocity counts WONs per local day)."""
+        return moment.astimezone(ZoneInfo(self.time_zone)).date().toordinal()
