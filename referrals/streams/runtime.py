@@ -57,6 +57,7 @@ from referrals.streams.backoff import Backoff
 from referrals.streams.dlq import dead_letter
 from referrals.streams.globals import GlobalTables
 from referrals.streams.kafka import make_admin, make_consumer, make_producer, partitions_of
+from referrals.streams.offsets import stable_committed
 from referrals.streams.processor import DeadLetterOut, Inbound, Output, Processor
 from referrals.streams.serde import Codec
 from referrals.streams.state import MAX_RECORD_BYTES, TaskStore
@@ -672,17 +673,23 @@ class StreamRuntime:
             await _stop_quietly(producers[task])
 
     async def _seek_committed(self, tasks: frozenset[int]) -> dict[str, int | None]:
-        """Rewinds the tasks' partitions to their committed offsets; returns them by
-        "topic/partition" (None: nothing committed yet, read from the beginning)."""
+        """Rewinds the tasks' partitions to their committed offsets, read with require_stable
+        (`offsets`: a predecessor's last transaction may still be settling in the group
+        coordinator); returns them by "topic/partition" (None: nothing committed yet, read
+        from the beginning)."""
         assert self._consumer is not None
+        tps = self._task_partitions(tasks)
+        committed = await stable_committed(
+            self._consumer, self.group_id, tps, timeout_s=self.settings.commit_timeout_s
+        )
         found: dict[str, int | None] = {}
-        for tp in self._task_partitions(tasks):
-            committed = await self._consumer.committed(tp)
-            found[f"{self.names.logical(tp.topic)}/{tp.partition}"] = committed
-            if committed is None:
+        for tp in tps:
+            offset = committed[tp]
+            found[f"{self.names.logical(tp.topic)}/{tp.partition}"] = offset
+            if offset is None:
                 await self._consumer.seek_to_beginning(tp)
             else:
-                self._consumer.seek(tp, committed)
+                self._consumer.seek(tp, offset)
         return found
 
     async def _close_tasks(self, tasks: frozenset[int], *, checkpoint: bool = True) -> None:
