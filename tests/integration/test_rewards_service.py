@@ -318,7 +318,7 @@ async def test_a_reward_over_the_approval_threshold_waits_for_the_approve_comman
         await produce(topics, REWARDS_BY_PAYOUT, [(held.encode(), CODEC.encode(again))])
 
         async def refused() -> bool:
-            labels = {"action": "APPROVE", "reason": "NOT_AWAITING_APPROVAL"}
+            labels = {"action": "APPROVE", "reason": "NOT_AWAITING_REVIEW"}
             return service.metric("rewards_commands_refused_total", **labels) == 1
 
         await eventually(refused, "the service's refusal, counted")

@@ -15,6 +15,8 @@ Layout (prefixes sort the small, scanned index first):
     0x13 payout -> referral, 0x14 PENDING by due time, 0x15 TAX_INFO_REQUIRED holds
                          (indexes of the archived entries, scanned per advocate)
     0x16 settled owners  (payout -> its prune time; point lookups only; `routing`)
+    0x17 PROGRAM_PAUSED holds (per advocate), 0x18 advocates with such holds (per program),
+    0x19 WONs per advocate and local day (fraud velocity), 0x1A programs with paused holds
 RocksDB iterates in key order, so scanning a low keyspace stops at the first key past it
 instead of reading every ledger.
 """
@@ -32,3 +34,7 @@ PAYOUT_INDEX = b"\x13"
 DUE = b"\x14"
 TAX_HELD = b"\x15"
 SETTLED = b"\x16"
+PAUSED_HELD = b"\x17"
+PAUSED_BY_PROGRAM = b"\x18"
+DAYS = b"\x19"
+PAUSED_PROGRAMS = b"\x1a"

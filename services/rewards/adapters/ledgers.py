@@ -16,20 +16,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from referrals.contract.records import (
     AdvocateProfile,
+    CommandOutcome,
+    CommandResult,
     PayoutCommand,
+    PayoutKind,
     PayoutOwner,
     PayoutResult,
+    Recipient,
     ReferralStatus,
     ReferralStatusChanged,
     RewardAction,
     RewardCommand,
 )
 from referrals.contract.topics import (
+    COMMAND_RESULTS,
     PAYOUTS,
+    PAYOUTS_V2,
     REWARDS_BY_ADVOCATE,
     REWARDS_BY_PAYOUT,
     STATUS,
@@ -45,37 +52,68 @@ from services.rewards.adapters.codec import LEDGERS
 from services.rewards.adapters.metrics import RewardsMetrics, Trigger
 from services.rewards.adapters.program_rules import RulesCache
 from services.rewards.domain import decide
-from services.rewards.domain.ledger import Entry, Ledger, State, to_ms
-from services.rewards.domain.outputs import Decision, Outcome
+from services.rewards.domain.evaluate import has_reward
+from services.rewards.domain.ledger import Entry, Ledger, to_ms
+from services.rewards.domain.outputs import COMMAND_APPLIED, Decision
 from services.rewards.domain.outputs import Output as CoreOutput
+from services.rewards.domain.rules import Lifecycle
 
 log = logging.getLogger(__name__)
 Command = Callable[[Ledger], Decision]
+_TRIGGERS = {
+    RewardAction.APPROVE: Trigger.APPROVE,
+    RewardAction.DENY: Trigger.DENY,
+    RewardAction.RETRY: Trigger.RETRY,
+}
 
 
 def to_outbound(advocate_id: str, outputs: tuple[CoreOutput, ...]) -> list[Outbound]:
-    """Statuses to referral.status.v1, payouts to rewards.payouts.v1, keyed by advocate."""
-    return [
-        Outbound(PAYOUTS if isinstance(out, PayoutCommand) else STATUS, advocate_id, out)
-        for out in outputs
-    ]
+    """Statuses to referral.status.v1; an advocate's payout to rewards.payouts.v1 and .v2 (the
+    same transaction), a friend's reward or a clawback to .v2 only; keyed by advocate."""
+    out: list[Outbound] = []
+    for record in outputs:
+        if not isinstance(record, PayoutCommand):
+            out.append(Outbound(STATUS, advocate_id, record))
+            continue
+        if record.kind is PayoutKind.PAYOUT and record.recipient is Recipient.ADVOCATE:
+            out.append(Outbound(PAYOUTS, advocate_id, record))
+        out.append(Outbound(PAYOUTS_V2, advocate_id, record))
+    return out
 
 
 def new_owners(before: Ledger, after: Ledger, now: datetime) -> list[Outbound]:
-    """A PayoutOwner for each reward decided by this change (an entry new to the ledger that
-    can be paid, approved or retried), so payout-keyed records can find the ledger."""
+    """A PayoutOwner for each payout decided by this change (an entry new to the ledger with a
+    reward to pay, approve, deny or retry: its advocate's and its friend's), so payout-keyed
+    records can find the ledger."""
     known = {entry.referral_id for entry in before.entries}
     return [
         Outbound(
             REWARDS_BY_PAYOUT,
-            entry.payout_id,
-            PayoutOwner(
-                entry.payout_id, after.advocate_id, after.program_id, entry.referral_id, now
-            ),
+            payout_id,
+            PayoutOwner(payout_id, after.advocate_id, after.program_id, entry.referral_id, now),
         )
         for entry in after.entries
-        if entry.referral_id not in known and entry.state is not State.UNREWARDED
+        if entry.referral_id not in known and has_reward(entry)
+        for payout_id in (entry.payout_id, *((entry.friend.payout_id,) if entry.friend else ()))
     ]
+
+
+def command_result(command: RewardCommand, decision: Decision, now: datetime) -> Outbound:
+    """The operator's answer on operator.command-results.v1, keyed by command_id."""
+    applied = decision.outcome in COMMAND_APPLIED
+    return Outbound(
+        COMMAND_RESULTS,
+        command.command_id,
+        CommandResult(
+            command_id=command.command_id,
+            action=command.action,
+            target_id=command.payout_id,
+            outcome=CommandOutcome.APPLIED if applied else CommandOutcome.REFUSED,
+            occurred_at=now,
+            reason=None if applied else decision.outcome.value,
+            state=decision.state or None,
+        ),
+    )
 
 
 class LedgerBook:
@@ -125,9 +163,7 @@ class LedgerBook:
         self.metrics.decision(task, trigger, decision)
         if not decision.changed:
             # An operator wants to know why a command did nothing; duplicates are routine.
-            level = (
-                logging.WARNING if trigger in (Trigger.APPROVE, Trigger.RETRY) else logging.DEBUG
-            )
+            level = logging.WARNING if trigger in _TRIGGERS.values() else logging.DEBUG
             log.log(
                 level,
                 "input refused or ignored: %s",
@@ -139,7 +175,11 @@ class LedgerBook:
             return []
         advocate_id = after.advocate_id
         stored, entries = after.archive()
-        self.archive(task).save(advocate_id, before.entries, entries)
+        archive = self.archive(task)
+        archive.save(advocate_id, before.entries, entries, after.program_id)
+        if stored.days:
+            archive.save_days(advocate_id, stored.days)
+            stored = replace(stored, days=())
         self.ledgers(task).put(advocate_id.encode(), LEDGERS.encode(stored))
         self.timers[task].set(advocate_id, self._due_ms(task, stored))
         return [*to_outbound(advocate_id, decision.outputs), *new_owners(before, after, now)]
@@ -158,11 +198,20 @@ class LedgerBook:
                 reason="PROGRAM_MISMATCH",
             )
         if status.status is ReferralStatus.WON:
+            day = rules.local_day(status.occurred_at)
+            if not ledger.wins_on(day):  # the day's count from the archive (fraud velocity)
+                wins = self.archive(task).day_wins(status.advocate_id, day)
+                ledger = replace(ledger, days=((day, wins),) if wins else ())
             return self.apply(
                 task, ledger, lambda book: decide.on_won(book, rules, status, now), Trigger.WON, now
             )
+        clawback = rules.clawback
         return self.apply(
-            task, ledger, lambda book: decide.on_reversed(book, status, now), Trigger.REVERSED, now
+            task,
+            ledger,
+            lambda book: decide.on_reversed(book, status, now, clawback_on=clawback),
+            Trigger.REVERSED,
+            now,
         )
 
     def profile(self, task: int, profile: AdvocateProfile, now: datetime) -> list[Output]:
@@ -171,6 +220,30 @@ class LedgerBook:
         return self.apply(
             task, ledger, lambda book: decide.on_profile(book, profile, now), Trigger.PROFILE, now
         )
+
+    def resume(self, task: int, program_id: str, now: datetime, limit: int) -> list[Output]:
+        """Releases the PROGRAM_PAUSED holds of up to `limit` advocates of a program that is no
+        longer paused (the processor calls this on each punctuation until none is left)."""
+        rules = self.rules.get(program_id)
+        if rules is None or rules.lifecycle is Lifecycle.PAUSED:
+            return []
+        archive = self.archive(task)
+        advocates = archive.paused_advocates(program_id, limit)
+        if not advocates:
+            archive.resumed(program_id, None)
+            return []
+        out: list[Output] = []
+        for advocate_id in advocates:
+            ledger = self.load(task, advocate_id, program_id, archive.paused_held(advocate_id))
+            out += self.apply(
+                task,
+                ledger,
+                lambda book: decide.on_resume(book, rules, now),
+                Trigger.RESUME,
+                now,
+            )
+            archive.resumed(program_id, advocate_id)
+        return out
 
     def forwarded(self, record: Inbound, now: datetime) -> list[Output]:
         """A payout result or operator command routed here by the payout side."""
@@ -181,36 +254,39 @@ class LedgerBook:
             raise PermanentError(
                 f"{type(value).__name__} is not routed by advocate", reason="WRONG_RECORD_TYPE"
             )
-        command, trigger = self._command(value, now)
         advocate_id = record.key or ""
         archived = self.archive(record.partition).by_payout(advocate_id, value.payout_id)
         ledger = self.load(record.partition, advocate_id, "", archived)
-        outputs = self.apply(record.partition, ledger, command, trigger, now)
-        if isinstance(value, PayoutResult) and decide.settles(ledger, value):
+        if isinstance(value, RewardCommand):
+            return self._operator(record.partition, ledger, value, now)
+        outputs = self.apply(
+            record.partition,
+            ledger,
+            lambda book: decide.on_payout_result(book, value, now),
+            Trigger.RESULT,
+            now,
+        )
+        if decide.settles(ledger, value):
             # The payout is settled for good: its owner entry may go after the grace period
             # (`routing`). Repeated for a repeated PAID, which also catches up payouts paid
             # before owners were pruned.
             outputs.append(Outbound(REWARDS_BY_PAYOUT, value.payout_id, value))
         return outputs
 
-    def _command(
-        self, value: PayoutResult | RewardCommand, now: datetime
-    ) -> tuple[Command, Trigger]:
-        if isinstance(value, PayoutResult):
-            return (lambda book: decide.on_payout_result(book, value, now)), Trigger.RESULT
-        if value.action is RewardAction.RETRY:
-            return (lambda book: decide.on_retry(book, value.payout_id, now)), Trigger.RETRY
-        return (lambda book: self._approve(book, value.payout_id, now)), Trigger.APPROVE
+    def _operator(
+        self, task: int, ledger: Ledger, command: RewardCommand, now: datetime
+    ) -> list[Output]:
+        """An operator's command: the ledger's decision, and its answer for the operator."""
+        decided: list[Decision] = []
 
-    def _approve(self, ledger: Ledger, payout_id: str, now: datetime) -> Decision:
-        if ledger.find_payout(payout_id) is None:
-            return Decision(
-                ledger, (), Outcome.UNKNOWN_PAYOUT, f"no reward with payout {payout_id}"
-            )
-        rules = self.rules.get(ledger.program_id)
-        if rules is None:
-            raise UnknownProgram(f"program {ledger.program_id!r} is not known")
-        return decide.on_approve(ledger, rules, payout_id, now)
+        def run(book: Ledger) -> Decision:
+            rules = self.rules.get(book.program_id) if book.program_id else None
+            decision = decide.on_command(book, rules, command, now)
+            decided.append(decision)
+            return decision
+
+        outputs = self.apply(task, ledger, run, _TRIGGERS[command.action], now)
+        return [*outputs, command_result(command, decided[0], now)]
 
     def tick(self, task: int, advocate_id: str, now: datetime) -> list[Output]:
         """The advocate's timer fired (and is gone): release what is due and re-arm for the

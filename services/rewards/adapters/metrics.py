@@ -9,12 +9,13 @@ Labels are bounded sets (currencies, reward types, reason and outcome codes), ne
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from enum import StrEnum
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from referrals.contract.records import PayoutCommand, ReferralStatus
+from referrals.contract.records import PayoutCommand, PayoutKind, Recipient, ReferralStatus
 from referrals.platform.metrics import LATENCY_BUCKETS
 from services.rewards.domain.ledger import Ledger
 from services.rewards.domain.outputs import Decision, Outcome
@@ -34,11 +35,13 @@ class Trigger(StrEnum):
     PROFILE = "profile"
     RESULT = "result"
     APPROVE = "approve"
+    DENY = "deny"
     RETRY = "retry"
     TIMER = "timer"
+    RESUME = "resume"  # the program is active again
 
 
-_COMMANDS = {Trigger.APPROVE: "APPROVE", Trigger.RETRY: "RETRY"}
+_COMMANDS = {Trigger.APPROVE: "APPROVE", Trigger.DENY: "DENY", Trigger.RETRY: "RETRY"}
 
 
 class RewardsMetrics:
@@ -56,6 +59,19 @@ class RewardsMetrics:
             "rewards_payouts_issued_amount_minor",
             "Sum of committed payout commands, in minor units of the currency",
             ["currency", "reward_type"],
+            registry=r,
+        )
+        self.v2_issued = Counter(
+            "rewards_v2_commands_issued",
+            "Friend rewards and clawbacks committed to rewards.payouts.v2 (advocate payouts "
+            "are rewards_payouts_issued)",
+            ["kind", "recipient", "currency"],
+            registry=r,
+        )
+        self.v2_amount = Counter(
+            "rewards_v2_commands_issued_amount_minor",
+            "Sum of the friend rewards and clawbacks committed, in minor units",
+            ["kind", "recipient", "currency"],
             registry=r,
         )
         self.held = Counter(
@@ -116,7 +132,11 @@ class RewardsMetrics:
         if trigger in _COMMANDS:
             self.stage(task, self.commands.labels(_COMMANDS[trigger]).inc)
         for out in decision.outputs:
-            if isinstance(out, PayoutCommand):
+            if isinstance(out, PayoutCommand) and (
+                out.kind is PayoutKind.CLAWBACK or out.recipient is Recipient.FRIEND
+            ):
+                self.stage(task, functools.partial(self._moved, out))
+            elif isinstance(out, PayoutCommand):
                 self._stage_payout(task, trigger, out, decision.ledger)
             elif out.status is ReferralStatus.REWARD_HELD:
                 self.stage(task, self.held.labels(out.reason or "UNSPECIFIED").inc)
@@ -137,6 +157,11 @@ class RewardsMetrics:
                 self.latency.labels(trigger.value).observe(max(0.0, self.clock() - due_s))
 
         self.stage(task, observe)
+
+    def _moved(self, command: PayoutCommand) -> None:
+        labels = (command.kind.value, command.recipient.value, command.currency)
+        self.v2_issued.labels(*labels).inc()
+        self.v2_amount.labels(*labels).inc(command.amount_minor)
 
     def _ignored(self, trigger: Trigger, outcome: Outcome) -> None:
         if trigger in _COMMANDS:

@@ -6,7 +6,10 @@ Task p is partition p of every input; all topics share one partition count and t
   `referral.advocates.v1`, results and commands forwarded on `rewards.by-advocate.v1`, and the
   task's due timers (`ledgers`; `referrals.streams.timers`, one per advocate);
 - payout side, keyed by payout_id: finance's results on `rewards.payout-results.v1`, owner
-  records and operator commands on `rewards.by-payout.v1` (`routing`).
+  records and operator commands on `rewards.by-payout.v1` (`routing`);
+- operator commands as published, keyed by command_id on `operator.commands.v1`: each goes on
+  to `rewards.by-payout.v1` (keyed by its payout), and the ledger's answer comes back as a
+  CommandResult on `operator.command-results.v1`.
 Each poll's records of a task, the payouts, statuses, forwarded records and store changes they
 cause, and the consumed offsets commit in one Kafka transaction (the runtime's job), which is
 what makes each (payout_id, attempt) appear exactly once on `rewards.payouts.v1`.
@@ -24,13 +27,16 @@ from datetime import datetime
 from referrals.contract.avro import AvroCodec
 from referrals.contract.records import (
     AdvocateProfile,
+    OperatorCommand,
     ProgramConfig,
     Record,
     ReferralStatus,
     ReferralStatusChanged,
+    RewardCommand,
 )
 from referrals.contract.topics import (
     ADVOCATES,
+    OPERATOR_COMMANDS,
     PAYOUT_RESULTS,
     REWARDS_BY_ADVOCATE,
     REWARDS_BY_PAYOUT,
@@ -41,7 +47,7 @@ from referrals.contract.validation import check_values
 from referrals.platform.errors import PermanentError, UnknownProgram
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.programs.catalog import ProgramAwareProcessor
-from referrals.streams.processor import DeadLetterOut, Inbound, Output
+from referrals.streams.processor import DeadLetterOut, Inbound, Outbound, Output
 from referrals.streams.state import Keyspace
 from referrals.streams.timers import TimerIndex
 from referrals.streams.waiting import Dependency, Waiting, WaitingLot, rerun
@@ -52,7 +58,7 @@ from services.rewards.adapters.metrics import RewardsMetrics
 from services.rewards.adapters.program_rules import RulesCache
 from services.rewards.adapters.routing import Owners, PayoutRouter, unknown_payout
 from services.rewards.adapters.settings import RewardsSettings
-from services.rewards.domain.ledger import Reason, to_ms
+from services.rewards.domain.ledger import OWN_REVERSALS, to_ms
 
 log = logging.getLogger(__name__)
 EpochClock = Callable[[], float]
@@ -63,20 +69,27 @@ AWAITING_PROGRAM, AWAITING_OWNER = keyspace.PARKED + b"S", keyspace.PARKED + b"P
 def is_reward_input(status: ReferralStatusChanged) -> bool:
     """Only a deal won or reversed concerns rewards. Every other status, including the ones this
     service emits and reads back from the same topic (its own REVERSED says the reward was
-    cancelled), is not an input."""
+    cancelled or clawed back), is not an input."""
     if status.status is ReferralStatus.WON:
         return True
-    return status.status is ReferralStatus.REVERSED and status.reason != Reason.REWARD_CANCELLED
+    return status.status is ReferralStatus.REVERSED and status.reason not in OWN_REVERSALS
 
 
 class RewardsProcessor(ProgramAwareProcessor):
     name = "rewards"
-    inputs = (STATUS, ADVOCATES, PAYOUT_RESULTS, REWARDS_BY_PAYOUT, REWARDS_BY_ADVOCATE)
+    inputs = (
+        STATUS,
+        ADVOCATES,
+        PAYOUT_RESULTS,
+        REWARDS_BY_PAYOUT,
+        REWARDS_BY_ADVOCATE,
+        OPERATOR_COMMANDS,
+    )
     stores = (keyspace.STORE,)
     internal_topics = (spec_for(REWARDS_BY_PAYOUT), spec_for(REWARDS_BY_ADVOCATE))
     # rewards.by-advocate carries PayoutResults too, which name no advocate: `ledgers` checks
     # the commands on it itself.
-    keyed_inputs = (STATUS, ADVOCATES, PAYOUT_RESULTS, REWARDS_BY_PAYOUT)
+    keyed_inputs = (STATUS, ADVOCATES, PAYOUT_RESULTS, REWARDS_BY_PAYOUT, OPERATOR_COMMANDS)
 
     def __init__(
         self,
@@ -126,6 +139,8 @@ class RewardsProcessor(ProgramAwareProcessor):
             return self.router.handle(record, now)
         if record.topic == REWARDS_BY_ADVOCATE:
             return self.ledgers.forwarded(record, now)
+        if record.topic == OPERATOR_COMMANDS:
+            return [_to_payout(record)]
         return []
 
     def _status(self, record: Inbound, now: datetime) -> list[Output]:
@@ -162,6 +177,7 @@ class RewardsProcessor(ProgramAwareProcessor):
             out += [*self._run(task, swept.ready, now), *swept.dead]
         out += self.router.expire(task, now)
         self.router.prune(task, now, self.settings.max_releases)
+        out += self._resume(task, now)
         timers = self.timers[task]
         for timer in timers.pop_due(to_ms(now), self.settings.max_releases):
             try:
@@ -170,6 +186,19 @@ class RewardsProcessor(ProgramAwareProcessor):
             except Exception:  # one corrupt ledger must not stop every other release
                 log.exception("releasing due rewards failed", extra={"task": task})
                 timers.keep_for_later(timer)
+        return out
+
+    def _resume(self, task: int, now: datetime) -> list[Output]:
+        """Rewards held PROGRAM_PAUSED in programs that are no longer paused, a bounded number
+        of advocates per punctuation."""
+        out: list[Output] = []
+        archive = self.ledgers.archive(task)
+        for program_id in archive.paused_programs():
+            try:
+                with self.unit_of_work(task):
+                    out += self.ledgers.resume(task, program_id, now, self.settings.max_releases)
+            except Exception:  # one corrupt ledger must not stop every other release
+                log.exception("releasing paused rewards failed", extra={"task": task})
         return out
 
     def on_global(self, topic: str, key: str | None, record: Record) -> None:
@@ -243,6 +272,22 @@ def _profile(record: Inbound) -> AdvocateProfile:
     if not isinstance(profile, AdvocateProfile):
         raise PermanentError("not an AdvocateProfile", reason="WRONG_RECORD_TYPE")
     return profile
+
+
+def _to_payout(record: Inbound) -> Outbound:
+    """An operator's command, on to the task that knows its payout's owner."""
+    command = record.value
+    if not isinstance(command, OperatorCommand):
+        raise PermanentError("not an OperatorCommand", reason="WRONG_RECORD_TYPE")
+    routed = RewardCommand(
+        command_id=command.command_id,
+        payout_id=command.target_id,
+        action=command.action,
+        requested_by=command.by,
+        requested_at=command.issued_at,
+        reason=command.reason,
+    )
+    return Outbound(REWARDS_BY_PAYOUT, command.target_id, routed)
 
 
 def _program(program_id: str) -> Dependency:

@@ -39,8 +39,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from referrals.contract.avro import AvroCodec
-from referrals.contract.records import PayoutOwner, PayoutResult, Record, RewardCommand
-from referrals.contract.topics import REWARDS_BY_ADVOCATE, REWARDS_BY_PAYOUT
+from referrals.contract.records import (
+    CommandOutcome,
+    CommandResult,
+    PayoutOwner,
+    PayoutResult,
+    Record,
+    RewardCommand,
+)
+from referrals.contract.topics import COMMAND_RESULTS, REWARDS_BY_ADVOCATE, REWARDS_BY_PAYOUT
 from referrals.platform.errors import PermanentError
 from referrals.streams.processor import DeadLetterOut, Inbound, Outbound, Output
 from referrals.streams.state import KeyValue
@@ -83,6 +90,23 @@ def unknown_payout(wait_s: float) -> Callable[[Waiting], PermanentError]:
         reason="UNKNOWN_PAYOUT",
     )
     return lambda _: error
+
+
+def unknown_to_operator(command: RewardCommand, now: datetime) -> Outbound:
+    """REFUSED UNKNOWN_PAYOUT for a command naming a payout no ledger of this service holds."""
+    return Outbound(
+        COMMAND_RESULTS,
+        command.command_id,
+        CommandResult(
+            command_id=command.command_id,
+            action=command.action,
+            target_id=command.payout_id,
+            outcome=CommandOutcome.REFUSED,
+            occurred_at=now,
+            reason="UNKNOWN_PAYOUT",
+            state="unknown: no reward with this payout_id (or one settled and pruned long ago)",
+        ),
+    )
 
 
 def _payout(payout_id: str) -> Dependency:
@@ -190,6 +214,11 @@ class PayoutRouter:
     def _routed(self, record: Inbound, value: Routed, now: datetime) -> list[Output]:
         task = record.partition
         owner = self.owners[task].get(value.payout_id)
+        if owner is None and isinstance(value, RewardCommand):
+            # An operator names a payout they saw: its owner record was committed with it and
+            # precedes any command on this partition. Unknown means no such payout (or one
+            # settled and pruned long ago): answered at once, not parked.
+            return [unknown_to_operator(value, now)]
         if owner is None:  # its owner record releases it, in arrival order
             self.waiting[task].park(record, _payout(value.payout_id), now)
             self.metrics.stage(task, self.metrics.parked.labels("payout").inc)

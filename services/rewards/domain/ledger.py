@@ -52,6 +52,8 @@ class State(StrEnum):
     PAID = "PAID"
     FAILED = "FAILED"  # finance failed Entry.attempt; an operator may retry
     CANCELLED = "CANCELLED"  # reversed before the money moved; no longer counted
+    DENIED = "DENIED"  # an operator denied it under review: never issued, no longer counted
+    CLAWED_BACK = "CLAWED_BACK"  # reversed after it was issued: a CLAWBACK recovers it
 
 
 class Reason(StrEnum):
@@ -60,14 +62,51 @@ class Reason(StrEnum):
     TAX_INFO_REQUIRED = "TAX_INFO_REQUIRED"
     MISSING_AMOUNT = "MISSING_AMOUNT"
     CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
-    # New code (contract: "add codes as needed"): rewards' own REVERSED status for a cancellation.
+    FRAUD_REVIEW = "FRAUD_REVIEW"  # over the advocate's WONs allowed that day: reviewed first
+    PROGRAM_PAUSED = "PROGRAM_PAUSED"  # released when the program is active again
+    # REJECTED
+    DENIED = "DENIED"
+    # REVERSED: rewards' own statuses for a reward the reversal undid. REWARD_CANCELLED (before
+    # it was issued) is this service's code from before the contract named CANCELLED, which it
+    # uses for a FAILED payout cancelled; CLAWED_BACK for an issued one recovered.
     REWARD_CANCELLED = "REWARD_CANCELLED"
+    CANCELLED = "CANCELLED"
+    CLAWED_BACK = "CLAWED_BACK"
 
 
+# REVERSED reasons only this service writes: its own statuses, read back, are not inputs.
+OWN_REVERSALS = frozenset({Reason.REWARD_CANCELLED, Reason.CANCELLED, Reason.CLAWED_BACK})
+# Holds an operator decides (approve or deny).
+REVIEW_HOLDS = frozenset({Reason.NEEDS_APPROVAL.value, Reason.FRAUD_REVIEW.value})
 # Holds that still reserve their amount against the cap and the tax year: they will be paid once
 # cleared. CAP_REACHED / MISSING_AMOUNT / CURRENCY_MISMATCH holds reserve nothing.
-_RESERVING_HOLDS = frozenset({Reason.NEEDS_APPROVAL.value, Reason.TAX_INFO_REQUIRED.value})
+_RESERVING_HOLDS = frozenset(
+    {
+        Reason.NEEDS_APPROVAL.value,
+        Reason.TAX_INFO_REQUIRED.value,
+        Reason.FRAUD_REVIEW.value,
+        Reason.PROGRAM_PAUSED.value,
+    }
+)
 _COMMITTED_STATES = frozenset({State.PENDING, State.REWARDED, State.PAID, State.FAILED})
+_NOT_COUNTED = frozenset({State.CANCELLED, State.DENIED, State.CLAWED_BACK})
+ISSUED = frozenset({State.REWARDED, State.PAID})
+
+
+@dataclass(frozen=True, slots=True)
+class Friend:
+    """Two-sided rewards: the referred prospect's reward, which follows its referral. It waits
+    (HELD) while the referral is paused or under review, then PENDING until the referral's due
+    time, then REWARDED / PAID / FAILED like any payout; DENIED, CANCELLED or CLAWED_BACK with
+    its referral. It never counts toward the advocate's tiers, cap or tax total."""
+
+    payout_id: str
+    amount_minor: int
+    reward_type: RewardType
+    rule_id: str
+    state: State = State.HELD
+    attempt: int = 1
+    reason: str | None = None  # finance's reason for FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +136,26 @@ class Entry:
     config_version: int
     reversed: bool = False
     seq: int = 0  # the n-th win this ledger recorded: working-set entries keep this order
+    friend: Friend | None = None
+    # The advocate's part can never be paid (CAP_REACHED, MISSING_AMOUNT, CURRENCY_MISMATCH,
+    # decided at WON): it is held with this reason once the referral passed its review.
+    blocked: str | None = None
+    fraud: bool = False  # over the advocate's WONs allowed that local day: FRAUD_REVIEW
+    reviewed: bool = False  # past the pause and review gates (the friend's reward may go)
+    approved: bool = False  # an operator approved it (passes FRAUD_REVIEW and NEEDS_APPROVAL)
+    commands: tuple[str, ...] = ()  # command_ids applied: a repeat is answered, not re-applied
 
     @property
     def counted(self) -> bool:
-        """Counts as a successful referral of its period (for the next referral's tier)."""
-        return self.state is not State.CANCELLED
+        """Counts as a successful referral of its period (for the next referral's tier):
+        until it is denied, reversed or clawed back."""
+        return self.state not in _NOT_COUNTED and not self.reversed
 
     @property
     def reserved_minor(self) -> int:
         """The amount this entry takes from the period cap and the calendar-year total."""
+        if self.blocked is not None:
+            return 0
         reserving = self.state in _COMMITTED_STATES or (
             self.state is State.HELD and self.reason in _RESERVING_HOLDS
         )
@@ -114,7 +164,17 @@ class Entry:
     @property
     def issued(self) -> bool:
         """A payout command is out and may still move money: a reversal no longer cancels it."""
-        return self.state in (State.REWARDED, State.PAID)
+        return self.state in ISSUED
+
+    @property
+    def under_review(self) -> bool:
+        return self.state is State.HELD and self.reason in REVIEW_HOLDS
+
+    @property
+    def due_ms(self) -> int | None:
+        """When this entry next has something to release (its reward or its friend's)."""
+        friend_waits = self.friend is not None and self.friend.state is State.PENDING
+        return self.due_at if self.state is State.PENDING or friend_waits else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +205,33 @@ class Ledger:
     entries: tuple[Entry, ...] = ()  # the working set, in `seq` order
     tallies: tuple[Tally, ...] = ()  # archived entries, by (year, first_ms)
     wins: int = 0  # wins recorded so far (the last `seq` given)
+    # Fraud velocity's working set: (local day ordinal, WONs recorded that day); the adapter
+    # keeps each day under its own key and brings back the one a WON needs.
+    days: tuple[tuple[int, int], ...] = ()
 
     def find(self, referral_id: str) -> Entry | None:
         return next((e for e in self.entries if e.referral_id == referral_id), None)
 
     def find_payout(self, payout_id: str) -> Entry | None:
-        return next((e for e in self.entries if e.payout_id == payout_id), None)
+        """The entry paying `payout_id`: its advocate's reward or its friend's."""
+        return next(
+            (
+                e
+                for e in self.entries
+                if e.payout_id == payout_id
+                or (e.friend is not None and e.friend.payout_id == payout_id)
+            ),
+            None,
+        )
+
+    def wins_on(self, day: int) -> int:
+        return next((n for d, n in self.days if d == day), 0)
+
+    def count_win(self, day: int) -> Ledger:
+        """This ledger with one more WON on local day `day`."""
+        n = self.wins_on(day) + 1
+        days = tuple(sorted((*((d, c) for d, c in self.days if d != day), (day, n))))
+        return replace(self, days=days)
 
     def saw_status(self, status_id: str) -> bool:
         return any(e.won_status_id == status_id for e in self.entries)
@@ -175,8 +256,6 @@ class Ledger:
         """
         count = reserved = 0
         for entry in self.entries:
-            if not entry.counted:
-                continue
             if period is Period.CALENDAR_YEAR and entry.year != year:
                 continue
             if (
@@ -184,7 +263,8 @@ class Ledger:
                 and abs(entry.won_at - won_at) >= ROLLING_WINDOW_MS
             ):
                 continue
-            count += 1
+            # A reversed reward whose money moved no longer counts but still reserves.
+            count += 1 if entry.counted else 0
             reserved += entry.reserved_minor
         for tally in self.tallies:
             if period is Period.CALENDAR_YEAR and tally.year != year:
@@ -203,8 +283,9 @@ class Ledger:
         return live + sum(t.reserved_minor for t in self.tallies if t.year == year)
 
     def next_due(self) -> datetime | None:
-        """When the earliest PENDING reward of the working set falls due."""
-        due = [e.due_at for e in self.entries if e.state is State.PENDING]
+        """When the earliest PENDING reward (the advocate's or a friend's) of the working set
+        falls due."""
+        due = [d for e in self.entries if (d := e.due_ms) is not None]
         return from_ms(min(due)) if due else None
 
     # -- the archive ----------------------------------------------------------------------------

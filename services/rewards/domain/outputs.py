@@ -7,18 +7,20 @@ Every status copies the referral's identity from the WON status that created the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
 from referrals.contract.records import (
     PayoutCommand,
+    PayoutKind,
+    Recipient,
     ReferralStatus,
     ReferralStatusChanged,
     RewardType,
 )
 from services.rewards.domain import ids
-from services.rewards.domain.ledger import Entry, Ledger
+from services.rewards.domain.ledger import Entry, Friend, Ledger, State
 
 Output = ReferralStatusChanged | PayoutCommand
 
@@ -33,8 +35,17 @@ class Outcome(StrEnum):
     UNKNOWN_PAYOUT = "UNKNOWN_PAYOUT"
     STALE_ATTEMPT = "STALE_ATTEMPT"  # a payout result for an attempt that is not the current one
     ALREADY_SETTLED = "ALREADY_SETTLED"  # a repeated result for the current attempt
-    NOT_AWAITING_APPROVAL = "NOT_AWAITING_APPROVAL"  # approve refused
+    AFTER_CLAWBACK = "AFTER_CLAWBACK"  # a result for a payout already clawed back: recorded only
+    # Operator commands refused (the contract's CommandResult reasons)
+    NOT_AWAITING_REVIEW = "NOT_AWAITING_REVIEW"  # approve / deny of a reward not under review
+    ALREADY_APPROVED = "ALREADY_APPROVED"
+    ALREADY_DENIED = "ALREADY_DENIED"
     NOT_FAILED = "NOT_FAILED"  # retry refused
+    REPEATED_COMMAND = "REPEATED_COMMAND"  # a command_id applied before: answered APPLIED again
+
+
+# Outcomes answered APPLIED to an operator; any other one to a command is REFUSED.
+COMMAND_APPLIED = frozenset({Outcome.APPLIED, Outcome.REPEATED_COMMAND})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +54,45 @@ class Decision:
     outputs: tuple[Output, ...] = ()
     outcome: Outcome = Outcome.APPLIED
     message: str = ""  # for refusals and ignored inputs: what an operator should read
+    state: str = ""  # for operator commands: the payout's state afterwards, in words
 
     @property
     def changed(self) -> bool:
         """Whether the input was applied (outputs to produce, a ledger to persist)."""
         return self.outcome in (Outcome.APPLIED, Outcome.REVERSED_AFTER_PAYOUT)
+
+
+# An entry's state in the status vocabulary operators see on referral.status.v1.
+_AS_STATUS = {
+    State.UNREWARDED: "WON (no reward at this tier)",
+    State.PENDING: ReferralStatus.REWARD_PENDING.value,
+    State.HELD: ReferralStatus.REWARD_HELD.value,
+    State.REWARDED: ReferralStatus.REWARDED.value,
+    State.PAID: ReferralStatus.PAID.value,
+    State.FAILED: ReferralStatus.PAYOUT_FAILED.value,
+    State.CANCELLED: ReferralStatus.REVERSED.value,
+    State.DENIED: ReferralStatus.REJECTED.value,
+    State.CLAWED_BACK: ReferralStatus.REVERSED.value,
+}
+
+
+def describe(entry: Entry, payout_id: str) -> str:
+    """The state of payout `payout_id` of `entry`, e.g. "REWARD_HELD (FRAUD_REVIEW)",
+    "REWARDED (attempt 2)", "friend reward PAID (attempt 1)"."""
+    friend = entry.friend if entry.friend and entry.friend.payout_id == payout_id else None
+    state, reason, attempt = (
+        (friend.state, friend.reason, friend.attempt)
+        if friend
+        else (entry.state, entry.reason, entry.attempt)
+    )
+    if friend and state is State.HELD:  # it follows its referral's hold
+        reason = entry.reason if entry.state is State.HELD else None
+    words = _AS_STATUS[state]
+    if reason:
+        words += f" ({reason})"
+    elif state in (State.REWARDED, State.PAID, State.FAILED):
+        words += f" (attempt {attempt})"
+    return f"friend reward {words}" if friend else words
 
 
 def status(
@@ -83,7 +128,8 @@ def status(
 
 
 def payout(ledger: Ledger, entry: Entry, now: datetime) -> PayoutCommand:
-    """The payout command for the entry's current attempt (the entry must hold an amount)."""
+    """The advocate's payout command for the entry's current attempt (the entry must hold an
+    amount). It goes to rewards.payouts.v1 and .v2 alike."""
     if entry.amount_minor is None or entry.reward_type is None:
         raise ValueError(f"referral {entry.referral_id} has no reward to pay")
     return PayoutCommand(
@@ -99,4 +145,44 @@ def payout(ledger: Ledger, entry: Entry, now: datetime) -> PayoutCommand:
         tier=entry.tier,
         config_version=entry.config_version,
         issued_at=now,
+        prospect_id=entry.prospect_id,
+    )
+
+
+def friend_payout(ledger: Ledger, entry: Entry, friend: Friend, now: datetime) -> PayoutCommand:
+    """The friend's reward for its current attempt (rewards.payouts.v2 only)."""
+    return PayoutCommand(
+        payout_id=friend.payout_id,
+        attempt=friend.attempt,
+        program_id=ledger.program_id,
+        advocate_id=ledger.advocate_id,
+        referral_id=entry.referral_id,
+        reward_type=friend.reward_type,
+        amount_minor=friend.amount_minor,
+        currency=entry.currency,
+        rule_id=friend.rule_id,
+        tier=0,
+        config_version=entry.config_version,
+        issued_at=now,
+        recipient=Recipient.FRIEND,
+        prospect_id=entry.prospect_id,
+    )
+
+
+def clawback(original: PayoutCommand, now: datetime) -> PayoutCommand:
+    """The CLAWBACK recovering `original` (rewards.payouts.v2 only): the same amount, currency
+    and recipient, its own deterministic payout_id, attempt 1."""
+    return replace(
+        original,
+        payout_id=ids.payout_id(
+            original.program_id,
+            original.referral_id,
+            original.rule_id,
+            PayoutKind.CLAWBACK,
+            original.recipient,
+        ),
+        attempt=1,
+        issued_at=now,
+        kind=PayoutKind.CLAWBACK,
+        original_payout_id=original.payout_id,
     )

@@ -27,7 +27,7 @@ from rewards_scenarios import (
 from referrals.contract.records import PayoutCommand, ReferralStatus
 from services.rewards.domain import ids
 from services.rewards.domain.decide import new_ledger
-from services.rewards.domain.ledger import ROLLING_WINDOW_MS, State
+from services.rewards.domain.ledger import ROLLING_WINDOW_MS, Entry, State
 from services.rewards.domain.rules import Period
 
 SETTINGS = settings(max_examples=100, deadline=None)
@@ -132,9 +132,9 @@ def _same_period(s: Scenario, year_a: int, at_a: int, year_b: int, at_b: int) ->
 @SETTINGS
 @given(scenario_st)
 def test_each_referral_ordinal_is_rewarded_at_most_once_per_period(s: Scenario) -> None:
-    """Without reversals before payout the ordinals of a period are exactly 1..n.
+    """Without reversals the ordinals of a period are exactly 1..n.
 
-    A reversal before payout corrects the count for later referrals without re-pricing rewards
+    A reversal corrects the count for later referrals without re-pricing rewards
     already decided, so after one the corrected ordinal may repeat an earlier, still-live one;
     the tier applied always matches the ordinal recorded.
     """
@@ -146,7 +146,7 @@ def test_each_referral_ordinal_is_rewarded_at_most_once_per_period(s: Scenario) 
             continue
         for members in periods(s, book).values():
             group = [book.entries[i] for i in members]
-            if any(e.state is State.CANCELLED for e in group):
+            if any(not _counts(e) for e in group):
                 continue
             assert sorted(e.ordinal for e in group) == list(range(1, len(group) + 1))
 
@@ -154,7 +154,8 @@ def test_each_referral_ordinal_is_rewarded_at_most_once_per_period(s: Scenario) 
 @SETTINGS
 @given(scenario_st)
 def test_a_new_win_counts_only_the_wins_of_its_period_still_counted(s: Scenario) -> None:
-    """The ledger is corrected by reversals before payout, and only by those."""
+    """A new win's ordinal counts the period's wins not reversed, denied or clawed back at that
+    moment (contract: "Counting toward tiers"), and only those."""
     before = new_ledger(PROGRAM, ADVOCATE)
     for book in run(s).ledgers:
         for entry in book.entries[len(before.entries) :]:
@@ -163,8 +164,7 @@ def test_a_new_win_counts_only_the_wins_of_its_period_still_counted(s: Scenario)
             same = [
                 e
                 for e in before.entries
-                if e.state is not State.CANCELLED
-                and (s.rules.period is Period.LIFETIME or e.year == entry.year)
+                if _counts(e) and (s.rules.period is Period.LIFETIME or e.year == entry.year)
             ]
             assert entry.ordinal == len(same) + 1
         before = book
@@ -211,3 +211,9 @@ def test_duplicates_and_ignored_inputs_change_nothing(s: Scenario) -> None:
         if not decision.changed:
             assert (decision.outputs, decision.ledger) == ((), before)
         before = decision.ledger
+
+
+def _counts(entry: Entry) -> bool:
+    """The contract's rule, spelled out: a win counts until denied, reversed or clawed back."""
+    gone = (State.CANCELLED, State.DENIED, State.CLAWED_BACK)
+    return entry.state not in gone and not entry.reversed

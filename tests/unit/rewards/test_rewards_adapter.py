@@ -108,7 +108,13 @@ def test_a_decided_reward_announces_its_owner_and_outputs_go_to_their_topics() -
     assert owners[0].value.advocate_id == "adv-1"  # type: ignore[union-attr]
     assert new_owners(decision.ledger, decision.ledger, NOW) == []
     topics = [o.topic for o in to_outbound("adv-1", decision.outputs)]
-    assert topics == ["referral.status.v1", "referral.status.v1", "rewards.payouts.v1"]
+    # the advocate's payout goes to both payout topics (one transaction), statuses first
+    assert topics == [
+        "referral.status.v1",
+        "referral.status.v1",
+        "rewards.payouts.v1",
+        "rewards.payouts.v2",
+    ]
 
 
 def test_a_win_below_the_first_tier_gets_no_owner_record() -> None:

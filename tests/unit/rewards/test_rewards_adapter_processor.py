@@ -264,9 +264,7 @@ def test_approval_releases_a_held_reward_and_a_second_approval_is_refused() -> N
     assert [p.payout_id for p in loop.payouts()] == [payout_of("r1")]
     assert loop.metric("rewards_commands_applied_total", action="APPROVE") == 1
     assert (
-        loop.metric(
-            "rewards_commands_refused_total", action="APPROVE", reason="NOT_AWAITING_APPROVAL"
-        )
+        loop.metric("rewards_commands_refused_total", action="APPROVE", reason="ALREADY_APPROVED")
         == 1
     )
 

@@ -79,14 +79,15 @@ def plain(book: Ledger) -> Any:
 def test_the_persisted_form_is_positional_canonical_and_small() -> None:
     book = every_state()
     raw = LEDGERS.encode(book)
-    version, (program_id, advocate_id, tax_form, entries, tallies, wins) = plain(book)
-    assert (version, program_id, advocate_id, tax_form, tallies, wins) == (
+    version, (program_id, advocate_id, tax_form, entries, tallies, wins, days) = plain(book)
+    assert (version, program_id, advocate_id, tax_form, tallies, wins, days) == (
         1,
         book.program_id,
         book.advocate_id,
         True,
         [],
         len(book.entries),
+        [[d, n] for d, n in book.days],
     )
     assert entries[0][0] == book.entries[0].referral_id  # one array per entry, fields in order
     assert LEDGERS.encode(LEDGERS.decode(raw)) == raw

@@ -116,11 +116,11 @@ def test_a_reversal_of_a_held_reward_cancels_it_too() -> None:
     assert statuses(decision) == [(ReferralStatus.REVERSED, "REWARD_CANCELLED")]
     payout_id = book.entries[0].payout_id
     assert (
-        on_approve(decision.ledger, rules(), payout_id, T0).outcome is Outcome.NOT_AWAITING_APPROVAL
+        on_approve(decision.ledger, rules(), payout_id, T0).outcome is Outcome.NOT_AWAITING_REVIEW
     )
 
 
-def test_a_reversal_after_the_payout_was_issued_keeps_the_referral_counted() -> None:
+def test_a_reversal_after_the_payout_without_clawback_keeps_the_money_but_stops_counting() -> None:
     book, payout_id = rewarded(ledger())
     book = on_payout_result(book, result(payout_id, PayoutStatus.PAID), T0).ledger
     decision = on_reversed(book, reversal("r1"), T0)
@@ -130,13 +130,13 @@ def test_a_reversal_after_the_payout_was_issued_keeps_the_referral_counted() -> 
     again = on_reversed(decision.ledger, reversal("r1"), T0)
     assert again.outcome is Outcome.ALREADY_REVERSED
     book, _ = win_all(decision.ledger, rules(tiers=LADDER), ["r2"])
-    assert entry(book, "r2").ordinal == 2
+    assert entry(book, "r2").ordinal == 1  # contract: "not ... reversed ... at that moment"
 
 
 def test_a_reversal_of_a_failed_payout_cancels_it_and_it_cannot_be_retried() -> None:
     book, payout_id = failed(ledger())
     decision = on_reversed(book, reversal("r1"), T0)
-    assert statuses(decision) == [(ReferralStatus.REVERSED, "REWARD_CANCELLED")]
+    assert statuses(decision) == [(ReferralStatus.REVERSED, "CANCELLED")]  # contract's code
     assert on_retry(decision.ledger, payout_id, T0).outcome is Outcome.NOT_FAILED
 
 
@@ -164,7 +164,7 @@ def test_a_reward_at_the_approval_threshold_waits_for_approval() -> None:
     assert statuses(approved) == RELEASED
     assert paid_amounts([approved]) == [7_500]
     again = on_approve(approved.ledger, approving, payout_id, T0)
-    assert again.outcome is Outcome.NOT_AWAITING_APPROVAL
+    assert again.outcome is Outcome.ALREADY_APPROVED
     assert "REWARDED" in again.message
     assert on_approve(book, approving, "po-nope", T0).outcome is Outcome.UNKNOWN_PAYOUT
 
@@ -257,7 +257,8 @@ def test_a_retry_of_a_payout_that_has_not_failed_is_refused_with_a_clear_message
     refused = on_retry(retried, payout_id, T0)
     assert (refused.outcome, refused.outputs, refused.ledger) == (Outcome.NOT_FAILED, (), retried)
     assert refused.message == (
-        f"payout {payout_id} is REWARDED (attempt 2); only a FAILED payout can be retried"
+        f"RETRY of payout {payout_id}: it is REWARDED (attempt 2); "
+        "only a FAILED payout can be retried"
     )
     pending = on_won(ledger(), rules(hold_days=30), won("r1"), T0).ledger
     assert on_retry(pending, payout_id, T0).outcome is Outcome.NOT_FAILED
