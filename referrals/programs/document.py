@@ -12,7 +12,13 @@ YAML and is refused. A key left out, or given as null, takes its default (in bra
                       rule_id, part of every payout id [referral-reward];
                       tiers (required): {from_referral, amount or percent, reward_type}, the
                       first from 1, strictly increasing; period_cap, approval_threshold,
-                      tax_threshold: amounts [none]; hold_days 0-365 [0]
+                      tax_threshold: amounts [none]; hold_days 0-365 [0];
+                      friend_reward: {amount, reward_type}, the referred prospect's reward
+                      on WON [none]; clawback: true claws back a reward issued for a deal
+                      later REVERSED [false]
+    status            ACTIVE, PAUSED (new rewards held) or ENDED (no new referrals) [ACTIVE]
+    fraud             max_wins_per_day: an advocate's WONs beyond this many in a day (program
+                      time zone) are held for review, 1-1000000 [none]
     notifications
       channels              EMAIL and/or WEBHOOK [EMAIL]
       webhook               required with WEBHOOK: url (http or https); secret_env, the NAME

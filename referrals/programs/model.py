@@ -29,6 +29,15 @@ class RewardPeriod(StrEnum):
     LIFETIME = "LIFETIME"
 
 
+class ProgramStatus(StrEnum):
+    """ACTIVE runs normally; PAUSED still attributes but holds new rewards; ENDED takes no new
+    referrals but pays what was earned."""
+
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    ENDED = "ENDED"
+
+
 class NotificationChannel(StrEnum):
     EMAIL = "EMAIL"
     WEBHOOK = "WEBHOOK"
@@ -64,6 +73,14 @@ class Tier:
 
 
 @dataclass(frozen=True, slots=True)
+class FriendReward:
+    """Two-sided rewards: what the referred prospect (the friend) gets when the referral wins."""
+
+    amount_minor: int
+    reward_type: RewardType
+
+
+@dataclass(frozen=True, slots=True)
 class Rewards:
     tiers: tuple[Tier, ...]
     period: RewardPeriod = RewardPeriod.CALENDAR_YEAR
@@ -72,6 +89,8 @@ class Rewards:
     approval_threshold_minor: int | None = None
     hold_days: int = 0
     tax_threshold_minor: int | None = None
+    friend_reward: FriendReward | None = None
+    clawback: bool = False  # a deal REVERSED after its reward was issued is clawed back
 
     def tier_for(self, n: int) -> Tier:
         """The tier earned by the n-th successful referral: the last one starting at or before n."""
@@ -80,6 +99,11 @@ class Rewards:
     def next_tier(self, n: int) -> Tier | None:
         """The first tier that starts after the n-th referral (None on the last tier)."""
         return next((tier for tier in self.tiers if tier.from_referral > n), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Fraud:
+    max_wins_per_day: int | None = None  # an advocate's further WONs that day are reviewed
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +245,8 @@ class ProgramDocument:
     time_zone: str = "UTC"
     attribution: Attribution = Attribution()
     notifications: Notifications = Notifications()
+    status: ProgramStatus = ProgramStatus.ACTIVE
+    fraud: Fraud = Fraud()
 
 
 def to_document(doc: ProgramDocument) -> dict[str, object]:
@@ -230,6 +256,7 @@ def to_document(doc: ProgramDocument) -> dict[str, object]:
         return None if minor is None else to_major(minor, doc.currency)
 
     rewards, notes, webhook = doc.rewards, doc.notifications, doc.notifications.webhook
+    friend = rewards.friend_reward
     return {
         "program_id": doc.program_id,
         "currency": doc.currency,
@@ -254,7 +281,13 @@ def to_document(doc: ProgramDocument) -> dict[str, object]:
             "approval_threshold": amount(rewards.approval_threshold_minor),
             "hold_days": rewards.hold_days,
             "tax_threshold": amount(rewards.tax_threshold_minor),
+            "friend_reward": None
+            if friend is None
+            else {"amount": amount(friend.amount_minor), "reward_type": friend.reward_type},
+            "clawback": rewards.clawback,
         },
+        "status": doc.status,
+        "fraud": {"max_wins_per_day": doc.fraud.max_wins_per_day},
         "notifications": {
             "channels": list(notes.channels),
             "webhook": None

@@ -22,8 +22,10 @@ from referrals.programs.document import (
 from referrals.programs.model import (
     DEFAULT_TEMPLATES,
     AttributionPolicy,
+    FriendReward,
     MessageKind,
     NotificationChannel,
+    ProgramStatus,
     RewardPeriod,
     Tier,
 )
@@ -78,6 +80,9 @@ def test_a_document_with_only_the_required_keys_is_valid_and_gets_every_default(
     assert rewards.rule_id == "referral-reward"
     assert (rewards.period_cap_minor, rewards.approval_threshold_minor) == (None, None)
     assert (rewards.hold_days, rewards.tax_threshold_minor) == (0, None)
+    assert (rewards.friend_reward, rewards.clawback) == (None, False)
+    assert doc.status is ProgramStatus.ACTIVE
+    assert doc.fraud.max_wins_per_day is None
     notes = doc.notifications
     assert notes.channels == (NotificationChannel.EMAIL,)
     assert notes.webhook is None
@@ -106,6 +111,9 @@ def test_the_b2b_example_escalates_gift_cards_then_pays_a_percentage_by_check() 
     ]
     assert doc.rewards.tier_for(4).amount_minor == 7500
     assert doc.rewards.tax_threshold_minor == 60000
+    assert doc.rewards.friend_reward == FriendReward(2500, RewardType.BILL_CREDIT)
+    assert doc.rewards.clawback is True
+    assert (doc.status, doc.fraud.max_wins_per_day) == (ProgramStatus.ACTIVE, 10)
     assert doc.notifications.template(MessageKind.LEAD, "en-US").subject.startswith("Thank you")
 
 
@@ -257,6 +265,51 @@ INVALID = {
         "rewards.hold_days",
         "must be a whole number from 0 to 365",
     ),
+    "friend reward with too many decimals": (
+        document(rewards__friend_reward={"amount": "2.555", "reward_type": "BILL_CREDIT"}),
+        "rewards.friend_reward.amount",
+        "'2.555' has more decimals than USD allows",
+    ),
+    "negative friend reward": (
+        document(rewards__friend_reward={"amount": "-1", "reward_type": "BILL_CREDIT"}),
+        "rewards.friend_reward.amount",
+        "must not be negative",
+    ),
+    "friend reward without a type": (
+        document(rewards__friend_reward={"amount": "25.00"}),
+        "rewards.friend_reward.reward_type",
+        "is required",
+    ),
+    "friend reward of an unknown type": (
+        document(rewards__friend_reward={"amount": "25.00", "reward_type": "CASH"}),
+        "rewards.friend_reward.reward_type",
+        "must be one of GIFT_CARD, CHECK, BILL_CREDIT, MERCHANDISE",
+    ),
+    "clawback not a boolean": (
+        document(rewards__clawback="yes"),
+        "rewards.clawback",
+        "must be true or false",
+    ),
+    "unknown status": (
+        document(status="CLOSED"),
+        "status",
+        "must be one of ACTIVE, PAUSED, ENDED",
+    ),
+    "no wins allowed per day": (
+        document(fraud__max_wins_per_day=0),
+        "fraud.max_wins_per_day",
+        "must be a whole number from 1 to 1000000",
+    ),
+    "wins per day not a whole number": (
+        document(fraud__max_wins_per_day="5"),
+        "fraud.max_wins_per_day",
+        "must be a whole number from 1 to 1000000",
+    ),
+    "fraud key typo": (
+        document(fraud__max_win_per_day=5),
+        "fraud.max_win_per_day",
+        "unknown key (did you mean 'max_wins_per_day'?)",
+    ),
     "webhook channel without webhook": (
         document(notifications__channels=["EMAIL", "WEBHOOK"]),
         "notifications.webhook",
@@ -383,6 +436,33 @@ def test_canonical_json_is_deterministic_complete_and_round_trips() -> None:
     assert set(data["notifications"]["templates"]) == {kind.value for kind in MessageKind}
     assert from_canonical(text) == doc
     assert canonical_json(from_canonical(text)) == text
+
+
+def test_the_further_keys_are_read_in_minor_units_and_round_trip() -> None:
+    doc = validate(
+        document(
+            rewards__friend_reward={"amount": "25", "reward_type": "BILL_CREDIT"},
+            rewards__clawback=True,
+            status="ENDED",
+            fraud__max_wins_per_day=5,
+        )
+    )
+    assert doc.rewards.friend_reward == FriendReward(2500, RewardType.BILL_CREDIT)
+    assert doc.rewards.clawback is True
+    assert doc.status is ProgramStatus.ENDED
+    assert doc.fraud.max_wins_per_day == 5
+    text = canonical_json(doc)
+    data = json.loads(text)
+    assert data["rewards"]["friend_reward"] == {"amount": "25.00", "reward_type": "BILL_CREDIT"}
+    assert data["rewards"]["clawback"] is True
+    assert (data["status"], data["fraud"]) == ("ENDED", {"max_wins_per_day": 5})
+    assert from_canonical(text) == doc
+
+
+def test_the_further_keys_are_published_off_when_left_out() -> None:
+    data = json.loads(canonical_json(validate(document())))
+    assert (data["rewards"]["friend_reward"], data["rewards"]["clawback"]) == (None, False)
+    assert (data["status"], data["fraud"]) == ("ACTIVE", {"max_wins_per_day": None})
 
 
 def test_a_percent_is_published_in_its_shortest_exact_form() -> None:

@@ -78,6 +78,13 @@ def test_the_schema_lists_enums_and_gives_descriptions_and_defaults() -> None:
         "minimum": 1,
         "maximum": 3650,
     }
+    status = committed()["properties"]["status"]
+    assert (status["enum"], status["default"]) == (["ACTIVE", "PAUSED", "ENDED"], "ACTIVE")
+    assert defs["Rewards"]["properties"]["clawback"] == defs["Rewards"]["properties"][
+        "clawback"
+    ] | {"type": "boolean", "default": False}
+    assert defs["Fraud"]["properties"]["max_wins_per_day"]["default"] is None
+    assert defs["FriendReward"]["required"] == ["amount", "reward_type"]
     tier = defs["Tier"]["properties"]
     assert tier["reward_type"]["enum"] == ["GIFT_CARD", "CHECK", "BILL_CREDIT", "MERCHANDISE"]
     for section in defs.values():

@@ -24,7 +24,7 @@ from pydantic import ConfigDict
 
 from referrals.platform.money import CURRENCIES
 from referrals.programs import model
-from referrals.programs.model import AttributionPolicy
+from referrals.programs.model import AttributionPolicy, ProgramStatus
 from referrals.programs.schema.checks import Rule, Section, choice, problem, text, whole
 from referrals.programs.schema.notifications import Notifications
 from referrals.programs.schema.rewards import ID, ID_RULE, Rewards
@@ -43,6 +43,17 @@ class Attribution(Section):
 
     def build(self) -> model.Attribution:
         return model.Attribution(self.window_days, self.policy)
+
+
+class Fraud(Section):
+    """Checks against advocates gaming the program."""
+
+    max_wins_per_day: Annotated[int, whole(1, 1_000_000)] | None = None
+    """An advocate's won deals beyond this many in one day (program time zone) are held for
+    review (none: no limit)."""
+
+    def build(self) -> model.Fraud:
+        return model.Fraud(self.max_wins_per_day)
 
 
 def _currency(value: object) -> str:
@@ -76,6 +87,10 @@ class Program(Section):
     attribution: Attribution = Attribution()
     rewards: Rewards
     notifications: Notifications = Notifications()
+    status: Annotated[ProgramStatus, choice(ProgramStatus)] = ProgramStatus.ACTIVE
+    """ACTIVE; PAUSED: referrals still count, new rewards wait until it is active again; ENDED:
+    no new referrals, rewards already earned are still paid."""
+    fraud: Fraud = Fraud()
 
     def build(self) -> model.ProgramDocument:
         return model.ProgramDocument(
@@ -85,6 +100,8 @@ class Program(Section):
             self.time_zone,
             self.attribution.build(),
             self.notifications.build(),
+            self.status,
+            self.fraud.build(),
         )
 
 

@@ -155,6 +155,16 @@ def whole(low: int, high: int) -> Rule:
     return Rule(check, {"type": "integer", "minimum": low, "maximum": high})
 
 
+def flag(value: object) -> bool:
+    """Only true or false: YAML's own booleans, not "yes" in quotes or 1."""
+    if isinstance(value, bool):
+        return value
+    raise problem("must be true or false")
+
+
+FLAG = Rule(flag, {"type": "boolean"})
+
+
 def number(low: float, high: float) -> Rule:
     """A measurement such as a timeout: floats are fine here, unlike for money."""
 

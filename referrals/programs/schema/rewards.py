@@ -15,6 +15,7 @@ from referrals.platform.money import to_minor
 from referrals.programs import model
 from referrals.programs.model import RewardPeriod
 from referrals.programs.schema.checks import (
+    FLAG,
     PERCENT,
     Found,
     Money,
@@ -58,6 +59,18 @@ class Tier(Section):
         return model.Tier(self.from_referral, self.reward_type, amount, self.percent)
 
 
+class FriendReward(Section):
+    """Two-sided rewards: what the referred prospect (the friend) gets when the referral wins."""
+
+    amount: Annotated[str, Money()]
+    """A fixed reward in major units, in quotes ("25.00")."""
+    reward_type: Annotated[RewardType, choice(RewardType)]
+    """How the friend's reward is paid."""
+
+    def build(self, currency: str) -> model.FriendReward:
+        return model.FriendReward(to_minor(self.amount, currency), self.reward_type)
+
+
 class Rewards(Section):
     """What a successful referral earns its advocate."""
 
@@ -75,6 +88,10 @@ class Rewards(Section):
     """Days to wait after the deal was won before paying (a refund window)."""
     tax_threshold: Annotated[str, Money()] | None = None
     """From this total per year on, the advocate's tax form is needed (none: never)."""
+    friend_reward: FriendReward | None = None
+    """The referred prospect's own reward when the referral wins (none: one-sided rewards)."""
+    clawback: Annotated[bool, FLAG] = False
+    """true: a deal reversed after its reward was issued claws the reward back."""
 
     @field_validator("tiers", mode="wrap")
     @classmethod
@@ -96,6 +113,8 @@ class Rewards(Section):
             minor(self.approval_threshold),
             self.hold_days,
             minor(self.tax_threshold),
+            None if self.friend_reward is None else self.friend_reward.build(currency),
+            self.clawback,
         )
 
 

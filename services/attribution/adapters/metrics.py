@@ -27,6 +27,7 @@ _REJECTED = {
     "rejected_self_referral": "SELF_REFERRAL",
     "rejected_already_referred": "ALREADY_REFERRED",
     "rejected_outside_window": "OUTSIDE_WINDOW",
+    "rejected_program_ended": "PROGRAM_ENDED",
 }
 _DROPPED = {
     "conversions_unmatched_dropped": "conversion",

@@ -53,6 +53,7 @@ from referrals.contract.topics import (
 from referrals.platform.errors import DecodeError, UnknownProgram
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.programs.catalog import ProgramAwareProcessor
+from referrals.programs.model import ProgramStatus
 from referrals.streams.processor import Inbound, Outbound, Output
 from referrals.streams.serde import Codec
 from referrals.streams.state import Keyspace
@@ -317,7 +318,9 @@ class AttributionProcessor(ProgramAwareProcessor):
         if program is None:
             raise KeyError(f"program {program_id!r} is not known")
         window = program.document.attribution
-        return Rules(program_id, program.version, window.window_days, Policy(window.policy.value))
+        ended = program.document.status is ProgramStatus.ENDED
+        policy = Policy(window.policy.value)
+        return Rules(program_id, program.version, window.window_days, policy, ended)
 
 
 def _program(program_id: str) -> Dependency:

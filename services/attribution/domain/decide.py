@@ -5,6 +5,9 @@ advocate's best claim by the policy, then the best of those (FIRST_TOUCH: earlie
 LAST_TOUCH: latest; ties: the stronger match, then advocate id). Once the referral is WON the
 winner is frozen. Every other claimant's verdict: SELF_REFERRAL if its profile is the prospect's,
 else ALREADY_REFERRED if it has a valid claim, else OUTSIDE_WINDOW if all its touches are stale.
+
+A referral that does not exist yet cannot be created in an ended program (`ended`): nobody wins,
+and each claimant with a valid claim is told PROGRAM_ENDED instead (the others as above).
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ class View:
         return self.verdicts.get(advocate_id)
 
 
-def decide(sources: Iterable[Source], policy: Policy, frozen: Claim | None) -> View:
-    """`frozen` is the winner of a WON referral: final, whatever the claims say now."""
+def decide(
+    sources: Iterable[Source], policy: Policy, frozen: Claim | None, *, ended: bool = False
+) -> View:
+    """`frozen` is the winner of a WON referral: final, whatever the claims say now. `ended`:
+    the program ended and this referral has no advocate yet, so it gets none."""
     sources = tuple(sources)
     best = _best_per_advocate((c for s in sources for c in s.claims), policy)
     stale: dict[str, Rejection] = {}
@@ -38,7 +44,11 @@ def decide(sources: Iterable[Source], policy: Policy, frozen: Claim | None) -> V
     contenders = [claim for adv, claim in best.items() if adv not in selfish]
     winner = frozen or min(contenders, key=lambda c: c.rank(policy), default=None)
     verdicts = dict(stale)
-    if winner is not None:
+    if ended and frozen is None:
+        winner = None
+        for adv, claim in best.items():
+            verdicts[adv] = Rejection(claim, Reason.PROGRAM_ENDED)
+    elif winner is not None:
         for adv, claim in best.items():
             verdicts[adv] = Rejection(claim, Reason.ALREADY_REFERRED)
     else:

@@ -73,12 +73,14 @@ class Advocate:
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """The attribution part of a program's config; `version` is stamped on every status."""
+    """The attribution part of a program's config; `version` is stamped on every status.
+    `ended`: the program's status is ENDED, so it takes no new referrals."""
 
     program_id: str
     version: int
     window_days: int = 90
     policy: Policy = Policy.FIRST_TOUCH
+    ended: bool = False
 
     @property
     def window(self) -> timedelta:

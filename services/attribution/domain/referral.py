@@ -31,13 +31,20 @@ Decisions where the contract is silent:
   (LEAD, REJECTED) or the deal event (deal statuses), so a change triggered by an arriving share
   or profile is still stamped with event time. status_id hashes the same facts (`ids`).
 - An advocate whose profile belongs to another program claims nothing.
+- Program lifecycle. While the program version in force is ENDED, a referral with no advocate
+  yet (no LEAD standing) is not created: each claimant with a valid claim is told REJECTED
+  PROGRAM_ENDED once, and deals wait for a winner as usual (and are dropped at their deadline).
+  A referral that has its advocate goes on as before (conflicts, deal statuses). PAUSED changes
+  nothing here. Should the program become ACTIVE again, the next event or share of that
+  referral decides it as usual (a LEAD for a claimant told PROGRAM_ENDED before).
 
 Bounds (`state`): the last MAX_SEEN event ids (a forgotten duplicate re-applies as a no-op);
 MAX_SOURCES sources and MAX_DEALS deals (more: counted and ignored); MAX_CLAIMANTS per source
 (the policy's best); MAX_EMAILS prospect email hashes.
 
 Counters: duplicates_ignored, conversions_without_claim, claims_over_limit, deals_over_limit,
-matched_{code,email,declared}, rejected_{self_referral,already_referred,outside_window},
+matched_{code,email,declared},
+rejected_{self_referral,already_referred,outside_window,program_ended},
 conversions_unmatched_dropped, declared_unmatched_dropped, deals_unmatched_dropped.
 """
 
@@ -181,7 +188,9 @@ def _settle(state: ReferralState, directory: Directory, counters: dict[str, int]
     rules = directory.rules(state.program_id)
     ctx = Context(state.program_id, rules, frozenset(state.emails), directory)
     state = replace(state, sources=tuple(resolve(s, ctx) for s in state.sources))
-    view = decide(state.sources, rules.policy, state.winner if state.final else None)
+    frozen = state.winner if state.final else None
+    # Ended: no new referral; one that has its advocate already goes on.
+    view = decide(state.sources, rules.policy, frozen, ended=rules.ended and state.winner is None)
     emitter = Emitter(directory, rules.version, counters=counters)
     state = emitter.publish(state, view)
     return Step(state, emitter.outputs, waits_of(state), emitter.counters)

@@ -1,14 +1,15 @@
 """Marketing's program document -> the rewards core's `RewardRules`, once per program version.
 
 The catalogue (`referrals.programs.catalog`) holds validated, typed documents; this module only
-translates their `rewards` section (and currency, time zone, version) into the core's terms.
+translates their `rewards` section (and currency, time zone, version, status and fraud limits)
+into the core's terms.
 """
 
 from __future__ import annotations
 
 from referrals.platform.errors import PermanentError
 from referrals.programs.catalog import Program, ProgramCatalog
-from services.rewards.domain.rules import Period, RewardRules, Tier
+from services.rewards.domain.rules import FriendReward, Lifecycle, Period, RewardRules, Tier
 
 
 def rules_for(program: Program) -> RewardRules:
@@ -24,6 +25,7 @@ def rules_for(program: Program) -> RewardRules:
         )
         for tier in rewards.tiers
     )
+    friend = rewards.friend_reward
     return RewardRules(
         program_id=program.program_id,
         config_version=program.version,
@@ -36,6 +38,12 @@ def rules_for(program: Program) -> RewardRules:
         approval_threshold_minor=rewards.approval_threshold_minor,
         hold_days=rewards.hold_days,
         tax_threshold_minor=rewards.tax_threshold_minor,
+        friend_reward=None
+        if friend is None
+        else FriendReward(amount_minor=friend.amount_minor, reward_type=friend.reward_type),
+        clawback=rewards.clawback,
+        lifecycle=Lifecycle(doc.status.value),
+        max_wins_per_day=doc.fraud.max_wins_per_day,
     )
 
 

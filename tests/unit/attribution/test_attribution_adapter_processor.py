@@ -43,9 +43,11 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)  # the wall clock; events are in
 Backends = dict[tuple[int, str], MemoryBackend]
 
 
-def program_config(program_id: str = PROGRAM, version: int = 1) -> ProgramConfig:
+def program_config(
+    program_id: str = PROGRAM, version: int = 1, status: str = "ACTIVE"
+) -> ProgramConfig:
     text = (
-        f"program_id: {program_id}\ncurrency: USD\nrewards:\n  tiers:\n"
+        f"program_id: {program_id}\ncurrency: USD\nstatus: {status}\nrewards:\n  tiers:\n"
         '    - {from_referral: 1, amount: "50.00", reward_type: GIFT_CARD}\n'
     )
     document = canonical_json(validate(parse_document(text)))
@@ -155,6 +157,23 @@ async def test_a_conversion_with_a_known_share_is_a_lead_routed_to_the_owner(
     assert h.metric("attribution_matches_total", matched_by="CODE") == 1
     assert h.metric("attribution_statuses_total", status="LEAD") == 1
     assert h.metric("attribution_status_latency_seconds_count") == 1
+
+
+@pytest.mark.parametrize(("status", "told"), [("ENDED", "REJECTED"), ("PAUSED", "LEAD")])
+async def test_an_ended_program_rejects_a_new_referral_and_a_paused_one_still_attributes(
+    tmp_path: Path, status: str, told: str
+) -> None:
+    h = await harness(tmp_path)
+    h.global_record(PROGRAMS, program_config(version=2, status=status))
+    h.global_record(ADVOCATES, profile("adv-a"))
+    h.global_record(SHARES, share("sh-1", "adv-a"))
+    out = h.send(CONVERSIONS, conversion(code=code_of("adv-a")))
+    assert statuses(out) == [("adv-a", told)]
+    record = out[0].value
+    assert isinstance(record, ReferralStatusChanged) and record.config_version == 2
+    ended = status == "ENDED"
+    assert record.reason == ("PROGRAM_ENDED" if ended else None)
+    assert h.metric("attribution_rejections_total", reason="PROGRAM_ENDED") == int(ended)
 
 
 async def test_a_late_share_and_profile_wake_the_waiting_referral(tmp_path: Path) -> None:

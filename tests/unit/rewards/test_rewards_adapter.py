@@ -21,13 +21,14 @@ from referrals.contract.records import (
 )
 from referrals.platform.errors import PermanentError
 from referrals.programs.catalog import Program, ProgramCatalog
+from referrals.programs.model import Fraud, ProgramStatus
 from referrals.programs.put import load_program
 from services.rewards.adapters.ledgers import new_owners, to_outbound
 from services.rewards.adapters.processor import is_reward_input
 from services.rewards.adapters.program_rules import RulesCache, rules_for
 from services.rewards.adapters.routing import Forward, Wait, route
 from services.rewards.domain.decide import new_ledger, on_won
-from services.rewards.domain.rules import Period, Tier
+from services.rewards.domain.rules import FriendReward, Lifecycle, Period, Tier
 
 REPO = Path(__file__).resolve().parents[3]
 ACME = REPO / "deploy" / "programs" / "acme-b2b.yaml"
@@ -53,6 +54,29 @@ def test_acme_program_maps_to_its_rules_in_minor_units() -> None:
     assert got.tax_threshold_minor == 60_000
     assert got.hold_days == 14
     assert got.rule_id == "referral-reward"
+    assert got.friend_reward == FriendReward(2_500, RewardType.BILL_CREDIT)
+    assert got.friend_reward.rule_id == "friend"
+    assert got.clawback is True
+    assert got.lifecycle is Lifecycle.ACTIVE
+    assert got.max_wins_per_day == 10
+
+
+def test_the_further_keys_map_to_the_core_and_are_off_when_left_out() -> None:
+    doc = load_program(ACME)
+    plain = replace(
+        doc,
+        rewards=replace(doc.rewards, friend_reward=None, clawback=False),
+        status=ProgramStatus.ACTIVE,
+        fraud=Fraud(),
+    )
+    got = rules_for(Program("acme-b2b", 1, plain))
+    assert (got.friend_reward, got.clawback, got.max_wins_per_day) == (None, False, None)
+    assert got.lifecycle is Lifecycle.ACTIVE
+    for status, lifecycle in [
+        (ProgramStatus.PAUSED, Lifecycle.PAUSED),
+        (ProgramStatus.ENDED, Lifecycle.ENDED),
+    ]:
+        assert rules_for(Program("acme-b2b", 2, replace(doc, status=status))).lifecycle is lifecycle
 
 
 def test_rules_cache_builds_once_per_version_and_follows_new_versions() -> None:
