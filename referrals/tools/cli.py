@@ -5,9 +5,11 @@
     referrals publish TOPIC FILE            JSON lines (- for stdin) -> Avro records
     referrals tail TOPIC                    records as JSON lines, read_committed
     referrals program validate|put FILE     a program document (every problem, with its path)
-    referrals approve|retry PAYOUT_ID       release a reward held for approval / re-issue a FAILED
-                                            payout (refused, exit 1, in any other state)
-    referrals reconcile [--json]            issued, paid, failed, outstanding     (cli_payouts)
+    referrals approve|deny|retry PAYOUT_ID  release / deny a reward held for review, re-issue a
+                                            FAILED payout: the rewards service answers (exit 0
+                                            applied, 1 refused, 2 no answer within --timeout)
+    referrals reconcile [--json]            issued, paid, failed, outstanding, clawed back
+    referrals tax-report --year YYYY        CSV: paid per advocate in a year  (cli_payouts)
     referrals simulate --advocates N --out DIR   a program year and its ground truth
     referrals report --program ID --out DIR [--truth FILE]   benchmarks   (cli_benchmarks)
     referrals faults [--scale bounded|standard|long] [--out DIR]   the fault suite
@@ -15,7 +17,8 @@
 
 Exit status 0 on success; 1 with a one-line message on standard error (`referrals COMMAND:
 ...`, naming the line and field at fault for bad input) when a command fails on purpose; 2 on
-a usage error; 130 on Ctrl-C; `broker status` exits 3 when no broker runs. Every command that
+a usage error; 130 on Ctrl-C; `broker status` exits 3 when no broker runs; approve, deny and
+retry exit 2 when the rewards service did not answer in time. Every command that
 talks to Kafka honours KAFKA_BOOTSTRAP_SERVERS (and KAFKA_TOPIC_PREFIX).
 
 Each command is one function: click turns the command line into typed values, the function
@@ -46,7 +49,7 @@ from referrals.programs.put import describe, load_program, put
 from referrals.streams.kafka import make_admin
 from referrals.tools.cli_benchmarks import report, simulate
 from referrals.tools.cli_broker import broker_group
-from referrals.tools.cli_payouts import approve, reconcile, retry
+from referrals.tools.cli_payouts import approve, deny, reconcile, retry, tax_report
 from referrals.tools.faults.cli import faults
 from referrals.tools.tail import tail
 
@@ -251,8 +254,10 @@ for command in (
     tail_command,
     program_group,
     approve,
+    deny,
     retry,
     reconcile,
+    tax_report,
     simulate,
     report,
     faults,

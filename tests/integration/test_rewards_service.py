@@ -1,6 +1,8 @@
 """The rewards service as its own process against the real broker, driven like an operator does:
 program put with the CLI, WON / REVERSED statuses as the attribution service would publish them,
-payout results as finance would, and `referrals approve|retry|reconcile`."""
+payout results as finance would, operators' approve / retry on the service's internal command
+path (`referrals approve|deny|retry` and their answers are the operator tests'), and
+`referrals reconcile`."""
 
 from __future__ import annotations
 
@@ -198,10 +200,12 @@ def _cli_ok(topics: KafkaSettings, *args: str) -> str:
     return result.stdout
 
 
-def _cli_refused(topics: KafkaSettings, *args: str) -> str:
-    result = run_cli(topics, *args)
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    return result.stderr
+async def send_command(
+    topics: KafkaSettings, action: RewardAction, payout_id: str, command_id: str
+) -> None:
+    """An operator's command on the service's internal path (rewards.by-payout.v1)."""
+    command = RewardCommand(command_id, payout_id, action, "ops", datetime.now(UTC))
+    await produce(topics, REWARDS_BY_PAYOUT, [(payout_id.encode(), CODEC.encode(command))])
 
 
 # -- 1. tiers -----------------------------------------------------------------------------------
@@ -305,17 +309,12 @@ async def test_a_reward_over_the_approval_threshold_waits_for_the_approve_comman
             return any(s.reason == "NEEDS_APPROVAL" for s in seen)
 
         await eventually(awaiting, "REWARD_HELD NEEDS_APPROVAL")
-        assert "unknown payout po-unknown" in _cli_refused(topics, "approve", "po-unknown")
-        assert "is REWARD_HELD (NEEDS_APPROVAL)" in _cli_refused(topics, "retry", held)
-        assert f"approval of payout {held} sent" in _cli_ok(topics, "approve", held, "--by", "fin")
+        await send_command(topics, RewardAction.APPROVE, held, "cmd-approve")
         [payout] = await payouts(topics, expect=1, within=60)
         assert (payout.payout_id, payout.attempt, payout.amount_minor) == (held, 1, 5_000)
 
-        refusal = _cli_refused(topics, "approve", held)
-        assert f"payout {held} is REWARDED; only a reward held for approval" in refusal
-        # Bypassing the CLI, a repeated approval reaches the service, which refuses it too.
-        again = RewardCommand("cmd-again", held, RewardAction.APPROVE, "ops", datetime.now(UTC))
-        await produce(topics, REWARDS_BY_PAYOUT, [(held.encode(), CODEC.encode(again))])
+        # A repeated approval reaches the service, which refuses it.
+        await send_command(topics, RewardAction.APPROVE, held, "cmd-again")
 
         async def refused() -> bool:
             labels = {"action": "APPROVE", "reason": "NOT_AWAITING_REVIEW"}
@@ -360,12 +359,9 @@ async def test_payout_results_mark_paid_or_failed_and_a_failed_payout_can_be_ret
             ("r2", "ACCOUNT_CLOSED"),
             ("r3", "BOUNCED"),
         }
-        assert "retry (attempt 2)" in _cli_ok(topics, "retry", payout_of("r2"))
+        await send_command(topics, RewardAction.RETRY, payout_of("r2"), "cmd-retry")
         retried = await payouts(topics, expect=4, within=60)
         assert (retried[-1].payout_id, retried[-1].attempt) == (payout_of("r2"), 1 + 1)
-        assert "is PAID; only a payout whose latest status is PAYOUT_FAILED" in _cli_refused(
-            topics, "retry", payout_of("r1")
-        )
         assert service.metric("rewards_payout_failures_total") == 2
     finally:
         service.stop()
@@ -377,9 +373,12 @@ async def test_payout_results_mark_paid_or_failed_and_a_failed_payout_can_be_ret
     assert line["paid"] == {"count": 1, "amount_minor": 5_000, "amount": "50.00"}
     assert line["failed"] == {"count": 1, "amount_minor": 7_500, "amount": "75.00"}
     assert line["outstanding"] == {"count": 1, "amount_minor": 5_000, "amount": "50.00"}
-    assert report["errors"] == [] and report["unmatched_results"] == []
+    assert line["clawed_back"] == {"count": 0, "amount_minor": 0, "amount": "0.00"}
+    assert line["friends"]["issued"]["count"] == 0
+    assert report["errors"] == [] and report["unmatched_results"] == []  # v1 and v2 agree
     table = _cli_ok(topics, "reconcile").splitlines()
-    assert table[1].split() == ("acme-b2b USD 3 / 175.00 1 / 50.00 1 / 75.00 1 / 50.00 4".split())
+    row = "acme-b2b USD 3 / 175.00 1 / 50.00 1 / 75.00 1 / 50.00 4 0 / 0.00 0 / 0.00"
+    assert table[1].split() == row.split()
 
 
 # -- 6. bad input -------------------------------------------------------------------------------

@@ -53,8 +53,10 @@ def test_the_commands_are_those_the_readme_lists() -> None:
         "program validate",
         "program put",
         "approve",
+        "deny",
         "retry",
         "reconcile",
+        "tax-report",
         "simulate",
         "report",
         "faults",
@@ -110,6 +112,12 @@ def test_completion_offers_the_contracts_topics() -> None:
         ["run", "billing"],
         ["simulate"],
         ["simulate", "--out", "x", "--now", "2026-05-01T12:00"],
+        ["approve"],
+        ["deny", "po-1", "--timeout", "0"],
+        ["retry", "po-1", "--timeout", "soon"],
+        ["tax-report"],
+        ["tax-report", "--year", "20x6"],
+        ["tax-report", "--year", "26"],
     ],
 )
 def test_a_usage_error_exits_2(argv: list[str]) -> None:
@@ -168,3 +176,11 @@ def test_the_cli_loads_no_service_until_one_runs() -> None:
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_a_bad_year_is_named_in_the_usage_error() -> None:
+    result = CliRunner().invoke(cli, ["tax-report", "--year", "20x6"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--year': '20x6' is not a valid integer" in result.stderr
+    result = CliRunner().invoke(cli, ["tax-report", "--year", "1999"])
+    assert "1999 is not in the range 2000<=x<=9999" in result.stderr

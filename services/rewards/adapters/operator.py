@@ -1,14 +1,16 @@
-"""`referrals approve|retry PAYOUT_ID` and `referrals reconcile`: the Kafka side.
+"""`referrals approve|deny|retry PAYOUT_ID`: the Kafka side of the operator's commands.
 
-approve / retry:
-1. find the payout's owner (advocate) on `rewards.by-payout.v1`, reading only the partition
-   its payout_id hashes to;
-2. read that advocate's partition of `referral.status.v1` (read_committed, from the beginning
-   to the end as of now) for the payout's statuses;
-3. refuse unless the latest one allows the command (`commands.check`); else publish a
-   `RewardCommand` keyed by payout_id on `rewards.by-payout.v1` (one transaction).
-reconcile reads `rewards.payouts.v1` and `rewards.payout-results.v1` whole (read_committed),
-leaving out the results the rewards service dead-lettered (`rewards.payout-results.v1.dlq`).
+approve / deny / retry (`request`): the rewards service is the authority, so the command goes
+to it and the answer comes back:
+1. note the end (read_committed) of the `operator.command-results.v1` partition the new
+   command_id hashes to, before anything is published, so the answer cannot be missed;
+2. publish one `OperatorCommand` keyed by command_id on `operator.commands.v1` (the audit log
+   of every operator action), in its own transaction;
+3. read that partition from the noted offset until the `CommandResult` with this command_id
+   arrives, or the timeout passes (`NoAnswer`; the command stays in the log and is applied
+   when the service reads it).
+It also holds the topic reading that `payout_reports` (reconcile, tax-report) and the fault
+suite share: `read_records` reads a topic whole, read_committed.
 
 Each function takes typed values and returns a result or raises a `ReferralsError`; it prints
 nothing, so the CLI and a future API call the same functions and each words the answer its way.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,30 +29,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from referrals.contract.avro import AvroCodec
-from referrals.contract.records import (
-    PayoutCommand,
-    PayoutOwner,
-    PayoutResult,
-    Record,
-    ReferralStatusChanged,
-    RewardAction,
-    RewardCommand,
-)
-from referrals.contract.topics import (
-    PAYOUT_RESULTS,
-    PAYOUTS,
-    REWARDS_BY_PAYOUT,
-    STATUS,
-    TopicNames,
-    dlq_of,
-)
+from referrals.contract.records import CommandResult, OperatorCommand, Record, RewardAction
+from referrals.contract.topics import COMMAND_RESULTS, OPERATOR_COMMANDS, TopicNames
 from referrals.platform.errors import DecodeError, ReferralsError
 from referrals.platform.settings import KafkaSettings
-from referrals.streams.dlq import header_dict
 from referrals.streams.kafka import make_consumer, make_producer
-from services.rewards.domain import commands
 
 READ_LIMIT_S = 120.0  # a topic read that makes no progress for this long is an error
+DEFAULT_TIMEOUT_S = 30.0  # the contract's default wait for a command's answer
 
 
 class TopicReadError(ReferralsError):
@@ -109,129 +96,104 @@ def decoded(messages: list[Any], codec: AvroCodec) -> tuple[list[Record], int]:
     return out, len(messages) - len(out)
 
 
-async def payout_history(settings: KafkaSettings, payout_id: str) -> list[ReferralStatusChanged]:
-    """The payout's statuses in the order they were produced ([] for an unknown payout)."""
-    codec = AvroCodec()
-    routed, _ = decoded(await read_records(settings, REWARDS_BY_PAYOUT, key=payout_id), codec)
-    owners = [r for r in routed if isinstance(r, PayoutOwner)]
-    if not owners:
-        return []
-    statuses, _ = decoded(await read_records(settings, STATUS, key=owners[-1].advocate_id), codec)
-    return [
-        s for s in statuses if isinstance(s, ReferralStatusChanged) and s.payout_id == payout_id
-    ]
-
-
+# -- approve / deny / retry ---------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class Sent:
-    """An approve or retry published for the rewards service to carry out."""
+class Answer:
+    """The rewards service's answer to an operator's command."""
 
-    action: RewardAction
-    attempt: int  # the payout attempt the command releases (approve) or issues (retry)
-    command: RewardCommand
-    latest: ReferralStatusChanged  # the payout's status when the command was sent
+    command: OperatorCommand
+    result: CommandResult
 
-    def describe(self) -> str:
-        """What the operator is told: the command, the state it found and whose payout it is."""
-        verb = (
-            "approval" if self.action is RewardAction.APPROVE else f"retry (attempt {self.attempt})"
+
+class NoAnswer(ReferralsError):
+    """No answer within the timeout: the command is published (the audit log keeps it) and the
+    rewards service applies it when it reads it; it may not be running."""
+
+    reason = "NO_ANSWER"
+
+    def __init__(self, command: OperatorCommand, timeout_s: float) -> None:
+        super().__init__(
+            f"no answer to command {command.command_id} within {timeout_s:g} s; the rewards "
+            "service may not be running"
         )
-        return (
-            f"{verb} of payout {self.command.payout_id} sent (it was "
-            f"{commands.describe(self.latest)}; advocate {self.latest.advocate_id}, referral "
-            f"{self.latest.referral_id}); command {self.command.command_id}"
-        )
+        self.command = command
+        self.timeout_s = timeout_s
 
 
-async def approve(settings: KafkaSettings, payout_id: str, by: str) -> Sent:
-    """Releases a reward held for approval; `commands.Refused` in any other state."""
-    return await request(settings, RewardAction.APPROVE, payout_id, by)
+def new_command(
+    action: RewardAction,
+    target_id: str,
+    by: str,
+    reason: str | None = None,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    new_id: Callable[[], str] = lambda: "cmd-" + uuid.uuid4().hex,
+) -> OperatorCommand:
+    """A fresh command: each invocation is its own entry in the audit log."""
+    return OperatorCommand(new_id(), action, target_id, by, now(), reason)
 
 
-async def retry(settings: KafkaSettings, payout_id: str, by: str) -> Sent:
-    """Re-issues a FAILED payout as its next attempt; `commands.Refused` in any other state."""
-    return await request(settings, RewardAction.RETRY, payout_id, by)
+async def request(
+    settings: KafkaSettings, command: OperatorCommand, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> Answer:
+    """Publishes `command` and waits up to `timeout_s` for its result (else `NoAnswer`)."""
+    consumer = make_consumer(settings, client_id="referrals-cli-answers")
+    await consumer.start()
+    try:
+        # Where the answer will be, noted before the command exists: nothing can slip past.
+        tp = await _partition_of(consumer, COMMAND_RESULTS, command.command_id, settings)
+        consumer.assign([tp])
+        start = (await consumer.end_offsets([tp]))[tp]  # read_committed: the last stable offset
+        consumer.seek(tp, start)
+        await publish_command(settings, command)
+        result = await _await_result(consumer, command.command_id, timeout_s)
+    finally:
+        await consumer.stop()
+    if result is None:
+        raise NoAnswer(command, timeout_s)
+    return Answer(command, result)
 
 
-async def request(settings: KafkaSettings, action: RewardAction, payout_id: str, by: str) -> Sent:
-    """Checks the payout's history allows `action` (else `commands.Refused`), then sends it."""
-    history = await payout_history(settings, payout_id)
-    attempt = commands.check(action, payout_id, history)
-    command = commands.make_command(action, payout_id, attempt, by, datetime.now(UTC))
-    await _send(settings, command)
-    return Sent(action, attempt, command, history[-1])
+async def _partition_of(
+    consumer: AIOKafkaConsumer, topic: str, key: str, settings: KafkaSettings
+) -> TopicPartition:
+    physical = TopicNames(settings.topic_prefix)(topic)
+    await consumer._client.force_metadata_update()
+    found = sorted(consumer.partitions_for_topic(physical) or ())
+    if not found:
+        raise TopicReadError(f"topic {physical} does not exist; run `referrals topics create`")
+    return TopicPartition(physical, partition_for(key, found))
 
 
-async def _send(settings: KafkaSettings, command: RewardCommand) -> None:
-    """One command keyed by payout_id, in its own transaction: read_committed sees it once."""
+async def _await_result(
+    consumer: AIOKafkaConsumer, command_id: str, timeout_s: float
+) -> CommandResult | None:
+    """The CommandResult for `command_id` (other commands' answers share the partition)."""
+    codec = AvroCodec()
+    wanted = command_id.encode("utf-8")
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        batch = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000) + 1)
+        for msg in (m for ms in batch.values() for m in ms if m.key == wanted):
+            try:
+                record = codec.decode(msg.value or b"", "CommandResult")
+            except DecodeError:
+                continue
+            if isinstance(record, CommandResult) and record.command_id == command_id:
+                return record
+    return None
+
+
+async def publish_command(settings: KafkaSettings, command: OperatorCommand) -> None:
+    """One command keyed by command_id, in its own transaction: read_committed sees it once."""
     producer = make_producer(
         settings, client_id="referrals-cli", transactional_id=f"referrals-cli-{uuid.uuid4()}"
     )
     await producer.start()
     try:
         async with producer.transaction():
-            topic = TopicNames(settings.topic_prefix)(REWARDS_BY_PAYOUT)
+            topic = TopicNames(settings.topic_prefix)(OPERATOR_COMMANDS)
             value = AvroCodec().encode(command)
-            await producer.send(topic, value, key=command.payout_id.encode())
+            await producer.send(topic, value, key=command.command_id.encode())
     finally:
         await producer.stop()
-
-
-async def reconcile(settings: KafkaSettings) -> commands.Report:
-    """Issued, paid, failed and outstanding payouts per program and currency."""
-    payouts = await read_records(settings, PAYOUTS)
-    results = await read_records(settings, PAYOUT_RESULTS)
-    try:
-        dead = await read_records(settings, dlq_of(PAYOUT_RESULTS))
-    except TopicReadError:  # no DLQ topic: nothing was dead-lettered
-        dead = []
-    physical = TopicNames(settings.topic_prefix)(PAYOUT_RESULTS)
-    return reconcile_messages(payouts, results, dead, physical, AvroCodec())
-
-
-def reconcile_messages(
-    payouts: list[Any], results: list[Any], dead: list[Any], results_topic: str, codec: AvroCodec
-) -> commands.Report:
-    """The report from consumed records: results the rewards service dead-lettered (found on
-    the results' `.dlq` by their original partition and offset) are not counted, since the
-    service never acted on them."""
-    rejected = dead_lettered(dead, results_topic)
-    kept = [m for m in results if (m.partition, m.offset) not in rejected]
-    issued, bad_payouts = decoded(payouts, codec)
-    answered, bad_results = decoded(kept, codec)
-    report = commands.reconcile(
-        [p for p in issued if isinstance(p, PayoutCommand)],
-        [r for r in answered if isinstance(r, PayoutResult)],
-    )
-    report.skipped = bad_payouts + bad_results
-    report.dead_lettered = len(results) - len(kept)
-    return report
-
-
-def dead_lettered(dead: list[Any], topic: str) -> set[tuple[int, int]]:
-    """(partition, offset) of each record of physical `topic` found on its dead-letter topic."""
-    out: set[tuple[int, int]] = set()
-    for msg in dead:
-        headers = header_dict(msg.headers)
-        if headers.get("dlq.original.topic") != topic:
-            continue
-        try:
-            out.add((int(headers["dlq.original.partition"]), int(headers["dlq.original.offset"])))
-        except (KeyError, ValueError):
-            continue
-    return out
-
-
-def check_unique(report: commands.Report) -> None:
-    """Payouts are exactly once: a (payout_id, attempt) issued twice, or a payout PAID on two
-    attempts (the money moved twice), is an error to investigate."""
-    if report.duplicates:
-        raise ReferralsError(
-            f"{len(report.duplicates)} (payout_id, attempt) issued more than once",
-            reason="DUPLICATE_PAYOUT",
-        )
-    if report.paid_twice:
-        raise ReferralsError(
-            f"{len(report.paid_twice)} payout(s) PAID on more than one attempt",
-            reason="PAID_TWICE",
-        )
