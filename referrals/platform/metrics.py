@@ -64,6 +64,13 @@ class RuntimeMetrics:
         )
         self.lag = Gauge("referrals_consumer_lag", "Records behind the end", ["topic"], registry=r)
         self.programs = Gauge("referrals_programs_known", "Program configs loaded", registry=r)
+        # Programs are configuration an operator publishes: a small, bounded set of labels.
+        self.program_version = Gauge(
+            "referrals_program_version",
+            "The version of each program's config in force in this service",
+            ["program"],
+            registry=r,
+        )
         self.info = Gauge("referrals_service_info", "Service identity", ["service"], registry=r)
         self.info.labels(self.service).set(1)
 

@@ -79,5 +79,6 @@ class ProgramAwareProcessor(Processor):
 
     def on_global(self, topic: str, key: str | None, record: Record) -> None:
         if isinstance(record, ProgramConfig):
-            self.programs.apply(record)
+            program = self.programs.apply(record)
             self.metrics.programs.set(len(self.programs))
+            self.metrics.program_version.labels(program.program_id).set(program.version)

@@ -109,17 +109,21 @@ def start_rewards(
     return service
 
 
-def put_program(topics: KafkaSettings, tmp_path: Path, **rewards: Any) -> None:
-    """Puts acme-b2b.yaml with these `rewards` keys changed (None removes one) via the CLI."""
+def put_program(
+    topics: KafkaSettings, tmp_path: Path, *, top: dict[str, Any] | None = None, **rewards: Any
+) -> None:
+    """Puts acme-b2b.yaml with these `rewards` keys (and `top`-level keys such as status or
+    fraud) changed (None removes one) via the CLI."""
     path = ACME
-    if rewards:
+    if rewards or top:
         doc = yaml.safe_load(ACME.read_text())
-        for key, value in rewards.items():
-            if value is None:
-                doc["rewards"].pop(key, None)
-            else:
-                doc["rewards"][key] = value
-        path = tmp_path / "program.yaml"
+        for where, changes in ((doc["rewards"], rewards), (doc, top or {})):
+            for key, value in changes.items():
+                if value is None:
+                    where.pop(key, None)
+                else:
+                    where[key] = value
+        path = tmp_path / f"program-{time.monotonic_ns()}.yaml"
         path.write_text(yaml.safe_dump(doc))
     result = run_cli(topics, "program", "put", str(path))
     assert result.returncode == 0, result.stderr
@@ -317,7 +321,7 @@ async def test_a_reward_over_the_approval_threshold_waits_for_the_approve_comman
         await send_command(topics, RewardAction.APPROVE, held, "cmd-again")
 
         async def refused() -> bool:
-            labels = {"action": "APPROVE", "reason": "NOT_AWAITING_REVIEW"}
+            labels = {"action": "APPROVE", "reason": "ALREADY_APPROVED"}
             return service.metric("rewards_commands_refused_total", **labels) == 1
 
         await eventually(refused, "the service's refusal, counted")
@@ -331,7 +335,8 @@ async def test_a_reward_over_the_approval_threshold_waits_for_the_approve_comman
 async def test_payout_results_mark_paid_or_failed_and_a_failed_payout_can_be_retried(
     topics: KafkaSettings, tmp_path: Path
 ) -> None:
-    put_program(topics, tmp_path, hold_days=0, approval_threshold=None)
+    # one-sided: the friends' rewards and their reconciliation are test_rewards_commands's
+    put_program(topics, tmp_path, hold_days=0, approval_threshold=None, friend_reward=None)
     now = datetime.now(UTC)
     await publish_statuses(topics, [status("adv-1", f"r{n}", now) for n in (1, 2, 3)])
     service = start_rewards(topics, tmp_path / "state")

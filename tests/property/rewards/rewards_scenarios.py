@@ -3,13 +3,16 @@
 A scenario is program rules, a WON per referral (fixed time, deal amount and currency, so a
 repeated "won" op is an exact duplicate when its variant matches and a by-referral duplicate
 otherwise) and a list of ops: wins, reversals, approvals, retries, payout results, profile
-updates and clock ticks.
+updates and clock ticks; and the money rules' inputs: operator commands with command ids (a
+repeated id is a repeated command) on the advocate's or the friend's payout, the friend's
+payout results, and the program paused or active again (its rewards then resumed, as the
+adapter does on its next punctuation).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -20,10 +23,14 @@ from referrals.contract.records import (
     Channel,
     MatchedBy,
     PayoutCommand,
+    PayoutKind,
     PayoutResult,
     PayoutStatus,
+    Recipient,
     ReferralStatus,
     ReferralStatusChanged,
+    RewardAction,
+    RewardCommand,
     RewardType,
 )
 from services.rewards.adapters.codec import LEDGERS
@@ -31,8 +38,10 @@ from services.rewards.domain import ids
 from services.rewards.domain.decide import (
     new_ledger,
     on_approve,
+    on_command,
     on_payout_result,
     on_profile,
+    on_resume,
     on_retry,
     on_reversed,
     on_tick,
@@ -40,7 +49,7 @@ from services.rewards.domain.decide import (
 )
 from services.rewards.domain.ledger import Entry, Ledger, Reason, State, to_ms
 from services.rewards.domain.outputs import Decision, Output
-from services.rewards.domain.rules import Period, RewardRules, Tier
+from services.rewards.domain.rules import FriendReward, Lifecycle, Period, RewardRules, Tier
 
 PROGRAM, ADVOCATE = "acme", "adv-1"
 START = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -72,9 +81,13 @@ rules_st = st.builds(
     time_zone=st.just("America/New_York"),
     period=st.sampled_from(Period),
     period_cap_minor=st.sampled_from([None, 8_000, 12_000, 30_000]),
-    approval_threshold_minor=st.sampled_from([None, 7_500]),
+    approval_threshold_minor=st.sampled_from([None, None, 5_000, 7_500]),
     hold_days=st.sampled_from([0, 30]),
     tax_threshold_minor=st.sampled_from([None, 10_000]),
+    friend_reward=st.sampled_from([None, FriendReward(2_500, RewardType.BILL_CREDIT)]),
+    clawback=st.booleans(),
+    lifecycle=st.sampled_from([Lifecycle.ACTIVE, Lifecycle.ACTIVE, Lifecycle.PAUSED]),
+    max_wins_per_day=st.sampled_from([None, None, 1, 1, 2]),
 )
 # skewed, so that later ops often concern a referral already won
 ref_st = st.sampled_from([0, 0, 0, 1, 1, 2, 3, 4, 5])
@@ -97,6 +110,18 @@ op_st = st.one_of(
     result_st,
     st.tuples(st.just("profile"), st.booleans()),
     st.tuples(st.just("tick"), st.integers(0, 24 * 40)),
+    # (action, referral, on the friend's payout, command id: few, so some repeat)
+    st.tuples(
+        st.just("command"), st.sampled_from(RewardAction), ref_st, st.booleans(), st.integers(0, 3)
+    ),
+    st.tuples(
+        st.just("command"), st.just(RewardAction.DENY), ref_st, st.just(False), st.integers(0, 3)
+    ),
+    st.tuples(
+        st.just("command"), st.just(RewardAction.APPROVE), ref_st, st.booleans(), st.integers(0, 3)
+    ),
+    st.tuples(st.just("friend_result"), ref_st, st.sampled_from([1, 1, 2]), st.booleans()),
+    st.tuples(st.just("lifecycle"), st.sampled_from(Lifecycle)),
 )
 scenario_st = st.builds(
     Scenario,
@@ -128,18 +153,30 @@ def status_record(
     )
 
 
-def step(s: Scenario, book: Ledger, op: Op, now: datetime) -> tuple[Decision, datetime]:
+def step(
+    s: Scenario, rules: RewardRules, book: Ledger, op: Op, now: datetime
+) -> tuple[Decision, datetime]:
+    """One op under `rules`, the program version in force (a "lifecycle" op changes it: `run`)."""
     kind, *args = op
     match kind, args:
         case "won", [int(ref), int(variant)]:
             won = status_record(s, ref, ReferralStatus.WON, f"won-{ref}-{variant}")
-            return on_won(book, s.rules, won, now), now
+            return on_won(book, rules, won, now), now
         case "reverse", [int(ref)]:
-            return on_reversed(
-                book, status_record(s, ref, ReferralStatus.REVERSED, f"rev-{ref}"), now
-            ), now
+            reversal = status_record(s, ref, ReferralStatus.REVERSED, f"rev-{ref}")
+            return on_reversed(book, reversal, now, clawback_on=rules.clawback), now
         case "approve", [int(ref)]:
-            return on_approve(book, s.rules, payout_of(s, ref), now), now
+            return on_approve(book, rules, payout_of(s, ref), now), now
+        case "command", [RewardAction() as action, int(ref), bool(friend), int(cid)]:
+            target = friend_payout_of(s, ref) if friend else payout_of(s, ref)
+            command = RewardCommand(f"c{cid}", target, action, "ops", now)
+            return on_command(book, rules, command, now), now
+        case "friend_result", [int(ref), int(attempt), bool(paid)]:
+            status = PayoutStatus.PAID if paid else PayoutStatus.FAILED
+            answer = PayoutResult(friend_payout_of(s, ref), attempt, status, now, "NOPE")
+            return on_payout_result(book, answer, now), now
+        case "lifecycle", [Lifecycle()]:
+            return on_resume(book, rules, now), now
         case "retry", [int(ref)]:
             return on_retry(book, payout_of(s, ref), now), now
         case "result", [int(ref), int(attempt), bool(paid)]:
@@ -156,6 +193,10 @@ def step(s: Scenario, book: Ledger, op: Op, now: datetime) -> tuple[Decision, da
 
 def payout_of(s: Scenario, ref: int) -> str:
     return ids.payout_id(PROGRAM, f"r{ref}", s.rules.rule_id)
+
+
+def friend_payout_of(s: Scenario, ref: int) -> str:
+    return ids.payout_id(PROGRAM, f"r{ref}", "friend", PayoutKind.PAYOUT, Recipient.FRIEND)
 
 
 def profile(form: bool, now: datetime) -> AdvocateProfile:
@@ -178,10 +219,16 @@ class Archive:
 
     def wanted(self, s: Scenario, op: Op, now: datetime) -> list[Entry]:
         kind, *args = op
-        if kind in ("won", "reverse", "approve", "retry", "result"):
-            ref = args[0]  # by referral or by payout: one referral here either way
+        if kind in ("won", "reverse", "approve", "retry", "result", "friend_result", "command"):
+            ref = args[1] if kind == "command" else args[0]  # by referral or payout: the same
             found = self.entries.get(f"r{ref}")
             return [] if found is None else [found]
+        if kind == "lifecycle":
+            return [
+                e
+                for e in self.entries.values()
+                if e.state is State.HELD and e.reason == Reason.PROGRAM_PAUSED
+            ]
         if kind == "profile" and args[0]:
             return [
                 e
@@ -191,7 +238,7 @@ class Archive:
         if kind == "tick":
             later = to_ms(now + timedelta(hours=int(str(args[0]))))
             return [
-                e for e in self.entries.values() if e.state is State.PENDING and e.due_at <= later
+                e for e in self.entries.values() if (due := e.due_ms) is not None and due <= later
             ]
         return []
 
@@ -205,15 +252,17 @@ def run(
     s: Scenario, persist_at: frozenset[int] = frozenset(), archive: Archive | None = None
 ) -> Run:
     """`archive`: keep the ledger as the adapter does, every entry archived between inputs."""
-    book, now = new_ledger(PROGRAM, ADVOCATE), START
+    book, now, rules = new_ledger(PROGRAM, ADVOCATE), START, s.rules
     trace = Run([], [], [])
     for index, op in enumerate(s.ops):
         if index in persist_at:
             book = LEDGERS.decode(LEDGERS.encode(book))
         stored = book
+        if op[0] == "lifecycle":
+            rules = replace(rules, lifecycle=op[1])
         if archive is not None:
             book = book.revive(archive.wanted(s, op, now))
-        decision, now = step(s, book, op, now)
+        decision, now = step(s, rules, book, op, now)
         book = decision.ledger
         if archive is not None:
             book = archive.keep(book) if decision.changed else stored
@@ -224,6 +273,14 @@ def run(
 
 
 def commands(trace: Run) -> list[PayoutCommand]:
+    """The advocate's payouts (what rewards.payouts.v1 carries)."""
+    return [
+        o for o in money(trace) if o.kind is PayoutKind.PAYOUT and o.recipient is Recipient.ADVOCATE
+    ]
+
+
+def money(trace: Run) -> list[PayoutCommand]:
+    """Every money movement (rewards.payouts.v2): payouts to both recipients and clawbacks."""
     return [o for outs in trace.outputs for o in outs if isinstance(o, PayoutCommand)]
 
 
