@@ -300,11 +300,11 @@ def on_tick(ledger: Ledger, now: datetime) -> Decision:
         if entry.due_at > now_ms:
             continue
         emitted: list[Output] = []
-        if entry.friend is not None and entry.friend.state is State.PENDING:
-            entry, emitted = issue_friend(ledger, entry, now)
         if entry.state is State.PENDING:
-            entry, more = issue(ledger, entry, now)
-            emitted = more + emitted
+            entry, emitted = issue(ledger, entry, now)
+        if entry.friend is not None and entry.friend.state is State.PENDING:
+            entry, more = issue_friend(ledger, entry, now)
+            emitted += more
         if emitted:
             ledger = ledger.put(entry)
             outputs += emitted

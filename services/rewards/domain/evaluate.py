@@ -157,19 +157,18 @@ def past_review(
 ) -> tuple[Entry, list[Output]]:
     """The walk of a reviewed entry: the friend's reward goes on, then the advocate's own gates
     (a None `tax_threshold` passes the tax gate)."""
-    outputs: list[Output] = []
+    friends: list[Output] = []  # after the advocate's own records
     if entry.friend is not None and entry.friend.state is State.HELD:
         entry = replace(entry, friend=replace(entry.friend, state=State.PENDING))
         if entry.due_at <= to_ms(now):
-            entry, issued = issue_friend(ledger, entry, now)
-            outputs += issued
+            entry, friends = issue_friend(ledger, entry, now)
     if entry.tier == 0:
-        return replace(entry, state=State.UNREWARDED, reason=None), outputs
+        return replace(entry, state=State.UNREWARDED, reason=None), friends
     if entry.blocked is not None:
         if entry.state is State.HELD and entry.reason == entry.blocked:
-            return entry, outputs  # announced already
+            return entry, friends  # announced already
         entry, held = hold(ledger, entry, Reason(entry.blocked), now)
-        return entry, outputs + held
+        return entry, held + friends
     tax = tax_threshold
     if (
         tax is not None
@@ -178,13 +177,13 @@ def past_review(
         >= tax
     ):
         entry, held = hold(ledger, entry, Reason.TAX_INFO_REQUIRED, now)
-        return entry, outputs + held
+        return entry, held + friends
     entry = replace(entry, state=State.PENDING, reason=None)
-    outputs.append(status(ledger, entry, ReferralStatus.REWARD_PENDING, now))
+    outputs: list[Output] = [status(ledger, entry, ReferralStatus.REWARD_PENDING, now)]
     if entry.due_at <= to_ms(now):
         entry, issued = issue(ledger, entry, now)
         outputs += issued
-    return entry, outputs
+    return entry, outputs + friends
 
 
 def issue(ledger: Ledger, entry: Entry, now: datetime) -> tuple[Entry, list[Output]]:
