@@ -17,6 +17,8 @@ def test_program_is_valid_and_pays_one_fixed_amount() -> None:
     doc = validate(parse_document(workload.PROGRAM_DOC, "faults"))
     assert doc.program_id == workload.PROGRAM_ID
     assert [t.amount_minor for t in doc.rewards.tiers] == [workload.AMOUNT_MINOR]
+    assert doc.rewards.friend_reward is not None
+    assert doc.rewards.friend_reward.amount_minor == workload.FRIEND_MINOR
 
 
 def test_every_won_referral_and_only_those_expect_one_payout() -> None:
@@ -25,6 +27,7 @@ def test_every_won_referral_and_only_those_expect_one_payout() -> None:
     assert 0 < len(won) < 200
     assert set(wl.expected) == {r.payout_id for r in won}
     assert len(wl.expected) == len(won)  # ids are distinct
+    assert len(wl.friends) == len(won) and not set(wl.friends) & set(wl.expected)
     wins = [r for t, _, r in wl.events if t == DEALS and getattr(r, "stage", None) == "WON"]
     assert len(wins) == len(won)
 

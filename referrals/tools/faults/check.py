@@ -1,8 +1,8 @@
 """The checker: reads the topics back (read_committed, to their end) and counts.
 
-- payouts on `rewards.payouts.v1` (and `.v2` when it exists), per (payout_id, attempt):
-  missing (expected, never seen), doubled (seen more than once), unexpected (never expected),
-  wrong amount;
+- payouts on `rewards.payouts.v1` (the advocates') and `.v2` (those and the friends'), per
+  (payout_id, attempt) and topic: missing (expected, never seen), doubled (seen more than
+  once), unexpected (never expected there), wrong amount;
 - referrals seen: distinct referral ids on `referral.status.v1` that belong to the workload;
 - dead letters on every input topic's `.dlq`, by topic and reason, matched to the bad-input
   corpus by their original coordinates (`dlq.original.topic/partition/offset`): each corpus
@@ -18,14 +18,12 @@ from typing import Any
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.records import PayoutCommand, ReferralStatusChanged
-from referrals.contract.topics import PAYOUTS, STATUS, TopicNames, dlq_of
+from referrals.contract.topics import PAYOUTS, PAYOUTS_V2, STATUS, TopicNames, dlq_of
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.dlq import header_dict
 from referrals.tools.faults.corpus import INPUT_TOPICS
 from referrals.tools.faults.workload import Workload
 from services.rewards.adapters.operator import TopicReadError, read_records
-
-PAYOUTS_V2 = "rewards.payouts.v2"
 
 
 @dataclass(frozen=True)
@@ -71,8 +69,8 @@ async def payouts_seen(kafka: KafkaSettings) -> set[str]:
 async def check(kafka: KafkaSettings, workload: Workload, sent: list[Sent]) -> Checked:
     codec, out = AvroCodec(), Checked()
     out.expected = len(workload.expected)
-    seen_ids: set[str] = set()
     for topic in (PAYOUTS, PAYOUTS_V2):
+        wanted = workload.expected if topic == PAYOUTS else workload.expected | workload.friends
         try:
             messages = await read_records(kafka, topic)
         except TopicReadError:
@@ -84,8 +82,7 @@ async def check(kafka: KafkaSettings, workload: Workload, sent: list[Sent]) -> C
             if not isinstance(record, PayoutCommand):
                 continue
             copies[(record.payout_id, record.attempt)] += 1
-            seen_ids.add(record.payout_id)
-            want = workload.expected.get(record.payout_id)
+            want = wanted.get(record.payout_id)
             if want is None:
                 out.unexpected.append(f"{record.payout_id}#{record.attempt}@{topic}")
             elif want != record.amount_minor:
@@ -95,7 +92,8 @@ async def check(kafka: KafkaSettings, workload: Workload, sent: list[Sent]) -> C
                 out.doubled[f"{pid}#{attempt}@{topic}"] = n
         if topic == PAYOUTS:
             out.seen = len(copies)
-    out.missing = sorted(set(workload.expected) - seen_ids)
+        on_topic = {pid for pid, _ in copies}
+        out.missing += [f"{pid}@{topic}" for pid in sorted(set(wanted) - on_topic)]
     ours = {r.referral_id for r in workload.referrals}
     out.referrals_expected = len(ours)
     statuses = set()

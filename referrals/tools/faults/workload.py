@@ -24,6 +24,8 @@ from referrals.contract.records import (
     ConversionEvent,
     DealEvent,
     DealStage,
+    PayoutKind,
+    Recipient,
     Record,
     ShareEvent,
 )
@@ -34,12 +36,14 @@ from services.rewards.domain.ids import payout_id
 PROGRAM_ID = "faults-fixed"
 RULE_ID = "referral-reward"  # the program's default rule id, part of every payout id
 AMOUNT_MINOR = 5_000
+FRIEND_MINOR = 1_000  # two-sided: the friend's reward rides on rewards.payouts.v2 only
 PROGRAM_DOC = f"""\
 program_id: {PROGRAM_ID}
 currency: USD
 rewards:
   tiers:
     - {{from_referral: 1, amount: "50.00", reward_type: GIFT_CARD}}
+  friend_reward: {{amount: "10.00", reward_type: BILL_CREDIT}}
 notifications:
   channels: [EMAIL]
   from_address: referrals@faults.example
@@ -64,6 +68,7 @@ class Workload:
     referrals: list[Referral]
     events: list[Event]  # in publishing order
     expected: dict[str, int] = field(default_factory=dict)  # payout_id -> amount_minor
+    friends: dict[str, int] = field(default_factory=dict)  # the friends' payouts (v2 only)
 
     @property
     def outcomes(self) -> dict[str, int]:
@@ -164,4 +169,11 @@ def generate(n: int, seed: int, now: datetime) -> Workload:
             queues[q] = queues[-1]
             queues.pop()
     expected = {r.payout_id: AMOUNT_MINOR for r in referrals if r.payout_id}
-    return Workload(referrals, events, expected)
+    friends = {
+        payout_id(PROGRAM_ID, r.referral_id, "friend", PayoutKind.PAYOUT, Recipient.FRIEND): (
+            FRIEND_MINOR
+        )
+        for r in referrals
+        if r.payout_id
+    }
+    return Workload(referrals, events, expected, friends)
