@@ -88,9 +88,12 @@ def main() -> int:
             mark = "ok " if c.ok else "MISMATCH"
             kind = "exact" if c.exact else f"within {c.tolerance:g}"
             kind = "informational" if c.informational else kind
-            print(
-                f"  {mark} {c.name:<40} measured {c.measured:<10.4g} truth {c.truth:<10.4g} {kind}"
+            measured, truth = (
+                (f"{int(c.measured):<10}", f"{int(c.truth):<10}")
+                if c.exact or c.informational
+                else (f"{c.measured:<10.4g}", f"{c.truth:<10.4g}")
             )
+            print(f"  {mark} {c.name:<40} measured {measured} truth {truth} {kind}")
         print(f"\n{outcome.published:,} events published; {outcome.mails:,} emails caught by SMTP")
         print(f"report: {outcome.report}  (and report.json beside it)")
         return 0 if outcome.ok else 1

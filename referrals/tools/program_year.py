@@ -292,9 +292,9 @@ class Progress:
             ("statuses produced", int(self.statuses), None),
             ("rewards issued", int(self.issued), self.owed),
             ("rewards paid", self.paid, self.owed),
-            ("friend rewards paid", self.friends_paid, self.friends_owed),
+            ("friends paid", self.friends_paid, self.friends_owed),
             ("clawbacks", self.clawbacks, self.clawbacks_owed),
-            ("fraud holds decided", self.reviewed, self.reviews_owed),
+            ("fraud reviews", self.reviewed, self.reviews_owed),
             ("messages sent", self.mails, None),
         ]
         return "\n".join(_bar(label, value, whole) for label, value, whole in rows)
