@@ -5,7 +5,8 @@
 2. the year (`referrals.tools.program_year.run_year`): the compressed-year program put, a program
    year of the average program (DEMO_ADVOCATES, default 5,850) generated with its ground truth,
    a local SMTP server catching the mail, the three services as separate processes, finance
-   paying each payout; the events replayed over DEMO_SECONDS (default 75) with live progress;
+   paying each payout (friends' too), an operator reviewing fraud holds; the events replayed
+   over DEMO_SECONDS (default 75) with live progress, the program paused for two weeks of it;
 3. a deliberately malformed record, shown in its topic's .dlq with the reason;
 4. everything stopped cleanly (also on Ctrl-C), and where the report is: .demo/report/.
 """
@@ -86,9 +87,13 @@ def main() -> int:
         for c in outcome.comparisons:
             mark = "ok " if c.ok else "MISMATCH"
             kind = "exact" if c.exact else f"within {c.tolerance:g}"
-            print(
-                f"  {mark} {c.name:<40} measured {c.measured:<10.4g} truth {c.truth:<10.4g} {kind}"
+            kind = "informational" if c.informational else kind
+            measured, truth = (
+                (f"{int(c.measured):<10}", f"{int(c.truth):<10}")
+                if c.exact or c.informational
+                else (f"{c.measured:<10.4g}", f"{c.truth:<10.4g}")
             )
+            print(f"  {mark} {c.name:<40} measured {measured} truth {truth} {kind}")
         print(f"\n{outcome.published:,} events published; {outcome.mails:,} emails caught by SMTP")
         print(f"report: {outcome.report}  (and report.json beside it)")
         return 0 if outcome.ok else 1

@@ -2,8 +2,10 @@
 
 `run_year` puts the program, generates the year (`referrals.tools.simulate`, ground truth kept
 apart), starts a local SMTP server that catches the mail, the three services as separate
-processes and a finance simulator that pays each payout; replays the year's events at a steady
-pace with live progress (events published, referrals attributed, rewards paid, messages sent);
+processes, a finance simulator that pays each payout (the advocates' and the friends') and an
+operator who approves or denies the rewards held for fraud review per the year's plan; replays
+the year's events at a steady pace with live progress (events published, referrals attributed,
+rewards paid, messages sent), pausing the program for the planned stretch of the year;
 waits for the system to drain; then reads the topics — never the generator — into the program
 report and compares each figure with the ground truth. `make demo` and the end-to-end test
 both run it.
@@ -17,8 +19,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,16 +28,17 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from referrals.contract.avro import AvroCodec
-from referrals.contract.records import PayoutCommand, PayoutResult, PayoutStatus
-from referrals.contract.topics import PAYOUT_RESULTS, PAYOUTS, TopicNames
+from referrals.contract.topics import TopicNames
 from referrals.platform.settings import KafkaSettings
+from referrals.programs.model import ProgramStatus
 from referrals.programs.put import load_program, put
-from referrals.streams.kafka import make_consumer, make_producer, partitions_of
+from referrals.streams.kafka import make_producer
 from referrals.tools.report import read_topics, write
 from referrals.tools.report_compare import Comparison, compare
 from referrals.tools.report_figures import compute
 from referrals.tools.simulate import DEMO_PROGRAM, simulate
 from referrals.tools.simulate_model import Simulation
+from referrals.tools.year_actors import Finance, Operator
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("attribution", "rewards", "notifications")
@@ -173,53 +176,28 @@ def _http_ok(port: int, path: str) -> bool:
         return False
 
 
-class Finance:
-    """Finance's side: reads payout commands (read_committed) and answers each with PAID."""
-
-    def __init__(self, kafka: KafkaSettings) -> None:
-        self.kafka = kafka
-        self.paid: set[tuple[str, int]] = set()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        names, codec = TopicNames(self.kafka.topic_prefix), AvroCodec()
-        consumer = make_consumer(self.kafka, client_id="demo-finance")
-        producer = make_producer(self.kafka, client_id="demo-finance")
-        await consumer.start()
-        await producer.start()
-        try:
-            parts = await partitions_of(consumer, names(PAYOUTS))
-            consumer.assign(parts)
-            await consumer.seek_to_beginning(*parts)
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=200, max_records=2000)
-                for messages in batch.values():
-                    for msg in messages:
-                        await self._pay(codec, producer, names(PAYOUT_RESULTS), msg.value)
-        finally:
-            await consumer.stop()
-            await producer.stop()
-
-    async def _pay(self, codec: AvroCodec, producer: Any, topic: str, value: bytes) -> None:
-        payout = codec.decode(value, "PayoutCommand")
-        assert isinstance(payout, PayoutCommand)
-        if (payout.payout_id, payout.attempt) in self.paid:
-            return
-        self.paid.add((payout.payout_id, payout.attempt))
-        result = PayoutResult(
-            payout.payout_id, payout.attempt, PayoutStatus.PAID, datetime.now(UTC)
-        )
-        await producer.send(topic, codec.encode(result), key=payout.payout_id.encode())
+Hook = Callable[[], Awaitable[None]]
 
 
-async def replay(kafka: KafkaSettings, sim: Simulation, seconds: float, progress: Any) -> int:
-    """Publishes the year's events in arrival order, spread evenly over `seconds`."""
+async def replay(
+    kafka: KafkaSettings,
+    sim: Simulation,
+    seconds: float,
+    progress: Any,
+    hooks: Mapping[int, Sequence[Hook]] | None = None,
+) -> int:
+    """Publishes the year's events in arrival order, spread evenly over `seconds`; before the
+    arrival at index i (or after the last one, for i = their count) it flushes and runs
+    `hooks[i]` in order, the time they take not counted against the pace."""
     names, codec = TopicNames(kafka.topic_prefix), AvroCodec()
     producer = make_producer(kafka, client_id="demo-replay", linger_ms=10)
     await producer.start()
-    arrivals = sim.arrivals
+    arrivals, hooks = sim.arrivals, hooks or {}
     started = time.monotonic()
     try:
         for i, (topic, key, record) in enumerate(arrivals, start=1):
+            if i - 1 in hooks:
+                started += await _run_hooks(producer, hooks[i - 1])
             await producer.send(names(topic), codec.encode(record), key=key.encode())
             if i % 200 == 0 or i == len(arrivals):
                 progress.published = i
@@ -227,10 +205,69 @@ async def replay(kafka: KafkaSettings, sim: Simulation, seconds: float, progress
                 if ahead > 0:
                     await producer.flush()
                     await asyncio.sleep(ahead)
+        await _run_hooks(producer, hooks.get(len(arrivals), ()))
         await producer.flush()
     finally:
         await producer.stop()
     return len(arrivals)
+
+
+async def _run_hooks(producer: Any, hooks: Sequence[Hook]) -> float:
+    """Runs `hooks` after flushing what was sent; returns how long they took."""
+    began = time.monotonic()
+    if hooks:
+        await producer.flush()
+    for hook in hooks:
+        await hook()
+    return time.monotonic() - began
+
+
+async def _quiet(services: ServiceProcesses, within: float = 30.0) -> None:
+    """Waits until the services have processed what was published: their records in and out
+    unchanged for a second (at most `within` seconds)."""
+    deadline, last, still_since = time.monotonic() + within, -1.0, time.monotonic()
+    while time.monotonic() < deadline:
+        now = await asyncio.to_thread(_activity, services)
+        if now != last:
+            last, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since >= 1.0:
+            return
+        await asyncio.sleep(0.2)
+
+
+def _activity(services: ServiceProcesses) -> float:
+    try:
+        return sum(
+            services.metric(name, metric)
+            for name in SERVICES
+            for metric in ("referrals_records_in_total", "referrals_records_out_total")
+        )
+    except OSError:
+        return -1.0
+
+
+def pause_hooks(
+    plan: YearPlan, kafka: KafkaSettings, services: ServiceProcesses, sim: Simulation
+) -> dict[int, list[Hook]]:
+    """The planned pause (`sim.truth["pause"]`): the PAUSED version before its first arrival,
+    the ACTIVE one before the first arrival after it, each once the services are quiet, so
+    that the paused stretch is the planned one and not wherever a lagging service was."""
+    pause = sim.truth["pause"]
+
+    def publish(status: ProgramStatus) -> Hook:
+        async def hook() -> None:
+            await _quiet(services)
+            doc = replace(load_program(plan.program), status=status)
+            config = await put(kafka, doc, "demo")
+            plan.show(f"program {config.program_id} v{config.version}: {status.value}")
+            await asyncio.sleep(1.0)  # the services follow programs.config.v1 within a poll
+
+        return hook
+
+    hooks: dict[int, list[Hook]] = {}
+    hooks.setdefault(pause["first_arrival"], []).append(publish(ProgramStatus.PAUSED))
+    hooks.setdefault(pause["end_arrival"], []).append(publish(ProgramStatus.ACTIVE))
+    return hooks
 
 
 @dataclass
@@ -242,6 +279,12 @@ class Progress:
     issued: float = 0
     paid: int = 0
     mails: int = 0
+    friends_owed: int = 0
+    friends_paid: int = 0
+    clawbacks_owed: int = 0
+    clawbacks: int = 0
+    reviews_owed: int = 0
+    reviewed: int = 0
 
     def render(self) -> str:
         rows = [
@@ -249,6 +292,9 @@ class Progress:
             ("statuses produced", int(self.statuses), None),
             ("rewards issued", int(self.issued), self.owed),
             ("rewards paid", self.paid, self.owed),
+            ("friends paid", self.friends_paid, self.friends_owed),
+            ("clawbacks", self.clawbacks, self.clawbacks_owed),
+            ("fraud reviews", self.reviewed, self.reviews_owed),
             ("messages sent", self.mails, None),
         ]
         return "\n".join(_bar(label, value, whole) for label, value, whole in rows)
@@ -265,6 +311,7 @@ async def _watch(
     progress: Progress,
     services: ServiceProcesses,
     finance: Finance,
+    operator: Operator,
     mail: MailCatcher,
     stop: asyncio.Event,
     show: Callable[[str], None],
@@ -278,8 +325,13 @@ async def _watch(
         except OSError:
             pass
         progress.paid, progress.mails = len(finance.paid), mail.count
+        progress.friends_paid, progress.clawbacks = (
+            len(finance.friends_paid),
+            len(finance.clawbacks),
+        )
+        progress.reviewed = len(operator.decided)
         if tty:
-            print("\033[5F" if last_print else "", end="")
+            print("\033[8F" if last_print else "", end="")
             print(progress.render(), flush=True)
             last_print = time.monotonic()
         elif time.monotonic() - last_print >= 5:
@@ -291,12 +343,19 @@ async def _watch(
 async def _drain(progress: Progress, plan: YearPlan) -> None:
     """Waits until payouts caught up with what is owed and nothing has moved for a while."""
     deadline = time.monotonic() + plan.drain_s
-    still_since, last = time.monotonic(), (-1.0, -1.0, -1, -1)
+    still_since, last = time.monotonic(), (-1.0, -1.0, -1, -1, -1, -1)
     while time.monotonic() < deadline:
-        now = (progress.statuses, progress.issued, progress.paid, progress.mails)
+        p = progress
+        now = (p.statuses, p.issued, p.paid, p.mails, p.friends_paid, p.clawbacks)
         if now != last:
             still_since, last = time.monotonic(), now
-        settled = progress.paid >= progress.owed and progress.issued >= progress.owed
+        settled = (
+            p.paid >= p.owed
+            and p.issued >= p.owed
+            and p.friends_paid >= p.friends_owed
+            and p.clawbacks >= p.clawbacks_owed
+            and p.reviewed >= p.reviews_owed
+        )
         if settled and time.monotonic() - still_since >= 5:
             return
         await asyncio.sleep(0.5)
@@ -310,16 +369,28 @@ async def run_year(plan: YearPlan, kafka: KafkaSettings) -> YearOutcome:
         f"program {config.program_id} v{config.version}; {plan.advocates:,} advocates, "
         f"{len(sim.arrivals):,} events over the year, {owed} rewards owed (ground truth)"
     )
-    progress = Progress(total=len(sim.arrivals), owed=owed)
+    truth = sim.truth
+    progress = Progress(
+        total=len(sim.arrivals),
+        owed=owed,
+        friends_owed=truth["friend_rewards"]["count"],
+        clawbacks_owed=truth["clawbacks"]["count"],
+        reviews_owed=truth["fraud_holds"],
+    )
     services, finance, stop = ServiceProcesses(plan, kafka), Finance(kafka), asyncio.Event()
+    operator = Operator(kafka, config.program_id, truth["operator"]["deny"], plan.show)
     with MailCatcher(plan.smtp_port) as mail:
         await asyncio.to_thread(services.start)
         try:
             background = [
                 asyncio.create_task(finance.run(stop)),
-                asyncio.create_task(_watch(progress, services, finance, mail, stop, plan.show)),
+                asyncio.create_task(operator.run(stop)),
+                asyncio.create_task(
+                    _watch(progress, services, finance, operator, mail, stop, plan.show)
+                ),
             ]
-            published = await replay(kafka, sim, plan.seconds, progress)
+            hooks = pause_hooks(plan, kafka, services, sim)
+            published = await replay(kafka, sim, plan.seconds, progress, hooks)
             await _drain(progress, plan)
             stop.set()
             await asyncio.gather(*background)

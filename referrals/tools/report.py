@@ -22,6 +22,7 @@ from referrals.contract.topics import (
     NOTIFICATIONS_SENT,
     PAYOUT_RESULTS,
     PAYOUTS,
+    PAYOUTS_V2,
     PROGRAMS,
     SHARES,
     STATUS,
@@ -50,7 +51,16 @@ def write(report: Report, out_dir: Path, truth: Mapping[str, Any] | None = None)
     return page
 
 
-_READ = (ADVOCATES, SHARES, STATUS, PAYOUTS, PAYOUT_RESULTS, NOTIFICATIONS_SENT, PROGRAMS)
+_READ = (
+    ADVOCATES,
+    SHARES,
+    STATUS,
+    PAYOUTS,
+    PAYOUTS_V2,
+    PAYOUT_RESULTS,
+    NOTIFICATIONS_SENT,
+    PROGRAMS,
+)
 _IDLE_POLLS = 20  # 20 empty polls of 0.5 s: the log's end is not coming (a stuck partition)
 
 
@@ -86,6 +96,7 @@ async def read_topics(settings: KafkaSettings, program_id: str) -> ReportInputs:
         statuses=records(STATUS),
         payouts=records(PAYOUTS),
         payout_results=[r for _, r in records(PAYOUT_RESULTS)],
+        payouts_v2=records(PAYOUTS_V2),
         notifications=[r for _, r in records(NOTIFICATIONS_SENT)],
         undecodable=undecodable,
     )
@@ -129,6 +140,12 @@ def run_report(*, program_id: str, out: Path, truth_file: Path | None) -> int:
         f" ({figures['active_share']:.1%}); {figures['referrals_attributed']} referrals attributed,"
         f" {figures['referrals_won']} won ({figures['conversion_overall']:.1%});"
         f" {report.payouts['issued']} payouts issued, {report.payouts['paid']} paid"
+    )
+    money = report.money
+    print(
+        f"  friend rewards {money['friend_rewards']['count']}, clawbacks"
+        f" {money['clawbacks']['count']}, denials {money['denials']}, fraud holds"
+        f" {money['fraud_holds']}, pause holds {money['pause_holds']}"
     )
     failed = [c for c in compare(report, truth) if not c.ok] if truth is not None else []
     for c in failed:

@@ -25,13 +25,19 @@ class Comparison:
     ok: bool
     tolerance: float = 0.0
     published: float | None = None  # the published figure the generator reproduces
+    informational: bool = False  # shown beside the truth, never a mismatch
 
 
 def compare(report: Report, truth: Mapping[str, Any]) -> list[Comparison]:
     """Each figure the generator knows, measured vs its ground truth (`Simulation.truth`).
 
     Counts the system must get exactly right: advocates enrolled and active, referrals
-    attributed and won, rejections by reason, rewards owed (won referrals) vs payouts issued.
+    attributed and won, rejections by reason, rewards owed (won referrals less denied ones) vs
+    payouts issued, and the money rules' figures: friend rewards and clawbacks (count and
+    amount, from rewards.payouts.v2), denials and fraud holds. The simulated year is planned so
+    that these do not depend on the order in which a live run processes close events
+    (`referrals.tools.simulate_money`). Pause holds depend on where the services were when the
+    program was paused: shown beside the WONs that arrived in the stretch, informational.
     Ratios are compared within TOLERANCE (1 percentage point): they derive from those exact
     counts, so in a correct run they are equal too; the margin absorbs a conflicting claim
     that a live multi-partition run happens to decide after the deal was won. Ratios also
@@ -51,6 +57,7 @@ def compare(report: Report, truth: Mapping[str, Any]) -> list[Comparison]:
         found, expected = report.rejections.get(reason, 0), truth["rejections"].get(reason, 0)
         out.append(_exact(f"rejected {reason}", found, expected))
     out.append(_exact("rewards owed vs issued", report.payouts["issued"], truth["rewards_owed"]))
+    out += _money(report.money, truth)
     targets = truth.get("targets", {})
     for name, path, target_path in _RATIOS:
         published = _dig(targets, target_path) if target_path else None
@@ -95,6 +102,30 @@ _RATIOS: list[tuple[str, tuple[str, ...], tuple[str, ...] | None]] = [
         )
     ),
 ]
+
+
+def _money(mine: Mapping[str, Any], truth: Mapping[str, Any]) -> list[Comparison]:
+    if "friend_rewards" not in truth:  # a truth file from before the money rules
+        return []
+    out = [
+        _exact(f"{label} {what}", mine[key][field], truth[key][field])
+        for key, label in (("friend_rewards", "friend rewards"), ("clawbacks", "clawbacks"))
+        for field, what in (("count", "issued"), ("amount_minor", "amount (minor units)"))
+    ]
+    out.append(_exact("fraud holds (FRAUD_REVIEW)", mine["fraud_holds"], truth["fraud_holds"]))
+    out.append(_exact("denials (REJECTED DENIED)", mine["denials"], truth["denials"]))
+    expected = truth["pause"]["held_expected"]
+    out.append(
+        Comparison(
+            "pause holds (PROGRAM_PAUSED)",
+            mine["pause_holds"],
+            expected,
+            False,
+            True,
+            informational=True,
+        )
+    )
+    return out
 
 
 def _dig(data: Mapping[str, Any], path: Sequence[str]) -> Any:

@@ -17,6 +17,11 @@ Definitions (the simulator's ground truth uses the same `benchmarks`, so both co
   (< 41, 41-100, > 100 in major units of the program currency) and their average.
 - payouts: issued (distinct payout_id, and attempts), paid (a PAID result for any attempt),
   failed (the latest attempt's result is FAILED and none PAID).
+- money (rewards.payouts.v2, one per payout_id): friend rewards (recipient FRIEND, kind PAYOUT:
+  count, amount, paid), clawbacks (kind CLAWBACK: count, amount); denials: referrals told
+  REJECTED DENIED (the rewards service's verdict on a fraud-held reward, not an attribution
+  rejection: the referral stays attributed and won); fraud holds and pause holds: referrals
+  ever held REWARD_HELD FRAUD_REVIEW / PROGRAM_PAUSED.
 - latency: from the Kafka timestamp of the holder's first WON record to that of the referral's
   first PayoutCommand, and to the `sent_at` of its WON thank-you (kind WON); median and p95 by
   the nearest-rank method, in ms.
@@ -38,8 +43,10 @@ from referrals.contract.records import (
     Channel,
     NotificationSent,
     PayoutCommand,
+    PayoutKind,
     PayoutResult,
     PayoutStatus,
+    Recipient,
     ReferralStatus,
     ReferralStatusChanged,
     ShareEvent,
@@ -63,6 +70,7 @@ BUCKETS = ("1", "2-10", "11+")
 BANDS = ("below_41", "41_to_100", "above_100")
 TOPS = {"1%": 100, "10%": 10}  # label -> divisor of the active advocates
 THANK_YOU_KIND = "WON"  # the message that thanks an advocate for a won deal
+DENIED, FRAUD_REVIEW, PROGRAM_PAUSED = "DENIED", "FRAUD_REVIEW", "PROGRAM_PAUSED"  # reasons
 TOLERANCE = 0.01  # ratios vs ground truth: 1 percentage point (see `compare`)
 _ATTRIBUTION = frozenset(
     {ReferralStatus.LEAD, ReferralStatus.IN_PROGRESS, ReferralStatus.WON, ReferralStatus.LOST}
@@ -82,6 +90,7 @@ class ReportInputs:
     statuses: Sequence[tuple[int, ReferralStatusChanged]] = ()
     payouts: Sequence[tuple[int, PayoutCommand]] = ()
     payout_results: Sequence[PayoutResult] = ()
+    payouts_v2: Sequence[tuple[int, PayoutCommand]] = ()  # rewards.payouts.v2: every movement
     notifications: Sequence[NotificationSent] = ()
     undecodable: Mapping[str, int] = field(default_factory=dict)  # topic -> skipped bad records
 
@@ -208,6 +217,7 @@ class Report:
     rewards: dict[str, Any]
     payouts: dict[str, int]
     latency: dict[str, Latency] = field(default_factory=dict)
+    money: dict[str, Any] = field(default_factory=dict)  # friends, clawbacks, denials, holds
     # Records skipped because they do not decode (bad input; each is in its topic's .dlq).
     undecodable: dict[str, int] = field(default_factory=dict)
 
@@ -222,6 +232,7 @@ class Report:
             "rewards": self.rewards,
             "payouts": dict(self.payouts),
             "latency": {name: asdict(value) for name, value in self.latency.items()},
+            "money": dict(self.money),
             "undecodable": dict(self.undecodable),
         }
 
@@ -258,16 +269,18 @@ def compute(inputs: ReportInputs) -> Report:
     ]
     currency = inputs.currency or next((p.currency for _, p in payouts), "USD")
     won_ms = {ref: t.won_ms for ref, (_, t) in holders.items() if t.won_ms is not None}
+    holds = _holds(statuses)
     return Report(
         program_id=program,
         currency=currency,
         figures=benchmarks(len(profiles), attributed),
         rejections=_rejections(threads),
-        holds=_holds(statuses),
+        holds=holds,
         sharing=_sharing(inputs.shares, program),
         rewards=_rewards([p for _, p in payouts], currency),
         payouts=_payouts([p for _, p in payouts], inputs.payout_results),
         latency=_latency(won_ms, payouts, inputs.notifications),
+        money=_money(inputs, statuses, holds),
         undecodable=dict(inputs.undecodable),
     )
 
@@ -289,8 +302,8 @@ def _threads(
 ) -> dict[tuple[str, str], _Thread]:
     threads: dict[tuple[str, str], _Thread] = {}
     for timestamp, s in statuses:
-        if s.status not in _ATTRIBUTION or (s.status is ReferralStatus.REVERSED and s.reason):
-            continue  # rewards' statuses (its REVERSED, with a reason, is a cancellation)
+        if s.status not in _ATTRIBUTION or _from_rewards(s):
+            continue  # rewards' statuses
         thread = threads.setdefault((s.referral_id, s.advocate_id), _Thread())
         thread.last, thread.reason = s.status, s.reason
         if s.status is ReferralStatus.LEAD:
@@ -310,6 +323,51 @@ def _holders(threads: Mapping[tuple[str, str], _Thread]) -> dict[str, tuple[str,
         if held is None or (held[1].lead_ms or 0) < t.lead_ms:
             holders[referral] = (advocate, t)
     return holders
+
+
+def _from_rewards(s: ReferralStatusChanged) -> bool:
+    """A status of the rewards service among attribution's: its REVERSED carries a reason (a
+    cancellation or clawback), its REJECTED is an operator's denial."""
+    if s.status is ReferralStatus.REVERSED:
+        return s.reason is not None
+    return s.status is ReferralStatus.REJECTED and s.reason == DENIED
+
+
+def _money(
+    inputs: ReportInputs,
+    statuses: Iterable[tuple[int, ReferralStatusChanged]],
+    holds: Mapping[str, int],
+) -> dict[str, Any]:
+    """Friend rewards and clawbacks from rewards.payouts.v2; denials and review holds."""
+    program = inputs.program_id
+    moves: dict[str, PayoutCommand] = {}
+    for _, p in sorted(inputs.payouts_v2, key=lambda pair: pair[1].attempt):
+        if p.program_id == program:
+            moves.setdefault(p.payout_id, p)
+    friends = [
+        p for p in moves.values() if p.recipient is Recipient.FRIEND and p.kind is PayoutKind.PAYOUT
+    ]
+    clawbacks = [p for p in moves.values() if p.kind is PayoutKind.CLAWBACK]
+    paid = {r.payout_id for r in inputs.payout_results if r.status is PayoutStatus.PAID}
+    denied = {
+        s.referral_id
+        for _, s in statuses
+        if s.status is ReferralStatus.REJECTED and s.reason == DENIED
+    }
+    return {
+        "friend_rewards": {
+            "count": len(friends),
+            "amount_minor": sum(p.amount_minor for p in friends),
+            "paid": sum(1 for p in friends if p.payout_id in paid),
+        },
+        "clawbacks": {
+            "count": len(clawbacks),
+            "amount_minor": sum(p.amount_minor for p in clawbacks),
+        },
+        "denials": len(denied),
+        "fraud_holds": holds.get(FRAUD_REVIEW, 0),
+        "pause_holds": holds.get(PROGRAM_PAUSED, 0),
+    }
 
 
 def _rejections(threads: Mapping[tuple[str, str], _Thread]) -> dict[str, int]:

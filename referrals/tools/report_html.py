@@ -49,7 +49,13 @@ def render(report: Report, comparisons: Sequence[Comparison] | None = None) -> s
     ]
     if comparisons is not None:
         parts.append(_comparisons(comparisons))
-    parts += [_rewards(report), _rejections(report), _payouts(report), _latency(report)]
+    parts += [
+        _rewards(report),
+        _rejections(report),
+        _payouts(report),
+        _money_moves(report),
+        _latency(report),
+    ]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -161,6 +167,12 @@ def _value(value: float, exact: bool) -> str:
     return f"{int(value):,}" if exact else _pct(value)
 
 
+def _rule(c: Comparison) -> str:
+    if c.informational:
+        return "informational"
+    return "exact" if c.exact else f"&#177; {c.tolerance * 100:g} pct. pt."
+
+
 def _comparisons(comparisons: Sequence[Comparison]) -> str:
     rows = [
         (
@@ -168,7 +180,7 @@ def _comparisons(comparisons: Sequence[Comparison]) -> str:
             _value(c.measured, c.exact),
             _value(c.truth, c.exact),
             "" if c.published is None else _pct(c.published),
-            "exact" if c.exact else f"&#177; {c.tolerance * 100:g} pct. pt.",
+            _rule(c),
             '<span class="ok">&#10003; match</span>'
             if c.ok
             else '<span class="bad">&#10007; differs</span>',
@@ -178,6 +190,8 @@ def _comparisons(comparisons: Sequence[Comparison]) -> str:
     note = (
         "Ground truth: what the generator knows it produced. Counts must match exactly, ratios"
         " within the stated tolerance. Published: the program figures the generator reproduces."
+        " Pause holds depend on how far the services were when the program was paused: shown"
+        " beside the won deals that arrived in the paused stretch, for information."
     )
     head = ("figure", "measured", "ground truth", "published", "rule", "")
     return _table("Measured vs ground truth", head, rows, note)
@@ -226,6 +240,24 @@ def _payouts(report: Report) -> str:
         ("failed", f"{p['failed']:,}", ""),
     ]
     return _table("Payouts", ("", "count", "amount"), rows)
+
+
+def _money_moves(report: Report) -> str:
+    """Friend rewards and clawbacks (rewards.payouts.v2), denials and review holds."""
+    m = report.money
+    if not m:
+        return ""
+    friends, clawbacks = m["friend_rewards"], m["clawbacks"]
+    rows = [
+        ("friend rewards issued", f"{friends['count']:,}", _money(report, friends["amount_minor"])),
+        ("friend rewards paid", f"{friends['paid']:,}", ""),
+        ("clawbacks", f"{clawbacks['count']:,}", _money(report, clawbacks["amount_minor"])),
+        ("denied by an operator (REJECTED DENIED)", f"{m['denials']:,}", ""),
+        ("held for fraud review (FRAUD_REVIEW)", f"{m['fraud_holds']:,}", ""),
+        ("held while paused (PROGRAM_PAUSED)", f"{m['pause_holds']:,}", ""),
+    ]
+    note = "From rewards.payouts.v2 (every money movement) and the referral statuses."
+    return _table("Friend rewards, clawbacks and reviews", ("", "count", "amount"), rows, note)
 
 
 def _latency(report: Report) -> str:

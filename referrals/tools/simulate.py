@@ -13,8 +13,18 @@ over the 365 days up to `now`, with deliberate disorder and duplicates. The grou
   matches has the channel of the referral). EMAIL / LEAD_FORM: a share to the prospect's
   address, then a conversion carrying its hash (and for 30% the code: matched by CODE). Every
   share is inside the program's window before its conversion.
-- Won deals are allocated per channel by its conversion rate; 4% of them are REVERSED later.
-  The others are LOST (55%), still IN_PROGRESS (20%) or never got a deal (LEAD, 25%).
+- Won deals are allocated per channel by its conversion rate; 4% of them are REVERSED (refunded)
+  3 to 40 days later, after their reward was paid: with the program's `clawback` each is
+  clawed back, the advocate's reward and the friend's. The others are LOST (55%), still
+  IN_PROGRESS (20%) or never got a deal (LEAD, 25%).
+- Money events (`simulate_money`, which also says why each compared figure is exact): with
+  `fraud.max_wins_per_day`, fraud bursts (one per 1,500 advocates, at least two when there are
+  won deals enough): quiet advocates given won deals (moved from busier advocates, so channel
+  quotas hold) all on one local day, more than the limit; the operator denies the held rewards
+  of every other burst's advocate and approves the rest. Refunds fall on advocates' single won
+  deals. Each won referral that is not denied earns its friend's reward (`friend_reward`). The
+  program is PAUSED for 14 days from day 230 (by arrival; the replay publishes the versions):
+  rewards decided then are held PROGRAM_PAUSED and paid when it is active again.
 - Rejections, ~3% of referrals: conflicts (1.5%), a second advocate emailing an EMAIL/LEAD_FORM
   prospect whose conversion carries only the email, after the first one (FIRST_TOUCH; before
   it under LAST_TOUCH), so the planned advocate wins and the rival is ALREADY_REFERRED;
@@ -25,12 +35,13 @@ over the 365 days up to `now`, with deliberate disorder and duplicates. The grou
   later. Conflicted prospects keep their order (every claim arrives before the deal is won:
   once WON, the advocate is final). Stages of one deal always arrive in order.
 - Profiles are dated before the year (enrolment) and arrive first. Every advocate who can be
-  credited or claim has a tax form on file, so no reward is held for it; other advocates have
-  one three times in four; 4% opted out of messages.
+  credited or claim (bursts' advocates included) has a tax form on file, so no reward is held
+  for it; other advocates have one three times in four; 4% opted out of messages.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import random
@@ -70,6 +81,17 @@ from referrals.tools.simulate_model import (
     plan_referrals,
     sha256_hex,
 )
+from referrals.tools.simulate_money import (
+    Burst,
+    Win,
+    burst_count,
+    burst_day,
+    money_truth,
+    near_pause,
+    pause_span,
+    plan_bursts,
+    plan_refunds,
+)
 
 MINUTE_MS, HOUR_MS, DAY_MS = 60_000, 3_600_000, 86_400_000
 YEAR_MS = 365 * DAY_MS
@@ -107,12 +129,18 @@ class _Year:
         self.prospects: list[ProspectTruth] = []
         self.serial = 0
         self.disorder = {"duplicates": 0, "late_shares": 0, "early_deals": 0}
+        self.bursts: list[Burst] = []
+        self.burst_days: list[int] = []  # local midnight (ms) of each burst's day
+        self.wins: list[Win] = []
 
     def run(self, count: int) -> Simulation:
         roster = [self._advocate(i) for i in range(count)]
         referrers = self.rng.sample(roster, half_up(ACTIVE_SHARE * count))
         plans = plan_referrals(self.rng, referrers)
-        claimants = {a.advocate_id for a in referrers}
+        self._money(roster, referrers, plans, count)
+        claimants = {a.advocate_id for a in referrers} | {
+            b.advocate.advocate_id for b in self.bursts
+        }
         for advocate in roster:
             self._profile(advocate, advocate.advocate_id in claimants)
         for plan in plans:
@@ -162,9 +190,41 @@ class _Year:
         )
         self._emit(ADVOCATES, advocate.advocate_id, profile, -1)  # the roster comes first
 
+    def _money(
+        self, roster: list[Advocate], referrers: list[Advocate], plans: list[Plan], count: int
+    ) -> None:
+        """Fraud bursts (quiet advocates given won deals on one day) and refunds after payment."""
+        limit = self.program.fraud.max_wins_per_day
+        if limit is not None:
+            active = {a.advocate_id for a in referrers}
+            quiet = [a for a in roster if a.advocate_id not in active]
+            fraudsters = self.rng.sample(quiet, min(len(quiet), burst_count(count)))
+            self.bursts = plan_bursts(self.rng, plans, fraudsters, limit)
+            zone = self.program.time_zone
+            self.burst_days = [
+                burst_day(self.rng, self.start_ms, self.now_ms, zone) for _ in self.bursts
+            ]
+        plan_refunds(self.rng, plans)
+
     # -- one referral ------------------------------------------------------------------------
-    def _timeline(self, outcome: str) -> tuple[int, int, list[tuple[DealStage, int]]]:
-        """(share, conversion, deal stages) in ms, all inside the year and before `now`."""
+    def _timeline(self, plan: Plan) -> tuple[int, int, list[tuple[DealStage, int]]]:
+        """(share, conversion, deal stages) in ms, all inside the year and before `now`: a
+        burst's WON on its day, a refund's WON and REVERSED away from the pause."""
+        while True:
+            shared, converted, stages = self._draw_timeline(plan.outcome)
+            if plan.burst is not None:
+                won = (
+                    self.burst_days[plan.burst]
+                    + 3 * HOUR_MS
+                    + int(self.rng.random() * 18 * HOUR_MS)
+                )
+                shift = won - stages[-1][1]  # a burst's deal ends WON
+                return shared + shift, converted + shift, [(st, at + shift) for st, at in stages]
+            moved = [at for st, at in stages if st in (DealStage.WON, DealStage.REVERSED)]
+            if plan.outcome != "REVERSED" or not any(near_pause(at, self.start_ms) for at in moved):
+                return shared, converted, stages
+
+    def _draw_timeline(self, outcome: str) -> tuple[int, int, list[tuple[DealStage, int]]]:
         conversion = self._span(HOUR_MS, min(21 * DAY_MS, self.window_ms - HOUR_MS))
         opened = conversion + self._span(HOUR_MS, 5 * DAY_MS)
         qualified = opened + self._span(DAY_MS, 20 * DAY_MS) if self.rng.random() < 0.6 else None
@@ -189,7 +249,7 @@ class _Year:
         return base, base + conversion, [(stage, base + at) for stage, at in stages]
 
     def _referral(self, plan: Plan) -> None:
-        shared, converted, stages = self._timeline(plan.outcome)
+        shared, converted, stages = self._timeline(plan)
         prospect_id, deal_id = self._id("prospect"), self._id("deal")
         email = sha256_hex(f"buyer@{prospect_id}.example")
         if plan.channel is not Channel.VERBAL:
@@ -210,7 +270,15 @@ class _Year:
                 email=email if plan.email_on_conversion else None,
                 declared=plan.advocate.advocate_id if plan.channel is Channel.VERBAL else None,
             )
-        self._deals(plan, prospect_id, deal_id, converted, stages)
+        amount = self._deals(plan, prospect_id, deal_id, converted, stages)
+        at = dict(stages)
+        if DealStage.WON in at:
+            advocate_id, won, back = (
+                plan.advocate.advocate_id,
+                at[DealStage.WON],
+                at.get(DealStage.REVERSED),
+            )
+            self.wins.append(Win(advocate_id, prospect_id, won, back, amount))
         self.prospects.append(
             ProspectTruth(
                 prospect_id=prospect_id,
@@ -239,9 +307,10 @@ class _Year:
         deal_id: str,
         converted: int,
         stages: list[tuple[DealStage, int]],
-    ) -> None:
+    ) -> int:
+        """Publishes the deal's stages; returns its amount (minor units)."""
         major = min(500_000, max(1_500, round(self.rng.lognormvariate(math.log(24_000), 0.8))))
-        amount = major * 10 ** exponent(self.program.currency)
+        amount: int = major * 10 ** exponent(self.program.currency)
         declared = plan.advocate.advocate_id if plan.declared_on_deals else None
         for index, (stage, at) in enumerate(stages):
             event = DealEvent(
@@ -258,6 +327,7 @@ class _Year:
             early = index == 0 and plan.early_deal  # the CRM's OPEN before the conversion
             self.disorder["early_deals"] += early
             self._emit(DEALS, deal_id, event, converted - 1 if early else at)
+        return amount
 
     def _share(
         self,
@@ -357,7 +427,9 @@ class _Year:
             )
 
     def _finish(self, count: int) -> Simulation:
-        arrivals = tuple(arrival for _, _, arrival in sorted(self.queue, key=lambda q: q[:2]))
+        ordered = sorted(self.queue, key=lambda q: q[:2])
+        arrivals = tuple(arrival for _, _, arrival in ordered)
+        self.arrival_ms = [at for at, _, _ in ordered]
         events = {topic: sum(1 for a in arrivals if a.topic == topic) for topic in INPUT_TOPICS}
         events |= self.disorder
         header = {
@@ -373,10 +445,25 @@ class _Year:
             for a in arrivals
             if isinstance(a.record, AdvocateProfile) and not a.record.tax_form_on_file
         }
-        truth = build_truth(header, count, self.prospects, without_form, events)
+        money = money_truth(self.program, self.wins, self.bursts, self._pause(arrivals))
+        truth = build_truth(header, count, self.prospects, without_form, events, money)
         return Simulation(
             self.program.program_id, self.seed, count, from_ms(self.now_ms), arrivals, truth
         )
+
+    def _pause(self, arrivals: tuple[Arrival, ...]) -> dict[str, Any]:
+        """The paused stretch: its times, the arrivals it covers ([first, end) indices: the
+        replay publishes PAUSED before `first` and ACTIVE before `end`), and the WONs then."""
+        begin, until = pause_span(self.start_ms)
+        first = bisect.bisect_left(self.arrival_ms, begin)
+        end = bisect.bisect_left(self.arrival_ms, until)
+        return {
+            "from": to_json(from_ms(begin)),
+            "until": to_json(from_ms(until)),
+            "first_arrival": first,
+            "end_arrival": end,
+            "held_expected": sum(1 for w in self.wins if begin <= w.won_ms < until),
+        }
 
 
 # -- files and command line ------------------------------------------------------------------

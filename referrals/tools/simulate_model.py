@@ -143,6 +143,7 @@ class Plan:
     rival: Advocate | None = None
     late_share: bool = False
     early_deal: bool = False
+    burst: int | None = None  # index of the fraud burst it belongs to (`simulate_money`)
 
     @property
     def matched_by(self) -> MatchedBy:
@@ -174,15 +175,15 @@ def plan_referrals(rng: random.Random, referrers: Sequence[Advocate]) -> list[Pl
 
 
 def _outcomes(rng: random.Random, plans: list[Plan]) -> None:
-    """Won deals by quota per channel (4% of them reversed later); the rest LOST 55%,
-    IN_PROGRESS 20%, LEAD (no deal) 25%."""
+    """Won deals by quota per channel (`simulate_money.plan_refunds` reverses some later); the
+    rest LOST 55%, IN_PROGRESS 20%, LEAD (no deal) 25%."""
     for channel in CHANNEL_MIX:
         mine = [p for p in plans if p.channel is channel]
         won = set(rng.sample(range(len(mine)), half_up(CONVERSION[channel] * len(mine))))
         for i, plan in enumerate(mine):
             draw = rng.random()
             if i in won:
-                plan.outcome = "REVERSED" if draw < 0.04 else "WON"
+                plan.outcome = "WON"
             else:
                 plan.outcome = "LOST" if draw < 0.55 else "IN_PROGRESS" if draw < 0.75 else "LEAD"
 
@@ -258,11 +259,20 @@ class ProspectTruth:
 NOTES = {
     "active": "advocates credited with at least one referral (same definition as the report)",
     "rewards_owed": (
-        "won referrals of credited advocates, including deals REVERSED after WON: with"
-        " hold_days 0 the reward is issued at WON and a later reversal does not claw it back,"
-        " so it stays owed and paid. Assumes no hold: every advocate who can win has a tax"
-        " form on file (won_without_tax_form counts exceptions), and the demo program has no"
-        " cap and an approval threshold above its largest tier."
+        "won referrals of credited advocates, including deals REVERSED after WON (their reward"
+        " was issued at WON, then clawed back), less the fraud-held rewards the operator denies."
+        " Assumes no other hold: every advocate who can win has a tax form on file"
+        " (won_without_tax_form counts exceptions), and the demo program has no cap and an"
+        " approval threshold above its largest tier."
+    ),
+    "fraud_holds": "won deals past fraud.max_wins_per_day on one local day of one advocate",
+    "operator": "advocates whose fraud-held rewards the operator denies, and approves",
+    "denials": "fraud-held rewards denied (REJECTED DENIED); no payout for them or their friend",
+    "friend_rewards": "one per won referral not denied, clawed-back ones included",
+    "clawbacks": "per refunded (REVERSED) won deal: the advocate's reward and the friend's",
+    "pause": (
+        "the stretch of arrivals during which the program is PAUSED; rewards decided then are"
+        " held PROGRAM_PAUSED and paid on resume (held_expected: WONs arriving then, a guide)"
     ),
     "rejections": "claimants finally REJECTED, one per prospect and advocate, by reason",
     "won": "WON over attributed referrals, by the credited claim's channel",
@@ -296,8 +306,10 @@ def build_truth(
     prospects: Sequence[ProspectTruth],
     without_form: Iterable[str],
     events: Mapping[str, int],
+    money: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The ground truth: per prospect, and the aggregates the report measures."""
+    """The ground truth: per prospect, and the aggregates the report measures (`money`: the
+    figures of `simulate_money.money_truth`)."""
     credited = [p for p in prospects if p.advocate_id is not None and p.channel is not None]
     figures = benchmarks(
         enrolled,
@@ -309,7 +321,7 @@ def build_truth(
         **header,
         "figures": figures.to_dict(),
         "rejections": dict(sorted(rejections.items())),
-        "rewards_owed": figures.won,
+        **money,
         "won_without_tax_form": sum(1 for p in credited if p.won and p.advocate_id in no_form),
         "statuses": dict(sorted(Counter(p.status for p in prospects).items())),
         "events": dict(events),

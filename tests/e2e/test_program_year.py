@@ -1,9 +1,10 @@
 """The main job at small scale: a program year of a few hundred advocates through all three
 services as separate processes, against the real broker, a real SMTP server, and finance
-paying; the report read from the topics must match the generator's ground truth — exactly where
-the system must be exact (referrals attributed and won, rejections by reason, rewards owed vs
-issued), within the stated tolerance elsewhere. This is the proof that nothing was lost or
-double-counted end to end."""
+paying, an operator reviewing fraud holds and the program paused for a stretch; the report read
+from the topics must match the generator's ground truth — exactly where the system must be
+exact (referrals attributed and won, rejections by reason, rewards owed vs issued, friend
+rewards, clawbacks, denials, fraud holds), within the stated tolerance elsewhere. This is the
+proof that nothing was lost or double-counted end to end."""
 
 from __future__ import annotations
 
@@ -56,7 +57,19 @@ async def test_a_program_year_reports_what_the_ground_truth_says(
         "referrals attributed",
         "referrals won",
         "rewards owed vs issued",
+        "friend rewards issued",
+        "friend rewards amount (minor units)",
+        "clawbacks issued",
+        "clawbacks amount (minor units)",
+        "fraud holds (FRAUD_REVIEW)",
+        "denials (REJECTED DENIED)",
     }
+    by_name = {c.name: c for c in outcome.comparisons}
+    # The year has its money events: both operator decisions, refunds after payment, a pause.
+    assert by_name["denials (REJECTED DENIED)"].truth > 0
+    assert by_name["fraud holds (FRAUD_REVIEW)"].truth > by_name["denials (REJECTED DENIED)"].truth
+    assert by_name["clawbacks issued"].truth > 0
+    assert any("PAUSED" in line for line in lines) and any("ACTIVE" in line for line in lines)
     assert outcome.mails > 0  # thank-yous reached the SMTP server
     page = outcome.report.read_text()
     assert page.count("<svg") >= 2  # the channel comparison and the advocate distribution

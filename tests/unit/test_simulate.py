@@ -24,12 +24,17 @@ from referrals.contract.records import (
     DealEvent,
     DealStage,
     PayoutCommand,
+    PayoutKind,
+    Recipient,
     ReferralStatus,
     ReferralStatusChanged,
+    RewardAction,
+    RewardCommand,
     RewardType,
     ShareEvent,
 )
 from referrals.contract.validation import check_values
+from referrals.programs.catalog import Program
 from referrals.programs.document import parse_document, validate
 from referrals.programs.model import Attribution, AttributionPolicy, ProgramDocument
 from referrals.tools.cli_benchmarks import simulate as simulate_command
@@ -43,6 +48,15 @@ from referrals.tools.simulate import (
 from referrals.tools.simulate_model import Simulation
 from services.attribution.domain.memory import InMemoryAttribution
 from services.attribution.domain.model import DictDirectory, Policy, Rules
+from services.rewards.adapters.program_rules import rules_for
+from services.rewards.domain.decide import (
+    new_ledger,
+    on_command,
+    on_profile,
+    on_reversed,
+    on_won,
+)
+from services.rewards.domain.ledger import Ledger
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 DEMO: ProgramDocument = validate(parse_document(DEMO_PROGRAM.read_text(encoding="utf-8")))
@@ -255,15 +269,20 @@ def test_the_ground_truth_is_what_the_attribution_core_decides(program: ProgramD
 
 
 def test_the_report_of_the_cores_statuses_matches_the_ground_truth() -> None:
-    """Without Kafka: the core's statuses (stamped with increasing log times) and one payout per
-    WON, measured by the report, agree with the truth on every compared figure."""
+    """Without Kafka: the attribution core's statuses fed to the rewards core (the operator
+    deciding each fraud hold per the plan), stamped with increasing log times and measured by
+    the report, agree with the truth on every compared figure, money figures included."""
     sim = simulate(400, 5, NOW, DEMO)
-    outputs = replay(sim, DEMO).outputs
-    statuses = [(1_000 * i, s) for i, s in enumerate(outputs)]
+    assert sim.truth["fraud_holds"] > 0 and sim.truth["denials"] > 0
+    assert sim.truth["clawbacks"]["count"] > 0
+    outputs = rewards_replay(sim, DEMO, replay(sim, DEMO).outputs)
+    statuses = [(1_000 * i, o) for i, o in enumerate(outputs)]
+    statuses = [(t, o) for t, o in statuses if isinstance(o, ReferralStatusChanged)]
+    payouts_v2 = [(1_000 * i, o) for i, o in enumerate(outputs) if isinstance(o, PayoutCommand)]
     payouts = [
-        (1_000 * i + 10, _payout(s))
-        for i, s in enumerate(outputs)
-        if s.status is ReferralStatus.WON
+        (t, p)
+        for t, p in payouts_v2
+        if p.kind is PayoutKind.PAYOUT and p.recipient is Recipient.ADVOCATE
     ]
     inputs = ReportInputs(
         program_id=DEMO.program_id,
@@ -272,10 +291,48 @@ def test_the_report_of_the_cores_statuses_matches_the_ground_truth() -> None:
         shares=records(sim, ShareEvent),
         statuses=statuses,
         payouts=payouts,
+        payouts_v2=payouts_v2,
     )
     report = compute(inputs)
     assert [c for c in compare(report, sim.truth) if not c.ok] == []
-    assert report.latency["won_to_reward_issued"].median_ms == 10
+    assert report.money["friend_rewards"]["count"] == sim.truth["friend_rewards"]["count"] > 0
+    assert report.latency["won_to_reward_issued"].samples > 0
+
+
+def rewards_replay(
+    sim: Simulation, program: ProgramDocument, statuses: Iterable[ReferralStatusChanged]
+) -> list[ReferralStatusChanged | PayoutCommand]:
+    """Attribution's statuses, each followed by what the rewards core decides for it; a fraud
+    hold is decided at once by the truth's operator plan."""
+    rules = rules_for(Program(program.program_id, 1, program))
+    ledgers: dict[str, Ledger] = {}
+    for profile in records(sim, AdvocateProfile):
+        ledger = new_ledger(program.program_id, profile.advocate_id)
+        ledgers[profile.advocate_id] = on_profile(ledger, profile, NOW).ledger
+    deny = set(sim.truth["operator"]["deny"])
+    out: list[ReferralStatusChanged | PayoutCommand] = []
+    for s in statuses:
+        out.append(s)
+        ledger = ledgers[s.advocate_id]
+        if s.status is ReferralStatus.WON:
+            decision = on_won(ledger, rules, s, NOW)
+        elif s.status is ReferralStatus.REVERSED:
+            decision = on_reversed(ledger, s, NOW, clawback_on=program.rewards.clawback)
+        else:
+            continue
+        out += decision.outputs
+        ledger = decision.ledger
+        for held in decision.outputs:
+            if isinstance(held, ReferralStatusChanged) and held.reason == "FRAUD_REVIEW":
+                assert held.payout_id is not None
+                denied = s.advocate_id in deny
+                action = RewardAction.DENY if denied else RewardAction.APPROVE
+                command = RewardCommand(f"cmd-{held.payout_id}", held.payout_id, action, "op", NOW)
+                decided = on_command(ledger, rules, command, NOW)
+                out += decided.outputs
+                ledger = decided.ledger
+        ledgers[s.advocate_id] = ledger
+    return out
 
 
 def _payout(won: ReferralStatusChanged) -> PayoutCommand:
