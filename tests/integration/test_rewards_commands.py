@@ -249,6 +249,19 @@ async def test_every_operator_command_outcome_and_two_sided_rewards_with_a_clawb
     assert line["friends"]["issued"]["count"] == 2
     assert report["errors"] == []
 
+    # finance's year-end view: r1 was paid (on its second attempt) and clawed back; friends are
+    # not the advocate's income
+    year = str(now.astimezone(ZoneInfo("America/New_York")).year)
+    csv = run_cli(topics, "tax-report", "--year", year).stdout.splitlines()
+    header, *rows = (row.split(",") for row in csv)
+    [row] = [dict(zip(header, r, strict=True)) for r in rows]
+    assert (row["advocate_id"], row["paid"], row["clawed_back"], row["net"]) == (
+        "adv-1",
+        "50.00",
+        "50.00",
+        "0.00",
+    )
+
 
 async def test_fraud_velocity_holds_the_days_extra_wins_and_a_paused_program_holds_new_rewards(
     topics: KafkaSettings, tmp_path: Path
