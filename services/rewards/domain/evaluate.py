@@ -201,5 +201,5 @@ def issue_friend(ledger: Ledger, entry: Entry, now: datetime) -> tuple[Entry, li
 
 
 def hold(ledger: Ledger, entry: Entry, reason: Reason, now: datetime) -> tuple[Entry, list[Output]]:
-    entry = replace(entry, state=State.HELD, reason=reason.value)
+    entry = replace(entry, state=State.HELD, reason=reason.value, holds=entry.holds + 1)
     return entry, [status(ledger, entry, ReferralStatus.REWARD_HELD, now, reason.value)]

@@ -40,10 +40,13 @@ def status_id(
     payout_id: str,
     attempt: int,
     reason: str | None,
+    repeat: int = 0,
 ) -> str:
+    """`repeat`: the n-th hold of the referral, from the second on (0 and 1 leave the id as it
+    always was)."""
     # JSON, not a joined string: ids may contain any separator we could pick.
-    material = json.dumps(
-        [_STATUS_NAMESPACE, referral_id, status.value, payout_id, attempt, reason],
-        separators=(",", ":"),
-    )
+    parts: list[object] = [_STATUS_NAMESPACE, referral_id, status.value, payout_id, attempt, reason]
+    if repeat > 1:
+        parts.append(repeat)
+    material = json.dumps(parts, separators=(",", ":"))
     return "st-" + hashlib.sha256(material.encode()).hexdigest()[:32]

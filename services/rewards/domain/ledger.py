@@ -144,6 +144,7 @@ class Entry:
     reviewed: bool = False  # past the pause and review gates (the friend's reward may go)
     approved: bool = False  # an operator approved it (passes FRAUD_REVIEW and NEEDS_APPROVAL)
     commands: tuple[str, ...] = ()  # command_ids applied: a repeat is answered, not re-applied
+    holds: int = 0  # holds entered so far: a second hold with the same reason is a new status
 
     @property
     def counted(self) -> bool:

@@ -105,7 +105,14 @@ def status(
     """The status record announcing `entry` entering `new_status` at `now`."""
     return ReferralStatusChanged(
         status_id=ids.status_id(
-            entry.referral_id, new_status, entry.payout_id, entry.attempt, reason
+            entry.referral_id,
+            new_status,
+            entry.payout_id,
+            entry.attempt,
+            reason,
+            # A referral may be held with one reason twice (paused, approved while paused):
+            # the second hold is a new state change, so it gets a new id.
+            repeat=entry.holds if new_status is ReferralStatus.REWARD_HELD else 0,
         ),
         referral_id=entry.referral_id,
         program_id=ledger.program_id,

@@ -78,9 +78,14 @@ def test_a_clawback_recovers_one_issued_payout_once_and_never_more_than_was_issu
 @given(scenario_st)
 def test_a_friend_reward_never_moves_the_advocates_tiers_cap_or_tax_total(s: Scenario) -> None:
     """The same history with and without a friend reward pays the advocate the same. (Without
-    denials: a denial is an operator's act, possible only where money is at stake, and a
-    referral below the first tier has money at stake only through its friend's reward.)"""
-    ops = tuple(op for op in s.ops if not (op[0] == "command" and op[1] is RewardAction.DENY))
+    denials, and without commands naming the friend's payout: both are operators' acts, and
+    without a friend reward there is no such payout to name, nor money at stake in a referral
+    below the first tier to deny.)"""
+    ops = tuple(
+        op
+        for op in s.ops
+        if not (op[0] == "command" and (op[1] is RewardAction.DENY or op[3] is True))
+    )
     with_friend = replace(s, ops=ops)
     without = replace(with_friend, rules=replace(s.rules, friend_reward=None))
     ours, theirs = run(with_friend), run(without)

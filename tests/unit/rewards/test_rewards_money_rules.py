@@ -259,3 +259,23 @@ def test_a_paused_program_holds_new_rewards_until_it_is_active_again() -> None:
         resumed = on_resume(held.ledger, replace(paused, lifecycle=lifecycle), T0)
         assert [p.recipient for p in payouts(resumed)] == [Recipient.ADVOCATE, Recipient.FRIEND]
     assert held.ledger.advocate_id == ADVOCATE
+
+
+def test_a_second_hold_with_the_same_reason_is_a_new_status_with_a_new_id() -> None:
+    """Found by Hypothesis: paused, released into review, paused again, then approved: the
+    referral is held PROGRAM_PAUSED a second time, which consumers must not drop as a repeat."""
+    review = rules(approval_threshold_minor=5_000)
+    paused = replace(review, lifecycle=Lifecycle.PAUSED)
+    first = on_won(ledger(), paused, won("r1"), T0)
+    reviewed = on_resume(first.ledger, review, T0)
+    po = ids.payout_id(PROGRAM, "r1", "referral-reward")
+    again = on_command(reviewed.ledger, paused, command(RewardAction.APPROVE, po), T0)
+    assert [statuses(d) for d in (first, reviewed, again)] == [
+        [(ReferralStatus.REWARD_HELD, "PROGRAM_PAUSED")],
+        [(ReferralStatus.REWARD_HELD, "NEEDS_APPROVAL")],
+        [(ReferralStatus.REWARD_HELD, "PROGRAM_PAUSED")],
+    ]
+    ids_seen = [o.status_id for d in (first, reviewed, again) for o in d.outputs]
+    assert len(set(ids_seen)) == 3
+    resumed = on_resume(again.ledger, review, T0)
+    assert [p.payout_id for p in payouts(resumed)] == [po]  # approved before: paid, not re-held
