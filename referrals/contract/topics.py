@@ -73,6 +73,23 @@ def configured(limits: AmountLimits) -> Catalogue:
     return TOPICS
 
 
+_DAY_MS = 86_400_000
+# Personal data (GDPR erasure): a profile replaced or erased must leave the advocates topic's
+# log within 7 days. A compacted topic's records become eligible for compaction at most
+# `max.compaction.lag.ms` after they were written, whatever the dirty ratio, and Kafka rolls
+# the active segment (never compacted) at min(segment.ms, max.compaction.lag.ms) on the next
+# append. Six days leaves a day for the log cleaner to reach the partition. The tombstone
+# itself holds only the advocate_id; it is kept (`delete.retention.ms`) for ten years so that
+# any consumer rebuilding from the topic (attribution's directory, a new consumer group) still
+# learns that the advocate was erased and rejects later referrals naming them.
+ADVOCATES_TOPIC_CONFIG = {
+    "cleanup.policy": "compact",
+    "max.compaction.lag.ms": str(6 * _DAY_MS),
+    "segment.ms": str(_DAY_MS),
+    "delete.retention.ms": str(3650 * _DAY_MS),
+}
+
+
 def physical_topics(names: TopicNames) -> dict[str, dict[str, str]]:
     """Every topic to create, physical name -> topic configs. Each consumed topic has a .dlq."""
     # Referral history, payouts and their results are the system of record: keep them forever.
@@ -80,6 +97,8 @@ def physical_topics(names: TopicNames) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for spec in CATALOGUE:
         configs = {"cleanup.policy": "compact"} if spec.compacted else dict(keep)
+        if spec.name == ADVOCATES:
+            configs = dict(ADVOCATES_TOPIC_CONFIG)
         out[names(spec.name)] = configs
         out[names(dlq_of(spec.name))] = dict(keep)
     return out

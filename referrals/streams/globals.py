@@ -13,6 +13,7 @@ bad record once, and DLQ readers de-duplicate by `dlq.original.*`.
 The follower is supervised: any failure (a dead letter that cannot be sent, the broker gone)
 reports a `globals` problem to Health (readiness false), rewinds to the first record not yet
 handled and tries again with backoff; applying a record twice is harmless (tables are upserts).
+A tombstone (null value) is handed to `Processor.on_global_deleted`: the key was deleted.
 """
 
 from __future__ import annotations
@@ -143,11 +144,13 @@ class GlobalTables:
             spec = self.catalogue.spec_for(logical)
             for msg in messages:
                 self.metrics.records_in.labels(logical).inc()
-                if msg.value is None:
-                    self._next[tp] = msg.offset + 1
-                    continue  # a tombstone deletes nothing we keep
                 key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
                 try:
+                    if msg.value is None:  # a tombstone: the key is deleted (an erasure)
+                        if key is not None:
+                            self.p.on_global_deleted(logical, key)
+                        self._next[tp] = msg.offset + 1
+                        continue
                     record = self.codec.decode(msg.value, spec.record)
                     self.catalogue.validate(record, self.clock())
                     self.p.on_global(logical, key, record)

@@ -92,6 +92,10 @@ class Processor:
     def on_global(self, topic: str, key: str | None, record: Any) -> None:
         """A record of a global topic arrived (in order, per partition)."""
 
+    def on_global_deleted(self, topic: str, key: str) -> None:
+        """A tombstone of a global topic arrived (in order, per partition): the key was
+        deleted, e.g. an advocate's erasure. Ignored unless the processor keeps that table."""
+
     def global_start(self, topic: str, partition: int) -> int | None:
         """Where to start reading a global topic's partition (None: from the beginning). A
         processor keeping a durable copy of a global table returns the offset it holds."""

@@ -202,6 +202,22 @@ class WaitingLot:
         self._arrived = any(ready(d) for d in self._by_dependency)  # blocked ones: look again
         return out
 
+    def discard(self, order_key: str) -> int:
+        """Removes every record waiting with this ordering key, unrun and not dead-lettered
+        (e.g. an erased person's records, whose bytes must not stay in the store); returns
+        how many."""
+        seqs = list(self._by_order.pop(order_key, ()))
+        for seq in seqs:
+            slot = self._slots.pop(seq)
+            waiting = self._by_dependency[slot.dependency]
+            del waiting[seq]
+            if not waiting:
+                del self._by_dependency[slot.dependency]
+            self.store.delete(seq.to_bytes(_SEQ_BYTES, "big"))
+        if seqs:
+            self._summarise()
+        return len(seqs)
+
     def _index(self, seq: int, slot: _Slot) -> None:
         self._slots[seq] = slot
         self._by_dependency.setdefault(slot.dependency, {})[seq] = None

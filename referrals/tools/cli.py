@@ -10,6 +10,8 @@
                                             applied, 1 refused, 2 no answer within --timeout)
     referrals reconcile [--json]            issued, paid, failed, outstanding, clawed back
     referrals tax-report --year YYYY        CSV: paid per advocate in a year  (cli_payouts)
+    referrals erase ADVOCATE_ID             GDPR erasure: the advocate's tombstone (cli_personal)
+    referrals export ADVOCATE_ID            everything held about an advocate, as JSON
     referrals simulate --advocates N --out DIR   a program year and its ground truth
     referrals report --program ID --out DIR [--truth FILE]   benchmarks   (cli_benchmarks)
     referrals faults [--scale bounded|standard|long] [--out DIR]   the fault suite
@@ -50,6 +52,7 @@ from referrals.streams.kafka import make_admin
 from referrals.tools.cli_benchmarks import report, simulate
 from referrals.tools.cli_broker import broker_group
 from referrals.tools.cli_payouts import approve, deny, reconcile, retry, tax_report
+from referrals.tools.cli_personal import erase_command, export_command
 from referrals.tools.faults.cli import faults
 from referrals.tools.tail import tail
 
@@ -258,6 +261,8 @@ for command in (
     retry,
     reconcile,
     tax_report,
+    erase_command,
+    export_command,
     simulate,
     report,
     faults,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from referrals.contract.topics import CATALOGUE, TopicNames, create_topics, dlq_of
+from referrals.contract.topics import ADVOCATES, CATALOGUE, TopicNames, create_topics, dlq_of
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.kafka import make_admin
 
@@ -43,10 +43,12 @@ async def test_profiles_and_program_configs_are_compacted_and_events_are_kept(
     finally:
         await admin.close()
     policies = {}
+    configs = {}
     for response in responses:
         for _, _, _, name, entries in response.resources:
             values = {entry[0]: entry[1] for entry in entries}
             policies[names.logical(name)] = (values["cleanup.policy"], values["retention.ms"])
+            configs[names.logical(name)] = values
     for spec in CATALOGUE:
         policy, retention = policies[spec.name]
         assert policy == ("compact" if spec.compacted else "delete"), spec.name
@@ -62,3 +64,25 @@ def test_the_cli_creates_topics_idempotently(kafka: KafkaSettings) -> None:
     second = run_cli(settings, "topics", "create", "--partitions", "2")
     assert second.returncode == 0, second.stderr
     assert "created 0 topic(s)" in second.stdout
+
+
+async def test_the_advocates_topic_lets_erased_values_leave_the_log_within_seven_days(
+    topics: KafkaSettings,
+) -> None:
+    """GDPR: the broker reports the created topic's configs, not just what was asked for."""
+    name = TopicNames(topics.topic_prefix)(ADVOCATES)
+    admin = make_admin(topics)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+    finally:
+        await admin.close()
+    [(_, _, _, _, entries)] = response.resources
+    values = {entry[0]: entry[1] for entry in entries}
+    day_ms = 86_400_000
+    assert values["cleanup.policy"] == "compact"
+    assert 0 < int(values["max.compaction.lag.ms"]) <= 7 * day_ms
+    # The active segment is rolled (and so compactable) no later than the lag.
+    assert int(values["segment.ms"]) <= int(values["max.compaction.lag.ms"])
+    # Tombstones (the erased marker, an id only) outlive any reader's catch-up.
+    assert int(values["delete.retention.ms"]) >= 7 * day_ms

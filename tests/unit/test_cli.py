@@ -57,6 +57,8 @@ def test_the_commands_are_those_the_readme_lists() -> None:
         "retry",
         "reconcile",
         "tax-report",
+        "erase",
+        "export",
         "simulate",
         "report",
         "faults",

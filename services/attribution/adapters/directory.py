@@ -9,7 +9,7 @@ Keys (ids may hold any character, so each variable part is length-prefixed) and 
     t <event_id>                          share already indexed (duplicates have no effect)
     c <program> <code> <event_id>   -> touch     touches by referral code
     e <program> <email> <event_id>  -> touch     touches by prospect email hash
-    a <advocate_id>                 -> advocate
+    a <advocate_id>                 -> advocate (after an erasure: the erased marker, id only)
     p <topic> <partition>           -> next offset: where a restart resumes
     w <topic> <partition> <end>     -> wait keys the records before `end` may satisfy
     f <topic> <partition>           -> the change log's floor: entries up to it are pruned
@@ -58,7 +58,7 @@ from referrals.contract.records import AdvocateProfile, ShareEvent
 from referrals.platform.errors import ConfigError
 from services.attribution.adapters.codec import ADVOCATES, CHANGES, TOUCHES
 from services.attribution.adapters.keys import WaitKey, advocate_wait, code_wait, email_wait
-from services.attribution.domain.model import Advocate, Rules, Touch
+from services.attribution.domain.model import Advocate, Rules, Touch, erased_advocate
 
 Positions = dict[str, dict[int, int]]  # logical topic -> partition -> next offset
 _U32 = struct.Struct(">I")
@@ -179,6 +179,15 @@ class RocksDirectory:
         advocate = Advocate.from_profile(profile)
         self._put(b"a" + advocate.advocate_id.encode(), ADVOCATES.encode(advocate))
         keys = [advocate_wait(advocate.advocate_id)]
+        self._changes.extend(keys)
+        return keys
+
+    def erase(self, advocate_id: str) -> list[WaitKey]:
+        """An erasure (a tombstone): the profile is overwritten by the erased marker, which
+        holds the id only, and RocksDB's compaction drops the old value from its files."""
+        marker = erased_advocate(advocate_id)
+        self._put(b"a" + advocate_id.encode(), ADVOCATES.encode(marker))
+        keys = [advocate_wait(advocate_id)]
         self._changes.extend(keys)
         return keys
 

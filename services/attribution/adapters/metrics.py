@@ -28,6 +28,7 @@ _REJECTED = {
     "rejected_already_referred": "ALREADY_REFERRED",
     "rejected_outside_window": "OUTSIDE_WINDOW",
     "rejected_program_ended": "PROGRAM_ENDED",
+    "rejected_advocate_erased": "ADVOCATE_ERASED",
 }
 _DROPPED = {
     "conversions_unmatched_dropped": "conversion",
@@ -70,6 +71,11 @@ class AttributionMetrics:
         )
         self.core = Counter(
             "attribution_core_events", "Other outcomes the core counts", ["event"], registry=r
+        )
+        self.erasures = Counter(
+            "attribution_erasures",
+            "Advocates erased (tombstones on the advocates topic, repeats included)",
+            registry=r,
         )
         self.wakeups = Counter(
             "attribution_wakeups",

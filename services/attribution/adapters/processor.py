@@ -6,8 +6,9 @@ the same transaction) and handled when it comes back. So every event of one refe
 one task, in order per topic.
 
 Global tables. Program configs feed the catalogue; shares and profiles feed the RocksDB
-directory (`directory`). A share or profile that arrives is noted, for every task owned here,
-as a wakeup (its code, email hash or advocate); `punctuate` decides again the referrals of the
+directory (`directory`); a profile's tombstone (an erasure) leaves the erased marker there.
+A share, profile or erasure that arrives is noted, for every task owned here, as a wakeup (its
+code, email hash or advocate); `punctuate` decides again the referrals of the
 task waiting for it (`table.waiting_on`). Wakeups live in memory, so each task also keeps a
 watermark: the global positions up to which its wakeups were applied, written in the same
 transaction as their outcome. A task opened after a crash or moved from another instance
@@ -150,6 +151,13 @@ class AttributionProcessor(ProgramAwareProcessor):
                     self.longest_window_days = max(self.longest_window_days, window)
                 for state in self.tasks.values():
                     state.parked.arrived(_program(record.program_id))
+
+    def on_global_deleted(self, topic: str, key: str) -> None:
+        """A tombstone on the advocates topic erases the advocate: the directory keeps only the
+        erased marker, and referrals waiting for the profile are decided again (rejected)."""
+        if topic == ADVOCATES:
+            self.own.erasures.inc()
+            self._note(self.directory.erase(key))
 
     def global_start(self, topic: str, partition: int) -> int | None:
         return self.directory.position(topic, partition) if topic in DIRECTORY_TOPICS else None

@@ -61,6 +61,11 @@ class InMemoryAttribution:
         self.directory.add_profile(profile)
         return self._wake(lambda _key, w: profile.advocate_id in w.advocates)
 
+    def erase(self, advocate_id: str) -> list[ReferralStatusChanged]:
+        """A tombstone for the advocate: the directory keeps the erased marker only."""
+        self.directory.erase(advocate_id)
+        return self._wake(lambda _key, w: advocate_id in w.advocates)
+
     def expire(self, stream_time: datetime | None = None) -> None:
         now = stream_time or self.stream_time
         if now is None:

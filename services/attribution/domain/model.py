@@ -54,12 +54,17 @@ class Touch:
 
 @dataclass(frozen=True, slots=True)
 class Advocate:
-    """What attribution needs of a profile: self-referral check and lead routing."""
+    """What attribution needs of a profile: self-referral check and lead routing.
+
+    `erased`: the person was erased (a tombstone on the advocates topic). The entry is then a
+    marker holding nothing but the id (`erased_advocate`): a referral claimed for them later is
+    REJECTED with ADVOCATE_ERASED, while the referrals they already had go on."""
 
     advocate_id: str
     program_id: str
     email_sha256: str
     owner_rep_id: str | None = None
+    erased: bool = False
 
     @classmethod
     def from_profile(cls, profile: AdvocateProfile) -> Advocate:
@@ -69,6 +74,11 @@ class Advocate:
             email_sha256=profile.email_sha256,
             owner_rep_id=profile.owner_rep_id,
         )
+
+
+def erased_advocate(advocate_id: str) -> Advocate:
+    """The marker an erasure leaves: the id only, no email hash, program or account owner."""
+    return Advocate(advocate_id, program_id="", email_sha256="", erased=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +143,12 @@ class DictDirectory:
         advocate = Advocate.from_profile(profile)
         self.add_advocate(advocate)
         return advocate
+
+    def erase(self, advocate_id: str) -> Advocate:
+        """The advocate's profile is replaced by the erased marker (idempotent)."""
+        marker = erased_advocate(advocate_id)
+        self.add_advocate(marker)
+        return marker
 
     def add_touch(self, touch: Touch) -> bool:
         """Index a touch; False if its event_id was already indexed (a redelivered share)."""

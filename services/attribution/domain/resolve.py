@@ -12,6 +12,11 @@ cannot have caused it: it is ignored (no claim, no rejection), except within CLO
 absorbs producers' clock differences. Several shares of one advocate: the one the policy picks
 (FIRST_TOUCH the earliest, LAST_TOUCH the latest); several advocates are all claimants.
 
+An erased advocate (`Advocate.erased`) is claimed for no more: a claim not already held is
+REJECTED with ADVOCATE_ERASED (inside the window or not), so a referral naming the advocate
+after the erasure, by code, email hash or declaration, is rejected. A claim the source held
+before the erasure stays valid: referrals already made go on, their statuses carry only ids.
+
 An event is resolved again whenever its referral is decided again (a deal months later), but
 the directory forgets old shares (`adapters/directory`: touches past the longest window plus
 a margin are pruned). So the touches behind the claims and rejections a source already holds
@@ -128,7 +133,7 @@ def _declared(source: Source, advocate_id: str, ctx: Context, found: _Found) -> 
         source_id=source.event_id,
         source_ms=source.occurred_ms,
     )
-    _admit(claim, ctx, found)
+    _admit(claim, source, ctx, found)
 
 
 def _by_touches(
@@ -147,7 +152,9 @@ def _by_touches(
         inside = [t for t in candidates if source.occurred_ms - to_ms(t.occurred_at) <= window_ms]
         claim = _claim(source, _pick(inside or candidates, ctx), matched_by)
         if inside:
-            _admit(claim, ctx, found)
+            _admit(claim, source, ctx, found)
+        elif _erased(claim, source, ctx):
+            found.rejections.append(Rejection(claim, Reason.ADVOCATE_ERASED))
         else:
             found.rejections.append(Rejection(claim, Reason.OUTSIDE_WINDOW))
 
@@ -169,11 +176,17 @@ def _claim(source: Source, touch: Touch, matched_by: MatchedBy) -> Claim:
     )
 
 
-def _admit(claim: Claim, ctx: Context, found: _Found) -> None:
-    """A claim in time is valid once its advocate's profile is known and is not the prospect."""
+def _admit(claim: Claim, source: Source, ctx: Context, found: _Found) -> None:
+    """A claim in time is valid once its advocate's profile is known and is not the prospect;
+    an erased advocate's is valid only if the source held it before the erasure."""
     advocate = ctx.directory.advocate(claim.advocate_id)
     if advocate is None:
         found.missing.append(claim.advocate_id)
+    elif advocate.erased:
+        if _held(claim, source):
+            found.claims.append(claim)
+        else:
+            found.rejections.append(Rejection(claim, Reason.ADVOCATE_ERASED))
     elif advocate.program_id != ctx.program_id:
         return  # an advocate of another program cannot refer into this one
     elif advocate.email_sha256 in ctx.prospect_emails:
@@ -182,11 +195,28 @@ def _admit(claim: Claim, ctx: Context, found: _Found) -> None:
         found.claims.append(claim)
 
 
+def _held(claim: Claim, source: Source) -> bool:
+    """Whether `source` already held a valid claim of this advocate (made before an erasure)."""
+    return any(held.advocate_id == claim.advocate_id for held in source.claims)
+
+
+def _erased(claim: Claim, source: Source, ctx: Context) -> bool:
+    """An erased advocate whose claim the source did not hold before: ADVOCATE_ERASED."""
+    advocate = ctx.directory.advocate(claim.advocate_id)
+    return advocate is not None and advocate.erased and not _held(claim, source)
+
+
+# Which rejection an advocate is told when one source rejects it for several reasons.
+_PRECEDENCE = {Reason.ADVOCATE_ERASED: 0, Reason.SELF_REFERRAL: 1}
+
+
 def _dedupe(rejections: list[Rejection]) -> list[Rejection]:
-    """One rejection per advocate (SELF_REFERRAL over OUTSIDE_WINDOW), in advocate order."""
+    """One rejection per advocate (ADVOCATE_ERASED over SELF_REFERRAL over OUTSIDE_WINDOW), in
+    advocate order."""
     best: dict[str, Rejection] = {}
     for rejection in rejections:
         advocate_id = rejection.claim.advocate_id
-        if advocate_id not in best or rejection.reason is Reason.SELF_REFERRAL:
+        held = best.get(advocate_id)
+        if held is None or _PRECEDENCE.get(rejection.reason, 9) < _PRECEDENCE.get(held.reason, 9):
             best[advocate_id] = rejection
     return [best[advocate_id] for advocate_id in sorted(best)]

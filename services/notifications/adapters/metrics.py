@@ -66,6 +66,12 @@ class NotificationMetrics:
             ["reason"],
             registry=r,
         )
+        self.erasures = Counter(
+            "referrals_notifications_erasures",
+            "Advocates erased (tombstones on the advocates topic, repeats included); the "
+            "messages cancelled or dropped are counted as suppressed ADVOCATE_ERASED",
+            registry=r,
+        )
         self.latency = Histogram(
             "referrals_notifications_delivery_latency_seconds",
             "From the trigger's event time (or a nurture step's due time) to acceptance",

@@ -21,6 +21,8 @@ are out (a message planned when the sender is full gets a retry timer due now). 
 NOTIFICATIONS_DELIVERY_DEADLINE_S from its first due time a delivery goes to the .dlq with
 DEADLINE_EXCEEDED; a permanent refusal goes there at once.
 
+An erasure (a tombstone on the advocates topic) is carried out in `deleted`.
+
 Stores and the journal are described in `storage`; wake-ups are the runtime's timers
 (`referrals.streams.timers`, one per advocate). A record of a program whose config has not
 arrived waits in the task's `WaitingLot` (`referrals.streams.waiting`) up to
@@ -73,8 +75,8 @@ from services.notifications.adapters.storage import (
 )
 from services.notifications.adapters.tasks import TaskContext
 from services.notifications.adapters.unsubscribe import UnsubscribeEndpoint
+from services.notifications.domain import erasure, retry
 from services.notifications.domain import plan as core
-from services.notifications.domain import retry
 from services.notifications.domain.messages import Message, Plan
 from services.notifications.domain.state import State, new_state, to_ms
 
@@ -144,6 +146,34 @@ class NotificationsProcessor(ProgramAwareProcessor):
             state, plan = core.on_profile(state, value, program.document, now)
         self._save(ctx, state)
         self._carry_out(ctx, plan, now)
+
+    def deleted(self, record: Inbound, now: datetime) -> Iterable[Output]:
+        """A tombstone on the advocates topic erases the advocate, in this task's transaction:
+        the state keeps no profile (`domain.erasure`), the cancelled messages' outbox entries
+        and retry timers go, and so do the advocate's records waiting for their program (a
+        waiting profile's bytes hold the address). The changelog's latest values hold no
+        personal data once it commits."""
+        if record.topic != ADVOCATES or record.key is None:
+            return ()
+        ctx = self._ctx(record.partition)
+        advocate_id = record.key
+        dropped = ctx.parked.discard(advocate_id)
+        if dropped:
+            self.stats.parked.dec(dropped)
+        state = self.load_state(ctx.task, advocate_id)
+        outbox = self.outbox(ctx.task)
+        for notification_id in erasure.cancelled_outbox(state):
+            key = notification_id.encode()
+            raw = outbox.get(key)
+            if raw is not None:
+                for channel in OUTBOX_ENTRIES.decode(raw, key).channels:
+                    ctx.retries.set(retry_id(notification_id, channel), None)
+                outbox.delete(key)
+        state, plan = erasure.on_erased(state, to_ms(now))
+        self._save(ctx, state)
+        self._carry_out(ctx, plan, now)
+        self.after_commit(ctx.task, self.stats.erasures.inc)
+        return ()
 
     # -- timers and recording -------------------------------------------------------------------
     def punctuate(self, task: int, now: datetime) -> Iterable[Output]:

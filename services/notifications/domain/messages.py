@@ -35,6 +35,7 @@ class Reason(StrEnum):
     NO_CHANNEL = "NO_CHANNEL"  # the program has no channel this advocate can be reached on
     SUPERSEDED_BY_SHARE = "SUPERSEDED_BY_SHARE"  # a nurture step after the advocate shared again
     NO_PROFILE = "NO_PROFILE"  # went stale waiting for the advocate's profile
+    ADVOCATE_ERASED = "ADVOCATE_ERASED"  # the advocate was erased: cancelled, or not planned
 
 
 @dataclass(frozen=True, slots=True)

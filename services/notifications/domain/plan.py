@@ -22,6 +22,7 @@ Every command takes the state and returns `(state, Plan)`; nothing is sent from 
   late that a friend signed up is noise. A nurture message over the limit waits for room (while
   it is not stale), since it is not tied to a moment.
 - Programs may have no usable channel (no channels, or EMAIL only and no address): NO_CHANNEL.
+- An erased advocate gets nothing: their statuses are ADVOCATE_ERASED (`erasure`).
 
 Statuses are planned on arrival; due nurture steps and held messages go out on `on_tick` (and
 held ones on `on_profile`). `next_wakeup` tells the adapter when a tick can next do something.
@@ -78,6 +79,8 @@ def on_status(
     entry = Pending(status.referral_id, kind, 0, to_ms(status.occurred_at), facts=_facts(status))
     if state.opted_out:
         return state, suppressed(state.advocate_id, entry, Reason.OPTED_OUT)
+    if state.erased:  # nobody to write to: not held for a profile either
+        return state, suppressed(state.advocate_id, entry, Reason.ADVOCATE_ERASED)
     state, cut = _housekeep(state, program, to_ms(now))
     if state.knows(entry):
         return state, suppressed(state.advocate_id, entry, Reason.DUPLICATE)
@@ -96,10 +99,11 @@ def on_status(
 def on_profile(
     state: State, profile: AdvocateProfile, program: ProgramDocument, now: datetime
 ) -> tuple[State, Plan]:
-    """Keeps the profile's essentials; an opt-out sticks; held messages go out now."""
+    """Keeps the profile's essentials; an opt-out sticks; held messages go out now. After an
+    erasure, a profile enrols the advocate again (see `state`)."""
     _check(state, profile.advocate_id)
     essentials = Profile(profile.program_id, profile.email, profile.display_name, profile.locale)
-    state = replace(state, profile=essentials)
+    state = replace(state, profile=essentials, erased_at=None)
     if profile.opted_out:
         return _opt_out(state, to_ms(profile.updated_at))
     return on_tick(state, program, now)

@@ -19,6 +19,12 @@ so a store of a million advocates stays small:
   relay is back, within the delivery deadline;
 - `sends`: when the messages of the last 24 hours were planned (at most the rate limit).
 
+ERASURE (a tombstone on the advocates topic, `erasure`): the profile (the only personal data
+here: address and name) is dropped, with every waiting and unconfirmed message; `erased_at`
+marks the state so that statuses arriving later are dropped (ADVOCATE_ERASED) rather than held
+for a profile. What stays names no person: ids, bits, times. A profile published afterwards
+enrols the advocate again (`erased_at` cleared); messages dropped meanwhile stay dropped.
+
 There is no list of recent status_ids: a repeated status names the same (referral, kind, step)
 as the original, so `messaged` and `pending` already recognise it (DUPLICATE).
 
@@ -117,10 +123,15 @@ class State:
     outbox: tuple[Pending, ...] = ()
     sends: tuple[int, ...] = ()
     last_share_at: int | None = None
+    erased_at: int | None = None  # when the advocate was erased; None again on re-enrolment
 
     @property
     def opted_out(self) -> bool:
         return self.opted_out_at is not None
+
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None
 
     def knows(self, entry: Pending) -> bool:
         """Whether this message was already decided on, or is waiting."""

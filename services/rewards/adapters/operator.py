@@ -9,8 +9,8 @@ to it and the answer comes back:
 3. read that partition from the noted offset until the `CommandResult` with this command_id
    arrives, or the timeout passes (`NoAnswer`; the command stays in the log and is applied
    when the service reads it).
-It also holds the topic reading that `payout_reports` (reconcile, tax-report) and the fault
-suite share: `read_records` reads a topic whole, read_committed.
+It re-exports the topic reading that `payout_reports` (reconcile, tax-report) and the fault
+suite share (`referrals.streams.reading`): `read_records` reads a topic whole, read_committed.
 
 Each function takes typed values and returns a result or raises a `ReferralsError`; it prints
 nothing, so the CLI and a future API call the same functions and each words the answer its way.
@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.records import CommandResult, OperatorCommand, Record, RewardAction
@@ -34,55 +33,12 @@ from referrals.contract.topics import COMMAND_RESULTS, OPERATOR_COMMANDS, TopicN
 from referrals.platform.errors import DecodeError, ReferralsError
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.kafka import make_consumer, make_producer
+from referrals.streams.reading import READ_LIMIT_S as READ_LIMIT_S
+from referrals.streams.reading import TopicReadError as TopicReadError
+from referrals.streams.reading import partition_for as partition_for
+from referrals.streams.reading import read_records as read_records
 
-READ_LIMIT_S = 120.0  # a topic read that makes no progress for this long is an error
 DEFAULT_TIMEOUT_S = 30.0  # the contract's default wait for a command's answer
-
-
-class TopicReadError(ReferralsError):
-    reason = "TOPIC_READ"
-
-
-def partition_for(key: str, partitions: list[int]) -> int:
-    """The partition a producer's default (murmur2) partitioner sends `key` to."""
-    ordered = sorted(partitions)
-    chosen: int = DefaultPartitioner()(key.encode("utf-8"), ordered, ordered)
-    return chosen
-
-
-async def read_records(settings: KafkaSettings, topic: str, *, key: str | None = None) -> list[Any]:
-    """Every committed record of `topic` up to its current end; with `key`, only that key's
-    records, reading just the partition the key hashes to."""
-    physical = TopicNames(settings.topic_prefix)(topic)
-    consumer = make_consumer(settings, client_id="referrals-cli-rewards")
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        found = sorted(consumer.partitions_for_topic(physical) or ())
-        if not found:
-            raise TopicReadError(f"topic {physical} does not exist; run `referrals topics create`")
-        chosen = found if key is None else [partition_for(key, found)]
-        parts = [TopicPartition(physical, p) for p in chosen]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        wanted = None if key is None else key.encode("utf-8")
-        return [m for m in await _drain(consumer, parts) if wanted is None or m.key == wanted]
-    finally:
-        await consumer.stop()
-
-
-async def _drain(consumer: AIOKafkaConsumer, parts: list[TopicPartition]) -> list[Any]:
-    end = await consumer.end_offsets(parts)  # read_committed: the last stable offsets
-    out: list[Any] = []
-    last = time.monotonic()
-    while any([await consumer.position(tp) < end[tp] for tp in parts]):
-        if time.monotonic() - last > READ_LIMIT_S:
-            raise TopicReadError(f"reading {parts[0].topic} made no progress for {READ_LIMIT_S} s")
-        batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-        for messages in batch.values():
-            out.extend(messages)
-            last = time.monotonic()
-    return sorted(out, key=lambda m: (m.partition, m.offset))
 
 
 def decoded(messages: list[Any], codec: AvroCodec) -> tuple[list[Record], int]:

@@ -511,3 +511,78 @@ def test_a_record_whose_program_never_arrives_goes_to_the_dlq(h: Harness) -> Non
     assert isinstance(dead, DeadLetterOut)
     assert dead.error.reason == "UNKNOWN_PROGRAM"
     assert (dead.record.topic, dead.record.offset) == (STATUS, 0)
+
+
+# == erasure ===================================================================================
+def _erase(h: Harness, advocate_id: str = ADVOCATE) -> list[Any]:
+    """A tombstone on the advocates topic, as the runtime hands it over (`deleted`)."""
+    offset = h.offsets[ADVOCATES] = h.offsets.get(ADVOCATES, -1) + 1
+    inbound = Inbound(ADVOCATES, 0, offset, advocate_id, None, 0, advocate_id.encode(), None)
+    return list(h.processor.deleted(inbound, h.clock[0]))
+
+
+def _personal(h: Harness) -> list[bytes]:
+    """Every stored value that holds the advocate's address or name."""
+    found = []
+    for store in h.processor.task_stores[0].values():
+        for _, value in store.items():
+            if b"alex@example.com" in value or b"Alex Doe" in value:
+                found.append(value)
+    return found
+
+
+async def test_an_erasure_cancels_waiting_messages_and_leaves_no_personal_data(
+    h: Harness,
+) -> None:
+    h.processor.rand = lambda: 0.0
+    _program(h.processor, nurture_days=[3])
+    _known(h)
+    h.feed(STATUS, status("r1", S.WON))
+    h.commit()
+    [first] = h.sender.submitted
+    h.processor._reported(_failed(first))  # the relay is down: the message waits for a retry
+    h.punctuate()
+    h.commit()
+    assert len(_retry_keys(h)) == 1 and _personal(h)
+    _erase(h)
+    h.commit()
+    assert _personal(h) == [] and _retry_keys(h) == []
+    assert [k for k, _ in h.processor.task_stores[0]["index"].items() if k[:1] == b"o"] == []
+    assert h.metric("referrals_notifications_suppressed_total", reason="ADVOCATE_ERASED") == 2
+    assert h.metric("referrals_notifications_erasures_total") == 1
+    # Nothing goes out afterwards: not the retry, not the nurture step, not a new status.
+    await h.restart()
+    h.clock[0] = NOW + 4 * DAY
+    h.feed(STATUS, status("r2", S.LEAD, at=h.clock[0]))
+    h.punctuate()
+    h.commit()
+    assert h.sender.submitted == []
+    assert h.metric("referrals_notifications_suppressed_total", reason="ADVOCATE_ERASED") == 1
+    _erase(h)  # idempotent
+    h.commit()
+    assert _personal(h) == []
+
+
+def test_an_erasure_drops_the_advocates_records_waiting_for_their_program(h: Harness) -> None:
+    h.processor.programs = type(h.processor.programs)()  # no program known yet
+    h.feed(ADVOCATES, profile())
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    assert _personal(h)  # the waiting profile's bytes
+    _erase(h)
+    h.commit()
+    assert _personal(h) == [] and h.metric("referrals_notifications_parked") == 0
+    _program(h.processor)
+    assert h.punctuate() == []
+    h.commit()
+    assert h.sender.submitted == []
+
+
+def test_a_profile_after_an_erasure_enrols_the_advocate_again(h: Harness) -> None:
+    _known(h)
+    _erase(h)
+    h.commit()
+    _known(h)
+    h.feed(STATUS, status("r1", S.LEAD))
+    h.commit()
+    assert [d.message.referral_id for d in h.sender.submitted] == ["r1"]
