@@ -2,11 +2,14 @@
 
 Every command takes the state and returns `(state, Plan)`; nothing is sent from here. The rules:
 
-- LEAD, WON, REWARDED, PAID and PAYOUT_FAILED statuses each trigger one thank-you (step 0);
-  any other status triggers nothing. A WON also schedules one NURTURE ("refer again") message
-  per entry of the program's `nurture_days`, due at the WON's `occurred_at` plus that many days
-  by the wall clock (steps 1, 2, ...). A share that happened after the WON cancels its pending
-  nurture steps (SUPERSEDED_BY_SHARE), also when the share arrives before the WON does.
+- LEAD, WON, REWARDED, PAID and PAYOUT_FAILED statuses each trigger one thank-you (step 0), a
+  REJECTED with reason DENIED a REWARD_DENIED message and a REVERSED with reason CLAWED_BACK a
+  REWARD_CLAWED_BACK one (courteous news of a denied or clawed-back reward); any other status
+  triggers nothing. The program chooses which of these kinds are sent (`notifications.kinds`;
+  NURTURE there enables the nurture schedule). A WON also schedules one NURTURE ("refer again")
+  message per entry of the program's `nurture_days`, due at the WON's `occurred_at` plus that
+  many days by the wall clock (steps 1, 2, ...). A share that happened after the WON cancels its
+  pending nurture steps (SUPERSEDED_BY_SHARE), also when the share arrives before the WON does.
 - One message per `notification_id` (advocate, referral, kind, step), ever: a repeated status,
   or another status of the same kind for the same referral (a second PAYOUT_FAILED after a
   retry, weeks later), is DUPLICATE. Thank-yous dropped as RATE_LIMITED or NO_CHANNEL count as
@@ -64,6 +67,11 @@ KINDS = {
     ReferralStatus.PAID: MessageKind.PAID,
     ReferralStatus.PAYOUT_FAILED: MessageKind.PAYOUT_FAILED,
 }
+# Statuses whose message depends on their reason (status, reason code).
+REASON_KINDS = {
+    (ReferralStatus.REJECTED, "DENIED"): MessageKind.REWARD_DENIED,
+    (ReferralStatus.REVERSED, "CLAWED_BACK"): MessageKind.REWARD_CLAWED_BACK,
+}
 _ORDER = {kind: index for index, kind in enumerate(MessageKind)}  # NURTURE last
 
 
@@ -72,8 +80,21 @@ def on_status(
 ) -> tuple[State, Plan]:
     """The thank-you a status change triggers (and, on WON, the nurture schedule)."""
     _check(state, status.advocate_id)
-    kind = KINDS.get(status.status)
-    if kind is None:
+    return _on_status(state, status, program, now)
+
+
+def message_kind(status: ReferralStatusChanged) -> MessageKind | None:
+    """The message kind a status triggers, if any (whether the program sends it aside)."""
+    return REASON_KINDS.get((status.status, status.reason or "")) or KINDS.get(status.status)
+
+
+def _on_status(
+    state: State, status: ReferralStatusChanged, program: ProgramDocument, now: datetime
+) -> tuple[State, Plan]:
+    kinds = program.notifications.kinds
+    kind = message_kind(status)
+    nurture = kind is MessageKind.WON and MessageKind.NURTURE in kinds
+    if kind is None or (kind not in kinds and not nurture):
         return state, Plan()
     entry = Pending(status.referral_id, kind, 0, to_ms(status.occurred_at), facts=_facts(status))
     if state.opted_out:
@@ -81,13 +102,15 @@ def on_status(
     state, cut = _housekeep(state, program, to_ms(now))
     if state.knows(entry):
         return state, suppressed(state.advocate_id, entry, Reason.DUPLICATE)
-    if entry.trigger_at < cut:
+    if kind not in kinds:  # a WON the program sends no message for, but nurture
+        plan = Plan()
+    elif entry.trigger_at < cut:
         plan = suppressed(state.advocate_id, entry, Reason.STALE)
     elif state.profile is None:
         state, plan = replace(state, pending=(*state.pending, entry)), Plan()
     else:
         state, plan = _admit(state, state.profile, entry, program, to_ms(now))
-    if kind is MessageKind.WON:
+    if nurture:
         state, scheduled = _schedule_nurture(state, entry, program, cut)
         plan += scheduled
     return state, plan

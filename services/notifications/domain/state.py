@@ -94,7 +94,11 @@ class Pending:
     @property
     def bit(self) -> int:
         """This message's bit in `State.messaged`: one per transactional kind, then per step."""
-        return 1 << (_TRANSACTIONAL.index(self.kind) if not self.is_nurture else 4 + self.step)
+        if self.is_nurture:
+            return 1 << (4 + self.step)
+        if self.kind in _LATER:  # after every possible nurture step: stored bits keep meaning
+            return 1 << (5 + MAX_NURTURE_STEPS + _LATER.index(self.kind))
+        return 1 << _FIRST.index(self.kind)
 
     def same_message(self, other: Pending) -> bool:
         return (self.referral_id, self.kind, self.step) == (
@@ -104,7 +108,17 @@ class Pending:
         )
 
 
-_TRANSACTIONAL = tuple(kind for kind in MessageKind if kind is not MessageKind.NURTURE)
+# The bits of `messaged`: the first five kinds 0-4, NURTURE step s (1 to 365) 4 + s, kinds added
+# later from 370 on. Only their referrals' masks get that long (denials and clawbacks are rare).
+_FIRST = (
+    MessageKind.LEAD,
+    MessageKind.WON,
+    MessageKind.REWARDED,
+    MessageKind.PAID,
+    MessageKind.PAYOUT_FAILED,
+)
+_LATER = (MessageKind.REWARD_DENIED, MessageKind.REWARD_CLAWED_BACK)
+MAX_NURTURE_STEPS = 365  # `nurture_days` holds at most the days 1 to 365
 
 
 @dataclass(frozen=True, slots=True)
