@@ -26,6 +26,8 @@ Every command takes the state and returns `(state, Plan)`; nothing is sent from 
   it is not stale), since it is not tied to a moment.
 - Programs may have no usable channel (no channels, or EMAIL only and no address): NO_CHANNEL.
 
+- With a sales webhook, a LEAD is also POSTed to sales, whatever the opt-out (`leads`).
+
 Statuses are planned on arrival; due nurture steps and held messages go out on `on_tick` (and
 held ones on `on_profile`). `next_wakeup` tells the adapter when a tick can next do something.
 """
@@ -42,6 +44,7 @@ from referrals.contract.records import (
     ShareEvent,
 )
 from referrals.programs.model import MessageKind, ProgramDocument
+from services.notifications.domain import leads
 from services.notifications.domain.messages import (
     Message,
     Plan,
@@ -78,9 +81,12 @@ _ORDER = {kind: index for index, kind in enumerate(MessageKind)}  # NURTURE last
 def on_status(
     state: State, status: ReferralStatusChanged, program: ProgramDocument, now: datetime
 ) -> tuple[State, Plan]:
-    """The thank-you a status change triggers (and, on WON, the nurture schedule)."""
+    """The thank-you a status change triggers (and, on WON, the nurture schedule); a LEAD's
+    lead for sales."""
     _check(state, status.advocate_id)
-    return _on_status(state, status, program, now)
+    state, to_sales = leads.on_lead(state, status, program, now)
+    state, plan = _on_status(state, status, program, now)
+    return state, to_sales + plan
 
 
 def message_kind(status: ReferralStatusChanged) -> MessageKind | None:
@@ -174,10 +180,11 @@ def unsent(state: State, program: ProgramDocument, now: datetime) -> tuple[Messa
     with the same notification_id, so the receiver can drop what it already has. Staleness is
     not checked here: it decides whether a message is planned, and a planned message waits for
     its delivery (up to the adapter's delivery deadline) however old its trigger gets."""
+    to_sales = leads.unsent(state)  # whatever the opt-out
     if state.opted_out or state.profile is None:
-        return ()
+        return to_sales
     profile = state.profile
-    return tuple(
+    return to_sales + tuple(
         build_message(state.advocate_id, profile, entry, program) for entry in state.outbox
     )
 
@@ -267,11 +274,13 @@ def _opt_out(state: State, at: int) -> tuple[State, Plan]:
     plan = sum(
         (suppressed(state.advocate_id, entry, Reason.OPTED_OUT) for entry in state.pending), Plan()
     )
-    # Nothing will be planned again: keep only who the advocate is and that they opted out.
-    return State(state.advocate_id, state.profile, opted_out_at=at), plan
+    # Nothing will be planned again: keep only who the advocate is and that they opted out (and
+    # the leads for sales, which the opt-out does not concern).
+    return State(state.advocate_id, state.profile, opted_out_at=at, leads=state.leads), plan
 
 
 def _settle(state: State, notification_id: str) -> State:
+    state = leads.settle(state, notification_id)
     outbox = tuple(
         e for e in state.outbox if e.notification_id(state.advocate_id) != notification_id
     )

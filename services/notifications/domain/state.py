@@ -17,7 +17,8 @@ so a store of a million advocates stays small:
   the other), or on an opt-out. Staleness does not drop them: it decides whether a message is
   planned at all, and a message planned then waiting for a relay that is down is sent when the
   relay is back, within the delivery deadline;
-- `sends`: when the messages of the last 24 hours were planned (at most the rate limit).
+- `sends`: when the messages of the last 24 hours were planned (at most the rate limit);
+- `leads`: LEADs for the program's sales webhook, not yet posted or not yet stale.
 
 There is no list of recent status_ids: a repeated status names the same (referral, kind, step)
 as the original, so `messaged` and `pending` already recognise it (DUPLICATE).
@@ -122,6 +123,22 @@ MAX_NURTURE_STEPS = 365  # `nurture_days` holds at most the days 1 to 365
 
 
 @dataclass(frozen=True, slots=True)
+class Lead:
+    """A LEAD to POST to the program's sales webhook (`domain.leads`), kept until it is posted
+    (or dead-lettered) and then, to recognise a repeat, until it is stale."""
+
+    status_id: str  # the Idempotency-Key
+    program_id: str
+    referral_id: str
+    prospect_id: str
+    owner_rep_id: str | None
+    channel: str
+    matched_by: str
+    occurred_at: int
+    posted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class State:
     advocate_id: str
     profile: Profile | None = None
@@ -131,6 +148,7 @@ class State:
     outbox: tuple[Pending, ...] = ()
     sends: tuple[int, ...] = ()
     last_share_at: int | None = None
+    leads: tuple[Lead, ...] = ()  # for sales, whatever the opt-out (`domain.leads`)
 
     @property
     def opted_out(self) -> bool:
