@@ -41,6 +41,11 @@ class ProgramStatus(StrEnum):
 class NotificationChannel(StrEnum):
     EMAIL = "EMAIL"
     WEBHOOK = "WEBHOOK"
+    # Not one a program lists in `channels`: the delivery of a lead to `sales_webhook`.
+    SALES_WEBHOOK = "SALES_WEBHOOK"
+
+
+ADVOCATE_CHANNELS = (NotificationChannel.EMAIL, NotificationChannel.WEBHOOK)
 
 
 class MessageKind(StrEnum):
@@ -49,6 +54,8 @@ class MessageKind(StrEnum):
     REWARDED = "REWARDED"
     PAID = "PAID"
     PAYOUT_FAILED = "PAYOUT_FAILED"
+    REWARD_DENIED = "REWARD_DENIED"  # an operator denied the reward (REJECTED DENIED)
+    REWARD_CLAWED_BACK = "REWARD_CLAWED_BACK"  # a refunded deal's reward (REVERSED CLAWED_BACK)
     NURTURE = "NURTURE"
 
 
@@ -195,6 +202,29 @@ DEFAULT_TEMPLATES: Templates = freeze_templates(
                 "Nothing is lost and there is nothing you need to do: our team is on it and will"
                 " be in touch if we need anything from you. We are sorry for the delay.",
             ),
+            MessageKind.REWARD_DENIED: _default(
+                "An update on your referral reward",
+                "Thank you for your recent referral. We have reviewed its reward"
+                "{% if reward_amount %} of {{ reward_amount }}{% endif %} and, this time, we are"
+                " not able to issue it.",
+                "This decision is about this one referral under our program's terms; it is not a"
+                " judgement of you, and it does not change your other referrals or rewards.",
+                "If you have a question or think we got it wrong, just reply to this email and our"
+                " team will look into it.",
+                "We are grateful you thought of us, and we would love to hear about the next person"
+                " who could use us: {{ refer_url }}",
+            ),
+            MessageKind.REWARD_CLAWED_BACK: _default(
+                "An update on your referral reward",
+                "{{ prospect_label }} has cancelled or been refunded for the purchase you referred,"
+                " so the referral no longer qualifies and the reward of {{ reward_amount }}"
+                f" ({_TYPE}) issued for it has been reversed.",
+                "This happens when a deal does not go ahead, and it says nothing about you: your"
+                " referral was welcome, and your other rewards are not affected.",
+                "If you have a question, just reply to this email and our team will help.",
+                "Thank you for spreading the word. Your next referral can earn you a reward again:"
+                " {{ refer_url }}",
+            ),
             MessageKind.NURTURE: _default(
                 "Know someone else who would like us?",
                 "Thanks again for your referral. Friends you refer earn you rewards every time.",
@@ -216,6 +246,9 @@ class Notifications:
     nurture_days: tuple[int, ...] = (3, 14)
     unsubscribe_base_url: str | None = None
     templates: Templates = field(default_factory=lambda: DEFAULT_TEMPLATES)
+    # Every new lead is POSTed here for the advocate's account owner, whatever the opt-out.
+    sales_webhook: Webhook | None = None
+    kinds: tuple[MessageKind, ...] = tuple(MessageKind)  # the messages advocates get
 
     def template(self, kind: MessageKind, locale: str | None) -> MessageTemplate:
         """The template for `locale`, else one in its language, else for the default locale."""
@@ -304,6 +337,15 @@ def to_document(doc: ProgramDocument) -> dict[str, object]:
             "rate_limit": {"max_per_day": notes.rate_limit.max_per_day},
             "nurture_days": list(notes.nurture_days),
             "unsubscribe_base_url": notes.unsubscribe_base_url,
+            "sales_webhook": None
+            if notes.sales_webhook is None
+            else {
+                "url": notes.sales_webhook.url,
+                "secret_env": notes.sales_webhook.secret_env,
+                "timeout_s": notes.sales_webhook.timeout_s,
+                "max_attempts": notes.sales_webhook.max_attempts,
+            },
+            "kinds": [kind for kind in MessageKind if kind in notes.kinds],
             "templates": {
                 kind: {
                     locale: {"subject": t.subject, "text": t.text, "html": t.html}

@@ -34,14 +34,14 @@ SAMPLE_CONTEXT: Mapping[str, object] = {
     "program_id": "acme-b2b",
     "referral_id": "ref-3f2a9c",
     "prospect_label": "Jordan at Initech",  # how the referred friend is shown to the advocate
-    "kind": "REWARDED",  # LEAD, WON, REWARDED, PAID, PAYOUT_FAILED or NURTURE
+    "kind": "REWARDED",  # a MessageKind: LEAD, WON, ..., REWARD_DENIED, REWARD_CLAWED_BACK, NURTURE
     "status": "REWARDED",  # the referral's status (a contract symbol)
     "reward_amount": "50.00 USD",  # the reward in major units with its currency
     "reward_type": "GIFT_CARD",  # GIFT_CARD, CHECK, BILL_CREDIT or MERCHANDISE
     "payout_id": "pay-7d41e0",
     "referrals_to_next_tier": 2,  # successful referrals still needed for the next tier
     "next_tier_amount": "75.00 USD",  # the next tier's reward ("5% of the deal" for a percent)
-    "reason": "ACCOUNT_CLOSED",  # PAYOUT_FAILED only: finance's reason code
+    "reason": "ACCOUNT_CLOSED",  # the status reason code (finance's, for PAYOUT_FAILED)
     "unsubscribe_url": "https://referrals.example.com/unsubscribe?token=abc123",
     "refer_url": "https://referrals.example.com/r/ALEX-42",  # the advocate's own referral link
 }

@@ -92,6 +92,42 @@ def test_a_document_with_only_the_required_keys_is_valid_and_gets_every_default(
     assert notes.unsubscribe_base_url is None
     assert notes.templates == DEFAULT_TEMPLATES
     assert set(notes.templates) == set(MessageKind)
+    assert notes.sales_webhook is None
+    assert notes.kinds == tuple(MessageKind)
+
+
+def test_the_sales_webhook_and_the_message_kinds_are_read_and_round_trip() -> None:
+    doc = validate(
+        document(
+            notifications__sales_webhook={
+                "url": "https://crm.example/hooks/referrals",
+                "secret_env": "WEBHOOK_SECRET_SALES",
+            },
+            notifications__kinds=["WON", "LEAD", "REWARD_CLAWED_BACK"],
+        )
+    )
+    hook = doc.notifications.sales_webhook
+    assert hook is not None
+    assert (hook.url, hook.secret_env) == (
+        "https://crm.example/hooks/referrals",
+        "WEBHOOK_SECRET_SALES",
+    )
+    assert doc.notifications.kinds == (
+        MessageKind.LEAD,
+        MessageKind.WON,
+        MessageKind.REWARD_CLAWED_BACK,
+    )
+    assert from_canonical(canonical_json(doc)) == doc
+    assert validate(document(notifications__kinds=[])).notifications.kinds == ()
+
+
+@pytest.mark.parametrize("kind", [MessageKind.REWARD_DENIED, MessageKind.REWARD_CLAWED_BACK])
+def test_denied_and_clawed_back_rewards_have_courteous_default_messages(kind: MessageKind) -> None:
+    template = DEFAULT_TEMPLATES[kind]["en-US"]
+    assert template.subject == "An update on your referral reward"
+    assert "reply to this email" in template.text  # whom to contact
+    assert "{{ refer_url }}" in template.text  # and a nudge to keep referring
+    assert "not a judgement of you" in template.text or "says nothing about you" in template.text
 
 
 @pytest.mark.parametrize("name", ["acme-b2b.yaml", "brightcell-b2c.yaml"])
@@ -328,7 +364,60 @@ INVALID = {
     "unknown message kind": (
         document(notifications__templates={"THANKS": {}}),
         "notifications.templates.THANKS",
-        "unknown key (expected one of LEAD, WON, REWARDED, PAID, PAYOUT_FAILED, NURTURE)",
+        "unknown key (expected one of LEAD, WON, REWARDED, PAID, PAYOUT_FAILED, REWARD_DENIED,"
+        " REWARD_CLAWED_BACK, NURTURE)",
+    ),
+    "sales webhook without its url": (
+        document(notifications__sales_webhook={"secret_env": "WEBHOOK_SECRET_SALES"}),
+        "notifications.sales_webhook.url",
+        "is required",
+    ),
+    "sales webhook url not http": (
+        document(
+            notifications__sales_webhook={"url": "ftp://crm", "secret_env": "WEBHOOK_SECRET_SALES"}
+        ),
+        "notifications.sales_webhook.url",
+        "must be an http or https URL, like https://example.com/unsubscribe",
+    ),
+    "sales webhook secret outside WEBHOOK_SECRET_": (
+        document(
+            notifications__sales_webhook={"url": "https://crm.example", "secret_env": "SALES_KEY"}
+        ),
+        "notifications.sales_webhook.secret_env",
+        "must be the NAME of an environment variable starting with WEBHOOK_SECRET_, like"
+        " WEBHOOK_SECRET_SALES",
+    ),
+    "sales webhook secret left out": (
+        document(notifications__sales_webhook={"url": "https://crm.example"}),
+        "notifications.sales_webhook.secret_env",
+        "is required",
+    ),
+    "sales webhook key typo": (
+        document(notifications__sales_webhok={"url": "https://crm.example"}),
+        "notifications.sales_webhok",
+        "unknown key (did you mean 'sales_webhook'?)",
+    ),
+    "message kinds with an unknown one": (
+        document(notifications__kinds=["LEAD", "DENIED"]),
+        "notifications.kinds[1]",
+        "must be one of LEAD, WON, REWARDED, PAID, PAYOUT_FAILED, REWARD_DENIED,"
+        " REWARD_CLAWED_BACK, NURTURE, each at most once",
+    ),
+    "message kinds with a repeat": (
+        document(notifications__kinds=["LEAD", "LEAD"]),
+        "notifications.kinds[1]",
+        "must be one of LEAD, WON, REWARDED, PAID, PAYOUT_FAILED, REWARD_DENIED,"
+        " REWARD_CLAWED_BACK, NURTURE, each at most once",
+    ),
+    "message kinds not a list": (
+        document(notifications__kinds="LEAD"),
+        "notifications.kinds",
+        "must be a list of message kinds such as [LEAD, WON] (or [] for none)",
+    ),
+    "sales webhook as a channel": (
+        document(notifications__channels=["EMAIL", "SALES_WEBHOOK"]),
+        "notifications.channels[1]",
+        "must be EMAIL or WEBHOOK, each at most once",
     ),
 }
 

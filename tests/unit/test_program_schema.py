@@ -96,5 +96,13 @@ def test_the_schema_lists_enums_and_gives_descriptions_and_defaults() -> None:
         "REWARDED",
         "PAID",
         "PAYOUT_FAILED",
+        "REWARD_DENIED",
+        "REWARD_CLAWED_BACK",
         "NURTURE",
     }
+    notifications = defs["Notifications"]["properties"]
+    assert notifications["kinds"]["default"] == notifications["kinds"]["items"]["enum"]
+    assert defs["SalesWebhook"]["required"] == ["url", "secret_env"]
+    assert defs["SalesWebhook"]["properties"]["secret_env"]["pattern"] == (
+        "^WEBHOOK_SECRET_[A-Z0-9_]+$"
+    )

@@ -9,7 +9,12 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, ValidatorFunctionWrapHandler, WrapValidator
 
 from referrals.programs import model, templating
-from referrals.programs.model import DEFAULT_TEMPLATES, MessageKind, NotificationChannel
+from referrals.programs.model import (
+    ADVOCATE_CHANNELS,
+    DEFAULT_TEMPLATES,
+    MessageKind,
+    NotificationChannel,
+)
 from referrals.programs.schema.checks import (
     URL,
     Found,
@@ -25,6 +30,7 @@ from referrals.programs.schema.checks import (
 
 LOCALE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+_SECRET_ENV = re.compile(r"WEBHOOK_SECRET_[A-Z0-9_]+")
 _EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 
 
@@ -48,6 +54,21 @@ class Webhook(Section):
 
     def build(self) -> model.Webhook:
         return model.Webhook(self.url, self.secret_env, self.timeout_s, self.max_attempts)
+
+
+class SalesWebhook(Webhook):
+    """Where each new lead is POSTed (type "lead.created"), signed like the webhook, so that the
+    advocate's account owner can follow it up; sent whatever the advocate's opt-out."""
+
+    secret_env: Annotated[
+        str,
+        text(
+            _SECRET_ENV,
+            "the NAME of an environment variable starting with WEBHOOK_SECRET_, like"
+            " WEBHOOK_SECRET_SALES",
+        ),
+    ]
+    """The NAME of the environment variable holding the signing secret (never the secret)."""
 
 
 class RateLimit(Section):
@@ -125,6 +146,10 @@ class Templates(Section):
     """To the advocate when their reward was sent."""
     PAYOUT_FAILED: Locales | None = None
     """To the advocate when sending their reward failed."""
+    REWARD_DENIED: Locales | None = None
+    """To the advocate when an operator denied the reward of their referral."""
+    REWARD_CLAWED_BACK: Locales | None = None
+    """To the advocate when a refunded deal's reward was clawed back."""
     NURTURE: Locales | None = None
     """A "refer again" reminder, nurture_days after a won deal."""
 
@@ -143,13 +168,26 @@ def _channels(value: object) -> tuple[NotificationChannel, ...]:
     channels: list[NotificationChannel] = []
     found: list[Found] = []
     for index, name in enumerate(value):
-        if name in NotificationChannel.__members__ and NotificationChannel(name) not in channels:
+        if name in ADVOCATE_CHANNELS and NotificationChannel(name) not in channels:
             channels.append(NotificationChannel(name))
         else:
             found.append(((index,), "must be EMAIL or WEBHOOK, each at most once"))
     if found:
         report(found)
     return tuple(channels)
+
+
+def _kinds(value: object) -> tuple[MessageKind, ...]:
+    if not isinstance(value, list):
+        raise problem("must be a list of message kinds such as [LEAD, WON] (or [] for none)")
+    found: list[Found] = [
+        ((index,), f"must be one of {', '.join(MessageKind)}, each at most once")
+        for index, name in enumerate(value)
+        if not isinstance(name, str) or name not in MessageKind.__members__ or name in value[:index]
+    ]
+    if found:
+        report(found)
+    return tuple(kind for kind in MessageKind if kind in value)  # in the usual order
 
 
 def _nurture_days(days: object) -> tuple[int, ...]:
@@ -203,6 +241,16 @@ class Notifications(Section):
     unsubscribe_base_url: Annotated[str, URL] | None = None
     """The unsubscribe page (none: the notifications service's own page)."""
     templates: Templates = Templates()
+    sales_webhook: SalesWebhook | None = None
+    """Where each new lead is POSTed for sales (none: leads are not sent)."""
+    kinds: Annotated[
+        tuple[MessageKind, ...],
+        Rule(
+            _kinds,
+            {"type": "array", "items": {"enum": [*MessageKind.__members__]}, "uniqueItems": True},
+        ),
+    ] = tuple(MessageKind)
+    """The messages advocates get, by kind (default: all); NURTURE also needs nurture_days."""
 
     @classmethod
     def _across(cls, given: Mapping[str, object]) -> list[Found]:
@@ -222,4 +270,6 @@ class Notifications(Section):
             self.nurture_days,
             self.unsubscribe_base_url,
             self.templates.build(),
+            None if self.sales_webhook is None else self.sales_webhook.build(),
+            self.kinds,
         )

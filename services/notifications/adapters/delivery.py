@@ -30,7 +30,7 @@ from urllib.parse import quote, urlsplit
 
 from referrals.programs import templating
 from referrals.programs.model import NotificationChannel, ProgramDocument
-from services.notifications.adapters import smtp, unsubscribe, webhook
+from services.notifications.adapters import sales, smtp, unsubscribe, webhook
 from services.notifications.adapters.config import NotificationsSettings
 from services.notifications.adapters.failures import (
     BAD_MESSAGE,
@@ -47,6 +47,7 @@ from services.notifications.domain.messages import Message, RenderedMessage
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 EMAIL, WEBHOOK = NotificationChannel.EMAIL, NotificationChannel.WEBHOOK
+SALES = NotificationChannel.SALES_WEBHOOK
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,7 @@ class Sender:
             job.add_done_callback(running.discard)
 
     def down(self) -> list[str]:
-        """The destinations down now (their names: "smtp", "webhook:<host>")."""
+        """The destinations down now (their names: "smtp", "webhook:<host>", "sales:<host>")."""
         return sorted(d.name for d in self._destinations.values() if d.down_since is not None)
 
     async def drain(self, tasks: frozenset[int], grace_s: float) -> None:
@@ -229,7 +230,7 @@ class Sender:
             return
         down_for = (self.clock() - destination.down_since).total_seconds()
         destination.down_since = None
-        channel = "EMAIL" if destination.name == "smtp" else "WEBHOOK"
+        channel = _channel_of(destination.name)
         self.metrics.destinations_down.labels(channel).dec()
         log.warning(
             "destination back: waiting messages go out at their next try",
@@ -287,6 +288,8 @@ class Sender:
         """(one attempt, its destination); PermanentFailure if the message cannot be rendered
         or the channel is not configured."""
         message, program = delivery.message, delivery.program
+        if channel is SALES:  # a lead for sales: no template, no unsubscribe link
+            return sales.prepare(message, program, self.webhooks, self.clock)
         unsubscribe_url = self.unsubscribe_url(message, program)
         refer_url = f"{self.settings.refer_base_url.rstrip('/')}/{quote(message.advocate_id)}"
         try:
@@ -338,3 +341,9 @@ class Sender:
             self.settings.unsubscribe_secret, message.advocate_id, program.program_id, self.clock()
         )
         return unsubscribe.link(base, token)
+
+
+def _channel_of(destination: str) -> str:
+    """The channel label of a destination's name ("smtp", "webhook:<host>", "sales:<host>")."""
+    prefix = destination.partition(":")[0]
+    return {"smtp": EMAIL, "sales": SALES}.get(prefix, WEBHOOK).value

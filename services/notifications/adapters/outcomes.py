@@ -1,6 +1,7 @@
 """Delivery outcomes as records: what the processor writes once a channel's fate is known.
 
-- Accepted: a `NotificationSent` (sent_at = the server's acceptance) on notifications.sent.v1.
+- Accepted: a `NotificationSent` (sent_at = the server's acceptance) on notifications.sent.v1;
+  nothing for a lead accepted by the sales webhook (that topic lists messages to advocates).
 - Given up on: a dead letter on `notifications.sent.v1.dlq`, written in the task's transaction
   through the runtime's `DeadLetterOut`, so it commits together with the outbox settlement.
   Its value is a JSON document (below) rather than Avro, since no input record failed; the
@@ -19,6 +20,7 @@ import json
 from datetime import datetime
 
 from referrals.contract.topics import NOTIFICATIONS_SENT
+from referrals.programs.model import NotificationChannel
 from referrals.streams.processor import DeadLetterOut, Inbound, Outbound, Output
 from services.notifications.adapters.delivery import Outcome
 from services.notifications.adapters.failures import DeliveryFailed
@@ -28,11 +30,15 @@ from services.notifications.domain.messages import Message, sent_record
 from services.notifications.domain.state import from_ms, to_ms
 
 
-def to_output(task: int, outcome: Outcome, now: datetime, stats: NotificationMetrics) -> Output:
+def to_output(
+    task: int, outcome: Outcome, now: datetime, stats: NotificationMetrics
+) -> list[Output]:
     message, channel = outcome.message, outcome.channel
     if outcome.accepted_at is not None:
+        if channel is NotificationChannel.SALES_WEBHOOK:
+            return []
         record = sent_record(message, channel, outcome.accepted_at)
-        return Outbound(NOTIFICATIONS_SENT, message.advocate_id, record)
+        return [Outbound(NOTIFICATIONS_SENT, message.advocate_id, record)]
     stats.dead_lettered.labels(channel.value, outcome.reason).inc()
     inbound = Inbound(
         topic=NOTIFICATIONS_SENT,
@@ -49,7 +55,7 @@ def to_output(task: int, outcome: Outcome, now: datetime, stats: NotificationMet
         f"{outcome.attempts} attempt(s): {outcome.detail}",
         reason=outcome.reason,
     )
-    return DeadLetterOut(inbound, error)
+    return [DeadLetterOut(inbound, error)]
 
 
 def dead_letter_body(outcome: Outcome, now: datetime) -> bytes:

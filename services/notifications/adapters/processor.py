@@ -222,7 +222,7 @@ class NotificationsProcessor(ProgramAwareProcessor):
             elif not outcome.delivered:  # the attempts before this one count too
                 earlier = entry.tries(outcome.channel).attempts
                 outcome = replace(outcome, attempts=earlier + outcome.attempts)
-            out.append(self._settle(ctx, entry, outcome, now))
+            out.extend(self._settle(ctx, entry, outcome, now))
         return out
 
     def _retry_later(
@@ -266,7 +266,7 @@ class NotificationsProcessor(ProgramAwareProcessor):
 
     def _settle(
         self, ctx: TaskContext, entry: OutboxEntry, outcome: Outcome, now: datetime
-    ) -> Output:
+    ) -> list[Output]:
         """A channel's final outcome: its record (or dead letter), the outbox entry settled."""
         outbox = self.outbox(ctx.task)
         key = outcome.message.notification_id.encode()
@@ -337,7 +337,7 @@ class NotificationsProcessor(ProgramAwareProcessor):
         if retry.expired(first_due, to_ms(now), self.policy):
             tries = entry.tries(channel)
             outcome = self._expired(ctx, message, channel, tries.attempts, tries.error)
-            return [self._settle(ctx, entry, outcome, now)]
+            return self._settle(ctx, entry, outcome, now)
         ctx.staged += 1
         delivery = Delivery(ctx.task, message, program.document, (channel,))
         self.after_commit(ctx.task, partial(self._submit, delivery))

@@ -2,11 +2,14 @@
 
 Every command takes the state and returns `(state, Plan)`; nothing is sent from here. The rules:
 
-- LEAD, WON, REWARDED, PAID and PAYOUT_FAILED statuses each trigger one thank-you (step 0);
-  any other status triggers nothing. A WON also schedules one NURTURE ("refer again") message
-  per entry of the program's `nurture_days`, due at the WON's `occurred_at` plus that many days
-  by the wall clock (steps 1, 2, ...). A share that happened after the WON cancels its pending
-  nurture steps (SUPERSEDED_BY_SHARE), also when the share arrives before the WON does.
+- LEAD, WON, REWARDED, PAID and PAYOUT_FAILED statuses each trigger one thank-you (step 0), a
+  REJECTED with reason DENIED a REWARD_DENIED message and a REVERSED with reason CLAWED_BACK a
+  REWARD_CLAWED_BACK one (courteous news of a denied or clawed-back reward); any other status
+  triggers nothing. The program chooses which of these kinds are sent (`notifications.kinds`;
+  NURTURE there enables the nurture schedule). A WON also schedules one NURTURE ("refer again")
+  message per entry of the program's `nurture_days`, due at the WON's `occurred_at` plus that
+  many days by the wall clock (steps 1, 2, ...). A share that happened after the WON cancels its
+  pending nurture steps (SUPERSEDED_BY_SHARE), also when the share arrives before the WON does.
 - One message per `notification_id` (advocate, referral, kind, step), ever: a repeated status,
   or another status of the same kind for the same referral (a second PAYOUT_FAILED after a
   retry, weeks later), is DUPLICATE. Thank-yous dropped as RATE_LIMITED or NO_CHANNEL count as
@@ -24,6 +27,8 @@ Every command takes the state and returns `(state, Plan)`; nothing is sent from 
 - Programs may have no usable channel (no channels, or EMAIL only and no address): NO_CHANNEL.
 - An erased advocate gets nothing: their statuses are ADVOCATE_ERASED (`erasure`).
 
+- With a sales webhook, a LEAD is also POSTed to sales, whatever the opt-out (`leads`).
+
 Statuses are planned on arrival; due nurture steps and held messages go out on `on_tick` (and
 held ones on `on_profile`). `next_wakeup` tells the adapter when a tick can next do something.
 """
@@ -40,6 +45,7 @@ from referrals.contract.records import (
     ShareEvent,
 )
 from referrals.programs.model import MessageKind, ProgramDocument
+from services.notifications.domain import leads
 from services.notifications.domain.messages import (
     Message,
     Plan,
@@ -65,16 +71,37 @@ KINDS = {
     ReferralStatus.PAID: MessageKind.PAID,
     ReferralStatus.PAYOUT_FAILED: MessageKind.PAYOUT_FAILED,
 }
+# Statuses whose message depends on their reason (status, reason code).
+REASON_KINDS = {
+    (ReferralStatus.REJECTED, "DENIED"): MessageKind.REWARD_DENIED,
+    (ReferralStatus.REVERSED, "CLAWED_BACK"): MessageKind.REWARD_CLAWED_BACK,
+}
 _ORDER = {kind: index for index, kind in enumerate(MessageKind)}  # NURTURE last
 
 
 def on_status(
     state: State, status: ReferralStatusChanged, program: ProgramDocument, now: datetime
 ) -> tuple[State, Plan]:
-    """The thank-you a status change triggers (and, on WON, the nurture schedule)."""
+    """The thank-you a status change triggers (and, on WON, the nurture schedule); a LEAD's
+    lead for sales."""
     _check(state, status.advocate_id)
-    kind = KINDS.get(status.status)
-    if kind is None:
+    state, to_sales = leads.on_lead(state, status, program, now)
+    state, plan = _on_status(state, status, program, now)
+    return state, to_sales + plan
+
+
+def message_kind(status: ReferralStatusChanged) -> MessageKind | None:
+    """The message kind a status triggers, if any (whether the program sends it aside)."""
+    return REASON_KINDS.get((status.status, status.reason or "")) or KINDS.get(status.status)
+
+
+def _on_status(
+    state: State, status: ReferralStatusChanged, program: ProgramDocument, now: datetime
+) -> tuple[State, Plan]:
+    kinds = program.notifications.kinds
+    kind = message_kind(status)
+    nurture = kind is MessageKind.WON and MessageKind.NURTURE in kinds
+    if kind is None or (kind not in kinds and not nurture):
         return state, Plan()
     entry = Pending(status.referral_id, kind, 0, to_ms(status.occurred_at), facts=_facts(status))
     if state.opted_out:
@@ -84,13 +111,15 @@ def on_status(
     state, cut = _housekeep(state, program, to_ms(now))
     if state.knows(entry):
         return state, suppressed(state.advocate_id, entry, Reason.DUPLICATE)
-    if entry.trigger_at < cut:
+    if kind not in kinds:  # a WON the program sends no message for, but nurture
+        plan = Plan()
+    elif entry.trigger_at < cut:
         plan = suppressed(state.advocate_id, entry, Reason.STALE)
     elif state.profile is None:
         state, plan = replace(state, pending=(*state.pending, entry)), Plan()
     else:
         state, plan = _admit(state, state.profile, entry, program, to_ms(now))
-    if kind is MessageKind.WON:
+    if nurture:
         state, scheduled = _schedule_nurture(state, entry, program, cut)
         plan += scheduled
     return state, plan
@@ -155,10 +184,11 @@ def unsent(state: State, program: ProgramDocument, now: datetime) -> tuple[Messa
     with the same notification_id, so the receiver can drop what it already has. Staleness is
     not checked here: it decides whether a message is planned, and a planned message waits for
     its delivery (up to the adapter's delivery deadline) however old its trigger gets."""
+    to_sales = leads.unsent(state)  # whatever the opt-out
     if state.opted_out or state.profile is None:
-        return ()
+        return to_sales
     profile = state.profile
-    return tuple(
+    return to_sales + tuple(
         build_message(state.advocate_id, profile, entry, program) for entry in state.outbox
     )
 
@@ -248,11 +278,13 @@ def _opt_out(state: State, at: int) -> tuple[State, Plan]:
     plan = sum(
         (suppressed(state.advocate_id, entry, Reason.OPTED_OUT) for entry in state.pending), Plan()
     )
-    # Nothing will be planned again: keep only who the advocate is and that they opted out.
-    return State(state.advocate_id, state.profile, opted_out_at=at), plan
+    # Nothing will be planned again: keep only who the advocate is and that they opted out (and
+    # the leads for sales, which the opt-out does not concern).
+    return State(state.advocate_id, state.profile, opted_out_at=at, leads=state.leads), plan
 
 
 def _settle(state: State, notification_id: str) -> State:
+    state = leads.settle(state, notification_id)
     outbox = tuple(
         e for e in state.outbox if e.notification_id(state.advocate_id) != notification_id
     )

@@ -17,7 +17,8 @@ so a store of a million advocates stays small:
   the other), or on an opt-out. Staleness does not drop them: it decides whether a message is
   planned at all, and a message planned then waiting for a relay that is down is sent when the
   relay is back, within the delivery deadline;
-- `sends`: when the messages of the last 24 hours were planned (at most the rate limit).
+- `sends`: when the messages of the last 24 hours were planned (at most the rate limit);
+- `leads`: LEADs for the program's sales webhook, not yet posted or not yet stale.
 
 ERASURE (a tombstone on the advocates topic, `erasure`): the profile (the only personal data
 here: address and name) is dropped, with every waiting and unconfirmed message; `erased_at`
@@ -100,7 +101,11 @@ class Pending:
     @property
     def bit(self) -> int:
         """This message's bit in `State.messaged`: one per transactional kind, then per step."""
-        return 1 << (_TRANSACTIONAL.index(self.kind) if not self.is_nurture else 4 + self.step)
+        if self.is_nurture:
+            return 1 << (4 + self.step)
+        if self.kind in _LATER:  # after every possible nurture step: stored bits keep meaning
+            return 1 << (5 + MAX_NURTURE_STEPS + _LATER.index(self.kind))
+        return 1 << _FIRST.index(self.kind)
 
     def same_message(self, other: Pending) -> bool:
         return (self.referral_id, self.kind, self.step) == (
@@ -110,7 +115,33 @@ class Pending:
         )
 
 
-_TRANSACTIONAL = tuple(kind for kind in MessageKind if kind is not MessageKind.NURTURE)
+# The bits of `messaged`: the first five kinds 0-4, NURTURE step s (1 to 365) 4 + s, kinds added
+# later from 370 on. Only their referrals' masks get that long (denials and clawbacks are rare).
+_FIRST = (
+    MessageKind.LEAD,
+    MessageKind.WON,
+    MessageKind.REWARDED,
+    MessageKind.PAID,
+    MessageKind.PAYOUT_FAILED,
+)
+_LATER = (MessageKind.REWARD_DENIED, MessageKind.REWARD_CLAWED_BACK)
+MAX_NURTURE_STEPS = 365  # `nurture_days` holds at most the days 1 to 365
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """A LEAD to POST to the program's sales webhook (`domain.leads`), kept until it is posted
+    (or dead-lettered) and then, to recognise a repeat, until it is stale."""
+
+    status_id: str  # the Idempotency-Key
+    program_id: str
+    referral_id: str
+    prospect_id: str
+    owner_rep_id: str | None
+    channel: str
+    matched_by: str
+    occurred_at: int
+    posted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +155,7 @@ class State:
     sends: tuple[int, ...] = ()
     last_share_at: int | None = None
     erased_at: int | None = None  # when the advocate was erased; None again on re-enrolment
+    leads: tuple[Lead, ...] = ()  # for sales, whatever the opt-out (`domain.leads`)
 
     @property
     def opted_out(self) -> bool:
