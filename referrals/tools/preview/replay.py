@@ -14,10 +14,11 @@ How the services are mirrored, and where a replay must choose (the services run 
   referral past its deadline is expired, as the service's table does per partition (here over
   all of the program's conversions and deals).
 - Rewards, per advocate, in the order the rewards service read its inputs: a WON or REVERSED
-  the services recorded (same deterministic status_id) at the recorded status's position (its
-  timestamp, never earlier than the one before it in its partition), a new one at the input
-  that caused it; profiles (tax forms), operator commands and finance's results at their own
-  record timestamps. So an advocate's ordinals follow the order the service counted them in.
+  the services recorded (of the same referral and advocate: the rewards service takes one of
+  each per referral) at the recorded status's position (its timestamp, never earlier than the
+  one before it in its partition), a new one at the input that caused it; profiles (tax
+  forms), operator commands and finance's results at their own record timestamps. So an
+  advocate's ordinals follow the order the service counted them in.
 - Operator commands and finance's results are replayed by payout_id (deterministic: program,
   referral, rule), on the ledger that holds that payout; one naming a payout the new document
   never creates changes nothing. A reward the new document holds for review that no recorded
@@ -233,15 +234,16 @@ def _reward_inputs(
 ) -> Iterator[RewardInput]:
     """The rewards service's inputs in the order it read them (module doc): a status at its
     recorded position when the services recorded it, else at the input that caused it."""
-    recorded: dict[str, tuple[int, int]] = {}
+    recorded: dict[tuple[str, str, ReferralStatus], tuple[int, int]] = {}
     for index, (at_ms, status) in enumerate(history.statuses):
-        recorded.setdefault(status.status_id, (at_ms, index))
+        if is_reward_input(status):
+            recorded.setdefault(_reward_key(status), (at_ms, index))
     # (time, 0 recorded status | 1 new status | 2 other input, index in its list, input)
     keyed: list[tuple[int, int, int, RewardInput]] = []
     for index, (at_ms, status) in enumerate(caused):
         if not is_reward_input(status):
             continue
-        found = recorded.get(status.status_id)
+        found = recorded.get(_reward_key(status))
         keyed.append((found[0], 0, found[1], status) if found else (at_ms, 1, index, status))
     for index, arrival in enumerate(history.arrivals):
         record = arrival.record
@@ -249,6 +251,12 @@ def _reward_inputs(
             keyed.append((arrival.at_ms, 2, index, record))
     keyed.sort(key=lambda item: item[:3])
     return (item[3] for item in keyed)
+
+
+def _reward_key(status: ReferralStatusChanged) -> tuple[str, str, ReferralStatus]:
+    """What the rewards service keys a WON or REVERSED by: one of each per referral counts (a
+    second WON of a referral is a duplicate to it), whatever attribution's status_id."""
+    return (status.referral_id, status.advocate_id, status.status)
 
 
 class _Rewards:
