@@ -5,6 +5,8 @@
     referrals publish TOPIC FILE            JSON lines (- for stdin) -> Avro records
     referrals tail TOPIC                    records as JSON lines, read_committed
     referrals program validate|put FILE     a program document (every problem, with its path)
+    referrals program preview FILE          what FILE would have issued over the recorded
+                                            history, beside what was issued (nothing written)
     referrals approve|deny|retry PAYOUT_ID  release / deny a reward held for review, re-issue a
                                             FAILED payout: the rewards service answers (exit 0
                                             applied, 1 refused, 2 no answer within --timeout)
@@ -33,9 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -203,9 +207,9 @@ def tail_command(
 
 
 # -- program documents --------------------------------------------------------------------------
-@click.group("program", short_help="Validate or put a program document (YAML or JSON).")
+@click.group("program", short_help="Validate, preview or put a program document (YAML or JSON).")
 def program_group() -> None:
-    """Check or publish a program document (YAML or JSON), as marketing writes it."""
+    """Check, preview or publish a program document (YAML or JSON), as marketing writes it."""
 
 
 # No checks on the path here: reading it reports a missing file as a command error (exit 1).
@@ -233,6 +237,43 @@ def program_put(file: Path, by: str | None) -> None:
     doc = load_program(file)
     config = asyncio.run(put(KafkaSettings.from_env(), doc, by))
     click.echo(f"put {config.program_id} version {config.version} ({describe(doc)})")
+
+
+@program_group.command("preview", short_help="What a document would have issued, before put.")
+@click.argument("file", type=PROGRAM_FILE)
+@click.option(
+    "--since",
+    metavar="DATE",
+    help="Only referrals whose first conversion or deal is on or after DATE (YYYY-MM-DD in "
+    "the program's time zone, or an ISO 8601 time); the whole history is still replayed.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON).")
+def program_preview(file: Path, since: str | None, as_json: bool) -> None:
+    """Replay the program's recorded events, read from the topics, through the services' rules
+    with FILE, in this process, writing nothing; print per tier and reward type the count and
+    amount FILE would have issued beside what was issued, and the referrals whose outcome
+    changes.
+
+    Recorded operator approvals and denials and finance's results are replayed by payout_id; a
+    reward FILE holds for review that no recorded command decides is reported held. A reward
+    due by now (WON + hold_days) counts as issued. FILE's status applies to the whole history.
+    """
+    from referrals.tools.preview.compare import to_dict
+    from referrals.tools.preview.run import parse_since, run_preview
+    from referrals.tools.preview.text import to_text
+
+    doc = load_program(file)
+    preview = asyncio.run(
+        run_preview(
+            KafkaSettings.from_env(),
+            doc,
+            name=str(file),
+            now=datetime.now(UTC),
+            since=None if since is None else parse_since(since, doc.time_zone),
+            limits=load(AmountLimits),
+        )
+    )
+    click.echo(json.dumps(to_dict(preview), indent=2) if as_json else to_text(preview))
 
 
 # -- the services -------------------------------------------------------------------------------

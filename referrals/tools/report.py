@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import TopicPartition
 
@@ -66,22 +66,16 @@ _IDLE_POLLS = 20  # 20 empty polls of 0.5 s: the log's end is not coming (a stuc
 
 async def read_topics(settings: KafkaSettings, program_id: str) -> ReportInputs:
     """Reads the report's topics from the beginning to their end offsets, read_committed."""
-    names = TopicNames(settings.topic_prefix)
-    consumer = make_consumer(settings, client_id="referrals-report")
-    await consumer.start()
-    try:
-        logs = await _read_to_end(consumer, [names(topic) for topic in _READ])
-    finally:
-        await consumer.stop()
+    logs = await read_logs(settings, _READ, client_id="referrals-report")
     codec = AvroCodec()
     undecodable: dict[str, int] = {}
 
     def records(topic: str) -> list[tuple[int, Any]]:
         """Decoded records; bad input (already in the topic's .dlq) is counted, not fatal."""
         expected, out = spec_for(topic).record, []
-        for ts, value in logs[names(topic)]:
+        for logged in logs[topic]:
             try:
-                out.append((ts, codec.decode(value, expected)))
+                out.append((logged.timestamp, codec.decode(logged.value, expected)))
             except DecodeError:
                 undecodable[topic] = undecodable.get(topic, 0) + 1
         return out
@@ -102,8 +96,33 @@ async def read_topics(settings: KafkaSettings, program_id: str) -> ReportInputs:
     )
 
 
-async def _read_to_end(consumer: Any, topics: list[str]) -> dict[str, list[tuple[int, bytes]]]:
-    """topic -> (timestamp, value) of every committed record, in offset order per partition."""
+class Logged(NamedTuple):
+    """One committed record as read: where it sits in its topic, when it was written, its value."""
+
+    partition: int
+    offset: int
+    timestamp: int  # the record's Kafka timestamp (ms)
+    key: bytes | None
+    value: bytes
+
+
+async def read_logs(
+    settings: KafkaSettings, topics: Sequence[str], *, client_id: str
+) -> dict[str, list[Logged]]:
+    """Logical topic -> every committed record of it from the beginning to its end offsets
+    (read_committed), by partition and offset; tombstones left out."""
+    names = TopicNames(settings.topic_prefix)
+    consumer = make_consumer(settings, client_id=client_id)
+    await consumer.start()
+    try:
+        logs = await _read_to_end(consumer, [names(topic) for topic in topics])
+    finally:
+        await consumer.stop()
+    return {topic: logs[names(topic)] for topic in topics}
+
+
+async def _read_to_end(consumer: Any, topics: list[str]) -> dict[str, list[Logged]]:
+    """topic -> every committed record, in offset order per partition."""
     await consumer._client.force_metadata_update()  # tracking no topic yet: learns them all
     parts = []
     for topic in topics:
@@ -114,17 +133,19 @@ async def _read_to_end(consumer: Any, topics: list[str]) -> dict[str, list[tuple
     consumer.assign(parts)
     await consumer.seek_to_beginning(*parts)
     end = await consumer.end_offsets(parts)
-    found: list[tuple[str, int, int, int, bytes]] = []
+    found: list[tuple[str, int, int, int, bytes | None, bytes]] = []
     idle = 0
     while idle < _IDLE_POLLS and any([await consumer.position(tp) < end[tp] for tp in parts]):
         batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
         idle = 0 if batch else idle + 1
         for tp, messages in batch.items():
-            found += [(tp.topic, tp.partition, m.offset, m.timestamp, m.value) for m in messages]
-    logs: dict[str, list[tuple[int, bytes]]] = {topic: [] for topic in topics}
-    for topic, _, _, timestamp, value in sorted(found):
+            found += [
+                (tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value) for m in messages
+            ]
+    logs: dict[str, list[Logged]] = {topic: [] for topic in topics}
+    for topic, partition, offset, timestamp, key, value in sorted(found, key=lambda f: f[:3]):
         if value:  # a tombstone on a compacted topic carries nothing to report
-            logs[topic].append((timestamp, value))
+            logs[topic].append(Logged(partition, offset, timestamp, key, value))
     return logs
 
 

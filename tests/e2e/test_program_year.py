@@ -9,42 +9,25 @@ proof that nothing was lost or double-counted end to end."""
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 
 from referrals.contract.topics import SHARES
 from referrals.platform.settings import KafkaSettings
-from referrals.tools.program_year import YearPlan, run_year
+from referrals.tools.program_year import run_year
 
 from ..integration.helpers import produce
+from .helpers import small_year
 
 pytestmark = pytest.mark.broker
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def test_a_program_year_reports_what_the_ground_truth_says(
     topics: KafkaSettings, tmp_path: Path
 ) -> None:
     lines: list[str] = []
-    plan = YearPlan(
-        work=tmp_path,
-        advocates=300,
-        seed=7,
-        seconds=8.0,
-        metrics_ports={s: _free_port() for s in ("attribution", "rewards", "notifications")},
-        smtp_port=_free_port(),
-        unsubscribe_port=_free_port(),
-        drain_s=150.0,
-        show=lines.append,
-    )
+    plan = small_year(tmp_path, seed=7, show=lines.append)
     await produce(topics, SHARES, [(b"adv-typo", b"plain text, not Avro")])  # bad input too
     outcome = await run_year(plan, topics)
     failed = [c for c in outcome.comparisons if not c.ok]

@@ -52,6 +52,7 @@ def test_the_commands_are_those_the_readme_lists() -> None:
         "program",
         "program validate",
         "program put",
+        "program preview",
         "approve",
         "deny",
         "retry",

@@ -54,7 +54,6 @@ from referrals.contract.topics import (
 from referrals.platform.errors import DecodeError, UnknownProgram
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.programs.catalog import ProgramAwareProcessor
-from referrals.programs.model import ProgramStatus
 from referrals.streams.processor import Inbound, Outbound, Output
 from referrals.streams.serde import Codec
 from referrals.streams.state import Keyspace
@@ -62,8 +61,9 @@ from referrals.streams.waiting import Dependency, Swept, Waiting, WaitingLot, re
 from services.attribution.adapters.directory import RocksDirectory
 from services.attribution.adapters.keys import WaitKey, referral_key
 from services.attribution.adapters.metrics import NO_CHANNEL, AttributionMetrics, Staged
+from services.attribution.adapters.program_rules import rules_for
 from services.attribution.adapters.table import DEADLINE, STORE, ReferralTable, scan
-from services.attribution.domain.model import Policy, Rules
+from services.attribution.domain.model import Rules
 from services.attribution.domain.referral import expire, on_conversion, on_deal, on_dependency
 from services.attribution.domain.state import ReferralState, Step, from_ms
 
@@ -325,10 +325,7 @@ class AttributionProcessor(ProgramAwareProcessor):
         program = self.programs.get(program_id)
         if program is None:
             raise KeyError(f"program {program_id!r} is not known")
-        window = program.document.attribution
-        ended = program.document.status is ProgramStatus.ENDED
-        policy = Policy(window.policy.value)
-        return Rules(program_id, program.version, window.window_days, policy, ended)
+        return rules_for(program)
 
 
 def _program(program_id: str) -> Dependency:

@@ -279,7 +279,13 @@ def _to_payout(record: Inbound) -> Outbound:
     command = record.value
     if not isinstance(command, OperatorCommand):
         raise PermanentError("not an OperatorCommand", reason="WRONG_RECORD_TYPE")
-    routed = RewardCommand(
+    return Outbound(REWARDS_BY_PAYOUT, command.target_id, reward_command(command))
+
+
+def reward_command(command: OperatorCommand) -> RewardCommand:
+    """An operator's command as the ledger takes it (`referrals program preview` replays the
+    recorded ones through the same translation)."""
+    return RewardCommand(
         command_id=command.command_id,
         payout_id=command.target_id,
         action=command.action,
@@ -287,7 +293,6 @@ def _to_payout(record: Inbound) -> Outbound:
         requested_at=command.issued_at,
         reason=command.reason,
     )
-    return Outbound(REWARDS_BY_PAYOUT, command.target_id, routed)
 
 
 def _program(program_id: str) -> Dependency:
