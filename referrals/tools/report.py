@@ -107,21 +107,29 @@ class Logged(NamedTuple):
 
 
 async def read_logs(
-    settings: KafkaSettings, topics: Sequence[str], *, client_id: str
+    settings: KafkaSettings,
+    topics: Sequence[str],
+    *,
+    client_id: str,
+    tombstones: bool = False,
 ) -> dict[str, list[Logged]]:
     """Logical topic -> every committed record of it from the beginning to its end offsets
-    (read_committed), by partition and offset; tombstones left out."""
+    (read_committed), by partition and offset; tombstones (value b"") only with `tombstones`."""
     names = TopicNames(settings.topic_prefix)
     consumer = make_consumer(settings, client_id=client_id)
     await consumer.start()
     try:
-        logs = await _read_to_end(consumer, [names(topic) for topic in topics])
+        logs = await _read_to_end(
+            consumer, [names(topic) for topic in topics], tombstones=tombstones
+        )
     finally:
         await consumer.stop()
     return {topic: logs[names(topic)] for topic in topics}
 
 
-async def _read_to_end(consumer: Any, topics: list[str]) -> dict[str, list[Logged]]:
+async def _read_to_end(
+    consumer: Any, topics: list[str], *, tombstones: bool = False
+) -> dict[str, list[Logged]]:
     """topic -> every committed record, in offset order per partition."""
     await consumer._client.force_metadata_update()  # tracking no topic yet: learns them all
     parts = []
@@ -144,8 +152,8 @@ async def _read_to_end(consumer: Any, topics: list[str]) -> dict[str, list[Logge
             ]
     logs: dict[str, list[Logged]] = {topic: [] for topic in topics}
     for topic, partition, offset, timestamp, key, value in sorted(found, key=lambda f: f[:3]):
-        if value:  # a tombstone on a compacted topic carries nothing to report
-            logs[topic].append(Logged(partition, offset, timestamp, key, value))
+        if value or tombstones:  # a tombstone on a compacted topic: a deletion (an erasure)
+            logs[topic].append(Logged(partition, offset, timestamp, key, value or b""))
     return logs
 
 

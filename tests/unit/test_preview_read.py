@@ -26,6 +26,7 @@ from referrals.contract.records import (
     ShareEvent,
 )
 from referrals.contract.topics import (
+    ADVOCATES,
     CONVERSIONS,
     DEALS,
     PAYOUTS,
@@ -40,6 +41,7 @@ from referrals.platform.timestamps import to_ms
 from referrals.tools.cli import cli
 from referrals.tools.preview.compare import Change, Preview, Tally, to_dict
 from referrals.tools.preview.read import history_of
+from referrals.tools.preview.replay import Erased
 from referrals.tools.preview.run import parse_since
 from referrals.tools.preview.text import to_text
 from referrals.tools.report import Logged
@@ -85,6 +87,13 @@ def test_inputs_keep_partition_order_and_merge_by_timestamp_of_the_program_only(
     read = history_of("acme", logs, AmountLimits())
     order = [getattr(a.record, "event_id", None) for a in read.history.arrivals]
     assert order == ["c", "s", "a", "b"]
+
+
+def test_a_tombstone_on_the_advocates_topic_is_replayed_as_an_erasure() -> None:
+    logs = {ADVOCATES: [Logged(0, 0, 5, b"adv-9", b"")]}
+    read = history_of("acme", logs, AmountLimits())
+    assert [a.record for a in read.history.arrivals] == [Erased("adv-9")]
+    assert read.skipped == {}
 
 
 def test_records_the_services_dead_lettered_are_not_replayed() -> None:

@@ -24,7 +24,7 @@ from referrals.programs.document import parse_document, validate
 from referrals.programs.model import ProgramDocument
 from referrals.programs.put import load_program
 from referrals.tools.preview.compare import Preview, compare, outcomes
-from referrals.tools.preview.replay import Arrival, History, Input, Replayed, replay
+from referrals.tools.preview.replay import Arrival, Erased, History, Input, Replayed, replay
 from referrals.tools.preview.run import preview_of
 from referrals.tools.simulate import DEMO_PROGRAM, simulate
 
@@ -84,6 +84,17 @@ def test_a_won_referral_is_rewarded_by_the_tier_the_document_gives() -> None:
     assert [(p.advocate_id, p.tier, p.amount_minor) for p in out.payouts] == [("adv-1", 1, 5000)]
     words = outcomes(out.statuses)
     assert words[(out.payouts[0].referral_id, "adv-1")] == "REWARDED tier 1 50.00 USD"
+
+
+def test_an_erased_advocate_is_replayed_as_the_services_do_later_claims_are_rejected() -> None:
+    first = referral("adv-1", "p-1", 0)
+    later = [
+        ConversionEvent("c-2", PROGRAM, "p-2", T0 + timedelta(days=1), referral_code="code-adv-1"),
+    ]
+    out = run(history(profile("adv-1"), *first, Erased("adv-1"), *later), document())
+    words = outcomes(out.statuses)
+    assert sorted(words.values()) == ["REJECTED ADVOCATE_ERASED", "REWARDED tier 1 50.00 USD"]
+    assert [p.referral_id for p in out.payouts] == [out.payouts[0].referral_id]  # kept
 
 
 def test_the_document_decides_attribution_too_a_shorter_window_rejects() -> None:

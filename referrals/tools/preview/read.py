@@ -41,7 +41,7 @@ from referrals.platform.errors import ReferralsError
 from referrals.platform.settings import AmountLimits, KafkaSettings
 from referrals.platform.timestamps import from_ms
 from referrals.streams.topics import check_key
-from referrals.tools.preview.replay import INPUT_TYPES, Arrival, History
+from referrals.tools.preview.replay import INPUT_TYPES, Arrival, Erased, History
 from referrals.tools.report import Logged, read_logs
 
 INPUTS = (ADVOCATES, SHARES, CONVERSIONS, DEALS, OPERATOR_COMMANDS, PAYOUT_RESULTS)
@@ -57,7 +57,9 @@ class Read:
 
 
 async def read_history(settings: KafkaSettings, program_id: str, limits: AmountLimits) -> Read:
-    logs = await read_logs(settings, (*INPUTS, *RECORDED), client_id="referrals-preview")
+    logs = await read_logs(
+        settings, (*INPUTS, *RECORDED), client_id="referrals-preview", tombstones=True
+    )
     return history_of(program_id, logs, limits)
 
 
@@ -65,9 +67,13 @@ def history_of(program_id: str, logs: Mapping[str, Sequence[Logged]], limits: Am
     """The program's history from whole topics (logical name -> records by partition, offset)."""
     codec, skipped = AvroCodec(), dict[str, int]()
 
-    def decoded(topic: str, *, check: bool) -> Iterator[tuple[Logged, Record]]:
+    def decoded(topic: str, *, check: bool) -> Iterator[tuple[Logged, Record | Erased]]:
         spec = spec_for(topic)
         for logged in logs.get(topic, ()):
+            if not logged.value:  # a tombstone: on the advocates topic, an erasure
+                if topic == ADVOCATES and logged.key:
+                    yield logged, Erased(logged.key.decode("utf-8", "replace"))
+                continue
             try:
                 record = codec.decode(logged.value, spec.record)
                 if check and topic in KEYED:
@@ -116,19 +122,21 @@ def history_of(program_id: str, logs: Mapping[str, Sequence[Logged]], limits: Am
     )
 
 
-def _concerns(record: Record, program_id: str) -> bool:
+def _concerns(record: Record | Erased, program_id: str) -> bool:
     """Profiles of every program (attribution knows them all), the program's events, and every
     command and result (they name only a payout)."""
     program = getattr(record, "program_id", None)
-    return isinstance(record, AdvocateProfile) or program is None or program == program_id
+    if isinstance(record, AdvocateProfile | Erased):
+        return True
+    return program is None or program == program_id
 
 
 def _monotone(
-    records: Iterator[tuple[Logged, Record]],
-) -> list[list[tuple[int, Record]]]:
+    records: Iterator[tuple[Logged, Record | Erased]],
+) -> list[list[tuple[int, Record | Erased]]]:
     """Per partition, (timestamp, record) with timestamps raised to the one before: a reader
     of the partition met each record no earlier than the one it read before it."""
-    parts: list[list[tuple[int, Record]]] = []
+    parts: list[list[tuple[int, Record | Erased]]] = []
     for _, part in groupby(records, key=lambda pair: pair[0].partition):
         out, last = [], 0
         for logged, record in part:
@@ -139,7 +147,7 @@ def _monotone(
 
 
 def _payouts(
-    program_id: str, records: Iterator[tuple[Logged, Record]]
+    program_id: str, records: Iterator[tuple[Logged, Record | Erased]]
 ) -> tuple[PayoutCommand, ...]:
     return tuple(
         r for _, r in records if isinstance(r, PayoutCommand) and r.program_id == program_id

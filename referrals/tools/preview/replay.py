@@ -68,9 +68,27 @@ from services.rewards.domain.ledger import Ledger
 from services.rewards.domain.outputs import Decision
 from services.rewards.domain.rules import RewardRules
 
-Input = AdvocateProfile | ShareEvent | ConversionEvent | DealEvent | OperatorCommand | PayoutResult
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    """A tombstone on referral.advocates.v1: the advocate was erased (attribution then rejects
+    new claims for them ADVOCATE_ERASED; rewards keeps what they had)."""
+
+    advocate_id: str
+
+
+Input = (
+    AdvocateProfile
+    | Erased
+    | ShareEvent
+    | ConversionEvent
+    | DealEvent
+    | OperatorCommand
+    | PayoutResult
+)
 INPUT_TYPES = (
     AdvocateProfile,
+    Erased,
     ShareEvent,
     ConversionEvent,
     DealEvent,
@@ -151,6 +169,9 @@ class _Attribution:
                 # Every program's profiles, as the service's directory: an advocate of another
                 # program is known, and claims nothing here.
                 self.directory.add_profile(record)
+                self._wake([advocate_wait(record.advocate_id)])
+            elif isinstance(record, Erased):
+                self.directory.erase(record.advocate_id)
                 self._wake([advocate_wait(record.advocate_id)])
             elif isinstance(record, ShareEvent) and record.program_id == self.program_id:
                 if self.directory.add_touch(Touch.from_share(record)):
