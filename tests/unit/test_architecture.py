@@ -97,7 +97,8 @@ def test_the_layers_checked_are_the_documented_ones() -> None:
     [layers] = [c["layers"] for c in contracts if c["type"] == "layers"]
     assert layers == [
         "referrals.tools",
-        "services",
+        "services.api",
+        "services.attribution | services.rewards | services.notifications",
         "referrals.programs",
         "referrals.contract",
         "referrals.streams",
