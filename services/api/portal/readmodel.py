@@ -12,6 +12,7 @@ import binascii
 from dataclasses import dataclass
 from datetime import datetime
 
+import services.api.portal.view as v
 from referrals.contract.records import (
     AdvocateProfile,
     PayoutCommand,
@@ -24,7 +25,6 @@ from referrals.contract.topics import ADVOCATES, PAYOUT_RESULTS, PAYOUTS_V2, PRO
 from referrals.platform.errors import InvalidRecord
 from referrals.programs.catalog import ProgramCatalog
 from referrals.programs.model import ProgramDocument
-from services.api.portal import view as v
 from services.api.portal.store import Batch, Store, key, newest_first
 
 FOLLOWED = (ADVOCATES, PROGRAMS, STATUS, PAYOUTS_V2, PAYOUT_RESULTS)
