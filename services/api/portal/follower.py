@@ -5,7 +5,8 @@ results topics, read_committed, from the offsets its store holds (the beginning 
 time), so any instance answers alike and a restart reads only what is new. Readiness: every
 partition has reached the end offset captured at start. Lag: records between each partition's
 position and its last stable offset. A record that does not decode or holds an impossible value
-is skipped and counted (the services dead-letter it; the portal shows what they act on).
+is skipped and counted (the services dead-letter it; the portal shows what they act on), and so
+is one the read model fails to apply (logged: a bug must not stall every answer).
 Broker trouble is retried with backoff: the batch being applied is dropped and fetched again
 from the store's offsets, so nothing is applied twice.
 """
@@ -143,7 +144,12 @@ class Follower:
         except PermanentError:
             self.metrics.skipped.labels(topic).inc()
             return None
-        return self.model.apply(txn, topic, key, record, at)
+        try:
+            return self.model.apply(txn, topic, key, record, at)
+        except Exception:  # a bug must not stall the portal on one record: logged, skipped
+            log.exception("portal could not apply a record", extra={"topic": topic})
+            self.metrics.skipped.labels(topic).inc()
+            return None
 
     async def _positions(self) -> None:
         consumer = self._consumer
