@@ -97,12 +97,14 @@ def test_the_layers_checked_are_the_documented_ones() -> None:
     [layers] = [c["layers"] for c in contracts if c["type"] == "layers"]
     assert layers == [
         "referrals.tools",
-        "services",
+        "services.api",
+        "services.attribution | services.rewards | services.notifications",
         "referrals.programs",
         "referrals.contract",
         "referrals.streams",
         "referrals.platform",
     ]
     doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    text = " ".join(doc.split())  # a layer's name may be wrapped over two lines
     for layer in layers:
-        assert f"`{layer}`" in doc, f"docs/architecture.md does not describe layer {layer}"
+        assert f"`{layer}`" in text, f"docs/architecture.md does not describe layer {layer}"
