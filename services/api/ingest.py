@@ -66,7 +66,7 @@ class Publisher:
             try:
                 await producer.start()
             except BaseException:
-                await producer.stop()
+                await asyncio.shield(producer.stop())
                 raise
             self._producer = producer
         return self._producer

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # Every service of the contract, registered or not (reflection describes them all).
 CONTRACT_SERVICES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
 Ready = Callable[[bool], None]
+STARTING_GRACE_S = 5.0
 
 
 class Component(Protocol):
@@ -181,9 +182,17 @@ class ApiServer:
         and the metrics endpoint stop."""
         await self.grpc_health.enter_graceful_shutdown()
         await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
+        # A component still starting is given a moment to finish, so that its clients are
+        # stopped whole rather than cancelled half-connected; one that cannot start is cancelled.
+        starting = [t for t in self._tasks[1:] if not t.done()]
+        if starting:
+            await asyncio.wait(starting, timeout=STARTING_GRACE_S)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A Kafka client cancelled in the middle of its start can take long to let go: bounded.
+        _, stuck = await asyncio.wait(self._tasks, timeout=STARTING_GRACE_S)
+        if stuck:
+            log.warning("%d start-up task(s) did not stop in time", len(stuck))
         for component in self.components:
             await component.stop()
         if self._runner is not None:

@@ -3,6 +3,7 @@ tokens of every role, and calls by full method name."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -141,8 +142,15 @@ async def running_api(
     else:
         options = (("grpc.ssl_target_name_override", "localhost"),)
         channel = grpc.aio.secure_channel(target, credentials, options=options)
+    api = Api(server, channel, tokens)
     try:
-        yield Api(server, channel, tokens)
+        # Ready (SERVING) first: the first transactional producer on a fresh broker waits for
+        # Kafka's transaction log, and a test should not stop a server still connecting.
+        for _ in range(600):
+            if await api.health() == 1:
+                break
+            await asyncio.sleep(0.1)
+        yield api
     finally:
         await channel.close()
         await server.stop(0.5)
