@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 JARS   := deploy/kafka/lib/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: setup venv jars schemas check test test-unit test-integration demo faults bench broker-start broker-stop clean
+.PHONY: setup venv jars schemas protos check test test-unit test-integration demo faults bench broker-start broker-stop clean
 
 setup: $(STAMP) $(JARS)
 
@@ -34,6 +34,11 @@ $(JARS): deploy/kafka/pom.xml
 # test fails when the committed file is stale).
 schemas: setup
 	$(BIN)/python -m referrals.programs.schema > schemas/program.schema.json
+
+# The gRPC API's Python stubs, generated from schemas/proto by grpcio-tools (a unit test fails
+# when the committed stubs are stale).
+protos: setup
+	$(BIN)/python -m services.api.codegen services/api/proto
 
 check: setup
 	$(BIN)/ruff check .

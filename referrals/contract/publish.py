@@ -1,8 +1,10 @@
 """`referrals publish TOPIC FILE`: JSON lines in, Avro single-object records out.
 
 Every line is validated first (schema, then impossible values); if any line is bad, each bad
-line is reported with its number and the field at fault and nothing is published. A valid file
-goes out in one Kafka transaction, so read_committed consumers see all of it or none.
+line is reported with its number and the field at fault and nothing is published. The checks
+are `check_records`, which the API's Ingest calls too, so both accept exactly the same records.
+A valid file goes out in one Kafka transaction, so read_committed consumers see all of it or
+none.
 Each record's delivery is awaited: if the broker refuses any (a null key on a compacted topic,
 a record over its size limit), the transaction is aborted and `PublishRefused` names each one.
 """
@@ -16,13 +18,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from referrals.contract.avro import AvroCodec, to_record
 from referrals.contract.jsonio import from_json
 from referrals.contract.topics import TopicNames, spec_for
 from referrals.contract.validation import DEFAULT_LIMITS, check_values
-from referrals.platform.errors import InputError, PermanentError, ReferralsError
+from referrals.platform.errors import InputError, InvalidRecord, ReferralsError
 from referrals.platform.settings import AmountLimits, KafkaSettings
 from referrals.streams.kafka import make_producer
 
@@ -35,6 +38,47 @@ class Prepared:
     value: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One bad record: where it is (a line number for the CLI, a 0-based index for the API),
+    the field at fault when there is one, and what is wrong."""
+
+    position: int
+    field: str | None
+    message: str
+
+
+def check_records(
+    topic: str,
+    objects: Iterable[tuple[int, object]],
+    codec: AvroCodec,
+    *,
+    now: datetime,
+    check: bool = True,
+    limits: AmountLimits = DEFAULT_LIMITS,
+) -> tuple[list[Prepared], list[Problem]]:
+    """The rules of `referrals publish` and of the API's Ingest, written once: each
+    (position, object) pair, an object being a record as JSON data (the Avro field names, enum
+    symbols, timestamps as ISO 8601 text or epoch milliseconds), is checked against the topic's
+    schema, then for impossible values (`check_values`), and encoded. Returns the encoded
+    records and every bad record's first problem; the caller publishes only when there is none.
+    """
+    spec = spec_for(topic)
+    schema = codec.registry.latest(spec.record).raw
+    out: list[Prepared] = []
+    problems: list[Problem] = []
+    for position, obj in objects:
+        try:
+            out.append(
+                _prepare(spec.record, spec.key_field, schema, obj, codec, now, check, limits)
+            )
+        except InputError as err:
+            problems.append(Problem(position, err.field, err.detail))
+        except InvalidRecord as err:
+            problems.append(Problem(position, err.field, err.detail))
+    return out, problems
+
+
 def prepare(
     topic: str,
     lines: Iterable[str],
@@ -45,28 +89,30 @@ def prepare(
     raw: bool = False,
     limits: AmountLimits = DEFAULT_LIMITS,
 ) -> list[Prepared]:
-    """Validates and encodes every line; raises InputError listing every bad line."""
-    spec = spec_for(topic)
-    schema = codec.registry.latest(spec.record).raw
-    now = now or datetime.now(UTC)
-    out: list[Prepared] = []
-    errors: list[str] = []
+    """Validates and encodes every line (`check_records`); raises InputError listing every bad
+    line."""
+    objects: list[tuple[int, object]] = []
+    unreadable: list[Problem] = []
+    raws: list[Prepared] = []
     for number, line in enumerate(lines, start=1):
         text = line.strip()
         if not text:
             continue
         if raw:  # the line's bytes as they are, surrounding white space included
-            out.append(Prepared(None, line.encode("utf-8", "surrogateescape")))
+            raws.append(Prepared(None, line.encode("utf-8", "surrogateescape")))
             continue
         try:
-            out.append(
-                _prepare_line(
-                    spec.record, spec.key_field, schema, text, number, codec, now, check, limits
-                )
-            )
-        except InputError as err:
-            errors.append(str(err))
-    if errors:
+            objects.append((number, json.loads(text)))
+        except ValueError as err:
+            unreadable.append(Problem(number, None, f"not valid JSON: {err}"))
+    if raw:
+        return raws
+    out, problems = check_records(
+        topic, objects, codec, now=now or datetime.now(UTC), check=check, limits=limits
+    )
+    problems = sorted(unreadable + problems, key=lambda p: p.position)
+    if problems:
+        errors = [str(InputError(p.message, line=p.position, field=p.field)) for p in problems]
         shown = errors[:MAX_REPORTED]
         more = len(errors) - len(shown)
         suffix = f"\n... and {more} more bad lines" if more else ""
@@ -76,27 +122,19 @@ def prepare(
     return out
 
 
-def _prepare_line(
+def _prepare(
     record_name: str,
     key_field: str,
     schema: object,
-    text: str,
-    number: int,
+    obj: object,
     codec: AvroCodec,
     now: datetime,
     check: bool,
     limits: AmountLimits,
 ) -> Prepared:
-    try:
-        obj = json.loads(text)
-    except ValueError as err:
-        raise InputError(f"not valid JSON: {err}", line=number) from None
-    datum = from_json(schema, obj, line=number)  # type: ignore[arg-type]
+    datum = from_json(schema, obj)  # type: ignore[arg-type]
     if check:
-        try:
-            check_values(to_record(record_name, dict(datum)), now, limits=limits)
-        except PermanentError as err:
-            raise InputError(str(err), line=number) from None
+        check_values(to_record(record_name, dict(datum)), now, limits=limits)
     key = datum[key_field]
     return Prepared(key.encode("utf-8"), codec.encode_datum(record_name, datum))
 
@@ -122,44 +160,51 @@ def _describe(err: BaseException) -> str:
 
 
 async def publish(settings: KafkaSettings, topic: str, records: list[Prepared]) -> int:
-    """Sends every record in one transaction and awaits each one's delivery: a record the
-    broker refuses (a null key on a compacted topic, a record over its size limit) aborts the
-    transaction and raises PublishRefused naming each refused record (1-based) and why."""
+    """Sends every record in one transaction of a producer of its own (`send_transaction`)."""
     names = TopicNames(settings.topic_prefix)
     producer = make_producer(
         settings, client_id="referrals-cli", transactional_id=f"referrals-cli-{uuid.uuid4()}"
     )
     await producer.start()
     try:
-        refused: list[tuple[int, BaseException]] = []
-        try:
-            async with producer.transaction():
-                deliveries = []
-                for index, item in enumerate(records, start=1):
-                    try:
-                        deliveries.append(
-                            (index, await producer.send(names(topic), item.value, key=item.key))
-                        )
-                    except Exception as err:  # refused before it left (e.g. too large)
-                        refused.append((index, err))
-                outcomes = await asyncio.gather(
-                    *(delivery for _, delivery in deliveries), return_exceptions=True
-                )
-                refused += [
-                    (index, outcome)
-                    for (index, _), outcome in zip(deliveries, outcomes, strict=True)
-                    if isinstance(outcome, BaseException)
-                ]
-                if refused:
-                    raise PublishRefused(
-                        names(topic), sorted(refused, key=lambda r: r[0]), len(records)
-                    )
-        except KafkaError as err:
-            if refused:  # aborting after a refusal may fail too; the refusal is the news
-                raise PublishRefused(
-                    names(topic), sorted(refused, key=lambda r: r[0]), len(records)
-                ) from err
-            raise
+        return await send_transaction(producer, names(topic), records)
     finally:
         await producer.stop()
+
+
+async def send_transaction(
+    producer: AIOKafkaProducer, physical: str, records: list[Prepared]
+) -> int:
+    """Sends every record to the `physical` topic in one transaction of `producer` (started,
+    transactional, not in a transaction) and awaits each one's delivery: a record the broker
+    refuses (a null key on a compacted topic, a record over its size limit) aborts the
+    transaction and raises PublishRefused naming each refused record (1-based) and why.
+    Returns once the transaction committed."""
+    refused: list[tuple[int, BaseException]] = []
+    try:
+        async with producer.transaction():
+            deliveries = []
+            for index, item in enumerate(records, start=1):
+                try:
+                    deliveries.append(
+                        (index, await producer.send(physical, item.value, key=item.key))
+                    )
+                except Exception as err:  # refused before it left (e.g. too large)
+                    refused.append((index, err))
+            outcomes = await asyncio.gather(
+                *(delivery for _, delivery in deliveries), return_exceptions=True
+            )
+            refused += [
+                (index, outcome)
+                for (index, _), outcome in zip(deliveries, outcomes, strict=True)
+                if isinstance(outcome, BaseException)
+            ]
+            if refused:
+                raise PublishRefused(physical, sorted(refused, key=lambda r: r[0]), len(records))
+    except KafkaError as err:
+        if refused:  # aborting after a refusal may fail too; the refusal is the news
+            raise PublishRefused(
+                physical, sorted(refused, key=lambda r: r[0]), len(records)
+            ) from err
+        raise
     return len(records)

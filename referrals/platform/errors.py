@@ -55,6 +55,7 @@ class InvalidRecord(PermanentError):
     def __init__(self, message: str, *, reason: str, field: str) -> None:
         super().__init__(f"field '{field}': {message}", reason=reason)
         self.field = field
+        self.detail = message  # what is wrong, without the field's name
 
 
 class UnknownProgram(PermanentError):
@@ -88,5 +89,6 @@ class InputError(ReferralsError):
             where.append(f"field '{field}'")
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.detail = message  # what is wrong, without where
         self.line = line
         self.field = field

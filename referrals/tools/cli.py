@@ -17,7 +17,8 @@
     referrals simulate --advocates N --out DIR   a program year and its ground truth
     referrals report --program ID --out DIR [--truth FILE]   benchmarks   (cli_benchmarks)
     referrals faults [--scale bounded|standard|long] [--out DIR]   the fault suite
-    referrals run attribution|rewards|notifications
+    referrals api token --role ROLE         a gRPC API token and its tokens-file line  (cli_api)
+    referrals run attribution|rewards|notifications|api
 
 Exit status 0 on success; 1 with a one-line message on standard error (`referrals COMMAND:
 ...`, naming the line and field at fault for bad input) when a command fails on purpose; 2 on
@@ -53,6 +54,7 @@ from referrals.platform.errors import ReferralsError
 from referrals.platform.settings import AmountLimits, KafkaSettings, load
 from referrals.programs.put import describe, load_program, put
 from referrals.streams.kafka import make_admin
+from referrals.tools.cli_api import api_group
 from referrals.tools.cli_benchmarks import report, simulate
 from referrals.tools.cli_broker import broker_group
 from referrals.tools.cli_payouts import approve, deny, reconcile, retry, tax_report
@@ -60,7 +62,7 @@ from referrals.tools.cli_personal import erase_command, export_command
 from referrals.tools.faults.cli import faults
 from referrals.tools.tail import tail
 
-SERVICES = ("attribution", "rewards", "notifications")
+SERVICES = ("attribution", "rewards", "notifications", "api")
 EXPECTED_ERRORS = (ReferralsError, KeyError, OSError)  # what a command raises on purpose
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 COMPLETION = """Shell completion (add to your shell's start-up file):
@@ -281,7 +283,7 @@ def program_preview(file: Path, since: str | None, as_json: bool) -> None:
 @click.argument("service", type=click.Choice(SERVICES), metavar="SERVICE")
 @click.pass_context
 def run_command(ctx: click.Context, service: str) -> None:
-    """Run SERVICE (attribution, rewards or notifications) in the foreground.
+    """Run SERVICE (attribution, rewards, notifications or api) in the foreground.
 
     It reads its settings from the environment; SIGTERM or Ctrl-C stops it cleanly.
     """
@@ -307,6 +309,7 @@ for command in (
     simulate,
     report,
     faults,
+    api_group,
     run_command,
 ):
     cli.add_command(command)

@@ -26,14 +26,13 @@ from referrals.platform.errors import ReferralsError
 from referrals.platform.settings import KafkaSettings
 
 if TYPE_CHECKING:
-    from services.rewards.adapters.operator import Answer, NoAnswer
+    from services.rewards.adapters.operator import NoAnswer
 
 BY_HELP = "Who asks, for the audit log (default: the current user)."
 REASON_HELP = "Why, for the audit log."
 TIMEOUT_HELP = "Seconds to wait for the rewards service's answer."
 NO_ANSWER_EXIT = 2  # the contract's exit status when no answer came in time
 F = TypeVar("F", bound=Callable[..., Any])
-VERBS = {RewardAction.APPROVE: "approval", RewardAction.DENY: "denial", RewardAction.RETRY: "retry"}
 
 
 def operator_options(command: F) -> F:
@@ -103,21 +102,8 @@ def _operate(
         click.echo(f"referrals {action.value.lower()}: {no_answer_text(late)}", err=True)
         raise click.exceptions.Exit(NO_ANSWER_EXIT) from late
     if answer.result.outcome is CommandOutcome.REFUSED:
-        raise ReferralsError(answer_text(answer), reason=answer.result.reason or "REFUSED")
-    click.echo(answer_text(answer))
-
-
-def answer_text(answer: Answer) -> str:
-    """What the operator is told: what was asked, the outcome, and the payout's state."""
-    result = answer.result
-    verb = VERBS[answer.command.action]
-    said = f"{verb} of payout {answer.command.target_id} {result.outcome.value.lower()}"
-    if result.outcome is CommandOutcome.REFUSED:
-        why = f" ({result.reason})" if result.reason else ""
-        said += f": it is {result.state}{why}" if result.state else why
-    elif result.state:
-        said += f": it is now {result.state}"
-    return f"{said}; command {answer.command.command_id}"
+        raise ReferralsError(operator.answer_text(answer), reason=answer.result.reason or "REFUSED")
+    click.echo(operator.answer_text(answer))
 
 
 def no_answer_text(late: NoAnswer) -> str:

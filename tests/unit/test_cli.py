@@ -63,6 +63,8 @@ def test_the_commands_are_those_the_readme_lists() -> None:
         "simulate",
         "report",
         "faults",
+        "api",
+        "api token",
         "run",
     }
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 COMPOSE_SPEC = ROOT / "tests" / "data" / "compose_spec.json"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
-SERVICE_NAMES = {"attribution", "rewards", "notifications"}
+SERVICE_NAMES = {"attribution", "rewards", "notifications", "api"}
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -121,3 +121,15 @@ def test_the_dockerfile_exists_and_copies_the_schemas(compose: dict[str, Any]) -
         assert dockerfile.is_file(), dockerfile
         lines = dockerfile.read_text(encoding="utf-8").splitlines()
         assert any(line.split()[:2] == ["COPY", "schemas/"] for line in lines), dockerfile
+
+
+def test_the_api_serves_grpc_with_the_repositorys_tokens_file_mounted(
+    app_services: dict[str, dict[str, Any]],
+) -> None:
+    api = app_services["api"]
+    env = _environment(api)
+    assert (env["API_GRPC_HOST"], env["API_GRPC_PORT"]) == ("0.0.0.0", "9300")
+    assert "9300:9300" in [str(p) for p in api["ports"]]
+    mounts = dict(str(v).split(":", 2)[:2] for v in api["volumes"])
+    source = next(src for src, target in mounts.items() if target == env["API_TOKENS_FILE"])
+    assert (ROOT / source).is_file()

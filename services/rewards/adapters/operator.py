@@ -28,7 +28,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from referrals.contract.avro import AvroCodec
-from referrals.contract.records import CommandResult, OperatorCommand, Record, RewardAction
+from referrals.contract.records import (
+    CommandOutcome,
+    CommandResult,
+    OperatorCommand,
+    Record,
+    RewardAction,
+)
 from referrals.contract.topics import COMMAND_RESULTS, OPERATOR_COMMANDS, TopicNames
 from referrals.platform.errors import DecodeError, ReferralsError
 from referrals.platform.settings import KafkaSettings
@@ -87,6 +93,23 @@ def new_command(
 ) -> OperatorCommand:
     """A fresh command: each invocation is its own entry in the audit log."""
     return OperatorCommand(new_id(), action, target_id, by, now(), reason)
+
+
+VERBS = {RewardAction.APPROVE: "approval", RewardAction.DENY: "denial", RewardAction.RETRY: "retry"}
+
+
+def answer_text(answer: Answer) -> str:
+    """What the operator is told (by the CLI and the API): what was asked, the outcome, and
+    the payout's state."""
+    result = answer.result
+    verb = VERBS[answer.command.action]
+    said = f"{verb} of payout {answer.command.target_id} {result.outcome.value.lower()}"
+    if result.outcome is CommandOutcome.REFUSED:
+        why = f" ({result.reason})" if result.reason else ""
+        said += f": it is {result.state}{why}" if result.state else why
+    elif result.state:
+        said += f": it is now {result.state}"
+    return f"{said}; command {answer.command.command_id}"
 
 
 async def request(

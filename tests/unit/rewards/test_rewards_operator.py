@@ -8,8 +8,14 @@ from datetime import UTC, datetime
 from aiokafka.partitioner import murmur2
 
 from referrals.contract.records import CommandOutcome, CommandResult, RewardAction
-from referrals.tools.cli_payouts import answer_text, no_answer_text
-from services.rewards.adapters.operator import Answer, NoAnswer, new_command, partition_for
+from referrals.tools.cli_payouts import no_answer_text
+from services.rewards.adapters.operator import (
+    Answer,
+    NoAnswer,
+    answer_text,
+    new_command,
+    partition_for,
+)
 
 T = datetime(2026, 3, 2, tzinfo=UTC)
 
