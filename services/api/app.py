@@ -17,6 +17,8 @@ from referrals.platform.logs import configure
 from referrals.platform.settings import AmountLimits, KafkaSettings, load
 from services.api.auth import load_tokens
 from services.api.core import Core
+from services.api.interceptor import ApiMetrics
+from services.api.portal_component import PortalComponent
 from services.api.server import ApiServer, Component
 from services.api.settings import ApiSettings
 
@@ -24,16 +26,20 @@ log = logging.getLogger(__name__)
 
 
 def components(
-    settings: ApiSettings, kafka: KafkaSettings, limits: AmountLimits
+    settings: ApiSettings, kafka: KafkaSettings, limits: AmountLimits, metrics: ApiMetrics
 ) -> list[Component]:
-    """The API's parts, each serving its services (the portal's Advocates joins here)."""
-    return [Core(settings, kafka, limits)]
+    """The API's parts, each serving its services: Ingest, Programs and Payouts (`Core`), and
+    Advocates over the portal's read model (kept under API_STATE_DIR)."""
+    portal = PortalComponent(kafka, settings.state_dir, metrics.registry)
+    return [Core(settings, kafka, limits), portal]
 
 
 async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
     tokens = load_tokens(settings.tokens_file)
     kafka = KafkaSettings.from_env()
-    server = ApiServer(settings, tokens, components(settings, kafka, load(AmountLimits)))
+    metrics = ApiMetrics()
+    parts = components(settings, kafka, load(AmountLimits), metrics)
+    server = ApiServer(settings, tokens, parts, metrics)
     await server.start()
     try:
         await stop.wait()

@@ -18,7 +18,6 @@ from grpc_status import rpc_status
 
 from referrals.platform.settings import AmountLimits, KafkaSettings
 from services.api.auth import METHOD_ROLES, Role, new_token
-from services.api.core import Core
 from services.api.proto import referrals_pb2 as pb
 from services.api.server import ApiServer
 from services.api.settings import ApiSettings
@@ -132,9 +131,12 @@ async def running_api(
 
     tokens = tokens_file(tmp_path / "tokens.txt")
     settings = api_settings(tmp_path, **changes)
-    server = ApiServer(
-        settings, load_tokens(settings.tokens_file), [Core(settings, kafka, AmountLimits())]
-    )
+    from services.api.app import components
+    from services.api.interceptor import ApiMetrics
+
+    metrics = ApiMetrics()
+    parts = components(settings, kafka, AmountLimits(), metrics)
+    server = ApiServer(settings, load_tokens(settings.tokens_file), parts, metrics)
     await server.start()
     target = f"127.0.0.1:{server.port}"
     if credentials is None:

@@ -53,8 +53,8 @@ async def test_each_role_reaches_exactly_its_methods_and_tokens_never_reach_the_
             assert code not in OPEN, (method, caller, code)
         else:
             assert code is grpc.StatusCode.PERMISSION_DENIED, (method, caller)
-    # The portal's methods are authenticated before they exist: UNIMPLEMENTED past the gate.
-    assert seen[("/referrals.v1.Advocates/GetAdvocate", "portal")] is grpc.StatusCode.UNIMPLEMENTED
+    # Past the gate the portal answers for itself: an advocate nobody published is NOT_FOUND.
+    assert seen[("/referrals.v1.Advocates/GetAdvocate", "portal")] is grpc.StatusCode.NOT_FOUND
 
 
 async def test_a_denied_call_says_which_role_it_needs(
