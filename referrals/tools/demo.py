@@ -94,6 +94,8 @@ def main() -> int:
                 else (f"{c.measured:<10.4g}", f"{c.truth:<10.4g}")
             )
             print(f"  {mark} {c.name:<40} measured {measured} truth {truth} {kind}")
+        say("The top advocate's portal, served by the gRPC API (GetAdvocate, ListReferrals)")
+        print(outcome.portal)
         print(f"\n{outcome.published:,} events published; {outcome.mails:,} emails caught by SMTP")
         print(f"report: {outcome.report}  (and report.json beside it)")
         return 0 if outcome.ok else 1

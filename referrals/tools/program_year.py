@@ -39,9 +39,10 @@ from referrals.tools.report_figures import compute
 from referrals.tools.simulate import DEMO_PROGRAM, simulate
 from referrals.tools.simulate_model import Simulation
 from referrals.tools.year_actors import Finance, Operator
+from referrals.tools.year_portal import portal_view, write_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("attribution", "rewards", "notifications")
+SERVICES = ("attribution", "rewards", "notifications", "api")
 
 
 @dataclass
@@ -52,8 +53,14 @@ class YearPlan:
     seconds: float = 75.0  # how long replaying the year's events takes
     program: Path = DEMO_PROGRAM
     metrics_ports: dict[str, int] = field(
-        default_factory=lambda: {"attribution": 9201, "rewards": 9202, "notifications": 9203}
+        default_factory=lambda: {
+            "attribution": 9201,
+            "rewards": 9202,
+            "notifications": 9203,
+            "api": 9204,
+        }
     )
+    api_port: int = 9300  # the gRPC API, which shows the top advocate's portal at the end
     smtp_port: int = 1025
     unsubscribe_port: int = 9213
     drain_s: float = 180.0  # at most this long for the system to catch up after the replay
@@ -66,6 +73,8 @@ class YearOutcome:
     comparisons: list[Comparison]
     mails: int
     published: int
+    portal: str = ""  # the top advocate's portal view, as the gRPC API served it
+    portal_agrees: bool = False  # the API's "issued" for them is what finance was asked to pay
 
     @property
     def ok(self) -> bool:
@@ -92,12 +101,14 @@ class MailCatcher:
 
 
 class ServiceProcesses:
-    """The three services as separate processes, logs and state under the work folder."""
+    """The three services and the gRPC API as separate processes, logs and state under the work
+    folder (the API with a tokens file holding one portal token: `token`)."""
 
     def __init__(self, plan: YearPlan, kafka: KafkaSettings) -> None:
         self.plan, self.kafka = plan, kafka
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: list[Any] = []
+        self.token = write_tokens(plan.work / "api-tokens.txt")
 
     def start(self) -> None:
         (self.plan.work / "logs").mkdir(parents=True, exist_ok=True)
@@ -112,6 +123,8 @@ class ServiceProcesses:
                 f"{up}_GROUP_ID": f"{self.kafka.topic_prefix}referrals-{name}",
                 "NOTIFICATIONS_SMTP_PORT": str(self.plan.smtp_port),
                 "NOTIFICATIONS_UNSUBSCRIBE_PORT": str(self.plan.unsubscribe_port),
+                "API_GRPC_PORT": str(self.plan.api_port),
+                "API_TOKENS_FILE": str(self.plan.work / "api-tokens.txt"),
             }
             log = (self.plan.work / "logs" / f"{name}.log").open("ab")
             self.logs.append(log)
@@ -395,6 +408,7 @@ async def run_year(plan: YearPlan, kafka: KafkaSettings) -> YearOutcome:
             stop.set()
             await asyncio.gather(*background)
             plan.show(progress.render())
+            portal, agrees = await _portal(plan, services, finance)
         finally:
             stop.set()
             codes = await asyncio.to_thread(services.stop)
@@ -402,4 +416,15 @@ async def run_year(plan: YearPlan, kafka: KafkaSettings) -> YearOutcome:
         inputs = await read_topics(kafka, config.program_id)
         report = compute(inputs)
         page = write(report, plan.work / "report", sim.truth)
-        return YearOutcome(page, compare(report, sim.truth), mail.count, published)
+        comparisons = compare(report, sim.truth)
+        return YearOutcome(page, comparisons, mail.count, published, portal, agrees)
+
+
+async def _portal(plan: YearPlan, services: ServiceProcesses, finance: Finance) -> tuple[str, bool]:
+    """The portal of the advocate finance paid the most, through the gRPC API, and whether
+    the API shows them issued what finance was asked to pay."""
+    if not finance.earned:
+        return "(no advocate was paid)", False
+    advocate_id, issued = max(finance.earned.items(), key=lambda item: (item[1], item[0]))
+    text, shown = await portal_view(plan.api_port, services.token, advocate_id, issued)
+    return text, shown == issued

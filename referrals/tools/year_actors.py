@@ -10,6 +10,7 @@ behind the CLI, `services.rewards.adapters.operator.request`).
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +66,7 @@ class Finance:
     def __init__(self, kafka: KafkaSettings) -> None:
         self.kafka = kafka
         self.paid: set[tuple[str, int]] = set()  # advocate payouts
+        self.earned: Counter[str] = Counter()  # advocate -> the amount of their payouts paid
         self.friends_paid: set[tuple[str, int]] = set()
         self.clawbacks: set[str] = set()
         self.codec = AvroCodec()
@@ -89,6 +91,8 @@ class Finance:
         if attempt in done:
             return
         done.add(attempt)
+        if payout.recipient is Recipient.ADVOCATE:
+            self.earned[payout.advocate_id] += payout.amount_minor
         result = PayoutResult(
             payout.payout_id, payout.attempt, PayoutStatus.PAID, datetime.now(UTC)
         )

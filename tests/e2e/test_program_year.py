@@ -54,6 +54,9 @@ async def test_a_program_year_reports_what_the_ground_truth_says(
     assert by_name["clawbacks issued"].truth > 0
     assert any("PAUSED" in line for line in lines) and any("ACTIVE" in line for line in lines)
     assert outcome.mails > 0  # thank-yous reached the SMTP server
+    # The gRPC API's portal shows the top advocate issued exactly what finance was asked to pay.
+    assert outcome.portal_agrees, outcome.portal
+    assert "newest referrals:" in outcome.portal and "rewards USD: issued" in outcome.portal
     page = outcome.report.read_text()
     assert page.count("<svg") >= 2  # the channel comparison and the advocate distribution
     figures = json.loads((outcome.report.parent / "report.json").read_text())
