@@ -68,6 +68,7 @@ faults: setup
 # Throughput of the shared runtime vs a bare aiokafka loop, measured in the same run.
 bench: setup $(VENV)/.bench
 	$(BIN)/python bench/runtime_throughput.py
+	$(BIN)/python bench/api_portal.py
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,demo,bench]'
