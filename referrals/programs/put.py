@@ -41,7 +41,20 @@ def describe(doc: ProgramDocument) -> str:
         + t.reward_type
         for t in doc.rewards.tiers
     )
-    return f"program {doc.program_id} ({doc.currency}, {doc.time_zone}): tiers {tiers}"
+    parts = [f"program {doc.program_id} ({doc.currency}, {doc.time_zone}): tiers {tiers}"]
+    rewards = doc.rewards
+    if rewards.friend_reward is not None:
+        friend = rewards.friend_reward
+        parts.append(
+            f"friend reward {to_major(friend.amount_minor, doc.currency)} {friend.reward_type}"
+        )
+    if rewards.clawback:
+        parts.append("clawbacks on")
+    if doc.fraud.max_wins_per_day is not None:
+        parts.append(f"at most {doc.fraud.max_wins_per_day} wins a day before review")
+    if doc.status.value != "ACTIVE":
+        parts.append(f"status {doc.status.value}")
+    return "; ".join(parts)
 
 
 async def current_version(settings: KafkaSettings, program_id: str) -> int:

@@ -567,3 +567,13 @@ def test_a_document_template_replaces_the_default_only_for_its_kind_and_locale()
     assert lead["de-DE"].html is None  # plain text only
     assert lead["en-US"] == DEFAULT_TEMPLATES[MessageKind.LEAD]["en-US"]
     assert doc.notifications.template(MessageKind.LEAD, "de_AT").subject == "Hallo"
+
+
+def test_the_summary_validate_and_put_print_names_the_money_rules_in_force() -> None:
+    from referrals.programs.put import describe, load_program
+
+    acme = describe(load_program(PROGRAMS / "acme-b2b.yaml"))
+    assert acme.startswith("program acme-b2b (USD, America/New_York): tiers #1+: 50.00 GIFT_CARD")
+    assert "friend reward 25.00 BILL_CREDIT" in acme
+    assert "clawbacks on" in acme and "at most 10 wins a day before review" in acme
+    assert "status" not in acme  # ACTIVE goes without saying
