@@ -111,11 +111,17 @@ async def test_past_the_delivery_deadline_waiting_messages_go_to_the_dlq(
         assert await service.metric(WAITING) == 0
         service.stop()
     assert sorted(m.key.decode() for m in dead) == advocates
-    for record in dead:
+    bodies = [json.loads(record.value) for record in dead]
+    for record, body in zip(dead, bodies, strict=True):
         assert header_dict(record.headers)["dlq.error.reason"] == "DEADLINE_EXCEEDED"
-        body = json.loads(record.value)
-        assert body["reason"] == "DEADLINE_EXCEEDED" and body["attempts"] >= 1
-        assert "CONNECTION" in body["error"]
+        assert body["reason"] == "DEADLINE_EXCEEDED"
+        # A relay that is down is probed one message at a time: on a busy machine a message
+        # can wait behind the probe past its deadline without an attempt of its own.
+        if body["attempts"] >= 1:
+            assert "CONNECTION" in body["error"]
+        else:
+            assert "last error: none" in body["error"]
+    assert any(body["attempts"] >= 1 for body in bodies)  # the probes did try the relay
     assert await sent_records(topics, within=2) == []
 
 
