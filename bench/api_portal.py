@@ -12,7 +12,9 @@
 
     .venv/bin/python bench/api_portal.py [--seconds 10] [--advocates 2000] [--bootstrap H:P]
 
-Without --bootstrap it starts the project's own broker on free ports in a temporary directory.
+Without --bootstrap (or BENCH_BOOTSTRAP) it starts the project's own broker on free ports in a
+temporary directory. The figures (p50 and p99 of each) are saved as part "api"
+(bench/results/api.json) for bench/report.py.
 The API runs as its own process (`referrals run api`), over a read model of `--advocates`
 advocates with a few referrals each; the load comes from this one.
 """
@@ -34,8 +36,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import common
 import grpc
 from aiokafka import TopicPartition
+from figures import Part, save
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from referrals.contract.avro import AvroCodec
@@ -50,7 +54,6 @@ from referrals.contract.topics import ADVOCATES, STATUS, TopicNames, create_topi
 from referrals.platform.settings import KafkaSettings
 from referrals.programs.put import load_program, put
 from referrals.streams.kafka import make_admin, make_consumer, make_producer
-from referrals.tools import broker
 from referrals.tools.simulate import DEMO_PROGRAM
 from services.api.proto import referrals_pb2 as pb
 from services.api.proto import referrals_pb2_grpc as pb_grpc
@@ -104,11 +107,39 @@ async def fill(settings: KafkaSettings, advocates: int) -> None:
         await producer.stop()
 
 
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    """(p50, p99) in ms."""
+    ms = sorted(s * 1000 for s in samples) or [0.0]
+    return statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+
+
 def _summary(label: str, samples: list[float]) -> str:
-    ms = sorted(s * 1000 for s in samples)
-    p50 = statistics.median(ms)
-    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-    return f"{label:<58} n={len(ms):>6}  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms"
+    p50, p99 = _percentiles(samples)
+    return f"{label:<58} n={len(samples):>6}  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms"
+
+
+def _record(part: Part, name: str, samples: list[float], **kw: object) -> None:
+    """p50 and p99 of `samples` as two figures of the part, `name p50` and `name p99`."""
+    p50, p99 = _percentiles(samples)
+    note = f"{len(samples):,} samples at {RATE:,}/s"
+    base = kw.pop("baseline", None)
+    part.add(
+        f"{name} p50",
+        p50,
+        "ms",
+        better="lower",
+        note=note,
+        baseline=f"{base} p50" if base else None,
+    )
+    part.add(
+        f"{name} p99",
+        p99,
+        "ms",
+        better="lower",
+        note=note,
+        baseline=f"{base} p99" if base else None,
+        **kw,
+    )
 
 
 async def open_loop(call: object, seconds: float) -> list[float]:
@@ -272,6 +303,18 @@ async def main_async(bootstrap: str, seconds: float, advocates: int) -> None:
                 print(_summary(f"baseline  read_committed consumer, statuses at {RATE}/s", plain))
                 label = "API       WatchReferrals, same statuses (target p99 <= 1 s)"
                 print(_summary(label, portal))
+                part = Part("api")
+                _record(part, "health Check", base)
+                _record(part, "GetAdvocate", ours, baseline="health Check", target=10.0)
+                _record(part, "read_committed consumer", plain)
+                _record(
+                    part,
+                    "WatchReferrals",
+                    portal,
+                    baseline="read_committed consumer",
+                    target=1000.0,
+                )
+                print(f"saved {save(part, common.results_dir())}")
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -286,23 +329,14 @@ async def _serving(health: health_pb2_grpc.HealthStub) -> bool:
 
 
 def main() -> None:
+    smoke = common.scale() == "smoke"
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--advocates", type=int, default=2_000)
+    parser.add_argument("--seconds", type=float, default=1.0 if smoke else 10.0)
+    parser.add_argument("--advocates", type=int, default=200 if smoke else 2_000)
     parser.add_argument("--bootstrap")
     args = parser.parse_args()
-    if args.bootstrap:
-        asyncio.run(main_async(args.bootstrap, args.seconds, args.advocates))
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = broker.BrokerConfig(
-            port=_free_port(), controller_port=_free_port(), data_dir=Path(tmp) / "kafka"
-        )
-        broker.start(cfg)
-        try:
-            asyncio.run(main_async(cfg.bootstrap, args.seconds, args.advocates))
-        finally:
-            broker.stop(cfg)
+    with common.bench_broker(args.bootstrap) as bootstrap:
+        asyncio.run(main_async(bootstrap, args.seconds, args.advocates))
 
 
 if __name__ == "__main__":
