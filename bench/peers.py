@@ -14,9 +14,9 @@ as its own process, as it is meant to be used:
   JSON values, its default.
 Each is measured as input records/s from the moment it processed its first record (start-up,
 group join and state restore excluded, for all three alike) to the moment its last expected
-output was readable by a read_committed consumer here. The outputs are then read for two more
-seconds and checked: every (advocate, tier) exactly once; a peer that loses or doubles outputs
-is reported as such, with its rate.
+output was readable by a read_committed consumer here. The outputs are then read 2 s longer
+(0.5 s at smoke scale) and checked: every (advocate, tier) exactly once; a peer that loses or
+doubles outputs is reported as such, with its rate.
 
     .venv/bin/python bench/peers.py [--records N] [--only ours,faust-streaming] [--bootstrap H:P]
 """
@@ -50,7 +50,7 @@ from referrals.contract.records import (
     ReferralStatus,
     ReferralStatusChanged,
 )
-from referrals.contract.topics import PAYOUTS_V2, STATUS, TopicNames, create_topics
+from referrals.contract.topics import PAYOUTS_V2, STATUS, TopicNames, dlq_of
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.kafka import make_admin, make_consumer, make_producer
 
@@ -59,7 +59,9 @@ EVERY = 3
 PER_ADVOCATE = 10
 BENCH = Path(__file__).resolve().parent
 QUIX_PYTHON = Path(sys.prefix) / "peers" / "quix" / "bin" / "python"
-STALL_S = 90.0
+START_S = float(os.environ.get("BENCH_PEER_START_S", "300"))
+LINGER_S = 0.5 if common.scale() == "smoke" else 2.0
+STALL_S = float(os.environ.get("BENCH_PEER_STALL_S", "120"))
 
 
 @dataclass
@@ -104,9 +106,10 @@ async def prepare(settings: KafkaSettings, peer: Peer, n: int) -> tuple[str, str
     admin = make_admin(settings)
     await admin.start()
     try:
-        if peer.avro:  # our runtime expects the contract's topics (and their dead letters)
-            await create_topics(admin, names, partitions=PARTITIONS)
+        if peer.avro:  # the contract's topics the step uses, and the input's dead letters
             source, sink = names(STATUS), names(PAYOUTS_V2)
+            topics = [source, sink, names(dlq_of(STATUS))]
+            await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics])
         else:
             source, sink = names("wins.in"), names("payouts.out")
             await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in (source, sink)])
@@ -201,7 +204,7 @@ async def measure(bootstrap: str, peer: Peer, n: int, tmp: Path) -> Outcome:
         parts = [TopicPartition(sink, p) for p in range(PARTITIONS)]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
-        progress = time.monotonic()
+        progress = launched = time.monotonic()
         while True:
             batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
             now = time.monotonic()
@@ -211,13 +214,18 @@ async def measure(bootstrap: str, peer: Peer, n: int, tmp: Path) -> Outcome:
                 progress = now
             if done_at is None and want <= set(seen):
                 done_at = now
-            if done_at is not None and now - done_at >= 2.0:
-                break  # two more seconds for doubles
+            if done_at is not None and now - done_at >= LINGER_S:
+                break  # a little longer for doubles
             if proc.returncode is not None:
                 out.error = f"exited with {proc.returncode} (log: {tmp / peer.name}.log)"
                 break
-            if now - progress > STALL_S:
-                out.error = f"no output for {STALL_S:.0f} s"
+            if not first_file.exists():
+                progress = now  # still starting (group join, state restore)
+                if now - launched > START_S:
+                    out.error = f"processed no record within {START_S:.0f} s of its start"
+                    break
+            elif now - progress > STALL_S:
+                out.error = f"no new output for {STALL_S:.0f} s"
                 break
     finally:
         await consumer.stop()

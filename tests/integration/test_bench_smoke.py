@@ -45,7 +45,7 @@ def test_bench_smoke_writes_figures_and_counts_every_output(
     kafka: KafkaSettings, tmp_path: Path
 ) -> None:
     bootstrap = kafka.bootstrap_servers
-    _run("limit.py", tmp_path, bootstrap, "--records", "60", "--perf-records", "0")
+    _run("limit.py", tmp_path, bootstrap, "--records", "60", "--perf-records", "0", "--one-process")
     _run("peers.py", tmp_path, bootstrap, "--records", "60", "--only", "ours")
     _run("report.py", tmp_path, bootstrap)
 
