@@ -1,6 +1,7 @@
 """The peers' step on faust-streaming (bench/peers.py starts it as a faust worker).
 
-As faust is meant to be used: an App with processing_guarantee="exactly_once", an agent over
+As faust is meant to be used: an App with processing_guarantee="exactly_once" (GUARANTEE in the
+environment: bench/peers.py falls back to "at_least_once" when exactly once stalls), an agent over
 the input topic (JSON values, the advocate as the key) and a Table (RocksDB, changelog) counting
 each advocate's WONs; every EVERY-th sends {"advocate", "tier"} (JSON) to the output topic.
 Writes the monotonic time it processed its first record to FIRST_FILE. Settings from the
@@ -27,7 +28,7 @@ app = faust.App(
     broker=f"kafka://{os.environ.get('BOOTSTRAP', 'localhost:9092')}",
     store="rocksdb://",
     datadir=os.environ.get("STATE_DIR", "/tmp/peer-faust"),
-    processing_guarantee="exactly_once",
+    processing_guarantee=os.environ.get("GUARANTEE", "exactly_once"),
     topic_partitions=PARTITIONS,
     topic_replication_factor=1,
     web_enabled=False,

@@ -71,6 +71,8 @@ class Peer:
     avro: bool  # Avro through our codec (ours) or JSON (the peers' default)
     guarantee: str
     env: dict[str, str] = field(default_factory=dict)
+    # Its best other guarantee, run when exactly once does not finish: (env, how to say it).
+    fallback: tuple[dict[str, str], str] | None = None
 
 
 def peers() -> list[Peer]:
@@ -81,6 +83,7 @@ def peers() -> list[Peer]:
             [sys.executable, str(BENCH / "peer_faust.py"), "worker", "-l", "warn"],
             False,
             'exactly once (processing_guarantee="exactly_once")',
+            fallback=({"GUARANTEE": "at_least_once"}, 'processing_guarantee="at_least_once"'),
         ),
         Peer(
             "quix-streams",
@@ -169,6 +172,7 @@ class Outcome:
     missing: int = 0
     doubled: int = 0
     error: str = ""
+    fallback: str = ""  # why another guarantee than exactly once was measured
 
 
 async def measure(bootstrap: str, peer: Peer, n: int, tmp: Path) -> Outcome:
@@ -188,6 +192,7 @@ async def measure(bootstrap: str, peer: Peer, n: int, tmp: Path) -> Outcome:
         "STATE_DIR": str(tmp / peer.name),
         "PYTHONUNBUFFERED": "1",
         "FIRST_FILE": str(tmp / f"{peer.name}.first"),
+        **peer.env,
     }
     first_file = tmp / f"{peer.name}.first"
     log = (tmp / f"{peer.name}.log").open("wb")
@@ -246,9 +251,16 @@ async def measure(bootstrap: str, peer: Peer, n: int, tmp: Path) -> Outcome:
     elif not out.error:
         out.error = "never processed a record"
     if out.error:
-        tail = (tmp / f"{peer.name}.log").read_text(errors="replace").strip().splitlines()[-5:]
+        lines = (tmp / f"{peer.name}.log").read_text(errors="replace").strip().splitlines()
+        tail = list(dict.fromkeys(line.split("] ")[-1].strip() for line in lines[-20:]))[-3:]
         out.error += ": " + " | ".join(tail)
     return out
+
+
+def workdir(tmp: str, name: str) -> Path:
+    path = Path(tmp) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def main() -> None:
@@ -268,7 +280,15 @@ def main() -> None:
             if peer.name == "quix-streams" and not QUIX_PYTHON.exists():
                 results[peer.name] = Outcome(error=f"not installed ({QUIX_PYTHON}; make bench)")
                 continue
-            results[peer.name] = asyncio.run(measure(bootstrap, peer, n, Path(tmp)))
+            got = asyncio.run(measure(bootstrap, peer, n, workdir(tmp, "eos")))
+            if got.error and peer.fallback:
+                env, how = peer.fallback
+                print(f"{peer.name}: exactly once did not finish ({got.error[:200]}); {how}")
+                failed_eos = got.error
+                retry = Peer(peer.name, peer.command, peer.avro, how, env)
+                got = asyncio.run(measure(bootstrap, retry, n, workdir(tmp, "fallback")))
+                got.fallback = f"{how}: exactly once did not finish here ({failed_eos})"
+            results[peer.name] = got
     want = len(expected(n))
     ran = {k: v for k, v in results.items() if v.rate > 0 and k != "ours"}
     best = max(ran, key=lambda k: ran[k].rate) if ran else None
@@ -279,6 +299,8 @@ def main() -> None:
             f"{n:,} WONs, {n // PER_ADVOCATE:,} advocates, a payout every {EVERY}rd WON "
             f"({want:,} expected); {fmt}; {peer.guarantee}"
         )
+        if got.fallback:
+            note = note.replace(peer.guarantee, f"MEASURED AT {got.fallback}")
         if got.error:
             note += f"; DID NOT FINISH: {got.error}"
         if got.missing or got.doubled:
@@ -293,6 +315,7 @@ def main() -> None:
             "doubled": got.doubled,
             "ok": not (got.error or got.missing or got.doubled),
             "error": got.error,
+            "fallback": got.fallback,
         }
         baseline = best if peer.name == "ours" else None
         part.add(peer.name, got.rate, "records/s", baseline=baseline, note=note, detail=detail)
