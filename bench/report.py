@@ -109,6 +109,8 @@ def markdown(parts: list[Part], found: list[Ratio], when: str, box: dict[str, ob
             target = f"{sign} {fmt(f.target, f.unit)}" if f.target is not None else ""
             value = "did not finish" if failed(f) and f.value == 0 else fmt(f.value, f.unit)
             mark = verdict(f) + (" outputs WRONG" if failed(f) else "")
+            if f.detail.get("fallback"):
+                mark += " not exactly once (see below)"
             lines.append(f"| {f.name} | {value} | {f.unit} | {beside} | {target} | {mark} |")
         lines.append("")
         lines += [f"- **{f.name}**: {f.note}" for f in part.figures if f.note]
@@ -176,8 +178,9 @@ def _latency(rows: list[Figure], y: int, width: int) -> tuple[list[str], int]:
 
 def chart(parts: list[Part], found: list[Ratio], when: str, box: dict[str, object]) -> str:
     width = 820
-    body: list[str] = []
-    y = 0
+    title = "make bench: the limit, ours beside the peers, the pipeline, the API"
+    body = [f'<text x="0" y="18" font-size="16" font-weight="bold">{title}</text>']
+    y = 34
     colours = {"limit": ORANGE, "peers": GREY, "pipeline": BLUE}
     for part in ordered(parts):
         rates = [f for f in part.figures if f.unit.endswith("/s") and f.better == "higher"]
@@ -192,8 +195,11 @@ def chart(parts: list[Part], found: list[Ratio], when: str, box: dict[str, objec
             for f in figs:
                 colour = BLUE if f.name == "ours" else colours.get(part.part, GREY)
                 text = f"{fmt(f.value, f.unit)} {f.unit}"
+                if f.detail.get("fallback"):
+                    text += " (not exactly once: see latest.md)"
                 if failed(f):
-                    colour, text = RED, text + " (outputs WRONG or did not finish)"
+                    wrong = "did not finish" if f.value == 0 else f"{text}, outputs WRONG"
+                    colour, text = RED, wrong
                 rows.append((f.name, f.value, text, colour))
             what = "Kafka's own tools" if key == "kafka" else key
             panel, y = _bars(f"{part.part}: {what} (higher is better)", rows, y, width)
