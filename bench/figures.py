@@ -85,6 +85,8 @@ def machine() -> dict[str, object]:
         "memory_mb": mem_mb,
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
+        # Other work on the machine when the part started: 1, 5 and 15 minute load averages.
+        "load": [round(x, 1) for x in os.getloadavg()],
     }
 
 

@@ -72,6 +72,15 @@ def failed(f: Figure) -> bool:
     return f.detail.get("ok") is False
 
 
+def problem(f: Figure) -> str:
+    """What went wrong beside the clock ("" if nothing was checked or all was right)."""
+    if not failed(f):
+        return ""
+    if f.detail.get("failed"):
+        return "calls FAILED"
+    return "did not finish" if f.value == 0 else "outputs WRONG"
+
+
 def fmt(value: float, unit: str) -> str:
     if unit == "ms":
         return f"{value:,.1f}"
@@ -94,8 +103,11 @@ def markdown(parts: list[Part], found: list[Ratio], when: str, box: dict[str, ob
     ]
     for part in ordered(parts):
         by = {f.name: f for f in part.figures}
+        load = part.machine.get("load")
         lines += [
             f"## {part.part}",
+            "",
+            f"Started {part.started}" + (f", load average {load[0]} (1 min)." if load else "."),
             "",
             "| figure | value | unit | baseline | target | verdict |",
             "|---|---:|---|---|---|---|",
@@ -108,7 +120,7 @@ def markdown(parts: list[Part], found: list[Ratio], when: str, box: dict[str, ob
             sign = ">=" if f.better == "higher" else "<="
             target = f"{sign} {fmt(f.target, f.unit)}" if f.target is not None else ""
             value = "did not finish" if failed(f) and f.value == 0 else fmt(f.value, f.unit)
-            mark = verdict(f) + (" outputs WRONG" if failed(f) else "")
+            mark = " ".join(x for x in (verdict(f), problem(f)) if x)
             if f.detail.get("fallback"):
                 mark += " not exactly once (see below)"
             lines.append(f"| {f.name} | {value} | {f.unit} | {beside} | {target} | {mark} |")
@@ -198,7 +210,7 @@ def chart(parts: list[Part], found: list[Ratio], when: str, box: dict[str, objec
                 if f.detail.get("fallback"):
                     text += " (not exactly once: see latest.md)"
                 if failed(f):
-                    wrong = "did not finish" if f.value == 0 else f"{text}, outputs WRONG"
+                    wrong = problem(f) if f.value == 0 else f"{text}, {problem(f)}"
                     colour, text = RED, wrong
                 rows.append((f.name, f.value, text, colour))
             what = "Kafka's own tools" if key == "kafka" else key
@@ -263,7 +275,7 @@ def main() -> None:
         for f in p.figures:
             if f.target is not None or failed(f):
                 any_target = True
-                wrong = " (outputs WRONG or did not finish)" if failed(f) else ""
+                wrong = f" ({problem(f)}: see latest.md)" if failed(f) else ""
                 print(
                     f"  {verdict(f) or '-':<7} {p.part}/{f.name}: {fmt(f.value, f.unit)} {f.unit}"
                     f"{'' if f.target is None else f' (target {f.target:g})'}{wrong}"
