@@ -65,13 +65,26 @@ FAULTS_SCALE ?= standard
 faults: setup
 	$(BIN)/referrals faults --scale $(FAULTS_SCALE) --out .faults/$(FAULTS_SCALE)
 
-# Throughput of the shared runtime vs a bare aiokafka loop, measured in the same run.
+# The benchmark suite (README, Benchmarks): the limit (a bare aiokafka chain through the
+# pipeline's hops, Kafka's own perf tools), the peers (ours, faust-streaming, Quix Streams on one
+# stateful step), the pipeline (if bench/pipeline.py exists), the gRPC API, then the report:
+# bench/results/latest.{json,md,svg}. Each part starts its own broker on free ports in a temp
+# dir. BENCH_SCALE=smoke|full (smoke: seconds, figures meaningless). Never fails on a target.
+BENCH_SCALE ?= full
+QUIX   := $(VENV)/peers/quix
 bench: setup $(VENV)/.bench
-	$(BIN)/python bench/runtime_throughput.py
-	$(BIN)/python bench/api_portal.py
+	BENCH_SCALE=$(BENCH_SCALE) $(BIN)/python bench/limit.py
+	BENCH_SCALE=$(BENCH_SCALE) $(BIN)/python bench/peers.py
+	test ! -f bench/pipeline.py || BENCH_SCALE=$(BENCH_SCALE) $(BIN)/python bench/pipeline.py
+	BENCH_SCALE=$(BENCH_SCALE) $(BIN)/python bench/api_portal.py
+	$(BIN)/python bench/report.py
 
-$(VENV)/.bench: $(STAMP)
+# The bench extras (faust-streaming, py-spy) in the project's venv; Quix Streams in a venv of
+# its own (its pins, pydantic<2.14 among them, conflict with ours): bench/quix-requirements.txt.
+$(VENV)/.bench: $(STAMP) bench/quix-requirements.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,demo,bench]'
+	test -x $(QUIX)/bin/python || $(PYTHON) -m venv $(QUIX)
+	$(QUIX)/bin/python -m pip install --quiet -r bench/quix-requirements.txt
 	touch $@
 
 broker-start: setup

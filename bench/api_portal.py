@@ -12,7 +12,9 @@
 
     .venv/bin/python bench/api_portal.py [--seconds 10] [--advocates 2000] [--bootstrap H:P]
 
-Without --bootstrap it starts the project's own broker on free ports in a temporary directory.
+Without --bootstrap (or BENCH_BOOTSTRAP) it starts the project's own broker on free ports in a
+temporary directory. The figures (p50 and p99 of each) are saved as part "api"
+(bench/results/api.json) for bench/report.py.
 The API runs as its own process (`referrals run api`), over a read model of `--advocates`
 advocates with a few referrals each; the load comes from this one.
 """
@@ -31,11 +33,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import common
 import grpc
 from aiokafka import TopicPartition
+from figures import Part, save
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from referrals.contract.avro import AvroCodec
@@ -50,7 +55,6 @@ from referrals.contract.topics import ADVOCATES, STATUS, TopicNames, create_topi
 from referrals.platform.settings import KafkaSettings
 from referrals.programs.put import load_program, put
 from referrals.streams.kafka import make_admin, make_consumer, make_producer
-from referrals.tools import broker
 from referrals.tools.simulate import DEMO_PROGRAM
 from services.api.proto import referrals_pb2 as pb
 from services.api.proto import referrals_pb2_grpc as pb_grpc
@@ -104,21 +108,62 @@ async def fill(settings: KafkaSettings, advocates: int) -> None:
         await producer.stop()
 
 
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    """(p50, p99) in ms."""
+    ms = sorted(s * 1000 for s in samples) or [0.0]
+    return statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+
+
 def _summary(label: str, samples: list[float]) -> str:
-    ms = sorted(s * 1000 for s in samples)
-    p50 = statistics.median(ms)
-    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-    return f"{label:<58} n={len(ms):>6}  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms"
+    p50, p99 = _percentiles(samples)
+    return f"{label:<58} n={len(samples):>6}  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms"
+
+
+def _record(part: Part, name: str, samples: list[float], **kw: object) -> None:
+    """p50 and p99 of `samples` as two figures of the part, `name p50` and `name p99`."""
+    p50, p99 = _percentiles(samples)
+    note = f"{len(samples):,} samples at {RATE:,}/s"
+    failed = kw.pop("failed", None) or {}
+    if failed:
+        note += f"; FAILED calls (not timed): {failed}"
+    kw["detail"] = {"samples": len(samples), "failed": failed, "ok": not failed}
+    base = kw.pop("baseline", None)
+    part.add(
+        f"{name} p50",
+        p50,
+        "ms",
+        better="lower",
+        note=note,
+        baseline=f"{base} p50" if base else None,
+        detail=kw["detail"],
+    )
+    part.add(
+        f"{name} p99",
+        p99,
+        "ms",
+        better="lower",
+        note=note,
+        baseline=f"{base} p99" if base else None,
+        **kw,
+    )
+
+
+FAILED: Counter[str] = Counter()  # calls that failed, by status code (kept out of latencies)
 
 
 async def open_loop(call: object, seconds: float) -> list[float]:
-    """Latencies of `call()` started RATE times a second for `seconds`, on schedule."""
+    """Latencies of `call()` started RATE times a second for `seconds`, on schedule; a call
+    that fails is counted in FAILED by its status code, not timed."""
     latencies: list[float] = []
     tasks = []
 
     async def one() -> None:
         t0 = time.perf_counter()
-        await call()  # type: ignore[operator]
+        try:
+            await call()  # type: ignore[operator]
+        except grpc.aio.AioRpcError as err:
+            FAILED[err.code().name] += 1
+            return
         latencies.append(time.perf_counter() - t0)
 
     start = time.perf_counter()
@@ -213,6 +258,7 @@ def _proto_status(status: ReferralStatus) -> int:
 
 
 async def main_async(bootstrap: str, seconds: float, advocates: int) -> None:
+    part = Part("api")  # its start and the machine's load now, before the load is ours
     prefix = f"benchapi{uuid.uuid4().hex[:6]}."
     settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
     admin = make_admin(settings)
@@ -265,13 +311,34 @@ async def main_async(bootstrap: str, seconds: float, advocates: int) -> None:
 
                 await open_loop(check, 1.0)  # warm-up
                 base = await open_loop(check, seconds)
+                base_failed = dict(FAILED)
+                FAILED.clear()
                 ours = await open_loop(get, seconds)
+                ours_failed = dict(FAILED)
                 print(_summary(f"baseline  health Check at {RATE}/s", base))
                 print(_summary(f"API       GetAdvocate at {RATE}/s (target p99 <= 10 ms)", ours))
                 portal, plain = await visibility(settings, stub, token, seconds, watched=50)
                 print(_summary(f"baseline  read_committed consumer, statuses at {RATE}/s", plain))
                 label = "API       WatchReferrals, same statuses (target p99 <= 1 s)"
                 print(_summary(label, portal))
+                _record(part, "health Check", base, failed=base_failed)
+                _record(
+                    part,
+                    "GetAdvocate",
+                    ours,
+                    baseline="health Check",
+                    target=10.0,
+                    failed=ours_failed,
+                )
+                _record(part, "read_committed consumer", plain)
+                _record(
+                    part,
+                    "WatchReferrals",
+                    portal,
+                    baseline="read_committed consumer",
+                    target=1000.0,
+                )
+                print(f"saved {save(part, common.results_dir())}")
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -286,23 +353,14 @@ async def _serving(health: health_pb2_grpc.HealthStub) -> bool:
 
 
 def main() -> None:
+    smoke = common.scale() == "smoke"
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--advocates", type=int, default=2_000)
+    parser.add_argument("--seconds", type=float, default=1.0 if smoke else 10.0)
+    parser.add_argument("--advocates", type=int, default=200 if smoke else 2_000)
     parser.add_argument("--bootstrap")
     args = parser.parse_args()
-    if args.bootstrap:
-        asyncio.run(main_async(args.bootstrap, args.seconds, args.advocates))
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = broker.BrokerConfig(
-            port=_free_port(), controller_port=_free_port(), data_dir=Path(tmp) / "kafka"
-        )
-        broker.start(cfg)
-        try:
-            asyncio.run(main_async(cfg.bootstrap, args.seconds, args.advocates))
-        finally:
-            broker.stop(cfg)
+    with common.bench_broker(args.bootstrap) as bootstrap:
+        asyncio.run(main_async(bootstrap, args.seconds, args.advocates))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import socket
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -33,6 +33,9 @@ class Figure:
     target: float | None = None  # the value to meet (>= when higher is better, <= when lower)
     baseline: str | None = None  # the name of the figure (same part) this one is shown beside
     note: str = ""
+    # What was checked beside the clock, e.g. {"inputs": 30000, "outputs": {...}, "ok": true}
+    # (figures saved before this field existed load with it empty).
+    detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def met(self) -> bool | None:
@@ -82,6 +85,8 @@ def machine() -> dict[str, object]:
         "memory_mb": mem_mb,
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
+        # Other work on the machine when the part started: 1, 5 and 15 minute load averages.
+        "load": [round(x, 1) for x in os.getloadavg()],
     }
 
 
