@@ -91,12 +91,6 @@ class TimerIndex:
             out.append(Timer(due_ms, timer_id))
         return out
 
-    def keep_for_later(self, timer: Timer) -> None:
-        """A popped timer whose handler failed: it is stored again, so it fires when the task is
-        next assigned, but not again in this process (a broken entry would fail every tick)."""
-        self.store.put(timer_key(timer.due_ms, timer.id), b"")
-        self._due[timer.id] = timer.due_ms
-
     def _rebuild(self) -> None:
         self._heap = [(due, timer_id) for timer_id, due in self._due.items()]
         heapq.heapify(self._heap)

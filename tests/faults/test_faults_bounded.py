@@ -51,9 +51,19 @@ def test_bounded_fault_run_loses_and_doubles_nothing(tmp_path: Path) -> None:
     assert report["missing"] == 0, summary
     assert report["doubled"] == 0, summary
     assert report["unexpected"] == 0, summary
+    assert report["wrong_amount"] == 0, summary
+    # No instance died on its own (a zombie rejoins; the suite's own SIGKILLs are not counted).
+    assert report["unexpected_exits"] == {}, summary
+    [takeover] = [s for s in report["steps"] if s["kind"] == "sigkill (one of two)"]
+    assert takeover["ok"] is True and report["takeover_ok"] is True, takeover
     assert report["services_down"] == [], summary
     assert report["services_up"] == 5, summary
     # Every class of bad input reached its topic; each one meant for the .dlq got there.
     assert len(report["bad_input"]) >= 20, report["bad_input"].keys()
     assert report["bad_not_dead_lettered"] == [], summary
+    # No valid record dead-lettered: neither the workload's nor a corpus record the contract
+    # accepts (a duplicate, an erasure of nobody, a command for an unknown payout).
+    assert report["valid_dead_lettered"] == {}, summary
+    assert report["accepted_but_dead_lettered"] == [], summary
+    assert report["ok"] is True, summary
     assert proc.returncode == 0, summary

@@ -17,10 +17,23 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from referrals.contract.topics import CATALOGUE, SHARES, TopicNames, create_topics, dlq_of
-from referrals.platform.settings import KafkaSettings
+from referrals.contract.avro import AvroCodec
+from referrals.contract.topics import (
+    CATALOGUE,
+    SHARES,
+    TOPICS,
+    TopicNames,
+    create_topics,
+    dlq_of,
+)
+from referrals.platform.metrics import Health, RuntimeMetrics
+from referrals.platform.settings import KafkaSettings, ServiceSettings
 from referrals.streams.kafka import make_admin, make_producer
+from referrals.streams.runtime import StreamRuntime
+from referrals.streams.stores import changelog_topic
 from referrals.tools import broker
+from services.rewards.adapters.processor import RewardsProcessor
+from services.rewards.adapters.settings import RewardsSettings
 
 from ..conftest import REPO
 from .helpers import read_topic
@@ -76,6 +89,31 @@ async def _wait_for_isr(admin: AIOKafkaAdminClient, topic: str, size: int, withi
         await asyncio.sleep(0.5)
 
 
+async def _service_topics(settings: KafkaSettings, state_dir: Path) -> list[str]:
+    """Has the rewards service's runtime create its internal topics and changelogs (only its
+    start-up step that does so, not the whole service); returns their names."""
+    processor = RewardsProcessor(RuntimeMetrics("rewards"), RewardsSettings(), lambda: 0.0)
+    runtime = StreamRuntime(
+        processor,
+        kafka=settings,
+        settings=ServiceSettings(state_dir=state_dir),
+        codec=AvroCodec(),
+        catalogue=TOPICS,
+        metrics=RuntimeMetrics("rewards"),
+        health=Health(),
+    )
+    await runtime._prepare_state(partitions=1)
+    assert runtime._restore_consumer is not None
+    # aiokafka's NoGroupCoordinator fails its stop (CancelledError) when its reset task has not
+    # run once yet: a stop right after start only happens here, not in a running service.
+    await asyncio.sleep(0.5)
+    await runtime._restore_consumer.stop()
+    names = TopicNames(settings.topic_prefix)
+    changelogs = [names(changelog_topic(processor.name, s)) for s in processor.stores]
+    assert changelogs and processor.internal_topics
+    return changelogs + [names(spec.name) for spec in processor.internal_topics]
+
+
 async def _send(producer: object, topic: str, value: bytes) -> None:
     async with producer.transaction():  # type: ignore[attr-defined]
         await producer.send(topic, value, key=b"k", partition=0)  # type: ignore[attr-defined]
@@ -126,6 +164,22 @@ async def test_a_three_node_cluster_replicates_and_survives_losing_a_node(
             }
             assert set(min_isr) == expected
             assert set(min_isr.values()) == {"2"}
+            # So do the topics a running service creates for itself: its internal (re-keyed)
+            # topics and its stores' changelogs, made by the runtime's own start-up step.
+            internal = await _service_topics(settings, tmp_path / "state")
+            described = await admin.describe_topics(sorted(internal))
+            assert {t["topic"] for t in described} == set(internal)
+            assert {len(p["replicas"]) for t in described for p in t["partitions"]} == {3}
+            resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in sorted(internal)]
+            configs = {
+                name: {entry[0]: entry[1] for entry in entries}
+                for response in await admin.describe_configs(resources)
+                for _, _, _, name, entries in response.resources
+            }
+            assert {c["min.insync.replicas"] for c in configs.values()} == {"2"}, configs
+            assert {configs[t]["cleanup.policy"] for t in internal if "changelog" in t} == {
+                "compact"
+            }
 
             producer = make_producer(settings, transactional_id="cluster-tx")
             await producer.start()

@@ -53,6 +53,21 @@ def http_status(port: int, path: str) -> int | None:
         return None
 
 
+def tasks_owned(port: int) -> int | None:
+    """The tasks (input partitions) an instance owns, from its /metrics; None: no answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("referrals_assigned_partitions")
+    ]
+    return int(sum(values)) if values else None
+
+
 @dataclass
 class Instance:
     service: str
@@ -237,13 +252,17 @@ class Mail(MailCatcher):
 
 
 class Finance:
-    """Answers every payout (read_committed) with PAID, once per (payout_id, attempt); on any
-    client error (a broker outage) it rebuilds its clients and carries on from the start."""
+    """Answers every payout (read_committed) with PAID, once per (payout_id, attempt), and every
+    `twice_every`-th one twice (a duplicate result, which must change nothing and never be
+    dead-lettered); on any client error (a broker outage) it rebuilds its clients and carries
+    on from the start."""
 
-    def __init__(self, kafka: KafkaSettings) -> None:
+    def __init__(self, kafka: KafkaSettings, twice_every: int = 10) -> None:
         self.kafka = kafka
         self.paid: set[tuple[str, int]] = set()
         self.errors = 0
+        self.twice_every = twice_every
+        self.duplicates = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -273,10 +292,13 @@ class Finance:
                         if key in self.paid:
                             continue
                         result = PayoutResult(key[0], key[1], PayoutStatus.PAID, datetime.now(UTC))
-                        await producer.send_and_wait(
-                            names(PAYOUT_RESULTS), codec.encode(result), key=key[0].encode()
-                        )
+                        copies = 2 if len(self.paid) % self.twice_every == 0 else 1
+                        for _ in range(copies):
+                            await producer.send_and_wait(
+                                names(PAYOUT_RESULTS), codec.encode(result), key=key[0].encode()
+                            )
                         self.paid.add(key)
+                        self.duplicates += copies - 1
         finally:
             await consumer.stop()
             await producer.stop()

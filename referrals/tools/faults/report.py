@@ -1,9 +1,10 @@
 """The fault report: what was injected and when, what the checker counted, and the verdict.
 
 Printed as a table, written as `<out>/fault-report.json` (for machines and the bounded test)
-and `<out>/fault-report.md` (for people). `ok` is false when a payout is missing or doubled,
-when a service instance is not up (live and ready) at the end, or when the run could not
-finish; everything else the checker finds is listed under findings, so it is not lost.
+and `<out>/fault-report.md` (for people). `ok` is false when a payout is missing, doubled or of a
+wrong amount, when a valid record was dead-lettered, when a service instance exited on its own
+or is not up (live and ready) at the end, when the instance left alone did not take over, or
+when the run could not finish; everything else the checker finds is listed under findings.
 """
 
 from __future__ import annotations
@@ -62,13 +63,37 @@ class FaultReport:
         return len(self.checked.doubled) if self.checked else -1
 
     @property
+    def unexpected_exits(self) -> dict[str, list[int]]:
+        """Instances that exited on their own (a zombie that died instead of rejoining, a
+        crash), with their exit codes. The suite's own SIGKILLs are not among them: `Fleet.kill`
+        lets go of the process before killing it, so the reaper never sees those exits."""
+        return {
+            n: h["unexpected_exits"] for n, h in self.services.items() if h.get("unexpected_exits")
+        }
+
+    @property
+    def takeover_ok(self) -> bool | None:
+        """Whether the rewards instance left alone issued more payouts (None: not run)."""
+        steps = [s for s in self.steps if s.kind == "sigkill (one of two)"]
+        return None if not steps else all(s.ok for s in steps)
+
+    @property
     def ok(self) -> bool:
+        c = self.checked
         return (
             not self.error
             and self.missing == 0
             and self.doubled == 0
             and not self.services_down
             and bool(self.services)
+            and not self.unexpected_exits
+            and self.takeover_ok is not False
+            and (
+                c is not None
+                and not c.wrong_amount
+                and not c.valid_dead_lettered
+                and not c.accepted_but_dead_lettered
+            )
         )
 
     def findings(self) -> list[str]:
@@ -133,6 +158,9 @@ class FaultReport:
             "bad_input": c.bad_input if c else {},
             "bad_not_dead_lettered": c.bad_not_dead_lettered if c else [],
             "valid_dead_lettered": c.valid_dead_lettered if c else {},
+            "accepted_but_dead_lettered": c.accepted_but_dead_lettered if c else [],
+            "unexpected_exits": self.unexpected_exits,
+            "takeover_ok": self.takeover_ok,
             "messages_delivered": self.mails_delivered,
             "message_duplicates": self.mail_duplicates,
             "services": self.services,

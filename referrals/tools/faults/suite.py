@@ -4,8 +4,9 @@ corpus published while faults are injected on a timeline, then waiting, checking
 Timeline (fractions of the publishing window): SIGKILLs of random instances at random moments
 over the whole window, each restarted 0.5 to 3 s later; the SMTP relay down at 0.15 for the
 scale's outage; a zombie (one rewards instance SIGSTOPped past its session timeout, then
-SIGCONT) at 0.25; one of two rewards instances killed at 0.4 and left down until the other has
-issued more payouts (it took over); the broker (or one node of three) restarted at 0.55; with
+SIGCONT) at 0.25; one of two rewards instances killed at 0.4 (once the zombie is resumed) and
+left down until the other has issued more payouts (it took over); the broker (or one node of
+three) restarted at 0.55, not before the takeover is judged (it needs a broker); with
 three brokers, one killed at 0.75 and started again. Services run with a 6 s session timeout
 (the broker's minimum), a 20 s unknown-program and unknown-payout wait, and notifications retry
 at most 5 s apart, so every consequence lands within the run.
@@ -18,6 +19,7 @@ import contextlib
 import random
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +37,15 @@ from referrals.streams.kafka import make_admin, make_producer
 from referrals.tools import broker
 from referrals.tools.faults import corpus as corpus_mod
 from referrals.tools.faults.check import Sent, check, payouts_seen
-from referrals.tools.faults.inject import Finance, Fleet, Instance, Mail, free_port
+from referrals.tools.faults.inject import (
+    Finance,
+    Fleet,
+    Instance,
+    Mail,
+    free_port,
+    http_status,
+    tasks_owned,
+)
 from referrals.tools.faults.report import FaultReport, Step
 from referrals.tools.faults.workload import PROGRAM_DOC, Workload, generate
 
@@ -101,7 +111,11 @@ class Run:
         )
         self.finance = Finance(self.kafka)
         self.refused: list[str] = []  # corpus records the broker refused for good
-        self.held: set[str] = set()  # instances another step controls right now
+        # Instances a step controls right now, by how many steps: the random kills leave them
+        # alone. (A set let the zombie step's end release what the takeover still held.)
+        self.held: Counter[str] = Counter()
+        self.zombie_done = asyncio.Event()
+        self.takeover_done = asyncio.Event()
         self.broker_down = False
         self.report = FaultReport(scale.name, scale.referrals, {})
 
@@ -259,7 +273,7 @@ class Run:
         restarts = []
         for when in moments:
             await asyncio.sleep(max(0.0, self.t_publish + when - time.monotonic()))
-            choices = [i for i in self.fleet.instances if i.name not in self.held and i.alive]
+            choices = [i for i in self.fleet.instances if not self.held[i.name] and i.alive]
             if not choices:
                 continue
             inst = self.rng.choice(choices)
@@ -282,7 +296,7 @@ class Run:
     async def zombie(self) -> None:
         await self._until(0.25)
         inst = self.fleet.of("rewards")[-1]
-        self.held.add(inst.name)
+        self.held[inst.name] += 1
         try:
             if not inst.alive:
                 self.fleet.start(inst, self.mail.port)
@@ -298,35 +312,60 @@ class Run:
             self.fleet.resume(inst)
             self.step("sigcont", inst.name, "resumed past its session timeout")
         finally:
-            self.held.discard(inst.name)
+            self.held[inst.name] -= 1
+            self.zombie_done.set()
 
     async def takeover(self) -> None:
         """One of two rewards instances killed and left down: the other must go on issuing."""
         await self._until(0.4)
         victim, other = self.fleet.of("rewards")
-        self.held.update({victim.name, other.name})
+        self.held.update([victim.name, other.name])
         try:
-            before = await self.payouts_now() or 0
+            # Not while the other is the paused zombie or down: it must be able to take over.
+            await self.zombie_done.wait()
+            if not other.alive:
+                self.fleet.start(other, self.mail.port)
+            before = await self._payouts_readable()
             self.fleet.kill(victim)
             s = self.step(
                 "sigkill (one of two)", victim.name, f"left down; {before} payouts so far"
             )
+            # Taken over: the other issued more payouts, or (when upstream has little to give,
+            # attribution being killed too) it owns every task and is ready.
             deadline = time.monotonic() + 60
-            now = before
+            now, owned, took_all = before, None, False
             while time.monotonic() < deadline:
                 await asyncio.sleep(2)
-                now = await self.payouts_now() or now
-                if now > before + 5:
+                read = await self.payouts_now()
+                now = now if read is None else read
+                owned = await asyncio.to_thread(tasks_owned, other.metrics_port)
+                ready = await asyncio.to_thread(http_status, other.metrics_port, "/readyz")
+                took_all = owned == self.scale.partitions and ready == 200
+                if now > before + 5 or took_all:
                     break
-            s.ok = now > before + 5
-            s.detail += f"; {other.name} alone issued {now - before} more"
+            s.ok = now > before + 5 or took_all
+            s.detail += (
+                f"; {other.name} alone issued {now - before} more, owns {owned} of "
+                f"{self.scale.partitions} tasks{' and is ready' if took_all else ''}"
+            )
             self.fleet.start(victim, self.mail.port)
             self.step("restart", victim.name, "after the takeover")
         finally:
-            self.held.difference_update({victim.name, other.name})
+            self.held.subtract([victim.name, other.name])
+            self.takeover_done.set()
+
+    async def _payouts_readable(self, within: int = 30) -> int:
+        """Payouts committed so far, reading again while the broker cannot be read."""
+        for _ in range(int(within)):
+            seen = await self.payouts_now()
+            if seen is not None:
+                return seen
+            await asyncio.sleep(1.0)
+        return 0
 
     async def broker_restart(self) -> None:
         await self._until(0.55)
+        await self.takeover_done.wait()  # the takeover is judged with the broker up
         if self.three:
             api: Any = broker
             self.broker_down = True
@@ -433,6 +472,7 @@ class Run:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             self.report.paid = len(self.finance.paid)
+            self.report.notes.append(f"finance sent {self.finance.duplicates} PAID results twice")
             self.report.mails_delivered = self.mail.delivered
             self.report.mail_duplicates = self.mail.duplicates
             codes = await asyncio.to_thread(self.fleet.stop)

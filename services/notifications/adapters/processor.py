@@ -182,11 +182,12 @@ class NotificationsProcessor(ProgramAwareProcessor):
         out.extend(self._record(ctx, now))
         out.extend(self._unpark(ctx, now))
         out.extend(self._retry_due(ctx, now))
+        # A failing timer or retry raises to the runtime, which aborts the task's transaction
+        # (what `_save` wrote does not commit), reports `timers:task-N` not ready and runs the
+        # timers again with backoff; caught here, a half-done tick committed and its timer
+        # was dropped, or a retry waited for a rebalance with health green.
         for timer in ctx.wakeups.pop_due(to_ms(now), MAX_TICKS):
-            try:
-                self._tick(ctx, timer.id, now)
-            except Exception:  # one advocate's bad state must not stop every other timer
-                log.exception("timer failed", extra={"task": task, "advocate_id": timer.id})
+            self._tick(ctx, timer.id, now)
         outbox = self.outbox(task)
         for notification_id in ctx.obsolete:
             outbox.delete(notification_id.encode())
@@ -294,11 +295,7 @@ class NotificationsProcessor(ProgramAwareProcessor):
         if room <= 0:
             return out
         for timer in ctx.retries.pop_due(to_ms(now), min(room, MAX_TICKS)):
-            try:
-                out.extend(self._retry_one(ctx, timer.id, now))
-            except Exception:  # one bad entry must not stop every other retry
-                log.exception("retry failed", extra={"task": ctx.task, "retry": timer.id})
-                ctx.retries.keep_for_later(timer)
+            out.extend(self._retry_one(ctx, timer.id, now))  # a failure raises (see punctuate)
         if ctx.expired:
             log.warning(
                 "deliveries passed their deadline: dead-lettered",

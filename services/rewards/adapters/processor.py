@@ -178,14 +178,11 @@ class RewardsProcessor(ProgramAwareProcessor):
         out += self.router.expire(task, now)
         self.router.prune(task, now, self.settings.max_releases)
         out += self._resume(task, now)
-        timers = self.timers[task]
-        for timer in timers.pop_due(to_ms(now), self.settings.max_releases):
-            try:
-                with self.unit_of_work(task):  # a failure leaves none of its writes behind
-                    out += self.ledgers.tick(task, timer.id, now)
-            except Exception:  # one corrupt ledger must not stop every other release
-                log.exception("releasing due rewards failed", extra={"task": task})
-                timers.keep_for_later(timer)
+        # A failing release raises to the runtime, which aborts the task's transaction (none of
+        # this punctuation's writes commit), reports `timers:task-N` not ready and runs the
+        # timers again with backoff: kept aside here, it waited for a rebalance, health green.
+        for timer in self.timers[task].pop_due(to_ms(now), self.settings.max_releases):
+            out += self.ledgers.tick(task, timer.id, now)
         return out
 
     def _resume(self, task: int, now: datetime) -> list[Output]:
@@ -193,12 +190,8 @@ class RewardsProcessor(ProgramAwareProcessor):
         of advocates per punctuation."""
         out: list[Output] = []
         archive = self.ledgers.archive(task)
-        for program_id in archive.paused_programs():
-            try:
-                with self.unit_of_work(task):
-                    out += self.ledgers.resume(task, program_id, now, self.settings.max_releases)
-            except Exception:  # one corrupt ledger must not stop every other release
-                log.exception("releasing paused rewards failed", extra={"task": task})
+        for program_id in archive.paused_programs():  # a failure raises, as releases do
+            out += self.ledgers.resume(task, program_id, now, self.settings.max_releases)
         return out
 
     def on_global(self, topic: str, key: str | None, record: Record) -> None:

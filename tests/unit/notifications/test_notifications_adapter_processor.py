@@ -457,6 +457,38 @@ def test_a_nurture_step_fires_when_due_and_not_before(h: Harness) -> None:
     assert h.metric("referrals_notifications_timers") == 0
 
 
+async def test_a_timer_failing_halfway_commits_nothing_and_runs_again_without_a_rebalance(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Finding: a catch-all around each advocate's timer let the punctuation commit the state
+    # `_save` had written (the nurture step counted as sent) with the timer gone and nothing
+    # sent. The failure now raises to the runtime, which aborts the transaction, reports the
+    # task's timers not ready, rebuilds the task and runs its timers again with backoff.
+    _program(h.processor, nurture_days=[3])
+    _known(h)
+    h.feed(STATUS, status("r1", S.WON))
+    h.commit()
+    h.clock[0] = NOW + 3 * DAY
+    real = h.processor._carry_out
+
+    def fails_after_saving(*args: Any) -> None:
+        raise RuntimeError("a bug after the state was saved")
+
+    monkeypatch.setattr(h.processor, "_carry_out", fails_after_saving)
+    with pytest.raises(RuntimeError, match="a bug after the state was saved"):
+        h.punctuate()
+    h.abort()  # as the runtime does: nothing of the punctuation commits
+    await h.processor.revoke(frozenset({0}))  # and the task is rebuilt from its stores
+    await h.processor.assign(frozenset({0}))
+    assert h.metric("referrals_notifications_timers") == 1
+    monkeypatch.setattr(h.processor, "_carry_out", real)  # the fault is gone
+    h.punctuate()
+    h.commit()
+    nurture = h.sender.submitted[-1].message
+    assert (nurture.kind, nurture.step) == (MessageKind.NURTURE, 1)
+    assert h.metric("referrals_notifications_timers") == 0
+
+
 def test_a_share_cancels_the_nurture_and_its_timer(h: Harness) -> None:
     _program(h.processor, nurture_days=[3])
     _known(h)

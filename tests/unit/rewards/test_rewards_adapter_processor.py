@@ -440,8 +440,11 @@ def test_owner_pruning_is_bounded_per_tick_and_survives_an_abort_and_a_restart()
 def test_a_release_failing_halfway_commits_none_of_its_writes_and_pays_later(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Finding: the catch-all around releases committed what a failed release had written, so
-    # a ledger could say REWARDED with no payout sent, and the reward was never paid.
+    # Findings: the catch-all around releases first committed what a failed release had
+    # written (a ledger REWARDED with no payout sent); then it kept the timer aside until the
+    # task was next assigned, with health green. The failure now raises to the runtime, which
+    # aborts the transaction, reports the task's timers not ready, and runs them again (here:
+    # the next punctuation, the task rebuilt as the runtime rebuilds it) in the same process.
     loop = Loop()
     loop.program(program(hold_days=14))
     loop.send(STATUS, "adv-1", won("r1"))
@@ -452,9 +455,15 @@ def test_a_release_failing_halfway_commits_none_of_its_writes_and_pays_later(
         raise RuntimeError("a bug after the ledger was written")
 
     monkeypatch.setattr(loop.proc.ledgers, "apply", fails_after_writing)
-    loop.tick(NOW + timedelta(days=15))
+    with pytest.raises(RuntimeError, match="a bug after the ledger was written"):
+        loop.proc.punctuate(0, NOW + timedelta(days=15))
+    loop.finish(commit=False)  # the runtime aborts the task's transaction
     assert loop.payouts() == []
-    again = Loop(loop.backends)  # the next owner of the task, over the committed state
-    again.program(program(hold_days=14))
-    again.tick(NOW + timedelta(days=15))
-    assert [p.payout_id for p in again.payouts()] == [payout_of("r1")]
+    assert loop.statuses()[-1] == ("REWARD_PENDING", None)
+    asyncio.run(loop.proc.revoke(frozenset({0})))  # and rebuilds the task
+    asyncio.run(loop.proc.assign(frozenset({0})))
+    assert loop.metric("rewards_pending_releases") == 1  # the timer is still there
+    monkeypatch.setattr(loop.proc.ledgers, "apply", real)  # the fault is gone
+    loop.tick(NOW + timedelta(days=15))
+    assert [p.payout_id for p in loop.payouts()] == [payout_of("r1")]
+    assert list(loop.proc.space(0, keyspace.TIMERS).items()) == []

@@ -92,14 +92,3 @@ def test_an_aborted_transactions_timers_do_not_survive() -> None:
     rebuilt = TimerIndex(Keyspace(store, b"w"))
     assert len(rebuilt) == 3 and rebuilt.due_ms("late") is None
     assert [t.id for t in rebuilt.pop_due(10_000, limit=10)] == ["adv-0", "adv-1", "adv-2"]
-
-
-def test_a_timer_kept_for_later_stays_stored_but_does_not_fire_again_here() -> None:
-    store = _store()
-    index = TimerIndex(Keyspace(store, b"w"))
-    index.set("broken", 100)
-    [timer] = index.pop_due(200, limit=10)
-    index.keep_for_later(timer)  # its handler failed
-    assert index.pop_due(10_000, limit=10) == []
-    store.commit()
-    assert TimerIndex(Keyspace(store, b"w")).pop_due(10_000, limit=10) == [timer]
