@@ -224,7 +224,7 @@ class SmtpTransport:
     async def _connect(self) -> aiosmtplib.SMTP:
         s = self.settings
         if self._local_hostname is None:
-            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+            self._local_hostname = await asyncio.to_thread(ehlo_name)
         client = aiosmtplib.SMTP(
             hostname=s.smtp_host,
             port=s.smtp_port,
@@ -247,6 +247,11 @@ class SmtpTransport:
                 await client.quit()
             except (aiosmtplib.SMTPException, OSError):
                 client.close()
+
+
+def ehlo_name() -> str:
+    """The name this host gives in EHLO (what aiosmtplib would look up for each session)."""
+    return socket.getfqdn()
 
 
 async def _transact(client: aiosmtplib.SMTP, email: bytes, sender: str, recipient: str) -> None:

@@ -16,6 +16,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -378,6 +379,40 @@ async def test_smtp_sessions_are_reused_across_messages() -> None:
         controller.stop()
     assert Catch.count == 5
     assert len(Catch.sessions) == 1  # one SMTP session carried all five messages
+
+
+async def test_the_ehlo_name_is_looked_up_once_not_for_every_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Catch:
+        names: list[str] = []
+
+        async def handle_EHLO(  # aiosmtpd's hook
+            self, server: object, session: Any, envelope: object, hostname: str, responses: Any
+        ) -> Any:
+            Catch.names.append(hostname)
+            session.host_name = hostname
+            return responses
+
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            return "250 OK"
+
+    lookups: list[str] = []
+    monkeypatch.setattr(smtp, "ehlo_name", lambda: lookups.append("x") or "me.example")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(Catch(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        transport = smtp.SmtpTransport(NotificationsSettings(smtp_port=port))
+        for _ in range(2):  # two sessions: the first is ended (QUIT) before the second
+            await transport.send(b"Subject: s\r\n\r\nhi\r\n", "f@example.com", "t@example.com")
+            await transport.close()
+    finally:
+        controller.stop()
+    assert Catch.names == ["me.example", "me.example"]
+    assert lookups == ["x"]
 
 
 def test_a_long_unsubscribe_url_goes_out_verbatim_not_as_an_encoded_word() -> None:
