@@ -24,6 +24,7 @@ from email.utils import format_datetime
 from functools import lru_cache
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
 
 from services.notifications.adapters.config import NotificationsSettings
 from services.notifications.adapters.failures import (
@@ -255,18 +256,52 @@ def ehlo_name() -> str:
 
 
 async def _transact(client: aiosmtplib.SMTP, email: bytes, sender: str, recipient: str) -> None:
-    """One mail transaction, as `send_message` runs it: SMTPUTF8 for an address that is not
-    ASCII (refused if the relay cannot take one). The message is 7bit: no 8BITMIME needed."""
-    options = []
-    if not (sender.isascii() and recipient.isascii()):
-        if client.is_ehlo_or_helo_needed:  # the extensions are known after EHLO
+    """One mail transaction (MAIL, RCPT, DATA), as aiosmtplib's `sendmail` runs it but with each
+    address parsed once per program or not at all (a dot-atom): its `sendmail` parses both four
+    times, ~150 us each, the largest CPU cost of a message after the email itself. SMTPUTF8 for
+    an address that is not ASCII (refused if the relay cannot take one); SIZE when the relay
+    announces it. The message is 7bit, so no 8BITMIME. No RSET after a refusal: the transport
+    closes a session that failed in any way."""
+    if client.is_ehlo_or_helo_needed:  # the extensions are known after EHLO
+        try:
             await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await client.helo()
+    options: list[bytes] = []
+    encoding = "ascii"
+    if not (sender.isascii() and recipient.isascii()):
         if not client.supports_extension("smtputf8"):
             raise aiosmtplib.SMTPNotSupported(
                 "an address holds non-ASCII characters and the relay does not support SMTPUTF8"
             )
-        options.append("SMTPUTF8")
-    await client.sendmail(sender, [recipient], email, mail_options=options)
+        options.append(b"SMTPUTF8")
+        encoding = "utf-8"
+    if client.supports_extension("size"):  # the bytes as sent: the lines are CRLF already
+        options.insert(0, f"SIZE={len(email)}".encode())
+    mail_from = _envelope_address(sender).encode(encoding)
+    response = await client.execute_command(b"MAIL", b"FROM:" + mail_from, *options)
+    if response.code != 250:
+        raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
+    rcpt_to = _recipient(recipient).encode(encoding)
+    response = await client.execute_command(b"RCPT", b"TO:" + rcpt_to)
+    if response.code not in (250, 251):
+        refused = aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
+        raise aiosmtplib.SMTPRecipientsRefused([refused])
+    await client.data(email)
+
+
+@lru_cache(maxsize=256)
+def _envelope_address(address: str) -> str:
+    """`<addr>` for MAIL FROM, from a program's From ("Name <addr>" or "addr"); ValueError for
+    one that cannot be sent on a command line (as aiosmtplib says)."""
+    return quote_address(address)
+
+
+def _recipient(address: str) -> str:
+    """`<addr>` for RCPT TO: a dot-atom as it is, anything else as aiosmtplib parses it."""
+    if _DOT_ATOM_ADDRESS.fullmatch(address) is not None:
+        return f"<{address}>"
+    return quote_address(address)
 
 
 def _by_code(code: int, text: str, what: str) -> TransientFailure | PermanentFailure:

@@ -415,6 +415,48 @@ async def test_the_ehlo_name_is_looked_up_once_not_for_every_session(
     assert lookups == ["x"]
 
 
+async def test_the_envelope_names_the_programs_address_and_a_refused_recipient_is_permanent() -> (
+    None
+):
+    class Catch:
+        envelopes: list[tuple[str, list[str], list[str], bytes]] = []
+
+        async def handle_RCPT(
+            self, server: object, session: object, envelope: Any, address: str, options: Any
+        ) -> str:
+            if address.startswith("gone"):
+                return "550 5.1.1 mailbox unavailable"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+            entry = (envelope.mail_from, envelope.rcpt_tos, envelope.mail_options, envelope.content)
+            Catch.envelopes.append(entry)
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(Catch(), hostname="127.0.0.1", port=port)
+    controller.start()
+    wire = _wire(_message(), html=None)
+    try:
+        transport = smtp.SmtpTransport(NotificationsSettings(smtp_port=port))
+        await transport.send(wire, "Acme Referrals <referrals@acme.example>", "alex@example.com")
+        with pytest.raises(PermanentFailure) as refused:
+            await transport.send(wire, "referrals@acme.example", "gone@example.com")
+        await transport.send(wire, "referrals@acme.example", '"alex doe"@example.com')
+        await transport.close()
+    finally:
+        controller.stop()
+    assert refused.value.reason == "RECIPIENT_REFUSED"
+    [first, second] = Catch.envelopes
+    assert first[:2] == ("referrals@acme.example", ["alex@example.com"])
+    assert first[2] == [f"SIZE={len(wire)}"]  # the relay announces SIZE: the exact size
+    assert first[3].replace(b"\r\n", b"\n") == wire.replace(b"\r\n", b"\n")
+    assert second[1] == ['"alex doe"@example.com']
+
+
 def test_a_long_unsubscribe_url_goes_out_verbatim_not_as_an_encoded_word() -> None:
     url = "http://127.0.0.1:9213/unsubscribe?token=" + "t" * 200  # as long as real tokens
     wire = smtp.build_email(
