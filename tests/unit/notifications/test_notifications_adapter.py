@@ -457,6 +457,16 @@ async def test_the_envelope_names_the_programs_address_and_a_refused_recipient_i
     assert second[1] == ['"alex doe"@example.com']
 
 
+def test_a_programs_from_address_is_parsed_once_in_a_bounded_cache() -> None:
+    smtp._from_header.cache_clear()
+    for _ in range(3):
+        _wire(_message())
+    info = smtp._from_header.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+    assert info.maxsize is not None and info.maxsize <= 1024  # one per program, bounded
+    assert smtp._envelope_address.cache_info().maxsize == info.maxsize
+
+
 def test_a_long_unsubscribe_url_goes_out_verbatim_not_as_an_encoded_word() -> None:
     url = "http://127.0.0.1:9213/unsubscribe?token=" + "t" * 200  # as long as real tokens
     wire = smtp.build_email(
