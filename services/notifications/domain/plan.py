@@ -232,7 +232,10 @@ def _admit(
         return state.with_decided(entry), suppressed(state.advocate_id, entry, Reason.RATE_LIMITED)
     message = build_message(state.advocate_id, profile, entry, program)
     state = replace(
-        state.with_decided(entry), outbox=(*state.outbox, entry), sends=(*state.sends, now)
+        state,
+        messaged=state.decided(entry),
+        outbox=(*state.outbox, entry),
+        sends=(*state.sends, now),
     )
     return state, Plan(messages=(message,))
 
@@ -257,9 +260,10 @@ def _schedule_nurture(
     state: State, won: Pending, program: ProgramDocument, cut: int
 ) -> tuple[State, Plan]:
     plan = Plan()
+    scheduled: list[Pending] = []  # added to the state at once (steps never repeat a message)
     for step, days in enumerate(program.notifications.nurture_days, start=1):
-        entry = Pending(won.referral_id, MessageKind.NURTURE, step, won.trigger_at + days * DAY_MS)
-        entry = replace(entry, won_at=won.trigger_at)
+        at = won.trigger_at + days * DAY_MS
+        entry = Pending(won.referral_id, MessageKind.NURTURE, step, at, won_at=won.trigger_at)
         if state.knows(entry):
             continue
         if state.last_share_at is not None and state.last_share_at > won.trigger_at:
@@ -267,7 +271,9 @@ def _schedule_nurture(
         elif entry.trigger_at < cut:
             plan += suppressed(state.advocate_id, entry, Reason.STALE)
         else:
-            state = replace(state, pending=(*state.pending, entry))
+            scheduled.append(entry)
+    if scheduled:
+        state = replace(state, pending=(*state.pending, *scheduled))
     return state, plan
 
 

@@ -171,10 +171,13 @@ class State:
         return bool(bits & entry.bit) or any(entry.same_message(e) for e in self.pending)
 
     def with_decided(self, entry: Pending) -> State:
+        return replace(self, messaged=self.decided(entry))
+
+    def decided(self, entry: Pending) -> tuple[tuple[str, int], ...]:
+        """`messaged` with `entry`'s bit set, its referral now the most recently touched."""
         bits = next((bits for ref, bits in self.messaged if ref == entry.referral_id), 0)
         others = tuple(pair for pair in self.messaged if pair[0] != entry.referral_id)
-        messaged = (*others, (entry.referral_id, bits | entry.bit))[-MAX_REFERRALS:]
-        return replace(self, messaged=messaged)
+        return (*others, (entry.referral_id, bits | entry.bit))[-MAX_REFERRALS:]
 
     def sends_near(self, now: int) -> int:
         """Messages planned less than 24 hours before or after `now` (the clock may step back)."""
@@ -186,7 +189,8 @@ class State:
         Pending entries are left to the planner, which reports each one it drops; outbox entries
         wait for their delivery's outcome however old their trigger (see the module's notes).
         """
-        return replace(self, sends=tuple(sent for sent in self.sends if sent > now - DAY_MS))
+        sends = tuple(sent for sent in self.sends if sent > now - DAY_MS)
+        return self if sends == self.sends else replace(self, sends=sends)
 
 
 def new_state(advocate_id: str) -> State:

@@ -5,6 +5,8 @@ runtime's: tests/unit/streams)."""
 
 from __future__ import annotations
 
+import email as email_package
+import email.policy
 import hashlib
 import hmac
 import json
@@ -14,6 +16,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -204,15 +207,36 @@ def test_retry_after_is_bounded_and_only_seconds_are_understood() -> None:
 
 
 # == email ======================================================================================
-def _email(message: Message, html: str | None = "<p>Hi</p>") -> smtp.EmailMessage:
+def _email(
+    message: Message,
+    html: str | None = "<p>Hi</p>",
+    subject: str = "Thank you",
+    text: str = "Hi Alex",
+) -> EmailMessage:
+    """The message as a mail client reads what went over the wire."""
+    return _parsed(_wire(message, html, subject, text))
+
+
+def _wire(
+    message: Message,
+    html: str | None = "<p>Hi</p>",
+    subject: str = "Thank you",
+    text: str = "Hi Alex",
+) -> bytes:
     return smtp.build_email(
         message,
-        RenderedMessage("Thank you", "Hi Alex", html),
+        RenderedMessage(subject, text, html),
         from_address="referrals@acme.example",
         domain="referrals.local",
         unsubscribe_url="http://127.0.0.1:9213/unsubscribe?token=abc",
         now=NOW,
     )
+
+
+def _parsed(wire: bytes) -> EmailMessage:
+    parsed = email_package.message_from_bytes(wire, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage) and not parsed.defects
+    return parsed
 
 
 def test_an_email_has_the_notification_id_as_message_id_and_one_click_unsubscribe() -> None:
@@ -241,7 +265,7 @@ def test_a_rendered_program_template_becomes_the_email() -> None:
     doc = program()
     message = _message()
     rendered = render(message, doc, unsubscribe_url="https://u/?token=t", refer_url="https://r/a")
-    email = smtp.build_email(
+    wire = smtp.build_email(
         message,
         rendered,
         from_address="a@b.c",
@@ -249,6 +273,7 @@ def test_a_rendered_program_template_becomes_the_email() -> None:
         unsubscribe_url="https://u/?token=t",
         now=NOW,
     )
+    email = _parsed(wire)
     body = email.get_body(preferencelist=("plain",))
     assert body is not None and "https://u/?token=t" in body.get_content()  # type: ignore[attr-defined]
     assert "Your friend" in email["Subject"]
@@ -291,7 +316,7 @@ async def test_a_recipient_refused_for_good_has_its_own_reason(code: int, reason
 
     transport._send = send  # type: ignore[method-assign]
     with pytest.raises((PermanentFailure, TransientFailure)) as raised:
-        await transport.send(EmailMessage(), "from@x.example", "a@b.example")
+        await transport.send(b"", "from@x.example", "a@b.example")
     assert raised.value.reason == reason
     assert isinstance(raised.value, PermanentFailure) == (code >= 500)
 
@@ -347,10 +372,8 @@ async def test_smtp_sessions_are_reused_across_messages() -> None:
     try:
         transport = smtp.SmtpTransport(NotificationsSettings(smtp_port=port))
         for i in range(5):
-            email = EmailMessage()
-            email["Subject"] = f"m{i}"
-            email.set_content("hi")
-            await transport.send(email, "from@example.com", "to@example.com")
+            wire = f"Subject: m{i}\r\n\r\nhi\r\n".encode()
+            await transport.send(wire, "from@example.com", "to@example.com")
         await transport.close()
     finally:
         controller.stop()
@@ -358,16 +381,154 @@ async def test_smtp_sessions_are_reused_across_messages() -> None:
     assert len(Catch.sessions) == 1  # one SMTP session carried all five messages
 
 
+async def test_the_ehlo_name_is_looked_up_once_not_for_every_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Catch:
+        names: list[str] = []
+
+        async def handle_EHLO(  # aiosmtpd's hook
+            self, server: object, session: Any, envelope: object, hostname: str, responses: Any
+        ) -> Any:
+            Catch.names.append(hostname)
+            session.host_name = hostname
+            return responses
+
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            return "250 OK"
+
+    lookups: list[str] = []
+    monkeypatch.setattr(smtp, "ehlo_name", lambda: lookups.append("x") or "me.example")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(Catch(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        transport = smtp.SmtpTransport(NotificationsSettings(smtp_port=port))
+        for _ in range(2):  # two sessions: the first is ended (QUIT) before the second
+            await transport.send(b"Subject: s\r\n\r\nhi\r\n", "f@example.com", "t@example.com")
+            await transport.close()
+    finally:
+        controller.stop()
+    assert Catch.names == ["me.example", "me.example"]
+    assert lookups == ["x"]
+
+
+async def test_the_envelope_names_the_programs_address_and_a_refused_recipient_is_permanent() -> (
+    None
+):
+    class Catch:
+        envelopes: list[tuple[str, list[str], list[str], bytes]] = []
+
+        async def handle_RCPT(
+            self, server: object, session: object, envelope: Any, address: str, options: Any
+        ) -> str:
+            if address.startswith("gone"):
+                return "550 5.1.1 mailbox unavailable"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+            entry = (envelope.mail_from, envelope.rcpt_tos, envelope.mail_options, envelope.content)
+            Catch.envelopes.append(entry)
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(Catch(), hostname="127.0.0.1", port=port)
+    controller.start()
+    wire = _wire(_message(), html=None)
+    try:
+        transport = smtp.SmtpTransport(NotificationsSettings(smtp_port=port))
+        await transport.send(wire, "Acme Referrals <referrals@acme.example>", "alex@example.com")
+        with pytest.raises(PermanentFailure) as refused:
+            await transport.send(wire, "referrals@acme.example", "gone@example.com")
+        await transport.send(wire, "referrals@acme.example", '"alex doe"@example.com')
+        await transport.close()
+    finally:
+        controller.stop()
+    assert refused.value.reason == "RECIPIENT_REFUSED"
+    [first, second] = Catch.envelopes
+    assert first[:2] == ("referrals@acme.example", ["alex@example.com"])
+    assert first[2] == [f"SIZE={len(wire)}"]  # the relay announces SIZE: the exact size
+    assert first[3].replace(b"\r\n", b"\n") == wire.replace(b"\r\n", b"\n")
+    assert second[1] == ['"alex doe"@example.com']
+
+
+def test_a_programs_from_address_is_parsed_once_in_a_bounded_cache() -> None:
+    smtp._from_header.cache_clear()
+    for _ in range(3):
+        _wire(_message())
+    info = smtp._from_header.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+    assert info.maxsize is not None and info.maxsize <= 1024  # one per program, bounded
+    assert smtp._envelope_address.cache_info().maxsize == info.maxsize
+
+
 def test_a_long_unsubscribe_url_goes_out_verbatim_not_as_an_encoded_word() -> None:
     url = "http://127.0.0.1:9213/unsubscribe?token=" + "t" * 200  # as long as real tokens
-    email = smtp.build_email(
+    wire = smtp.build_email(
         _message(),
         RenderedMessage("Thank you", "Hi Alex", None),
         from_address="referrals@acme.example",
         domain="referrals.local",
         unsubscribe_url=url,
         now=NOW,
-    )
-    wire = email.as_bytes().decode()
+    ).decode()
     assert f"List-Unsubscribe: <{url}>" in wire  # a mail client can read the link
     assert "=?utf-8?" not in wire
+
+
+def test_an_email_goes_out_with_crlf_lines_and_only_ascii_bytes() -> None:
+    wire = _wire(_message(display_name="Zoë Ångström"), html="<p>Grüße</p>", text="Grüße\nZoë")
+    assert wire.isascii()  # no server needs 8BITMIME or SMTPUTF8 for it
+    assert b"\n" not in wire.replace(b"\r\n", b"")
+    assert wire.startswith(b"Message-ID: <nt-0123@referrals.local>\r\n")
+
+
+def test_text_outside_ascii_reads_back_as_written() -> None:
+    subject = "Merci, Zoë: votre ami s'est inscrit — " + " ".join(["très"] * 40)  # folds
+    email = _email(
+        _message(display_name="Zoë Ångström"),
+        html="<p>Grüße, Zoë</p>",
+        subject=subject,
+        text="Grüße, Zoë\nLine two\n",
+    )
+    assert email["Subject"] == subject
+    assert email["To"].addresses[0].display_name == "Zoë Ångström"
+    assert email["To"].addresses[0].addr_spec == "alex@example.com"
+    plain = email.get_body(preferencelist=("plain",))
+    html = email.get_body(preferencelist=("html",))
+    assert plain is not None and html is not None
+    assert plain.get_content().splitlines() == ["Grüße, Zoë", "Line two"]  # type: ignore[attr-defined]
+    assert html.get_content().strip() == "<p>Grüße, Zoë</p>"  # type: ignore[attr-defined]
+
+
+def test_a_body_line_longer_than_smtp_allows_is_quoted_printable() -> None:
+    line = "x" * 1500
+    email = _email(_message(), html=None, text=line)
+    assert email["Content-Transfer-Encoding"] == "quoted-printable"
+    assert email.get_content().strip() == line  # type: ignore[attr-defined]
+    assert max(len(w) for w in _wire(_message(), html=None, text=line).split(b"\r\n")) <= 998
+
+
+def test_display_names_with_specials_are_quoted_and_addresses_outside_dot_atoms_parsed() -> None:
+    email = _email(_message(display_name='Doe, Alex "AJ"', email='"alex doe"@example.com'))
+    [to] = email["To"].addresses
+    assert (to.display_name, to.addr_spec) == ('Doe, Alex "AJ"', '"alex doe"@example.com')
+    assert _email(_message(display_name=""))["To"] == "alex@example.com"
+
+
+def test_a_from_address_that_cannot_be_a_header_is_a_permanent_failure() -> None:
+    with pytest.raises(PermanentFailure) as err:
+        smtp.build_email(
+            _message(),
+            RenderedMessage("s", "t", None),
+            from_address="a@b.c\nBcc: x@y.z",
+            domain="d",
+            unsubscribe_url="http://u",
+            now=NOW,
+        )
+    assert err.value.reason == "BAD_ADDRESS"

@@ -5,6 +5,8 @@ isolation of slow destinations, and what a stop does to deliveries in flight."""
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -33,18 +35,20 @@ FAST = NotificationsSettings(retry_base_s=0.001, retry_max_s=0.002)
 @dataclass
 class FakeSmtp:
     failures: list[DeliveryFailure] = field(default_factory=list)  # raised first, in order
-    sent: list[EmailMessage] = field(default_factory=list)
+    sent: list[EmailMessage] = field(default_factory=list)  # as a mail client reads them
     gate: asyncio.Event | None = None  # when set up, each send waits for it
 
     async def close(self) -> None:
         self.closed = True
 
-    async def send(self, email: EmailMessage, sender: str, recipient: str) -> None:
+    async def send(self, wire: bytes, sender: str, recipient: str) -> None:
         if self.gate is not None:
             await self.gate.wait()
         if self.failures:
             raise self.failures.pop(0)
-        self.sent.append(email)
+        parsed = email.message_from_bytes(wire, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.sent.append(parsed)
 
 
 @dataclass
