@@ -1,27 +1,35 @@
 """Due-time timers of one task: at most one per id, durable, found without scanning every id.
 
-The durable part is a keyspace of the task's store (a `KeyValue`): one key per live timer,
-8-byte big-endian due time (epoch ms) then the id in UTF-8, value empty, so the store's byte
-order is the order in which timers fire. It changes in the task's transaction, together with
-the state the timer stands for, so after a crash the two agree. In memory a heap orders the
-same timers and a dict holds each id's current due time; replacing a timer deletes its old key
-and leaves a stale heap entry that is skipped when it surfaces. Both are rebuilt from the store
-when the task is assigned (and after an aborted transaction, by building a new index).
+Everything lives in a keyspace of the task's store (a `Keyspace`, whose `items()` are in key
+order), nothing in the heap, so a task with a million timers costs no memory and opens at once:
+- one key per live timer, 8-byte big-endian due time (epoch ms) then the id in UTF-8, value
+  empty, so the store's byte order is the order in which timers fire (due times are below 2^63,
+  so these keys start with a byte below 0x80);
+- `0xFF` + id -> the id's due time (8 bytes), to find and replace an id's timer;
+- `0xFE` -> how many timers are live (8 bytes; absent when none, so no timers, no keys).
+They change in the task's transaction, together with the state the timer stands for, so after
+a crash or an aborted transaction (or one record's undone writes) the three agree with that
+state: there is no other copy to fall out of step.
 
 The rule for a time before 1970: a due time before the epoch is already past, so the timer is
 due now. It is stored as the epoch (0) and fires at the next `pop_due`; it is never an error.
+
+Stores written before the id and count keys existed (timer keys only) are indexed once, when
+the task opens (those writes commit with the task's next transaction): a store without a count
+key is read from its first timer key, which costs one seek when it has none.
 """
 
 from __future__ import annotations
 
-import heapq
+from collections.abc import Iterator
 from typing import NamedTuple
 
-from referrals.streams.state import KeyValue
+from referrals.streams.state import Keyspace
 
 _DUE_BYTES = 8
-# Stale heap entries tolerated before the heap is rebuilt from the live timers.
-_SLACK = 1024
+_BY_ID = b"\xff"  # + id -> due time
+_COUNT = b"\xfe"  # -> live timers
+_TIMER_END = 0x80  # timer keys start below this byte; the index's own keys above it
 
 
 class Timer(NamedTuple):
@@ -40,57 +48,91 @@ def parse_timer_key(key: bytes) -> Timer:
     return Timer(int.from_bytes(key[:_DUE_BYTES], "big"), key[_DUE_BYTES:].decode("utf-8"))
 
 
+def _int(value: bytes) -> int:
+    return int.from_bytes(value, "big")
+
+
 class TimerIndex:
     """One task's timers: `set` one per id, `pop_due` the earliest that are due."""
 
-    def __init__(self, store: KeyValue) -> None:
-        """Loads the timers the store holds (an id found twice keeps its earliest timer: never
-        written so, but the index must hold one per id)."""
+    def __init__(self, store: Keyspace) -> None:
         self.store = store
-        self._due: dict[str, int] = {}
-        for key, _ in store.items():
+        self._count()
+
+    def _count(self) -> int:
+        count = self.store.get(_COUNT)
+        return self._index_old_layout() if count is None else _int(count)
+
+    def _index_old_layout(self) -> int:
+        """Adds the id and count keys to a store that holds timer keys only (an id found twice
+        keeps its earliest timer: never written so, but there must be one per id). Also when
+        the writes that did so were undone with the record that made them."""
+        count = 0
+        for key, _ in list(self._timer_items()):
             due_ms, timer_id = parse_timer_key(key)
-            if timer_id in self._due:
-                store.delete(key)
+            if self.store.get(_BY_ID + timer_id.encode("utf-8")) is not None:
+                self.store.delete(key)
                 continue
-            self._due[timer_id] = due_ms
-        self._heap: list[tuple[int, str]] = []
-        self._rebuild()
+            self.store.put(_BY_ID + timer_id.encode("utf-8"), due_ms.to_bytes(_DUE_BYTES, "big"))
+            count += 1
+        self._put_count(count)
+        return count
+
+    def _put_count(self, count: int) -> None:
+        """No count key means none (an empty index leaves its keyspace empty)."""
+        if count:
+            self.store.put(_COUNT, count.to_bytes(_DUE_BYTES, "big"))
+        else:
+            self.store.delete(_COUNT)
+
+    def _timer_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """The timer keys in due order (the index's own keys sort after them)."""
+        for key, value in self.store.items():
+            if key[0] >= _TIMER_END:
+                return
+            yield key, value
 
     def __len__(self) -> int:
-        return len(self._due)
+        return self._count()
 
     def due_ms(self, timer_id: str) -> int | None:
-        return self._due.get(timer_id)
+        due = self.store.get(_BY_ID + timer_id.encode("utf-8"))
+        return None if due is None else _int(due)
 
     def set(self, timer_id: str, due_ms: int | None) -> None:
         """`timer_id`'s timer is now `due_ms` (None: none); a write in the task's transaction."""
         due_ms = None if due_ms is None else max(due_ms, 0)
-        old = self._due.get(timer_id)
+        count = self._count()  # first: indexes an old store, so the id key below is there
+        by_id = _BY_ID + timer_id.encode("utf-8")
+        stored = self.store.get(by_id)
+        old = None if stored is None else _int(stored)
         if old == due_ms:
             return
         if old is not None:
             self.store.delete(timer_key(old, timer_id))
-            del self._due[timer_id]
-        if due_ms is not None:
+            count -= 1
+        if due_ms is None:
+            self.store.delete(by_id)
+        else:
             self.store.put(timer_key(due_ms, timer_id), b"")
-            self._due[timer_id] = due_ms
-            heapq.heappush(self._heap, (due_ms, timer_id))
-        if len(self._heap) > 2 * len(self._due) + _SLACK:  # mostly stale entries
-            self._rebuild()
+            self.store.put(by_id, due_ms.to_bytes(_DUE_BYTES, "big"))
+            count += 1
+        self._put_count(count)
 
     def pop_due(self, now_ms: int, limit: int) -> list[Timer]:
         """Up to `limit` timers due at `now_ms`, earliest first (then by id); they are removed,
-        so the caller sets the next one when there is one."""
+        so the caller sets the next one when there is one. Reads only the due keys and one
+        more (an ordered scan from the earliest)."""
         out: list[Timer] = []
-        while self._heap and self._heap[0][0] <= now_ms and len(out) < limit:
-            due_ms, timer_id = heapq.heappop(self._heap)
-            if self._due.get(timer_id) != due_ms:
-                continue  # replaced or removed since it was pushed
-            self.set(timer_id, None)
-            out.append(Timer(due_ms, timer_id))
+        if limit <= 0:
+            return out
+        for key, _ in self._timer_items():
+            timer = parse_timer_key(key)
+            if timer.due_ms > now_ms:
+                break
+            out.append(timer)
+            if len(out) >= limit:
+                break
+        for timer in out:
+            self.set(timer.id, None)
         return out
-
-    def _rebuild(self) -> None:
-        self._heap = [(due, timer_id) for timer_id, due in self._due.items()]
-        heapq.heapify(self._heap)

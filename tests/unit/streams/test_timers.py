@@ -12,6 +12,11 @@ def _store() -> TaskStore:
     return TaskStore("index", 0, MemoryBackend())
 
 
+def _timer_keys(store: TaskStore) -> list[bytes]:
+    """The keyspace's timer keys (the index's id and count keys start at 0x80 and above)."""
+    return [k for k, _ in Keyspace(store, b"w").items() if k[0] < 0x80]
+
+
 def test_timer_keys_round_trip_and_sort_by_due_time_then_id() -> None:
     assert parse_timer_key(timer_key(1_767_225_600_000, "adv-é")) == (1_767_225_600_000, "adv-é")
     keys = [timer_key(2_000, "a"), timer_key(1_000, "zzz"), timer_key(1_000, "b")]
@@ -46,7 +51,7 @@ def test_timers_pop_in_due_order_and_replaced_or_cancelled_ones_do_not_fire() ->
     assert len(index) == 2
     assert index.pop_due(250, limit=10) == []
     assert index.pop_due(400, limit=10) == [Timer(300, "a")]
-    assert [k for k, _ in Keyspace(store, b"w").items()] == [timer_key(500, "c")]
+    assert _timer_keys(store) == [timer_key(500, "c")]
     assert len(index) == 1
 
 
@@ -56,7 +61,7 @@ def test_there_is_one_timer_per_id() -> None:
     index.set("a", 100)
     index.set("a", 50)
     index.set("a", 50)
-    assert len(index) == 1 and [k for k, _ in Keyspace(store, b"w").items()] == [timer_key(50, "a")]
+    assert len(index) == 1 and _timer_keys(store) == [timer_key(50, "a")]
     assert index.pop_due(1_000, limit=10) == [Timer(50, "a")]
     assert index.pop_due(1_000, limit=10) == []
 
@@ -92,3 +97,50 @@ def test_an_aborted_transactions_timers_do_not_survive() -> None:
     rebuilt = TimerIndex(Keyspace(store, b"w"))
     assert len(rebuilt) == 3 and rebuilt.due_ms("late") is None
     assert [t.id for t in rebuilt.pop_due(10_000, limit=10)] == ["adv-0", "adv-1", "adv-2"]
+
+
+def test_nothing_is_held_in_memory_two_indexes_over_one_store_agree() -> None:
+    store = _store()
+    first, second = TimerIndex(Keyspace(store, b"w")), TimerIndex(Keyspace(store, b"w"))
+    for n in range(1_000):
+        first.set(f"adv-{n}", 10_000 + n)
+    assert len(second) == 1_000 and second.due_ms("adv-999") == 10_999
+    assert [t.id for t in second.pop_due(10_001, limit=10)] == ["adv-0", "adv-1"]
+    assert len(first) == 998 and first.due_ms("adv-0") is None
+
+
+def test_a_records_undone_writes_undo_its_timers_too() -> None:
+    store = _store()
+    index = TimerIndex(Keyspace(store, b"w"))
+    index.set("kept", 100)
+    store.commit()
+    store.begin_record()
+    index.set("kept", 900)
+    index.set("failed", 50)
+    store.undo_record()  # the record's handler failed: none of its writes happened
+    assert len(index) == 1 and index.due_ms("kept") == 100 and index.due_ms("failed") is None
+    assert index.pop_due(1_000, limit=10) == [Timer(100, "kept")]
+
+
+def test_a_store_with_timer_keys_only_is_indexed_when_the_task_opens() -> None:
+    store = _store()
+    space = Keyspace(store, b"w")
+    for due, timer_id in ((300, "a"), (100, "b"), (200, "a")):  # "a" twice: keeps 200
+        space.put(timer_key(due, timer_id), b"")
+    store.commit()
+    index = TimerIndex(space)
+    assert len(index) == 2 and index.due_ms("a") == 200 and index.due_ms("b") == 100
+    assert _timer_keys(store) == [timer_key(100, "b"), timer_key(200, "a")]
+    assert index.pop_due(1_000, limit=10) == [Timer(100, "b"), Timer(200, "a")]
+
+
+def test_indexing_an_old_store_undone_with_its_record_is_done_again() -> None:
+    store = _store()
+    space = Keyspace(store, b"w")
+    space.put(timer_key(300, "a"), b"")
+    store.commit()
+    store.begin_record()
+    index = TimerIndex(space)  # a task context opened while a record is handled
+    store.undo_record()  # that record failed: the index's own writes are gone too
+    index.set("a", 500)  # must replace a's timer, not add a second one
+    assert _timer_keys(store) == [timer_key(500, "a")] and len(index) == 1
