@@ -134,7 +134,12 @@ class DecodedLedgers:
     would give, whatever the store did meanwhile (an undone record, an aborted transaction, a
     restore). Ledgers are immutable. An advocate with many wins has the largest ledger (up to
     a few hundred tallies) and the most inputs: keeping it decoded saves most of the decoding.
-    Bounded by the bytes it holds (least recently used first out), not by advocates."""
+    Bounded by the bytes it holds (least recently used first out), not by advocates: each
+    ledger counts its stored bytes and `OVERHEAD` more (a decoded one takes several times its
+    bytes in memory; 256 KiB is about 450 advocates of one win, or a dozen of 365 days' wins,
+    1-2 MB of heap per task)."""
+
+    OVERHEAD = 512
 
     def __init__(self, budget_bytes: int = 256 * 1024) -> None:
         self.budget = budget_bytes
@@ -149,7 +154,7 @@ class DecodedLedgers:
         if held is None:
             return None
         if held[0] is not raw and held[0] != raw:
-            self.size -= len(held[0])
+            self.size -= len(held[0]) + self.OVERHEAD
             del self._items[key]
             return None
         self._items.move_to_end(key)
@@ -158,14 +163,15 @@ class DecodedLedgers:
     def put(self, key: bytes, raw: bytes, ledger: Ledger) -> None:
         held = self._items.pop(key, None)
         if held is not None:
-            self.size -= len(held[0])
-        if len(raw) > self.budget:
+            self.size -= len(held[0]) + self.OVERHEAD
+        cost = len(raw) + self.OVERHEAD
+        if cost > self.budget:
             return
         self._items[key] = (raw, ledger)
-        self.size += len(raw)
+        self.size += cost
         while self.size > self.budget:
             _, (old, _) = self._items.popitem(last=False)
-            self.size -= len(old)
+            self.size -= len(old) + self.OVERHEAD
 
 
 class LedgerBook:

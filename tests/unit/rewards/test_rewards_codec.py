@@ -154,7 +154,7 @@ def test_a_stored_ledger_is_written_as_the_generic_codec_writes_it() -> None:
 def test_decoded_ledgers_are_reused_only_for_the_very_bytes_and_within_a_budget() -> None:
     stored, _ = every_state().archive()
     raw = LEDGERS.encode(stored)
-    cache = DecodedLedgers(budget_bytes=3 * len(raw))
+    cache = DecodedLedgers(budget_bytes=3 * (len(raw) + DecodedLedgers.OVERHEAD))
     cache.put(b"adv-1", raw, stored)
     assert cache.get(b"adv-1", bytes(raw)) is stored  # equal bytes, another object
     assert cache.get(b"adv-1", raw + b" ") is None and len(cache) == 0  # changed: dropped
