@@ -15,6 +15,7 @@ transaction. So the stored ledger stays a few KiB however many wins an advocate 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -116,6 +117,63 @@ def command_result(command: RewardCommand, decision: Decision, now: datetime) ->
     )
 
 
+def _moves_due(before: Iterable[Entry], after: Iterable[Entry]) -> bool:
+    """Whether saving `after` over `before` may move the advocate's earliest due time: only an
+    entry that had or has one can. Otherwise the timer already holds it (every change that
+    moved it set it, in the same transaction: the store and the index agree after an abort
+    too), and the archive scan `_due_ms` needs is skipped: a WON paid at once, a result or a
+    command of a payout that was not pending, which is most of the inputs."""
+    return any(e.due_ms is not None for e in before) or any(e.due_ms is not None for e in after)
+
+
+class DecodedLedgers:
+    """The last ledgers one task decoded or stored, by key, each with its stored bytes.
+
+    Only a cache of the codec: a ledger is taken from it when the store holds the very bytes
+    it was decoded from (or encoded to), so it is always exactly what decoding those bytes
+    would give, whatever the store did meanwhile (an undone record, an aborted transaction, a
+    restore). Ledgers are immutable. An advocate with many wins has the largest ledger (up to
+    a few hundred tallies) and the most inputs: keeping it decoded saves most of the decoding.
+    Bounded by the bytes it holds (least recently used first out), not by advocates: each
+    ledger counts its stored bytes and `OVERHEAD` more (a decoded one takes several times its
+    bytes in memory; 256 KiB is about 450 advocates of one win, or a dozen of 365 days' wins,
+    1-2 MB of heap per task)."""
+
+    OVERHEAD = 512
+
+    def __init__(self, budget_bytes: int = 256 * 1024) -> None:
+        self.budget = budget_bytes
+        self.size = 0
+        self._items: OrderedDict[bytes, tuple[bytes, Ledger]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: bytes, raw: bytes) -> Ledger | None:
+        held = self._items.get(key)
+        if held is None:
+            return None
+        if held[0] is not raw and held[0] != raw:
+            self.size -= len(held[0]) + self.OVERHEAD
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return held[1]
+
+    def put(self, key: bytes, raw: bytes, ledger: Ledger) -> None:
+        held = self._items.pop(key, None)
+        if held is not None:
+            self.size -= len(held[0]) + self.OVERHEAD
+        cost = len(raw) + self.OVERHEAD
+        if cost > self.budget:
+            return
+        self._items[key] = (raw, ledger)
+        self.size += cost
+        while self.size > self.budget:
+            _, (old, _) = self._items.popitem(last=False)
+            self.size -= len(old) + self.OVERHEAD
+
+
 class LedgerBook:
     def __init__(
         self,
@@ -130,6 +188,7 @@ class LedgerBook:
         self.timers = timers
         self.metrics = metrics
         self.rules = rules
+        self.decoded: dict[int, DecodedLedgers] = {}
 
     def load(
         self, task: int, advocate_id: str, program_id: str, revive: Iterable[Entry] = ()
@@ -137,10 +196,18 @@ class LedgerBook:
         """The stored ledger with the archived entries `revive` back in its working set."""
         key = advocate_id.encode()
         raw = self.ledgers(task).get(key)
-        ledger = (
-            decide.new_ledger(program_id, advocate_id) if raw is None else LEDGERS.decode(raw, key)
-        )
+        if raw is None:
+            return decide.new_ledger(program_id, advocate_id).revive(revive)
+        decoded = self.decoded.setdefault(task, DecodedLedgers())
+        ledger = decoded.get(key, raw)
+        if ledger is None:
+            ledger = LEDGERS.decode(raw, key)
+            decoded.put(key, raw, ledger)
         return ledger.revive(revive)
+
+    def forget(self, task: int) -> None:
+        """The task is no longer ours: drop its decoded ledgers."""
+        self.decoded.pop(task, None)
 
     def _due_ms(self, task: int, ledger: Ledger) -> int | None:
         """The advocate's earliest PENDING due time, archived or (written before the archive
@@ -180,8 +247,11 @@ class LedgerBook:
         if stored.days:
             archive.save_days(advocate_id, stored.days)
             stored = replace(stored, days=())
-        self.ledgers(task).put(advocate_id.encode(), LEDGERS.encode(stored))
-        self.timers[task].set(advocate_id, self._due_ms(task, stored))
+        key, raw = advocate_id.encode(), LEDGERS.encode(stored)
+        self.ledgers(task).put(key, raw)
+        self.decoded.setdefault(task, DecodedLedgers()).put(key, raw, stored)
+        if _moves_due(before.entries, entries):
+            self.timers[task].set(advocate_id, self._due_ms(task, stored))
         return [*to_outbound(advocate_id, decision.outputs), *new_owners(before, after, now)]
 
     def status(self, task: int, status: ReferralStatusChanged, now: datetime) -> list[Output]:

@@ -217,6 +217,7 @@ class RewardsProcessor(ProgramAwareProcessor):
     async def revoke(self, tasks: frozenset[int]) -> None:
         for task in tasks:
             self.timers.pop(task, None)
+            self.ledgers.forget(task)
             self.awaiting_program.pop(task, None)
             self.awaiting_owner.pop(task, None)
             self.owners.pop(task, None)

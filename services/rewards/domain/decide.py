@@ -22,7 +22,6 @@ address it by its own payout_id.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from referrals.contract.records import (
@@ -35,6 +34,7 @@ from referrals.contract.records import (
     RewardCommand,
 )
 from services.rewards.domain.evaluate import issue, issue_friend, new_entry, past_review, settle
+from services.rewards.domain.evolve import replace
 from services.rewards.domain.ledger import ISSUED, Entry, Ledger, Reason, State, to_ms
 from services.rewards.domain.outputs import (
     Decision,

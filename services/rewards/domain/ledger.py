@@ -25,14 +25,16 @@ serializes: the adapter stores the ledger (`adapters/codec.py`).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from referrals.contract.records import Channel, MatchedBy, RewardType
 from referrals.platform.timestamps import from_ms as from_ms
 from referrals.platform.timestamps import to_ms as to_ms
+from services.rewards.domain.evolve import replace
 from services.rewards.domain.rules import Period
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -314,39 +316,62 @@ class Ledger:
 
 
 def _account(tallies: tuple[Tally, ...], entry: Entry, sign: int) -> tuple[Tally, ...]:
-    """`tallies` with `entry` added (sign 1) or taken out (sign -1)."""
+    """`tallies` (in (year, first_ms) order, as every ledger keeps them) with `entry` added
+    (sign 1) or taken out (sign -1). Runs on every archived or revived entry: the first tally
+    that holds the entry is found without a method call per tally, and the changed one goes
+    back in its place by bisection, where sorting the whole tuple again would put it."""
     counted, reserved = (1 if entry.counted else 0), entry.reserved_minor
     if counted == 0 and reserved == 0:
         return tallies  # a cancelled win counts for nothing
-    found = [
-        t
-        for t in tallies
-        if t.holds(entry.year, entry.won_at)
-        and (sign > 0 or (t.counted >= counted and t.reserved_minor >= reserved))
-    ]
-    if found:
-        old = found[0]
-        rest = tuple(t for t in tallies if t is not old)
-        new = replace(
-            old,
-            counted=old.counted + sign * counted,
-            reserved_minor=old.reserved_minor + sign * reserved,
-        )
+    year, won_at = entry.year, entry.won_at
+    # `Tally.holds`: same year, and the win's UTC day within the tally's first..last days.
+    day_start = won_at // DAY_MS * DAY_MS
+    day_end = day_start + DAY_MS
+    at = next(
+        (
+            i
+            for i, t in enumerate(tallies)
+            if t.year == year
+            and t.first_ms < day_end
+            and t.last_ms >= day_start
+            and (sign > 0 or (t.counted >= counted and t.reserved_minor >= reserved))
+        ),
+        -1,
+    )
+    if at >= 0:
+        old = tallies[at]
+        rest = tallies[:at] + tallies[at + 1 :]
         if sign > 0:
-            new = replace(
-                new,
-                first_ms=min(new.first_ms, entry.won_at),
-                last_ms=max(new.last_ms, entry.won_at),
+            new = Tally(
+                old.year,
+                min(old.first_ms, won_at),
+                max(old.last_ms, won_at),
+                old.counted + counted,
+                old.reserved_minor + reserved,
+            )
+        else:
+            new = Tally(
+                old.year,
+                old.first_ms,
+                old.last_ms,
+                old.counted - counted,
+                old.reserved_minor - reserved,
             )
     elif sign > 0:
-        rest, new = tallies, Tally(entry.year, entry.won_at, entry.won_at, counted, reserved)
+        rest, new = tallies, Tally(year, won_at, won_at, counted, reserved)
     else:
         raise ValueError(f"referral {entry.referral_id} is not in the ledger's tallies")
     if new.counted < 0 or new.reserved_minor < 0:
         raise ValueError(f"referral {entry.referral_id} revived more than once")
     if new.counted == 0 and new.reserved_minor == 0:
         return rest  # nothing left of it
-    return tuple(sorted((*rest, new), key=lambda t: (t.year, t.first_ms)))
+    # Where a stable sort of (*rest, new) by (year, first_ms) puts `new`: after its equals.
+    i = bisect_right(rest, (new.year, new.first_ms), key=_tally_order)
+    return (*rest[:i], new, *rest[i:])
+
+
+def _tally_order(t: Tally) -> tuple[int, int]:
+    return (t.year, t.first_ms)
 
 
 def _merge_old(tallies: tuple[Tally, ...], newest_ms: int) -> tuple[Tally, ...]:

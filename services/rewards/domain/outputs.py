@@ -7,7 +7,7 @@ Every status copies the referral's identity from the WON status that created the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -20,6 +20,7 @@ from referrals.contract.records import (
     RewardType,
 )
 from services.rewards.domain import ids
+from services.rewards.domain.evolve import replace
 from services.rewards.domain.ledger import Entry, Friend, Ledger, State
 
 Output = ReferralStatusChanged | PayoutCommand

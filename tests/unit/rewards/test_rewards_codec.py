@@ -3,6 +3,7 @@ rewards are in; anything else is refused before it can pay from a misread entry.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,7 +13,9 @@ import pytest
 from rewards_builders import ESCALATING, T0, ledger, profile, result, reversal, rules, won
 
 from referrals.contract.records import Channel, PayoutStatus, RewardType
+from referrals.streams.statecodec import StateCodec
 from services.rewards.adapters.codec import LEDGERS
+from services.rewards.adapters.ledgers import DecodedLedgers
 from services.rewards.domain.decide import (
     on_payout_result,
     on_profile,
@@ -128,3 +131,34 @@ def test_a_ledger_with_a_mistyped_field_is_refused(position: int, value: object)
     data[1][3][0][position] = value
     with pytest.raises(ValueError, match="corrupt rewards ledger"):
         LEDGERS.decode(_JSON(data))
+
+
+def test_a_stored_ledger_is_written_as_the_generic_codec_writes_it() -> None:
+    # LEDGERS writes a ledger without a working set (the stored shape) straight from its tallies
+    generic: StateCodec[Ledger] = StateCodec("rewards ledger", Ledger)
+    book = every_state()
+    stored, _ = book.archive()
+    shapes = [
+        book,
+        stored,
+        replace(stored, days=((739_000, 2), (739_001, 1)), tax_form_on_file=False),
+        ledger(),
+        replace(ledger(), wins=2**70),
+    ]
+    for shape in shapes:
+        assert LEDGERS.encode(shape) == generic.encode(shape)
+        assert LEDGERS.decode(LEDGERS.encode(shape)) == shape
+    assert stored.tallies  # the archived entries are tallied
+
+
+def test_decoded_ledgers_are_reused_only_for_the_very_bytes_and_within_a_budget() -> None:
+    stored, _ = every_state().archive()
+    raw = LEDGERS.encode(stored)
+    cache = DecodedLedgers(budget_bytes=3 * (len(raw) + DecodedLedgers.OVERHEAD))
+    cache.put(b"adv-1", raw, stored)
+    assert cache.get(b"adv-1", bytes(raw)) is stored  # equal bytes, another object
+    assert cache.get(b"adv-1", raw + b" ") is None and len(cache) == 0  # changed: dropped
+    for n in range(4):
+        cache.put(f"adv-{n}".encode(), raw, stored)
+    assert len(cache) == 3 and cache.get(b"adv-0", raw) is None  # least recent out
+    assert cache.size <= cache.budget
