@@ -62,7 +62,7 @@ from services.attribution.adapters.directory import RocksDirectory
 from services.attribution.adapters.keys import WaitKey, referral_key
 from services.attribution.adapters.metrics import NO_CHANNEL, AttributionMetrics, Staged
 from services.attribution.adapters.program_rules import rules_for
-from services.attribution.adapters.table import DEADLINE, STORE, ReferralTable, scan
+from services.attribution.adapters.table import STORE, ReferralTable
 from services.attribution.domain.model import Rules
 from services.attribution.domain.referral import expire, on_conversion, on_deal, on_dependency
 from services.attribution.domain.state import ReferralState, Step, from_ms
@@ -279,8 +279,7 @@ class AttributionProcessor(ProgramAwareProcessor):
     async def assign(self, tasks: frozenset[int]) -> None:
         for task in sorted(tasks):
             store = self.store(task, STORE)
-            found = scan(store, (DEADLINE,))
-            table = ReferralTable(store, found[DEADLINE])
+            table = ReferralTable(store)
             wait_ms = int(self.unknown_program_wait_s * 1000)
             parked = WaitingLot(Keyspace(store, PARKED), wait_ms=wait_ms, expired=self._unknown)
             state = TaskState(task, table, parked)
