@@ -40,6 +40,14 @@ margin older (in event time) than the newest share cannot match shares past the 
 and a program that widens its window beyond the retention cannot reach touches already
 pruned. Directories written before `x` existed get it built once, at open.
 
+Reads go through two small LRU caches of decoded values (`Recent`): touches by code or email
+hash, and advocates (absent ones too). A record is looked up several times in quick succession
+(a conversion, its deal, the wakeup after a share), and a RocksDB read plus a decode costs far
+more than a dictionary hit. Every write drops the entries it changes (a share: its code and
+email keys; a profile or erasure: the advocate; a pruned touch: its code and email keys), so
+a read always returns what RocksDB holds. The caches hold at most `TOUCH_CACHE` and
+`ADVOCATE_CACHE` entries however large the directory grows.
+
 Writes collect in one batch per global poll and go to RocksDB with the partition's position
 (`mark`). A read flushes a pending batch first, so lookups always see every record handed over;
 such a flush writes records without their position, which is harmless: re-reading them after
@@ -51,6 +59,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from rocksdict import BlockBasedIndexType, BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
@@ -61,6 +70,8 @@ from services.attribution.adapters.keys import WaitKey, advocate_wait, code_wait
 from services.attribution.domain.model import Advocate, Rules, Touch, erased_advocate
 
 Positions = dict[str, dict[int, int]]  # logical topic -> partition -> next offset
+V = TypeVar("V")
+_MISS = object()
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 # Memory bounds: what RocksDB may hold in RAM however large the directory grows on disk.
@@ -70,6 +81,8 @@ WRITE_BUFFER_BYTES = 16 * 1024 * 1024
 CHANGE_LOG_RETAIN = 1_000_000
 CHANGE_LOG_PRUNE_EVERY = 10_000  # prune in steps, not on every poll
 TOUCH_PRUNE_LIMIT = 10_000  # touches deleted per prune step at most
+TOUCH_CACHE = 2048  # prefixes (a code or email hash of a program) whose touches are cached
+ADVOCATE_CACHE = 8192
 NEWEST = b"n"
 TOUCH_INDEXED = b"!touch-index"
 
@@ -92,6 +105,42 @@ def _touch_keys(touch: Touch) -> list[bytes]:
     if touch.prospect_email_sha256 is not None:
         keys.append(b"e" + program + _lp(touch.prospect_email_sha256) + event)
     return keys
+
+
+def _lookup_prefixes(touch: Touch) -> list[bytes]:
+    """The prefixes `touches_by_code` and `touches_by_email` read that find `touch`."""
+    program = _lp(touch.program_id)
+    found = [b"c" + program + _lp(touch.referral_code)]
+    if touch.prospect_email_sha256 is not None:
+        found.append(b"e" + program + _lp(touch.prospect_email_sha256))
+    return found
+
+
+class Recent(Generic[V]):
+    """The `size` most recently used values by key (a bounded LRU dictionary)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: dict[bytes, V] = {}
+
+    def get(self, key: bytes) -> V | object:
+        """The value, or `_MISS`."""
+        value = self._items.pop(key, _MISS)
+        if value is not _MISS:
+            self._items[key] = value  # type: ignore[assignment]  # not _MISS: a V
+        return value
+
+    def put(self, key: bytes, value: V) -> None:
+        self._items.pop(key, None)
+        self._items[key] = value
+        if len(self._items) > self.size:
+            del self._items[next(iter(self._items))]
+
+    def drop(self, key: bytes) -> None:
+        self._items.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def _time_key(touch: Touch) -> bytes:
@@ -147,6 +196,8 @@ class RocksDirectory:
         raw = self._db.get(NEWEST)
         self._newest_ms = _U64.unpack(raw)[0] if isinstance(raw, bytes) else 0
         self._oldest_ms: int | None = None  # of the touches indexed; None: not read yet
+        self._touch_cache: Recent[tuple[Touch, ...]] = Recent(TOUCH_CACHE)
+        self._advocate_cache: Recent[Advocate | None] = Recent(ADVOCATE_CACHE)
         if self._db.get(TOUCH_INDEXED) is None:
             self._index_touches()
 
@@ -157,6 +208,8 @@ class RocksDirectory:
             return []
         touch = Touch.from_share(share)
         value = TOUCHES.encode(touch)
+        for prefix in _lookup_prefixes(touch):
+            self._touch_cache.drop(prefix)
         for key in _touch_keys(touch):
             self._put(key, b"1" if key[:1] == b"t" else value)
         self._put(_time_key(touch), value)
@@ -177,7 +230,9 @@ class RocksDirectory:
     def add_profile(self, profile: AdvocateProfile) -> list[WaitKey]:
         """Inserts or replaces an advocate (compacted topic: the latest profile wins)."""
         advocate = Advocate.from_profile(profile)
-        self._put(b"a" + advocate.advocate_id.encode(), ADVOCATES.encode(advocate))
+        key = b"a" + advocate.advocate_id.encode()
+        self._advocate_cache.drop(key)
+        self._put(key, ADVOCATES.encode(advocate))
         keys = [advocate_wait(advocate.advocate_id)]
         self._changes.extend(keys)
         return keys
@@ -186,7 +241,9 @@ class RocksDirectory:
         """An erasure (a tombstone): the profile is overwritten by the erased marker, which
         holds the id only, and RocksDB's compaction drops the old value from its files."""
         marker = erased_advocate(advocate_id)
-        self._put(b"a" + advocate_id.encode(), ADVOCATES.encode(marker))
+        key = b"a" + advocate_id.encode()
+        self._advocate_cache.drop(key)
+        self._put(key, ADVOCATES.encode(marker))
         keys = [advocate_wait(advocate_id)]
         self._changes.extend(keys)
         return keys
@@ -234,6 +291,8 @@ class RocksDirectory:
                 self._oldest_ms = at
                 break
             touch = TOUCHES.decode(value, key)
+            for prefix in _lookup_prefixes(touch):
+                self._touch_cache.drop(prefix)
             for gone in (*_touch_keys(touch), key):
                 self._put_delete(gone)
             pruned += 1
@@ -310,19 +369,28 @@ class RocksDirectory:
         return self._touches(b"e" + _lp(program_id) + _lp(email_sha256))
 
     def advocate(self, advocate_id: str) -> Advocate | None:
-        self.flush()
         key = b"a" + advocate_id.encode()
+        cached = self._advocate_cache.get(key)
+        if cached is not _MISS:
+            return cached  # type: ignore[return-value]  # not _MISS: an Advocate or None
+        self.flush()
         raw = self._db.get(key)
-        if not isinstance(raw, bytes):  # raw mode: bytes, or None when absent
-            return None
-        return ADVOCATES.decode(raw, key)
+        # raw mode: bytes, or None when absent
+        found = ADVOCATES.decode(raw, key) if isinstance(raw, bytes) else None
+        self._advocate_cache.put(key, found)
+        return found
 
     def rules(self, program_id: str) -> Rules:
         return self._rules(program_id)
 
     def _touches(self, prefix: bytes) -> tuple[Touch, ...]:
+        cached = self._touch_cache.get(prefix)
+        if cached is not _MISS:
+            return cached  # type: ignore[return-value]  # not _MISS: a tuple of touches
         self.flush()
-        return tuple(TOUCHES.decode(value, key) for key, value in self._scan(prefix))
+        found = tuple(TOUCHES.decode(value, key) for key, value in self._scan(prefix))
+        self._touch_cache.put(prefix, found)
+        return found
 
     def _scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Entries whose key starts with `prefix`, in key order, from `start` (or the first)."""

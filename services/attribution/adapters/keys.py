@@ -8,6 +8,7 @@ an id may hold is unambiguous.
 
 from __future__ import annotations
 
+import functools
 import json
 
 from services.attribution.domain.state import Waits
@@ -39,7 +40,9 @@ def wait_keys(program_id: str, waits: Waits) -> set[WaitKey]:
     return keys
 
 
+@functools.lru_cache(maxsize=16384)
 def encode_wait(key: WaitKey) -> bytes:
+    """The wait key's bytes in the task store (cached: a wakeup looks each one up per task)."""
     return _json(list(key))
 
 
@@ -47,5 +50,14 @@ def decode_wait(raw: bytes) -> WaitKey:
     return tuple(json.loads(raw))
 
 
-def _json(body: object) -> bytes:
+def _json(body: list[str]) -> bytes:
+    """Compact JSON of a list of strings. Strings JSON writes as they are (printable ASCII
+    without quotes or backslashes: the ids seen in practice) are joined directly, the same
+    bytes `json.dumps` writes at a fraction of its cost; anything else goes through it."""
+    if body and all(_plain(part) for part in body):
+        return ('["' + '","'.join(body) + '"]').encode()
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _plain(text: str) -> bool:
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text

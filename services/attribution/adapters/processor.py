@@ -53,7 +53,7 @@ from referrals.contract.topics import (
 )
 from referrals.platform.errors import DecodeError, UnknownProgram
 from referrals.platform.metrics import RuntimeMetrics
-from referrals.programs.catalog import ProgramAwareProcessor
+from referrals.programs.catalog import Program, ProgramAwareProcessor
 from referrals.streams.processor import Inbound, Outbound, Output
 from referrals.streams.serde import Codec
 from referrals.streams.state import Keyspace
@@ -62,7 +62,7 @@ from services.attribution.adapters.directory import RocksDirectory
 from services.attribution.adapters.keys import WaitKey, referral_key
 from services.attribution.adapters.metrics import NO_CHANNEL, AttributionMetrics, Staged
 from services.attribution.adapters.program_rules import rules_for
-from services.attribution.adapters.table import DEADLINE, STORE, ReferralTable, scan
+from services.attribution.adapters.table import STORE, ReferralTable
 from services.attribution.domain.model import Rules
 from services.attribution.domain.referral import expire, on_conversion, on_deal, on_dependency
 from services.attribution.domain.state import ReferralState, Step, from_ms
@@ -124,6 +124,9 @@ class AttributionProcessor(ProgramAwareProcessor):
         self.unknown_program_wait_s = unknown_program_wait_s
         self.wall = wall
         self.tasks: dict[int, TaskState] = {}
+        # program_id -> (the catalogue's program version, its rules): rules are looked up a few
+        # times per record; a new version (a new Program object) is translated again.
+        self._rules_of: dict[str, tuple[Program, Rules]] = {}
 
     def close(self) -> None:
         self.directory.close()
@@ -279,8 +282,7 @@ class AttributionProcessor(ProgramAwareProcessor):
     async def assign(self, tasks: frozenset[int]) -> None:
         for task in sorted(tasks):
             store = self.store(task, STORE)
-            found = scan(store, (DEADLINE,))
-            table = ReferralTable(store, found[DEADLINE])
+            table = ReferralTable(store)
             wait_ms = int(self.unknown_program_wait_s * 1000)
             parked = WaitingLot(Keyspace(store, PARKED), wait_ms=wait_ms, expired=self._unknown)
             state = TaskState(task, table, parked)
@@ -325,7 +327,12 @@ class AttributionProcessor(ProgramAwareProcessor):
         program = self.programs.get(program_id)
         if program is None:
             raise KeyError(f"program {program_id!r} is not known")
-        return rules_for(program)
+        held = self._rules_of.get(program_id)
+        if held is not None and held[0] is program:
+            return held[1]
+        rules = rules_for(program)
+        self._rules_of[program_id] = (program, rules)
+        return rules
 
 
 def _program(program_id: str) -> Dependency:

@@ -6,8 +6,9 @@ when empty, so one store keeps a rebalance of many tasks well inside the session
     r <referral>  -> ReferralState (`codec`); a Step whose state is None deletes it
     w <wait key>  -> sorted list of the referrals waiting for it; replaced from each
                      Step's waits, so it always equals `waits_of` of the stored states
-    d <referral>  -> (next deadline, conversions waiting, deals waiting), for the referrals
-                     that still expect something
+    x <deadline> <referral> -> (conversions waiting, deals waiting), for the referrals that
+                     still expect something: one entry each, ordered by their next deadline
+                     (8 bytes, big-endian), so finding what is due reads only what is due
     !stream       -> stream time: the largest occurred_at of the task's events
     !watermark    -> the global positions whose wakeups the task has applied
 (The waiting lot of events of unknown programs shares the store, under `u`: see `processor`.)
@@ -15,15 +16,16 @@ when empty, so one store keeps a rebalance of many tasks well inside the session
 Expiry is decided by stream time at an hour's granularity (`HORIZON_MS`): when an event moves
 stream time into a new hour, every referral whose deadline is before that hour is expired.
 The points where this happens depend only on the task's events, so a replay after a crash
-expires exactly what the first run did; and a full scan of the store happens at most once
-per hour of stream time, and only when something is due.
+expires exactly what the first run did. Finding them is an ordered scan of `x` that stops at
+the first deadline not due, so its cost is what is due, not every waiting referral (a replay
+of a year's history crosses 8,760 hours of stream time). Stores written before `x` kept
+`d <referral> -> (deadline, conversions, deals)`; a task converts them when it is assigned.
 """
 
 from __future__ import annotations
 
 import struct
 from bisect import bisect_left
-from collections.abc import Iterable
 from datetime import datetime
 
 from referrals.streams.state import TaskStore
@@ -34,13 +36,17 @@ from services.attribution.domain.referral import waits_of
 from services.attribution.domain.state import ReferralState, Step, to_ms
 
 STORE = "referrals"
-REFERRAL, WAITS, DEADLINE = b"r", b"w", b"d"
+REFERRAL, WAITS, DEADLINE = b"r", b"w", b"x"
+LEGACY_DEADLINE = b"d"  # `d <referral> -> (deadline, conversions, deals)`: converted at assign
 HORIZON_MS = 3_600_000
 STREAM = b"!stream"
 WATERMARK = b"!watermark"
 NEVER = 2**62
-_ENTRY = struct.Struct(">qHH")
+_ENTRY = struct.Struct(">qHH")  # a legacy `d` value
+_COUNTS = struct.Struct(">HH")
 _MS = struct.Struct(">q")
+_DUE = struct.Struct(">Q")  # a deadline in an `x` key: offset so that the byte order is numeric
+_DUE_BIAS = 2**63
 Entry = tuple[int, int, int]  # (deadline ms, conversions waiting, deals waiting)
 Item = tuple[bytes, bytes]
 
@@ -70,17 +76,22 @@ class ReferralTable:
     """The referrals of one task. `waiting` and `next_due` are in-memory summaries of the
     committed-or-staged store contents; an aborted transaction rebuilds the table."""
 
-    def __init__(self, store: TaskStore, deadlines: Iterable[Item]) -> None:
-        """`deadlines`: the store's items under DEADLINE (scanned once, at assignment)."""
+    def __init__(self, store: TaskStore) -> None:
+        """Reads the store's `x` entries once (the waiting counts), converting legacy `d` ones."""
         self.store = store
         raw = store.get(STREAM)
         self.stream_ms = _MS.unpack(raw)[0] if raw else 0
         self.next_due = NEVER
         self.waiting = [0, 0]  # conversions, deals
-        for _, value in deadlines:
+        for key, value in list(store.scan(LEGACY_DEADLINE)):
             entry = _ENTRY.unpack(value)
-            self._count(entry, 1)
-            self.next_due = min(self.next_due, entry[0])
+            store.delete(key)
+            store.put(_due_key(entry[0], key[1:]), _COUNTS.pack(entry[1], entry[2]))
+        for key, value in store.scan(DEADLINE):
+            deadline = _deadline_of(key)
+            conversions, deals = _COUNTS.unpack(value)
+            self._count((deadline, conversions, deals), 1)
+            self.next_due = min(self.next_due, deadline)
 
     # -- referrals ------------------------------------------------------------------------------
     def load(self, key: bytes) -> ReferralState | None:
@@ -126,14 +137,16 @@ class ReferralTable:
         return None
 
     def due(self, horizon: int) -> list[bytes]:
-        """Referral keys whose deadline is before `horizon` (a full scan of the deadlines)."""
+        """Referral keys whose deadline is before `horizon`, in key order (an ordered scan of
+        the deadlines that stops at the first one not due)."""
         keys: list[bytes] = []
         self.next_due = NEVER
-        for key, entry in self._entries():
-            if entry[0] < horizon:
-                keys.append(key)
-            else:
-                self.next_due = min(self.next_due, entry[0])
+        for key, _ in self.store.scan(DEADLINE):
+            deadline = _deadline_of(key)
+            if deadline >= horizon:
+                self.next_due = deadline
+                break
+            keys.append(key[9:])
         return sorted(keys)
 
     # -- the global watermark -------------------------------------------------------------------
@@ -150,20 +163,16 @@ class ReferralTable:
             self.store.put(WATERMARK, raw)
 
     # -- internals ------------------------------------------------------------------------------
-    def _entries(self) -> list[tuple[bytes, Entry]]:
-        found = scan(self.store, (DEADLINE,))[DEADLINE]
-        return [(key[1:], _ENTRY.unpack(value)) for key, value in found]
-
     def _set_entry(self, key: bytes, before: Entry | None, after: Entry | None) -> None:
         if before == after:
             return
         if before is not None:
             self._count(before, -1)
+            self.store.delete(_due_key(before[0], key))
         if after is None:
-            self.store.delete(DEADLINE + key)
             return
         self._count(after, 1)
-        self.store.put(DEADLINE + key, _ENTRY.pack(*after))
+        self.store.put(_due_key(after[0], key), _COUNTS.pack(after[1], after[2]))
         self.next_due = min(self.next_due, after[0])
 
     def _count(self, entry: Entry, sign: int) -> None:
@@ -193,3 +202,11 @@ class ReferralTable:
         key = WAITS + encode_wait(wait)
         raw = self.store.get(key)
         return WAITING.decode(raw, key) if raw else []
+
+
+def _due_key(deadline_ms: int, referral: bytes) -> bytes:
+    return DEADLINE + _DUE.pack(deadline_ms + _DUE_BIAS) + referral
+
+
+def _deadline_of(key: bytes) -> int:
+    return int(_DUE.unpack_from(key, 1)[0]) - _DUE_BIAS

@@ -98,7 +98,10 @@ class Emitter:
             shown[deal.deal_id] = status
             if status is ReferralStatus.WON:
                 credited = deal.deal_id
-        return replace(state, shown=tuple(sorted(shown.items())), credited_deal=credited)
+        now_shown = tuple(sorted(shown.items()))
+        if now_shown == state.shown and credited == state.credited_deal:
+            return state
+        return replace(state, shown=now_shown, credited_deal=credited)
 
     def _reject(self, state: ReferralState, rejection: Rejection) -> ReferralState:
         key = (rejection.claim.advocate_id, rejection.reason)

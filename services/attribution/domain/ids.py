@@ -32,5 +32,25 @@ def status_id(
     the same deal event shown again to a re-instated advocate is a new change, not a repeat."""
     # JSON, not a joined string: ids may contain any separator we could pick.
     facts = [referral_id, advocate_id, status.value, reason, deal_id, event_id, lead]
-    material = json.dumps([_STATUS_NAMESPACE, *facts], separators=(",", ":"))
+    material = _compact_json([_STATUS_NAMESPACE, *facts])
     return "st-" + hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def _compact_json(items: list[str | int | None]) -> str:
+    """`json.dumps(items, separators=(",", ":"))`: written directly when every string is one
+    JSON keeps as it is (printable ASCII, no quote or backslash), else by `json.dumps`."""
+    parts: list[str] = []
+    for item in items:
+        if item is None:
+            parts.append("null")
+        elif type(item) is int:
+            parts.append(str(item))
+        elif isinstance(item, str) and _plain(item):
+            parts.append('"' + item + '"')
+        else:
+            return json.dumps(items, separators=(",", ":"))
+    return "[" + ",".join(parts) + "]"
+
+
+def _plain(text: str) -> bool:
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text

@@ -187,7 +187,9 @@ def waits_of(state: ReferralState) -> Waits:
 def _settle(state: ReferralState, directory: Directory, counters: dict[str, int]) -> Step:
     rules = directory.rules(state.program_id)
     ctx = Context(state.program_id, rules, frozenset(state.emails), directory)
-    state = replace(state, sources=tuple(resolve(s, ctx) for s in state.sources))
+    sources = tuple(resolve(s, ctx) for s in state.sources)
+    if any(new is not old for new, old in zip(sources, state.sources, strict=True)):
+        state = replace(state, sources=sources)
     frozen = state.winner if state.final else None
     # Ended: no new referral; one that has its advocate already goes on.
     view = decide(state.sources, rules.policy, frozen, ended=rules.ended and state.winner is None)

@@ -89,12 +89,12 @@ def resolve(source: Source, ctx: Context) -> Source:
             if t.channel in EMAIL_MATCH_CHANNELS and t.prospect_email_sha256 == source.email
         )
         _by_touches(source, mine, MatchedBy.EMAIL, ctx, found)
-    return replace(
-        source,
-        claims=tuple(sorted(found.claims, key=lambda c: c.rank(ctx.rules.policy))[:MAX_CLAIMANTS]),
-        rejections=tuple(_dedupe(found.rejections)[:MAX_CLAIMANTS]),
-        missing=tuple(sorted(set(found.missing))),
-    )
+    claims = tuple(sorted(found.claims, key=lambda c: c.rank(ctx.rules.policy))[:MAX_CLAIMANTS])
+    rejections = tuple(_dedupe(found.rejections)[:MAX_CLAIMANTS])
+    missing = tuple(sorted(set(found.missing)))
+    if (claims, rejections, missing) == (source.claims, source.rejections, source.missing):
+        return source  # unchanged (the usual case when decided again): no copy
+    return replace(source, claims=claims, rejections=rejections, missing=missing)
 
 
 def _remembered(
