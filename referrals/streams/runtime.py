@@ -44,7 +44,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
@@ -60,13 +60,14 @@ from referrals.streams.kafka import make_admin, make_consumer, make_producer, pa
 from referrals.streams.offsets import stable_committed
 from referrals.streams.processor import DeadLetterOut, Inbound, Output, Processor
 from referrals.streams.serde import Codec
-from referrals.streams.state import MAX_RECORD_BYTES, TaskStore
+from referrals.streams.state import MAX_RECORD_BYTES, RocksMemory, TaskStore
 from referrals.streams.stores import StoreManager, changelog_topic
 from referrals.streams.topics import (
     ANY_RECORD,
     Catalogue,
     Role,
     TopicNames,
+    TopicSpec,
     check_key,
     create_named_topics,
 )
@@ -87,14 +88,32 @@ class FatalRuntimeError(Exception):
     """The runtime cannot continue safely (e.g. its producer was fenced)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
+class _Pending(NamedTuple):  # a tuple: one is built per output record
     topic: str  # physical
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = ()
     partition: int | None = None  # changelog entries go to their task's partition
     store: str | None = None  # the store whose changelog entry this is
+
+
+@dataclass(frozen=True, slots=True)
+class _Input:
+    """What the runtime needs of an input topic for each of its records, worked out once."""
+
+    logical: str
+    spec: TopicSpec
+    expected: str | None  # the record type the topic must carry (None: any)
+    validate: bool  # an external input: its records are checked against the contract
+    keyed: bool  # its records must be keyed by the spec's key field
+    counter: Any  # records_in's child for the topic
+
+
+@dataclass(frozen=True, slots=True)
+class _Output:
+    physical: str
+    version: int | None
+    counter: Any  # records_out's child for the topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +169,8 @@ class StreamRuntime:
         self._timer_backoff: dict[int, Backoff] = defaultdict(lambda: Backoff(1.0, 60.0))
         self._timers_at: dict[int, float] = {}  # task -> monotonic time its timers may run
         self._fatal: BaseException | None = None
+        self._inputs: dict[str, _Input] = {}  # by physical topic
+        self._outputs: dict[str, _Output] = {}  # by logical topic
         self.p.task_stores = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -208,6 +229,7 @@ class StreamRuntime:
             client_id=f"{self.p.name}-{self.settings.instance_id}",
             partition_assignment_strategy=(assignor,),
             session_timeout_ms=self.settings.session_timeout_ms,
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             heartbeat_interval_ms=max(1000, self.settings.session_timeout_ms // 4),
         )
         topics = [self.names(t) for t in self.p.inputs]
@@ -297,6 +319,8 @@ class StreamRuntime:
                     await asyncio.gather(fetch, return_exceptions=True)
                     break
                 batch = fetch.result()
+                if batch:
+                    await self._fetch_fresh(batch)
                 async with self._lock:
                     if generation != self._generation:
                         self._rewind(batch)  # fetched across a rebalance: fetch it again
@@ -305,6 +329,21 @@ class StreamRuntime:
                 self._update_lag()
         finally:
             stop_wait.cancel()
+
+    async def _fetch_fresh(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Adds to `batch` the records that reached the broker while it sat prefetched.
+
+        aiokafka fetches ahead, one request per broker, and sends the next only once what it
+        fetched is consumed: records prefetched at the start of a commit are handed over at
+        its end, and those that arrived during it would wait for a second commit. Consuming
+        the batch sent that next fetch; one short wait for its answer takes them now."""
+        assert self._consumer is not None
+        room = self.settings.max_batch - sum(len(m) for m in batch.values())
+        if room <= 0 or self.settings.refetch_ms <= 0:
+            return
+        more = await self._consumer.getmany(timeout_ms=self.settings.refetch_ms, max_records=room)
+        for tp, messages in more.items():
+            batch.setdefault(tp, []).extend(messages)
 
     async def _watch_broker(self, stop: asyncio.Event) -> None:
         """Probes the cluster every few seconds (a metadata request): readiness is false while
@@ -397,7 +436,10 @@ class StreamRuntime:
 
     def _handle(self, tp: TopicPartition, msg: Any, now: datetime) -> list[_Pending]:
         """One record: its outputs, or its dead letter with its store writes undone."""
-        stores = list(self.p.task_stores.get(tp.partition, {}).values())
+        task_stores = self.p.task_stores.get(tp.partition)
+        if not task_stores:
+            return self._handle_record(tp, msg, now, ())
+        stores = list(task_stores.values())
         for store in stores:
             store.begin_record()
         outputs = self._handle_record(tp, msg, now, stores)
@@ -405,25 +447,50 @@ class StreamRuntime:
             store.end_record()
         return outputs
 
+    def _input(self, physical: str) -> _Input:
+        found = self._inputs.get(physical)
+        if found is None:
+            logical = self.names.logical(physical)
+            spec = self.catalogue.spec_for(logical)
+            found = self._inputs[physical] = _Input(
+                logical=logical,
+                spec=spec,
+                expected=None if spec.record == ANY_RECORD else spec.record,
+                validate=spec.role is Role.INPUT,
+                keyed=logical in self.p.keyed_inputs,
+                counter=self.metrics.records_in.labels(logical),
+            )
+        return found
+
+    def _output(self, logical: str) -> _Output:
+        found = self._outputs.get(logical)
+        if found is None:
+            found = self._outputs[logical] = _Output(
+                physical=self.names(logical),
+                version=self.catalogue.spec_for(logical).schema_version,
+                counter=self.metrics.records_out.labels(logical),
+            )
+        return found
+
     def _handle_record(
-        self, tp: TopicPartition, msg: Any, now: datetime, stores: list[TaskStore]
+        self, tp: TopicPartition, msg: Any, now: datetime, stores: Sequence[TaskStore]
     ) -> list[_Pending]:
-        logical = self.names.logical(tp.topic)
-        self.metrics.records_in.labels(logical).inc()
-        spec = self.catalogue.spec_for(logical)
+        topic = self._input(tp.topic)
+        topic.counter.inc()
+        logical, spec = topic.logical, topic.spec
         try:
-            expected = None if spec.record == ANY_RECORD else spec.record
             if msg.value is None and spec.compacted:  # a legitimate delete of a table's key
                 key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
                 deleted = Inbound(logical, tp.partition, msg.offset, key, None, msg.timestamp)
                 return _bounded(self._encode(self.p.deleted(deleted, now)))
-            record = self.codec.decode(msg.value, expected) if msg.value is not None else None
+            value = msg.value
+            record = self.codec.decode(value, topic.expected) if value is not None else None
             if record is None:
                 raise PermanentError("record has no value (a tombstone)", reason="TOMBSTONE")
-            if spec.role is Role.INPUT:
+            if topic.validate:
                 self.catalogue.validate(record, now)
             key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
-            if logical in self.p.keyed_inputs:
+            if topic.keyed:
                 check_key(spec, msg.key, record)
             inbound = Inbound(
                 logical, tp.partition, msg.offset, key, record, msg.timestamp, msg.key, msg.value
@@ -494,10 +561,11 @@ class StreamRuntime:
                 late = _Consumed(r.raw_key, r.raw_value, r.offset, r.timestamp_ms)
                 out.append(self._dead_letter(tp, late, o.error))
                 continue
-            version = self.catalogue.spec_for(o.topic).schema_version
-            value = self.codec.encode(o.value, version)
-            out.append(_Pending(self.names(o.topic), o.key.encode(), value))
-            self.metrics.records_out.labels(o.topic).inc()
+            topic = self._output(o.topic)
+            out.append(
+                _Pending(topic.physical, o.key.encode(), self.codec.encode(o.value, topic.version))
+            )
+            topic.counter.inc()
         return out
 
     async def _commit(
@@ -551,7 +619,7 @@ class StreamRuntime:
                 item.topic,
                 item.value,
                 key=item.key,
-                headers=list(item.headers),
+                headers=list(item.headers) if item.headers else None,
                 partition=item.partition,
             )
             if item.store is not None:
@@ -736,6 +804,10 @@ class StreamRuntime:
         finally:
             await admin.close()
         if self.p.stores:
+            RocksMemory.configure(
+                cache_mb=self.settings.state_cache_mb,
+                write_buffer_mb=self.settings.state_write_buffer_mb,
+            )
             self._restore_consumer = make_consumer(
                 self.kafka,
                 client_id=f"{self.p.name}-{self.settings.instance_id}-restore",
