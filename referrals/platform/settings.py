@@ -167,10 +167,6 @@ class ServiceSettings(EnvSettings):
     # enough that a batch commits well inside the 250 ms payout latency target.
     max_batch: int = 2000
     poll_timeout_ms: int = 20
-    # After a poll that returned records, how long to wait for those that arrived while they
-    # sat prefetched (one fresh fetch): without it, a record that arrives during a commit
-    # waits for the next one too. 0 turns it off.
-    refetch_ms: int = 20
     # How long a fetch waits at the broker for records to arrive (aiokafka's default is
     # 500 ms): a partition resumed or rewound is fetched only when the fetch in flight ends.
     fetch_max_wait_ms: int = 100

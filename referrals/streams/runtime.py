@@ -155,7 +155,12 @@ class StreamRuntime:
         self._consumer: AIOKafkaConsumer | None = None
         self._globals: GlobalTables | None = None
         self._failures = 0
-        self._last_punctuate = 0.0
+        self._punctuated: dict[int, float] = {}  # task -> monotonic time of its last timers
+        # Transactions in flight (one per task at most) and the records fetched meanwhile.
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._backlog: dict[int, list[tuple[TopicPartition, Any]]] = {}
+        self._backlogged = 0  # records in the backlogs
+        self._backlog_generation = 0
         self._positions: dict[TopicPartition, int] = {}  # next offset to consume, per partition
         self._stores: StoreManager | None = None
         self._closing = False
@@ -277,6 +282,7 @@ class StreamRuntime:
     async def _shutdown(self) -> None:
         async with self._lock:
             self._closing = True  # a rebalance finishing during shutdown opens no new tasks
+            await self._settle()
             await self._flush_tasks()
             await self._close_tasks(frozenset(self._producers), checkpoint=True)
         for client in (self._consumer, self._restore_consumer):
@@ -299,51 +305,111 @@ class StreamRuntime:
                 log.exception("final flush failed", extra={"task": task})
 
     async def _loop(self, stop: asyncio.Event) -> None:
+        """Fetches without waiting for transactions: each task commits on its own, and the
+        records fetched for a task while its transaction is in flight wait in its backlog for
+        the next one. So the commit cadence follows the load: a record arriving at a quiet
+        task is committed at once, alone; a busy task's next transaction takes everything
+        that arrived during its last one."""
         assert self._consumer is not None
         stop_wait = asyncio.create_task(stop.wait())
+        fetch: asyncio.Task[dict[TopicPartition, list[Any]]] | None = None
+        fetched_in = self._generation
         try:
             while not stop.is_set():
                 if self._fatal is not None:
                     raise self._fatal
                 self.health.tick()
-                generation = self._generation
-                fetch = asyncio.create_task(
-                    self._consumer.getmany(
-                        timeout_ms=self.settings.poll_timeout_ms,
-                        max_records=self.settings.max_batch,
+                room = 2 * self.settings.max_batch - self._backlogged
+                if fetch is None and room > 0:
+                    self._drop_stale_backlog()
+                    fetched_in = self._generation
+                    fetch = asyncio.create_task(
+                        self._consumer.getmany(
+                            timeout_ms=self.settings.poll_timeout_ms,
+                            max_records=min(room, self.settings.max_batch),
+                        )
                     )
+                waits = {stop_wait, *self._running.values(), *([fetch] if fetch else [])}
+                await asyncio.wait(
+                    waits,
+                    timeout=self.settings.poll_timeout_ms / 1000,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
-                await asyncio.wait({fetch, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if not fetch.done():
-                    fetch.cancel()
-                    await asyncio.gather(fetch, return_exceptions=True)
+                if stop.is_set():
                     break
-                batch = fetch.result()
-                if batch:
-                    await self._fetch_fresh(batch)
+                batch: dict[TopicPartition, list[Any]] = {}
+                if fetch is not None and fetch.done():
+                    batch, fetch = fetch.result(), None
                 async with self._lock:
-                    if generation != self._generation:
+                    self._reap()
+                    if fetched_in != self._generation:
                         self._rewind(batch)  # fetched across a rebalance: fetch it again
-                        continue
-                    await self._process_batch(batch)
+                    else:
+                        self._queue(batch)
+                    self._start_tasks()
                 self._update_lag()
         finally:
             stop_wait.cancel()
+            if fetch is not None:
+                fetch.cancel()
+                await asyncio.gather(fetch, return_exceptions=True)
 
-    async def _fetch_fresh(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        """Adds to `batch` the records that reached the broker while it sat prefetched.
+    def _queue(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Adds fetched records to their tasks' backlogs (a task not open drops them: it is
+        rewound to its committed offsets when it opens)."""
+        for tp, messages in batch.items():
+            if messages and tp.partition in self._producers:
+                self._backlog.setdefault(tp.partition, []).extend((tp, m) for m in messages)
+                self._backlogged += len(messages)
 
-        aiokafka fetches ahead, one request per broker, and sends the next only once what it
-        fetched is consumed: records prefetched at the start of a commit are handed over at
-        its end, and those that arrived during it would wait for a second commit. Consuming
-        the batch sent that next fetch; one short wait for its answer takes them now."""
-        assert self._consumer is not None
-        room = self.settings.max_batch - sum(len(m) for m in batch.values())
-        if room <= 0 or self.settings.refetch_ms <= 0:
-            return
-        more = await self._consumer.getmany(timeout_ms=self.settings.refetch_ms, max_records=room)
-        for tp, messages in more.items():
-            batch.setdefault(tp, []).extend(messages)
+    def _start_tasks(self) -> None:
+        """Starts a transaction for each open task with none in flight and records waiting or
+        timers due."""
+        self._drop_stale_backlog()
+        now = time.monotonic()
+        interval = self.settings.punctuate_ms / 1000
+        for task in sorted(self._producers):
+            if task in self._running:
+                continue
+            due = now - self._punctuated.get(task, 0.0) >= interval
+            messages = self._backlog.pop(task, None)
+            if not messages and not due:
+                continue
+            if messages:
+                self._backlogged -= len(messages)
+            if due:
+                self._punctuated[task] = now
+            self._running[task] = asyncio.create_task(self._run_task(task, messages or [], due))
+
+    def _reap(self) -> None:
+        """Forgets finished transactions; a task that failed beyond recovery stops the loop."""
+        for task, running in list(self._running.items()):
+            if running.done():
+                del self._running[task]
+                if not running.cancelled() and running.exception() is not None:
+                    raise running.exception()  # type: ignore[misc]
+
+    async def _settle(self) -> None:
+        """Waits for the transactions in flight (under the lock: none starts meanwhile)."""
+        if self._running:
+            await asyncio.wait(list(self._running.values()))
+
+    def _bump(self) -> None:
+        """Records fetched before now are fetched again (a rebalance, a task rebuilt)."""
+        self._generation += 1
+
+    def _drop_stale_backlog(self) -> None:
+        """Rewinds the backlogs fetched before the generation changed (before the next fetch,
+        so it starts from their first records)."""
+        if self._backlog_generation != self._generation:
+            for messages in self._backlog.values():
+                by_tp: dict[TopicPartition, list[Any]] = {}
+                for tp, msg in messages:
+                    by_tp.setdefault(tp, []).append(msg)
+                self._rewind(by_tp)
+            self._backlog.clear()
+            self._backlogged = 0
+            self._backlog_generation = self._generation
 
     async def _watch_broker(self, stop: asyncio.Event) -> None:
         """Probes the cluster every few seconds (a metadata request): readiness is false while
@@ -372,35 +438,23 @@ class StreamRuntime:
 
     def _rewind(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Seeks back to the first record of a dropped batch. The consumer's position already
-        moved past it; without this the records would be skipped until the next restart."""
+        moved past it; without this the records would be skipped until the next restart. A
+        rewind never moves a position forward: an earlier one (a dropped backlog) may already
+        have sent it further back."""
         assert self._consumer is not None
         owned = self._consumer.assignment()
+        assignment = self._consumer._subscription.subscription
+        states = assignment.assignment if assignment is not None else None
         for tp, messages in batch.items():
-            if messages and tp in owned:
-                self._consumer.seek(tp, messages[0].offset)
+            if not messages or tp not in owned:
+                continue
+            first = messages[0].offset
+            state = states.state_value(tp) if states is not None else None
+            if state is not None and state.has_valid_position and state.position <= first:
+                continue
+            self._consumer.seek(tp, first)
 
     # -- processing -----------------------------------------------------------------------------
-    async def _process_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        by_task: dict[int, list[tuple[TopicPartition, Any]]] = defaultdict(list)
-        for tp, messages in batch.items():
-            if tp.partition in self._producers:
-                by_task[tp.partition].extend((tp, m) for m in messages)
-        due = time.monotonic() - self._last_punctuate >= self.settings.punctuate_ms / 1000
-        if due:
-            self._last_punctuate = time.monotonic()
-        tasks = set(by_task) | (set(self._producers) if due else set())
-        if not tasks:
-            return
-        results = await asyncio.gather(
-            *(self._run_task(t, by_task.get(t, []), due) for t in sorted(tasks)),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, FatalRuntimeError):
-                raise result
-            if isinstance(result, BaseException):
-                raise result
-
     async def _run_task(
         self, task: int, messages: list[tuple[TopicPartition, Any]], due: bool
     ) -> None:
@@ -637,7 +691,7 @@ class StreamRuntime:
         self._pause(frozenset({task}))
         if backoff:
             self._retry_at[task] = time.monotonic() + self._task_backoff[task].next()
-        self._generation += 1  # a batch fetched before this is fetched again
+        self._bump()  # a batch fetched before this is fetched again
         self._kick.set()
 
     async def _drop_fenced(self, task: int) -> None:
@@ -712,6 +766,7 @@ class StreamRuntime:
                 await _stop_quietly(producer)
             raise
         async with self._lock:
+            await self._settle()
             keep = tasks & self._wanted if not self._closing else frozenset()
             positions: dict[str, int | None] = {}
             try:
@@ -779,11 +834,12 @@ class StreamRuntime:
         async with self._lock:
             if self._closing:
                 return
+            await self._settle()
             wanted = frozenset(tp.partition for tp in assigned)
             await self._close_tasks(frozenset(self._producers) - wanted)
             self._wanted = wanted
             self._pause(wanted - frozenset(self._producers))
-            self._generation += 1
+            self._bump()
             self._kick.set()
             log.info("tasks assigned", extra={"tasks": sorted(wanted)})
 
@@ -886,7 +942,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         # member still owns them (no other member can have fenced our producers yet). Tasks
         # are closed lazily in on_partitions_assigned, so a task that stays keeps its state.
         async with self.runtime._lock:
-            self.runtime._generation += 1
+            await self.runtime._settle()
+            self.runtime._bump()
             await self.runtime._flush_tasks()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
