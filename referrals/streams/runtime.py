@@ -766,7 +766,11 @@ class StreamRuntime:
                 await _stop_quietly(producer)
             raise
         async with self._lock:
-            await self._settle()
+            try:
+                await self._settle()  # no transaction in flight while tasks change hands
+            except BaseException:  # cancelled (shutting down): the new tasks were not handed over
+                await self._close_opened(tasks, producers)
+                raise
             keep = tasks & self._wanted if not self._closing else frozenset()
             positions: dict[str, int | None] = {}
             try:
