@@ -78,6 +78,7 @@ Clock = Callable[[], datetime]
 # directory) this many times in a row stops the process: a restart may clear it.
 MAX_OPEN_FAILURES = 8
 BROKER_PROBE_S = 5.0
+LAG_EVERY_S = 0.5
 
 
 def utc_now() -> datetime:
@@ -161,6 +162,7 @@ class StreamRuntime:
         self._backlog: dict[int, list[tuple[TopicPartition, Any]]] = {}
         self._backlogged = 0  # records in the backlogs
         self._backlog_generation = 0
+        self._lag_at = 0.0  # monotonic time the lag gauge was last set
         self._positions: dict[TopicPartition, int] = {}  # next offset to consume, per partition
         self._stores: StoreManager | None = None
         self._closing = False
@@ -898,9 +900,12 @@ class StreamRuntime:
         return next(iter(counts.values()), 1)
 
     def _update_lag(self) -> None:
+        """The lag gauge, at most every LAG_EVERY_S (the loop turns far more often)."""
         consumer = self._consumer
-        if consumer is None:
+        now = time.monotonic()
+        if consumer is None or now - self._lag_at < LAG_EVERY_S:
             return
+        self._lag_at = now
         lag: dict[str, int] = defaultdict(int)
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
