@@ -167,10 +167,17 @@ class ServiceSettings(EnvSettings):
     # enough that a batch commits well inside the 250 ms payout latency target.
     max_batch: int = 2000
     poll_timeout_ms: int = 20
+    # How long a fetch waits at the broker for records to arrive (aiokafka's default is
+    # 500 ms): a partition resumed or rewound is fetched only when the fetch in flight ends.
+    fetch_max_wait_ms: int = 100
     # How often each task's timers run (Processor.punctuate): due holds, nurture, wakeups.
     punctuate_ms: int = 1000
     state_dir: Path = Path(".local/state")
     state_backend: str = "rocksdb"  # or "memory" (state rebuilt from changelogs at each start)
+    # Native memory of all the process's RocksDB stores together, whatever the number of
+    # tasks: one LRU block cache, the memtables (at most state_write_buffer_mb) charged to it.
+    state_cache_mb: int = 64
+    state_write_buffer_mb: int = 32
     log_level: str = "INFO"
     # A member that stops heartbeating loses its tasks after this long (broker minimum 6 s).
     session_timeout_ms: int = 10_000

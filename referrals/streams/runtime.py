@@ -44,7 +44,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
@@ -60,13 +60,14 @@ from referrals.streams.kafka import make_admin, make_consumer, make_producer, pa
 from referrals.streams.offsets import stable_committed
 from referrals.streams.processor import DeadLetterOut, Inbound, Output, Processor
 from referrals.streams.serde import Codec
-from referrals.streams.state import MAX_RECORD_BYTES, TaskStore
+from referrals.streams.state import MAX_RECORD_BYTES, RocksMemory, TaskStore
 from referrals.streams.stores import StoreManager, changelog_topic
 from referrals.streams.topics import (
     ANY_RECORD,
     Catalogue,
     Role,
     TopicNames,
+    TopicSpec,
     check_key,
     create_named_topics,
 )
@@ -77,6 +78,7 @@ Clock = Callable[[], datetime]
 # directory) this many times in a row stops the process: a restart may clear it.
 MAX_OPEN_FAILURES = 8
 BROKER_PROBE_S = 5.0
+LAG_EVERY_S = 0.5
 
 
 def utc_now() -> datetime:
@@ -87,14 +89,32 @@ class FatalRuntimeError(Exception):
     """The runtime cannot continue safely (e.g. its producer was fenced)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
+class _Pending(NamedTuple):  # a tuple: one is built per output record
     topic: str  # physical
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = ()
     partition: int | None = None  # changelog entries go to their task's partition
     store: str | None = None  # the store whose changelog entry this is
+
+
+@dataclass(frozen=True, slots=True)
+class _Input:
+    """What the runtime needs of an input topic for each of its records, worked out once."""
+
+    logical: str
+    spec: TopicSpec
+    expected: str | None  # the record type the topic must carry (None: any)
+    validate: bool  # an external input: its records are checked against the contract
+    keyed: bool  # its records must be keyed by the spec's key field
+    counter: Any  # records_in's child for the topic
+
+
+@dataclass(frozen=True, slots=True)
+class _Output:
+    physical: str
+    version: int | None
+    counter: Any  # records_out's child for the topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +156,13 @@ class StreamRuntime:
         self._consumer: AIOKafkaConsumer | None = None
         self._globals: GlobalTables | None = None
         self._failures = 0
-        self._last_punctuate = 0.0
+        self._punctuated: dict[int, float] = {}  # task -> monotonic time of its last timers
+        # Transactions in flight (one per task at most) and the records fetched meanwhile.
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._backlog: dict[int, list[tuple[TopicPartition, Any]]] = {}
+        self._backlogged = 0  # records in the backlogs
+        self._backlog_generation = 0
+        self._lag_at = 0.0  # monotonic time the lag gauge was last set
         self._positions: dict[TopicPartition, int] = {}  # next offset to consume, per partition
         self._stores: StoreManager | None = None
         self._closing = False
@@ -150,6 +176,8 @@ class StreamRuntime:
         self._timer_backoff: dict[int, Backoff] = defaultdict(lambda: Backoff(1.0, 60.0))
         self._timers_at: dict[int, float] = {}  # task -> monotonic time its timers may run
         self._fatal: BaseException | None = None
+        self._inputs: dict[str, _Input] = {}  # by physical topic
+        self._outputs: dict[str, _Output] = {}  # by logical topic
         self.p.task_stores = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -208,6 +236,7 @@ class StreamRuntime:
             client_id=f"{self.p.name}-{self.settings.instance_id}",
             partition_assignment_strategy=(assignor,),
             session_timeout_ms=self.settings.session_timeout_ms,
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             heartbeat_interval_ms=max(1000, self.settings.session_timeout_ms // 4),
         )
         topics = [self.names(t) for t in self.p.inputs]
@@ -255,6 +284,7 @@ class StreamRuntime:
     async def _shutdown(self) -> None:
         async with self._lock:
             self._closing = True  # a rebalance finishing during shutdown opens no new tasks
+            await self._settle()
             await self._flush_tasks()
             await self._close_tasks(frozenset(self._producers), checkpoint=True)
         for client in (self._consumer, self._restore_consumer):
@@ -277,34 +307,111 @@ class StreamRuntime:
                 log.exception("final flush failed", extra={"task": task})
 
     async def _loop(self, stop: asyncio.Event) -> None:
+        """Fetches without waiting for transactions: each task commits on its own, and the
+        records fetched for a task while its transaction is in flight wait in its backlog for
+        the next one. So the commit cadence follows the load: a record arriving at a quiet
+        task is committed at once, alone; a busy task's next transaction takes everything
+        that arrived during its last one."""
         assert self._consumer is not None
         stop_wait = asyncio.create_task(stop.wait())
+        fetch: asyncio.Task[dict[TopicPartition, list[Any]]] | None = None
+        fetched_in = self._generation
         try:
             while not stop.is_set():
                 if self._fatal is not None:
                     raise self._fatal
                 self.health.tick()
-                generation = self._generation
-                fetch = asyncio.create_task(
-                    self._consumer.getmany(
-                        timeout_ms=self.settings.poll_timeout_ms,
-                        max_records=self.settings.max_batch,
+                room = 2 * self.settings.max_batch - self._backlogged
+                if fetch is None and room > 0:
+                    self._drop_stale_backlog()
+                    fetched_in = self._generation
+                    fetch = asyncio.create_task(
+                        self._consumer.getmany(
+                            timeout_ms=self.settings.poll_timeout_ms,
+                            max_records=min(room, self.settings.max_batch),
+                        )
                     )
+                waits = {stop_wait, *self._running.values(), *([fetch] if fetch else [])}
+                await asyncio.wait(
+                    waits,
+                    timeout=self.settings.poll_timeout_ms / 1000,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
-                await asyncio.wait({fetch, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if not fetch.done():
-                    fetch.cancel()
-                    await asyncio.gather(fetch, return_exceptions=True)
+                if stop.is_set():
                     break
-                batch = fetch.result()
+                batch: dict[TopicPartition, list[Any]] = {}
+                if fetch is not None and fetch.done():
+                    batch, fetch = fetch.result(), None
                 async with self._lock:
-                    if generation != self._generation:
+                    self._reap()
+                    if fetched_in != self._generation:
                         self._rewind(batch)  # fetched across a rebalance: fetch it again
-                        continue
-                    await self._process_batch(batch)
+                    else:
+                        self._queue(batch)
+                    self._start_tasks()
                 self._update_lag()
         finally:
             stop_wait.cancel()
+            if fetch is not None:
+                fetch.cancel()
+                await asyncio.gather(fetch, return_exceptions=True)
+
+    def _queue(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Adds fetched records to their tasks' backlogs (a task not open drops them: it is
+        rewound to its committed offsets when it opens)."""
+        for tp, messages in batch.items():
+            if messages and tp.partition in self._producers:
+                self._backlog.setdefault(tp.partition, []).extend((tp, m) for m in messages)
+                self._backlogged += len(messages)
+
+    def _start_tasks(self) -> None:
+        """Starts a transaction for each open task with none in flight and records waiting or
+        timers due."""
+        self._drop_stale_backlog()
+        now = time.monotonic()
+        interval = self.settings.punctuate_ms / 1000
+        for task in sorted(self._producers):
+            if task in self._running:
+                continue
+            due = now - self._punctuated.get(task, 0.0) >= interval
+            messages = self._backlog.pop(task, None)
+            if not messages and not due:
+                continue
+            if messages:
+                self._backlogged -= len(messages)
+            if due:
+                self._punctuated[task] = now
+            self._running[task] = asyncio.create_task(self._run_task(task, messages or [], due))
+
+    def _reap(self) -> None:
+        """Forgets finished transactions; a task that failed beyond recovery stops the loop."""
+        for task, running in list(self._running.items()):
+            if running.done():
+                del self._running[task]
+                if not running.cancelled() and running.exception() is not None:
+                    raise running.exception()  # type: ignore[misc]
+
+    async def _settle(self) -> None:
+        """Waits for the transactions in flight (under the lock: none starts meanwhile)."""
+        if self._running:
+            await asyncio.wait(list(self._running.values()))
+
+    def _bump(self) -> None:
+        """Records fetched before now are fetched again (a rebalance, a task rebuilt)."""
+        self._generation += 1
+
+    def _drop_stale_backlog(self) -> None:
+        """Rewinds the backlogs fetched before the generation changed (before the next fetch,
+        so it starts from their first records)."""
+        if self._backlog_generation != self._generation:
+            for messages in self._backlog.values():
+                by_tp: dict[TopicPartition, list[Any]] = {}
+                for tp, msg in messages:
+                    by_tp.setdefault(tp, []).append(msg)
+                self._rewind(by_tp)
+            self._backlog.clear()
+            self._backlogged = 0
+            self._backlog_generation = self._generation
 
     async def _watch_broker(self, stop: asyncio.Event) -> None:
         """Probes the cluster every few seconds (a metadata request): readiness is false while
@@ -333,35 +440,23 @@ class StreamRuntime:
 
     def _rewind(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Seeks back to the first record of a dropped batch. The consumer's position already
-        moved past it; without this the records would be skipped until the next restart."""
+        moved past it; without this the records would be skipped until the next restart. A
+        rewind never moves a position forward: an earlier one (a dropped backlog) may already
+        have sent it further back."""
         assert self._consumer is not None
         owned = self._consumer.assignment()
+        assignment = self._consumer._subscription.subscription
+        states = assignment.assignment if assignment is not None else None
         for tp, messages in batch.items():
-            if messages and tp in owned:
-                self._consumer.seek(tp, messages[0].offset)
+            if not messages or tp not in owned:
+                continue
+            first = messages[0].offset
+            state = states.state_value(tp) if states is not None else None
+            if state is not None and state.has_valid_position and state.position <= first:
+                continue
+            self._consumer.seek(tp, first)
 
     # -- processing -----------------------------------------------------------------------------
-    async def _process_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        by_task: dict[int, list[tuple[TopicPartition, Any]]] = defaultdict(list)
-        for tp, messages in batch.items():
-            if tp.partition in self._producers:
-                by_task[tp.partition].extend((tp, m) for m in messages)
-        due = time.monotonic() - self._last_punctuate >= self.settings.punctuate_ms / 1000
-        if due:
-            self._last_punctuate = time.monotonic()
-        tasks = set(by_task) | (set(self._producers) if due else set())
-        if not tasks:
-            return
-        results = await asyncio.gather(
-            *(self._run_task(t, by_task.get(t, []), due) for t in sorted(tasks)),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, FatalRuntimeError):
-                raise result
-            if isinstance(result, BaseException):
-                raise result
-
     async def _run_task(
         self, task: int, messages: list[tuple[TopicPartition, Any]], due: bool
     ) -> None:
@@ -397,7 +492,10 @@ class StreamRuntime:
 
     def _handle(self, tp: TopicPartition, msg: Any, now: datetime) -> list[_Pending]:
         """One record: its outputs, or its dead letter with its store writes undone."""
-        stores = list(self.p.task_stores.get(tp.partition, {}).values())
+        task_stores = self.p.task_stores.get(tp.partition)
+        if not task_stores:
+            return self._handle_record(tp, msg, now, ())
+        stores = list(task_stores.values())
         for store in stores:
             store.begin_record()
         outputs = self._handle_record(tp, msg, now, stores)
@@ -405,25 +503,50 @@ class StreamRuntime:
             store.end_record()
         return outputs
 
+    def _input(self, physical: str) -> _Input:
+        found = self._inputs.get(physical)
+        if found is None:
+            logical = self.names.logical(physical)
+            spec = self.catalogue.spec_for(logical)
+            found = self._inputs[physical] = _Input(
+                logical=logical,
+                spec=spec,
+                expected=None if spec.record == ANY_RECORD else spec.record,
+                validate=spec.role is Role.INPUT,
+                keyed=logical in self.p.keyed_inputs,
+                counter=self.metrics.records_in.labels(logical),
+            )
+        return found
+
+    def _output(self, logical: str) -> _Output:
+        found = self._outputs.get(logical)
+        if found is None:
+            found = self._outputs[logical] = _Output(
+                physical=self.names(logical),
+                version=self.catalogue.spec_for(logical).schema_version,
+                counter=self.metrics.records_out.labels(logical),
+            )
+        return found
+
     def _handle_record(
-        self, tp: TopicPartition, msg: Any, now: datetime, stores: list[TaskStore]
+        self, tp: TopicPartition, msg: Any, now: datetime, stores: Sequence[TaskStore]
     ) -> list[_Pending]:
-        logical = self.names.logical(tp.topic)
-        self.metrics.records_in.labels(logical).inc()
-        spec = self.catalogue.spec_for(logical)
+        topic = self._input(tp.topic)
+        topic.counter.inc()
+        logical, spec = topic.logical, topic.spec
         try:
-            expected = None if spec.record == ANY_RECORD else spec.record
             if msg.value is None and spec.compacted:  # a legitimate delete of a table's key
                 key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
                 deleted = Inbound(logical, tp.partition, msg.offset, key, None, msg.timestamp)
                 return _bounded(self._encode(self.p.deleted(deleted, now)))
-            record = self.codec.decode(msg.value, expected) if msg.value is not None else None
+            value = msg.value
+            record = self.codec.decode(value, topic.expected) if value is not None else None
             if record is None:
                 raise PermanentError("record has no value (a tombstone)", reason="TOMBSTONE")
-            if spec.role is Role.INPUT:
+            if topic.validate:
                 self.catalogue.validate(record, now)
             key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
-            if logical in self.p.keyed_inputs:
+            if topic.keyed:
                 check_key(spec, msg.key, record)
             inbound = Inbound(
                 logical, tp.partition, msg.offset, key, record, msg.timestamp, msg.key, msg.value
@@ -494,10 +617,11 @@ class StreamRuntime:
                 late = _Consumed(r.raw_key, r.raw_value, r.offset, r.timestamp_ms)
                 out.append(self._dead_letter(tp, late, o.error))
                 continue
-            version = self.catalogue.spec_for(o.topic).schema_version
-            value = self.codec.encode(o.value, version)
-            out.append(_Pending(self.names(o.topic), o.key.encode(), value))
-            self.metrics.records_out.labels(o.topic).inc()
+            topic = self._output(o.topic)
+            out.append(
+                _Pending(topic.physical, o.key.encode(), self.codec.encode(o.value, topic.version))
+            )
+            topic.counter.inc()
         return out
 
     async def _commit(
@@ -551,7 +675,7 @@ class StreamRuntime:
                 item.topic,
                 item.value,
                 key=item.key,
-                headers=list(item.headers),
+                headers=list(item.headers) if item.headers else None,
                 partition=item.partition,
             )
             if item.store is not None:
@@ -569,7 +693,7 @@ class StreamRuntime:
         self._pause(frozenset({task}))
         if backoff:
             self._retry_at[task] = time.monotonic() + self._task_backoff[task].next()
-        self._generation += 1  # a batch fetched before this is fetched again
+        self._bump()  # a batch fetched before this is fetched again
         self._kick.set()
 
     async def _drop_fenced(self, task: int) -> None:
@@ -644,6 +768,11 @@ class StreamRuntime:
                 await _stop_quietly(producer)
             raise
         async with self._lock:
+            try:
+                await self._settle()  # no transaction in flight while tasks change hands
+            except BaseException:  # cancelled (shutting down): the new tasks were not handed over
+                await self._close_opened(tasks, producers)
+                raise
             keep = tasks & self._wanted if not self._closing else frozenset()
             positions: dict[str, int | None] = {}
             try:
@@ -711,11 +840,12 @@ class StreamRuntime:
         async with self._lock:
             if self._closing:
                 return
+            await self._settle()
             wanted = frozenset(tp.partition for tp in assigned)
             await self._close_tasks(frozenset(self._producers) - wanted)
             self._wanted = wanted
             self._pause(wanted - frozenset(self._producers))
-            self._generation += 1
+            self._bump()
             self._kick.set()
             log.info("tasks assigned", extra={"tasks": sorted(wanted)})
 
@@ -736,6 +866,10 @@ class StreamRuntime:
         finally:
             await admin.close()
         if self.p.stores:
+            RocksMemory.configure(
+                cache_mb=self.settings.state_cache_mb,
+                write_buffer_mb=self.settings.state_write_buffer_mb,
+            )
             self._restore_consumer = make_consumer(
                 self.kafka,
                 client_id=f"{self.p.name}-{self.settings.instance_id}-restore",
@@ -766,9 +900,12 @@ class StreamRuntime:
         return next(iter(counts.values()), 1)
 
     def _update_lag(self) -> None:
+        """The lag gauge, at most every LAG_EVERY_S (the loop turns far more often)."""
         consumer = self._consumer
-        if consumer is None:
+        now = time.monotonic()
+        if consumer is None or now - self._lag_at < LAG_EVERY_S:
             return
+        self._lag_at = now
         lag: dict[str, int] = defaultdict(int)
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
@@ -814,7 +951,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         # member still owns them (no other member can have fenced our producers yet). Tasks
         # are closed lazily in on_partitions_assigned, so a task that stays keeps its state.
         async with self.runtime._lock:
-            self.runtime._generation += 1
+            await self.runtime._settle()
+            self.runtime._bump()
             await self.runtime._flush_tasks()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:

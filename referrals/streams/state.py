@@ -19,7 +19,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    Options,
+    Rdict,
+    WriteBatch,
+    WriteBufferManager,
+    WriteOptions,
+)
 
 from referrals.platform.errors import PermanentError
 
@@ -64,17 +72,66 @@ class MemoryBackend:
         self._data.clear()
 
 
+class RocksMemory:
+    """The native memory every RocksDB store of a process shares, whatever the number of tasks
+    and stores: one LRU block cache (data, index and filter blocks) that the memtables are
+    charged to as well, through one write buffer manager. Built once, on the first store."""
+
+    cache_bytes = 64 * 1024 * 1024  # block cache, memtables included
+    write_buffer_bytes = 32 * 1024 * 1024  # all memtables together (a share of the cache)
+
+    _shared: tuple[Cache, WriteBufferManager] | None = None
+
+    @classmethod
+    def configure(cls, *, cache_mb: int, write_buffer_mb: int) -> None:
+        """Sets the budget (ServiceSettings.state_cache_mb, state_write_buffer_mb); stores
+        opened before keep the budget they were opened with."""
+        cls.cache_bytes = cache_mb * 1024 * 1024
+        cls.write_buffer_bytes = min(write_buffer_mb, cache_mb) * 1024 * 1024
+        cls._shared = None
+
+    @classmethod
+    def shared(cls) -> tuple[Cache, WriteBufferManager]:
+        if cls._shared is None:
+            cache = Cache(cls.cache_bytes)
+            manager = WriteBufferManager.new_write_buffer_manager_with_cache(
+                cls.write_buffer_bytes, False, cache
+            )
+            cls._shared = (cache, manager)
+        return cls._shared
+
+    @classmethod
+    def options(cls) -> Options:
+        cache, manager = cls.shared()
+        table = BlockBasedOptions()
+        table.set_block_cache(cache)
+        table.set_cache_index_and_filter_blocks(True)  # bounded by the cache, not per file
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        table.set_bloom_filter(10, False)  # a get of an absent key (a new advocate) skips files
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_block_based_table_factory(table)
+        options.set_write_buffer_manager(manager)
+        options.set_write_buffer_size(4 * 1024 * 1024)
+        options.set_max_write_buffer_number(2)
+        options.set_max_open_files(256)
+        return options
+
+
+# The changelog is the store's durable log: a crash wipes the local copy (its checkpoint is
+# deleted when the task opens) and rebuilds it from there, so RocksDB's own write-ahead log
+# would only slow every write down. A clean close flushes the memtables before the checkpoint.
+_NO_WAL = WriteOptions()
+_NO_WAL.disable_wal = True  # type: ignore[method-assign,assignment]  # a property (stub: a method)
+
+
 class RocksBackend:
-    """RocksDB in raw (bytes) mode; a small write buffer keeps memory bounded per task."""
+    """RocksDB in raw (bytes) mode; its memory is bounded per process (`RocksMemory`)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        options = Options(raw_mode=True)
-        options.create_if_missing(True)
-        options.set_write_buffer_size(8 * 1024 * 1024)
-        options.set_max_write_buffer_number(2)
         self.path = path
-        self._db = Rdict(str(path), options)
+        self._db = Rdict(str(path), RocksMemory.options())
 
     def get(self, key: bytes) -> bytes | None:
         value = self._db.get(key)
@@ -87,7 +144,7 @@ class RocksBackend:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        self._db.write(batch)
+        self._db.write(batch, _NO_WAL)
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._db.items():
@@ -105,6 +162,8 @@ class RocksBackend:
             it.next()
 
     def close(self) -> None:
+        """Flushes the memtables to disk (writes skip the WAL), then closes."""
+        self._db.flush(True)
         self._db.close()
 
     @staticmethod

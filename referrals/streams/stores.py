@@ -149,7 +149,7 @@ class StoreManager:
             store.abort()
             tp = TopicPartition(self.physical[name], task)
             applied = self.applied.pop(tp, None)
+            store.backend.close()  # flushed to disk before a checkpoint may claim it
             if checkpoint and self.backend == "rocksdb" and applied is not None:
                 path = self._path(name, task)
                 path.with_name(path.name + ".checkpoint").write_text(str(applied))
-            store.backend.close()

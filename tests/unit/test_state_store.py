@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from referrals.streams.state import Backend, Keyspace, MemoryBackend, RocksBackend, TaskStore
+from referrals.platform.settings import ServiceSettings
+from referrals.streams.state import (
+    Backend,
+    Keyspace,
+    MemoryBackend,
+    RocksBackend,
+    RocksMemory,
+    TaskStore,
+)
 
 
 @pytest.fixture(params=["memory", "rocksdb"])
@@ -163,3 +171,24 @@ def test_a_state_value_over_the_record_limit_is_refused_as_bad_input() -> None:
     else:
         raise AssertionError("a value over the limit was accepted")
     assert store.changes() == [(b"k", b"x" * (MAX_RECORD_BYTES - 10))]
+
+
+def test_rocksdb_stores_of_a_process_share_one_bounded_cache(tmp_path: Path) -> None:
+    RocksMemory.configure(cache_mb=8, write_buffer_mb=4)
+    try:
+        cache, _ = RocksMemory.shared()
+        stores = [RocksBackend(tmp_path / f"task-{t}") for t in range(3)]
+        for t, backend in enumerate(stores):
+            backend.apply([(f"k{t}-{i}".encode(), b"v" * 100) for i in range(2000)])
+        assert RocksMemory.shared()[0] is cache  # one cache, however many stores
+        assert 0 < cache.get_usage() <= 8 * 1024 * 1024  # the memtables are charged to it
+        for backend in stores:
+            backend.close()
+        again = RocksBackend(tmp_path / "task-2")  # written without a WAL, flushed at close
+        assert again.get(b"k2-1999") == b"v" * 100
+        again.close()
+    finally:
+        RocksMemory.configure(
+            cache_mb=ServiceSettings().state_cache_mb,
+            write_buffer_mb=ServiceSettings().state_write_buffer_mb,
+        )
