@@ -517,10 +517,10 @@ class Run:
             if not lat:
                 say(f"  no {what} measured at {rate}/s")
                 continue
-            for q, value in zip(("p50", "p90", "p99"), percentiles(lat), strict=True):
+            for q, ms in zip(("p50", "p90", "p99"), percentiles(lat), strict=True):
                 self.part.add(
                     f"{what} {q} @{rate}/s",
-                    value,
+                    ms,
                     "ms",
                     better="lower",
                     target=target if (q == "p99" and rate == 1_000) else None,
@@ -619,6 +619,7 @@ class Run:
 
 
 PHASES = ("year", "blast", "latency", "state")
+RUNS: list[Run] = []
 
 
 async def run(
@@ -635,6 +636,7 @@ async def run(
     finally:
         await admin.close()
     r = Run(kafka, scale, work, broker_pid)
+    RUNS.append(r)  # saved by `main` even when interrupted
     r.mail.__enter__()
     try:
         await put(kafka, r.program, "bench")  # the services find the program at start-up
@@ -663,6 +665,13 @@ async def run(
     return r
 
 
+def _stop_services() -> None:
+    """The services of an interrupted run (an interrupted event loop skips `run`'s finally)."""
+    for r in RUNS:
+        if any(p.poll() is None for p in r.services.procs.values()):
+            r.services.stop()
+
+
 def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -676,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blast", type=int, help="the blast's referrals")
     parser.add_argument("--rate-seconds", type=float, help="seconds at each offered rate")
     parser.add_argument("--drain-s", type=float, help="the longest wait for a phase to drain")
+    parser.add_argument("--rates", help="offered input events/s, comma-separated")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--phases", default=",".join(PHASES), help="a subset, comma-separated")
     parser.add_argument("--keep", type=Path, help="keep logs and state in this folder")
@@ -687,6 +697,7 @@ def main(argv: list[str] | None = None) -> int:
         "blast": args.blast,
         "rate_seconds": args.rate_seconds,
         "drain_s": args.drain_s,
+        "rates": tuple(int(x) for x in args.rates.split(",")) if args.rates else None,
     }
     scale = replace(scale, **{k: v for k, v in overrides.items() if v is not None})
     # SIGTERM stops the services and the broker this run started, as Ctrl-C does.
@@ -694,29 +705,36 @@ def main(argv: list[str] | None = None) -> int:
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     began = time.monotonic()
     phases = tuple(p for p in args.phases.split(",") if p)
-    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        work = args.keep or Path(tmp)
-        if args.bootstrap:
-            kafka = KafkaSettings(bootstrap_servers=args.bootstrap, topic_prefix=prefix)
-            r = asyncio.run(run(kafka, scale, work, None, phases))
-        else:
-            cfg = broker.BrokerConfig(
-                port=free_port(), controller_port=free_port(), data_dir=work / "kafka"
-            )
-            say(f"starting the project's broker on {cfg.bootstrap}")
-            pid = broker.start(cfg)
-            try:
-                kafka = KafkaSettings(bootstrap_servers=cfg.bootstrap, topic_prefix=prefix)
-                r = asyncio.run(run(kafka, scale, work, pid, phases))
-            finally:
-                broker.stop(cfg)
-    path = save(r.part, args.results)
-    checks = args.results / "pipeline-checks.json"
-    checks.write_text(json.dumps(r.checks, indent=2, default=str) + "\n")
-    if r.profile_lines:
-        (args.results / "pipeline-profile.txt").write_text("\n".join(r.profile_lines) + "\n")
-        print("\n".join(r.profile_lines))
-    say(f"pipeline bench done in {time.monotonic() - began:.0f} s: {path}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+            work = args.keep or Path(tmp)
+            if args.bootstrap:
+                kafka = KafkaSettings(bootstrap_servers=args.bootstrap, topic_prefix=prefix)
+                asyncio.run(run(kafka, scale, work, None, phases))
+            else:
+                cfg = broker.BrokerConfig(
+                    port=free_port(), controller_port=free_port(), data_dir=work / "kafka"
+                )
+                say(f"starting the project's broker on {cfg.bootstrap}")
+                pid = broker.start(cfg)
+                try:
+                    kafka = KafkaSettings(bootstrap_servers=cfg.bootstrap, topic_prefix=prefix)
+                    asyncio.run(run(kafka, scale, work, pid, phases))
+                finally:
+                    _stop_services()
+                    broker.stop(cfg)
+    finally:
+        _stop_services()
+        # What was measured is saved, also when a phase failed or the run was interrupted.
+        for r in RUNS:
+            save(r.part, args.results)
+            checks = args.results / "pipeline-checks.json"
+            checks.write_text(json.dumps(r.checks, indent=2, default=str) + "\n")
+            if r.profile_lines:
+                text = "\n".join(r.profile_lines) + "\n"
+                (args.results / "pipeline-profile.txt").write_text(text)
+                print(text)
+    say(f"pipeline bench done in {time.monotonic() - began:.0f} s: {args.results}")
     return 0
 
 
