@@ -59,6 +59,7 @@ from bench.pipeline_support import (
     percentiles,
     profile,
     top_own,
+    top_total,
     vm_hwm_mb,
 )
 from referrals.contract.avro import AvroCodec
@@ -453,7 +454,8 @@ class Run:
         for name, path in files.items():
             total, top = top_own(path)
             self.profile_lines.append(f"{name} ({total:,} samples, {seconds} s, all-WON blast):")
-            self.profile_lines += [f"  {pct:5.1f}%  {fn}" for fn, pct in top]
+            self.profile_lines += [f"  {pct:5.1f}% own  {fn}" for fn, pct in top]
+            self.profile_lines += [f"  {pct:5.1f}% incl {fn}" for fn, pct in top_total(path)]
         await self.settle(within=self.scale.drain_s)
 
     # -- phase 3: latency at fixed offered rates ------------------------------------------------

@@ -213,6 +213,29 @@ def top_own(raw: Path, n: int = 10) -> tuple[int, list[tuple[str, float]]]:
     return total, [(f, 100.0 * c / total) for f, c in own.most_common(n)] if total else []
 
 
+def top_total(
+    raw: Path, n: int = 10, under: str = "referrals/|services/"
+) -> list[tuple[str, float]]:
+    """The n project functions (path matching `under`) with the most inclusive samples (the
+    function anywhere on the stack), as % of all samples."""
+    pattern = re.compile(under)
+    total_of: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        total += int(count)
+        for frame in set(stack.split(";")):
+            if pattern.search(frame):
+                total_of[frame] += int(count)
+    if not total:
+        return []
+    # Entry points (main, run_service, ...) are on every stack: leave them out.
+    ranked = [(f, 100.0 * c / total) for f, c in total_of.most_common() if c < 0.95 * total]
+    return ranked[:n]
+
+
 def wait_until(check: Callable[[], bool], within: float, step: float = 0.1) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
