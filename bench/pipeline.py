@@ -1,0 +1,746 @@
+"""The pipeline under load: the three services and the API as separate processes on the
+project's own broker, exactly-once on, measured end to end (issue 11).
+
+One broker, one set of topics, one set of service processes, in this order:
+
+1. year mix: the simulator's program year (`referrals.tools.simulate`, 5,850 advocates at full
+   scale) replayed as fast as it goes (`program_year.replay`, the planned pause included),
+   finance paying every payout and the operator reviewing fraud holds as in `make demo`;
+   input events/s until the last status and payout became readable read_committed, and until
+   the last message was accepted by SMTP; CPU-seconds of every service process and the broker
+   per 1,000 referrals over that stretch.
+2. all-WON blast: N referrals (profile, share, conversion, WON deal each; 20,000 at full
+   scale) published as fast as one producer goes; input events/s until every advocate payout
+   is readable read_committed on rewards.payouts.v1. At full scale a second blast follows under
+   py-spy (15 s per service), for the profile summary.
+3. latency at fixed offered rates (500, 1,000, 2,000 input events/s): a paced producer sends
+   each referral's profile, share and conversion, and its WON deal `LEAD_S` later, so WON deals
+   are a quarter of the offered rate; WON -> advocate payout readable (read_committed) and
+   WON -> WON thank-you accepted by SMTP (its Message-ID is the notification id, derived here
+   with the notifications service's own function), p50/p90/p99.
+4. state: a bulk loader (`bench/bulkload.py`) writes 1,000,000 advocate profiles (and a share
+   for one in ten); once the services have consumed them, each service's peak RSS (VmHWM);
+   then each is stopped (SIGTERM) and started again: seconds to /readyz.
+
+    .venv/bin/python bench/pipeline.py [--scale smoke|full] [--bootstrap HOST:PORT]
+
+Without --bootstrap it starts the project's own broker on free ports in a temporary directory.
+Figures go to bench/results/pipeline.json (`bench/figures.py`), the py-spy summary to
+bench/results/pipeline-profile.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import signal
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import bulkload
+from bench.figures import RESULTS, Part, save
+from bench.pipeline_support import (
+    Follower,
+    Services,
+    StampingCatcher,
+    cpu_seconds,
+    percentiles,
+    profile,
+    top_own,
+    top_total,
+    vm_hwm_mb,
+)
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import (
+    AdvocateProfile,
+    Channel,
+    ConversionEvent,
+    DealEvent,
+    DealStage,
+    PayoutCommand,
+    PayoutKind,
+    Recipient,
+    Record,
+    ReferralStatusChanged,
+    ShareEvent,
+)
+from referrals.contract.topics import (
+    ADVOCATES,
+    CONVERSIONS,
+    DEALS,
+    PAYOUTS,
+    PAYOUTS_V2,
+    SHARES,
+    STATUS,
+    TopicNames,
+    create_topics,
+)
+from referrals.platform.settings import KafkaSettings
+from referrals.programs.model import MessageKind
+from referrals.programs.put import load_program, put
+from referrals.streams.kafka import make_admin, make_consumer, make_producer
+from referrals.tools import broker
+from referrals.tools.cli import quiet_client_logs
+from referrals.tools.program_year import (
+    SERVICES,
+    Progress,
+    YearPlan,
+    _quiet,
+    pause_hooks,
+    replay,
+)
+from referrals.tools.simulate import DEMO_PROGRAM, simulate
+from referrals.tools.year_actors import Finance, Operator
+from services.attribution.domain.ids import referral_id
+from services.notifications.domain.ids import notification_id
+
+PARTITIONS = 6
+LEAD_S = 1.0  # a referral's WON deal follows its profile, share and conversion this much later
+LATENCY_RATES = (500, 1_000, 2_000)
+WON_TO_PAYOUT_P99_MS, WON_TO_SMTP_P99_MS = 250.0, 1_000.0  # targets at 1,000 input events/s
+
+
+@dataclass(frozen=True)
+class Scale:
+    year_advocates: int
+    blast: int  # referrals
+    rates: tuple[int, ...]
+    rate_seconds: float
+    advocates: int  # bulk-loaded for the state figures
+    profile_s: int  # py-spy per service during a second blast (0: none)
+    drain_s: float
+    restarts: tuple[str, ...] = SERVICES  # the services restarted at the end
+
+
+SCALES = {
+    "smoke": Scale(60, 100, (200,), 2.0, 2_000, 0, 90.0, ("rewards",)),
+    "full": Scale(5_850, 20_000, LATENCY_RATES, 20.0, 1_000_000, 15, 300.0),
+}
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Referral:
+    advocate_id: str
+    prospect_id: str
+    referral_id: str
+    setup: tuple[tuple[str, str, Record], ...]  # (topic, key, record): profile, share, conversion
+    won: tuple[str, str, Record]
+
+    @property
+    def thank_you(self) -> str:
+        return notification_id(self.advocate_id, self.referral_id, MessageKind.WON, 0)
+
+
+def referrals(program_id: str, tag: str, n: int, now: datetime) -> Iterator[Referral]:
+    """N referrals of N advocates (one WON each: no fraud limit reached), all matched by code."""
+    for i in range(n):
+        adv, prospect, code = f"{tag}-adv-{i}", f"{tag}-pr-{i}", f"{tag}-code-{i}"
+        email = f"{adv}@bench.example"
+        profile_ = AdvocateProfile(
+            program_id=program_id,
+            advocate_id=adv,
+            email=email,
+            display_name=f"Bench Advocate {i}",
+            email_sha256=hashlib.sha256(email.encode()).hexdigest(),
+            opted_out=False,
+            tax_form_on_file=True,
+            updated_at=now - timedelta(days=30),
+        )
+        share = ShareEvent(
+            f"{tag}-sh-{i}", program_id, adv, Channel.SOCIAL, code, now - timedelta(minutes=10)
+        )
+        conversion = ConversionEvent(
+            f"{tag}-cv-{i}", program_id, prospect, now - timedelta(minutes=5), referral_code=code
+        )
+        deal = DealEvent(
+            event_id=f"{tag}-dl-{i}",
+            program_id=program_id,
+            deal_id=f"{tag}-deal-{i}",
+            prospect_id=prospect,
+            stage=DealStage.WON,
+            occurred_at=now - timedelta(minutes=1),
+            amount_minor=100_000,
+            currency="USD",
+        )
+        yield Referral(
+            adv,
+            prospect,
+            referral_id(program_id, prospect),
+            ((ADVOCATES, adv, profile_), (SHARES, adv, share), (CONVERSIONS, prospect, conversion)),
+            (DEALS, deal.deal_id, deal),
+        )
+
+
+class Run:
+    """The broker's topics, the services, the catcher and the follower, shared by the phases."""
+
+    def __init__(self, kafka: KafkaSettings, scale: Scale, work: Path, broker_pid: int | None):
+        self.kafka, self.scale, self.work, self.broker_pid = kafka, scale, work, broker_pid
+        self.names, self.codec = TopicNames(kafka.topic_prefix), AvroCodec()
+        self.program = load_program(DEMO_PROGRAM)
+        self.part = Part("pipeline")
+        self.plan = YearPlan(
+            work=work,
+            program=DEMO_PROGRAM,
+            metrics_ports={s: free_port() for s in SERVICES},
+            api_port=free_port(),
+            smtp_port=free_port(),
+            unsubscribe_port=free_port(),
+            show=say,
+        )
+        self.services = Services(self.plan, kafka)
+        self.mail = StampingCatcher(self.plan.smtp_port)
+        self.follower = Follower(kafka, (STATUS, PAYOUTS, PAYOUTS_V2))
+        self.checks: dict[str, Any] = {}  # counts beside their ground truth, for the smoke test
+        self.profile_lines: list[str] = []
+
+    # -- helpers --------------------------------------------------------------------------------
+    def pids(self) -> dict[str, int]:
+        return {name: self.services.pid(name) for name in SERVICES}
+
+    def cpu(self) -> float:
+        pids = [*self.pids().values(), *([self.broker_pid] if self.broker_pid else [])]
+        return sum(cpu_seconds(pid) for pid in pids)
+
+    async def until(
+        self,
+        check: Callable[[], bool],
+        within: float,
+        what: str,
+        detail: Callable[[], str] = lambda: "",
+    ) -> bool:
+        deadline, shown = time.monotonic() + within, time.monotonic()
+        while time.monotonic() < deadline:
+            if check():
+                return True
+            if time.monotonic() - shown >= 5:
+                say(f"  waiting for {what} ... {detail()}")
+                shown = time.monotonic()
+            await asyncio.sleep(0.05)
+        ok = check()
+        if not ok:
+            say(f"  gave up waiting for {what} after {within:.0f} s")
+        return ok
+
+    async def settle(self, within: float = 60.0, still_s: float = 3.0) -> None:
+        """Until nothing moves (services' records in and out, mail, what the follower reads)
+        for `still_s` seconds."""
+        deadline, last, since = time.monotonic() + within, None, time.monotonic()
+        while time.monotonic() < deadline:
+            await _quiet(self.services, within=min(10.0, within))
+            now = (self.mail.count, *(len(v) for v in self.follower.seen.values()))
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= still_s:
+                return
+            await asyncio.sleep(0.5)
+
+    def payouts_v1(self, since: int = 0) -> list[tuple[float, PayoutCommand]]:
+        seen = self.follower.seen[PAYOUTS][since:]
+        return [(t, r) for t, r in seen if isinstance(r, PayoutCommand)]
+
+    # -- phase 1: the year ------------------------------------------------------------------------
+    async def year(self) -> None:
+        scale = self.scale
+        sim = simulate(scale.year_advocates, 1, datetime.now(UTC), self.program)
+        truth = sim.truth
+        n_events, n_referrals = len(sim.arrivals), len(truth["prospects"])
+        owed, friends = int(truth["rewards_owed"]), int(truth["friend_rewards"]["count"])
+        clawbacks = int(truth["clawbacks"]["count"])
+        say(
+            f"year mix: {scale.year_advocates:,} advocates, {n_events:,} events, "
+            f"{n_referrals:,} referrals, {owed} rewards owed (ground truth)"
+        )
+        config = await put(self.kafka, self.program, "bench")
+        stop = asyncio.Event()
+        finance = Finance(self.kafka)
+        operator = Operator(self.kafka, config.program_id, truth["operator"]["deny"], say)
+        actors = [asyncio.create_task(finance.run(stop)), asyncio.create_task(operator.run(stop))]
+        hooks = pause_hooks(self.plan, self.kafka, self.services, sim)
+        hook_time = [0.0]
+
+        def timed(hook: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+            async def run() -> None:
+                began = time.monotonic()
+                await hook()
+                hook_time[0] += time.monotonic() - began
+
+            return run
+
+        timed_hooks = {i: [timed(h) for h in hs] for i, hs in hooks.items()}
+        progress = Progress(total=n_events, owed=owed)
+        mail0, v1_0 = len(self.mail.accepted), len(self.follower.seen[PAYOUTS])
+        cpu0, t0 = self.cpu(), time.monotonic()
+        await replay(self.kafka, sim, 0.0, progress, timed_hooks)
+        say(f"  year published in {time.monotonic() - t0:.1f} s (pause hooks {hook_time[0]:.1f} s)")
+
+        def v2(kind: PayoutKind, recipient: Recipient) -> int:
+            return len(
+                {
+                    r.payout_id
+                    for _, r in self.follower.seen[PAYOUTS_V2]
+                    if isinstance(r, PayoutCommand) and r.kind is kind and r.recipient is recipient
+                }
+            )
+
+        def settled() -> bool:
+            return (
+                v2(PayoutKind.PAYOUT, Recipient.ADVOCATE) >= owed
+                and v2(PayoutKind.PAYOUT, Recipient.FRIEND) >= friends
+                and v2(PayoutKind.CLAWBACK, Recipient.ADVOCATE)
+                + v2(PayoutKind.CLAWBACK, Recipient.FRIEND)
+                >= clawbacks
+                and len(operator.decided) >= truth["fraud_holds"]
+                and len(finance.paid) >= owed
+            )
+
+        done = await self.until(settled, scale.drain_s, "the year's payouts")
+        if done:
+            await self.settle(within=scale.drain_s)
+        gave_up = time.monotonic()
+        cpu1 = self.cpu()
+        stop.set()
+        await asyncio.gather(*actors)
+        last_status = max((t for t, r in self.follower.seen[STATUS]), default=t0)
+        last_payout = max((t for t, r in self.follower.seen[PAYOUTS_V2]), default=t0)
+        mails = self.mail.accepted[mail0:]
+        last_mail = max((t for t, _, _ in mails), default=t0)
+        if not done:  # unfinished: the time so far, so the rate is an upper bound
+            last_status = last_payout = last_mail = gave_up
+        note = (
+            f"{n_events:,} input events, {scale.year_advocates:,} advocates, "
+            f"{n_referrals:,} referrals, {len(mails):,} messages; includes the planned pause's "
+            f"hooks ({hook_time[0]:.1f} s waiting for quiet services)"
+        )
+        if not done:
+            note = f"NOT FINISHED within {gave_up - t0:.0f} s (an upper bound); " + note
+        self.part.add(
+            "year mix",
+            n_events / (last_mail - t0),
+            "events/s",
+            target=10_000.0,
+            note=f"to the last message ({last_mail - t0:.1f} s); " + note,
+        )
+        self.part.add(
+            "year mix: statuses and payouts",
+            n_events / (max(last_status, last_payout) - t0),
+            "events/s",
+            note=f"to the last status/payout ({max(last_status, last_payout) - t0:.1f} s); " + note,
+        )
+        self.part.add(
+            "CPU-s per 1k referrals",
+            (cpu1 - cpu0) / n_referrals * 1000,
+            "cpu-s/1k referrals",
+            better="lower",
+            note=f"year mix, {n_referrals:,} referrals, {cpu1 - cpu0:.1f} CPU-s of the four "
+            f"service processes{' and the broker' if self.broker_pid else ''} "
+            "(/proc utime+stime), replay start to settled",
+        )
+        self.checks["year"] = {
+            "rewards_owed": owed,
+            "advocate_payouts": v2(PayoutKind.PAYOUT, Recipient.ADVOCATE),
+            "friend_rewards": friends,
+            "friend_payouts": v2(PayoutKind.PAYOUT, Recipient.FRIEND),
+            "messages": len(mails),
+            "payouts_v1": len(self.payouts_v1(v1_0)),
+            "finance_paid": len(finance.paid),
+            "operator_decided": len(operator.decided),
+            "fraud_holds": truth["fraud_holds"],
+        }
+        say(f"  year settled: {self.checks['year']}")
+        paid = {
+            r.referral_id
+            for _, r in self.follower.seen[PAYOUTS_V2]
+            if isinstance(r, PayoutCommand) and r.recipient is Recipient.ADVOCATE
+        }
+        missing = self.checks["year"]["won_without_payout"] = []
+        for prospect, fact in truth["prospects"].items():
+            rid = referral_id(self.program.program_id, prospect)
+            if fact["won"] and rid not in paid:
+                seen = [
+                    (r.status.value, r.reason)
+                    for _, r in self.follower.seen[STATUS]
+                    if isinstance(r, ReferralStatusChanged) and r.referral_id == rid
+                ]
+                if ("REJECTED", "DENIED") not in seen:  # denied by the operator: none owed
+                    missing.append(f"{prospect} {fact['advocate_id']} {seen}")
+                    say(f"  won without a payout: {missing[-1]}")
+
+    # -- phase 2: the all-WON blast -------------------------------------------------------------
+    async def blast(self, tag: str, n: int, measure: bool = True) -> None:
+        now = datetime.now(UTC)
+        refs = list(referrals(self.program.program_id, tag, n, now))
+        wanted = {r.referral_id for r in refs}
+        thank_yous = {r.thank_you for r in refs}
+        encoded = [
+            (self.names(topic), key.encode(), self.codec.encode(record))
+            for r in refs
+            for topic, key, record in (*r.setup, r.won)
+        ]
+        seen0, mail0 = len(self.follower.seen[PAYOUTS]), len(self.mail.accepted)
+        producer = make_producer(self.kafka, client_id=f"bench-{tag}", linger_ms=20)
+        await producer.start()
+        say(f"{'blast' if measure else 'profiled blast'}: {n:,} referrals, {len(encoded):,} events")
+        t0 = time.monotonic()
+        try:
+            for topic, key, value in encoded:
+                await producer.send(topic, value, key=key)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        sent_s = time.monotonic() - t0
+
+        def got() -> set[str]:
+            return {r.referral_id for _, r in self.payouts_v1(seen0)} & wanted
+
+        if not measure:
+            return
+        done = await self.until(lambda: len(got()) >= n, self.scale.drain_s, "the blast's payouts")
+        last = max(
+            (t for t, r in self.payouts_v1(seen0) if r.referral_id in wanted), default=t0 + 1e-9
+        )
+        if not done:  # unfinished: the time so far, so the rate is an upper bound
+            last = time.monotonic()
+        self.part.add(
+            "all-WON blast",
+            len(encoded) / (last - t0),
+            "events/s",
+            note=f"{n:,} referrals (profile, share, conversion, WON deal each), {len(encoded):,} "
+            f"input events, published in {sent_s:.1f} s; every advocate payout readable "
+            f"read_committed on rewards.payouts.v1 after {last - t0:.1f} s"
+            + ("" if done else f"; NOT FINISHED: {len(got()):,}/{n:,} (an upper bound)"),
+        )
+        await self.until(
+            lambda: thank_yous <= {m for _, m, _ in self.mail.accepted[mail0:]},
+            self.scale.drain_s,
+            "the blast's thank-yous",
+        )
+        self.checks["blast"] = {
+            "referrals": n,
+            "payouts": len(got()),
+            "thank_yous": len(thank_yous & {m for _, m, _ in self.mail.accepted[mail0:]}),
+        }
+        say(f"  blast settled: {self.checks['blast']}")
+
+    async def profiled_blast(self, n: int) -> None:
+        seconds = self.scale.profile_s
+        out = self.work / "profile"
+        spy = asyncio.create_task(asyncio.to_thread(profile, self.pids(), seconds, out))
+        await asyncio.sleep(0.5)  # py-spy attached
+        await self.blast("prof", n, measure=False)
+        files = await spy
+        for name, path in files.items():
+            total, top = top_own(path)
+            self.profile_lines.append(f"{name} ({total:,} samples, {seconds} s, all-WON blast):")
+            self.profile_lines += [f"  {pct:5.1f}% own  {fn}" for fn, pct in top]
+            self.profile_lines += [f"  {pct:5.1f}% incl {fn}" for fn, pct in top_total(path)]
+        await self.settle(within=self.scale.drain_s)
+
+    # -- phase 3: latency at fixed offered rates ------------------------------------------------
+    async def latency(self, rate: int) -> None:
+        seconds, per_s = self.scale.rate_seconds, rate / 4
+        n = max(1, int(per_s * seconds))
+        refs = list(referrals(self.program.program_id, f"r{rate}", n, datetime.now(UTC)))
+        sent: dict[str, float] = {}  # referral_id -> WON sent
+        producer = make_producer(self.kafka, client_id=f"bench-rate-{rate}")
+        await producer.start()
+        say(f"latency @{rate}/s: {n:,} referrals over {seconds:.0f} s (WONs {LEAD_S:.0f} s later)")
+        seen0, mail0 = len(self.follower.seen[PAYOUTS]), len(self.mail.accepted)
+        t0 = time.monotonic()
+        setups = wons = 0
+        try:
+            while wons < n:
+                elapsed = time.monotonic() - t0
+                due_setups = min(n, int(elapsed * per_s) + 1)
+                due_wons = min(n, max(0, int((elapsed - LEAD_S) * per_s) + 1))
+                for r in refs[setups:due_setups]:
+                    for topic, key, record in r.setup:
+                        await producer.send(
+                            self.names(topic), self.codec.encode(record), key=key.encode()
+                        )
+                setups = max(setups, due_setups)
+                for r in refs[wons:due_wons]:
+                    topic, key, record = r.won
+                    value = self.codec.encode(record)
+                    sent[r.referral_id] = time.monotonic()
+                    await producer.send(self.names(topic), value, key=key.encode())
+                wons = max(wons, due_wons)
+                await asyncio.sleep(0.002)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        span = time.monotonic() - t0
+        thank = {r.thank_you: r.referral_id for r in refs}
+
+        def payouts() -> dict[str, float]:
+            return {r.referral_id: t for t, r in self.payouts_v1(seen0) if r.referral_id in sent}
+
+        def smtp() -> dict[str, float]:
+            got: dict[str, float] = {}
+            for t, mid, _ in self.mail.accepted[mail0:]:
+                if mid in thank:
+                    got.setdefault(thank[mid], t)
+            return got
+
+        await self.until(lambda: len(payouts()) >= n, self.scale.drain_s, "payouts")
+        await self.until(lambda: len(smtp()) >= n, self.scale.drain_s, "thank-yous")
+        offered = 4 * n / max(span - LEAD_S, 1e-9)  # both streams run but for the lead
+        note = (
+            f"offered {offered:,.0f} input events/s for {span:.1f} s: per referral its profile, "
+            f"share and conversion, its WON deal {LEAD_S:.0f} s later (WONs = 1/4 of the rate)"
+        )
+        for what, got, target in (
+            ("WON→payout", payouts(), WON_TO_PAYOUT_P99_MS),
+            ("WON→SMTP", smtp(), WON_TO_SMTP_P99_MS),
+        ):
+            lat = [(got[rid] - sent[rid]) * 1000 for rid in got]
+            if not lat:
+                say(f"  no {what} measured at {rate}/s")
+                continue
+            for q, ms in zip(("p50", "p90", "p99"), percentiles(lat), strict=True):
+                self.part.add(
+                    f"{what} {q} @{rate}/s",
+                    ms,
+                    "ms",
+                    better="lower",
+                    target=target if (q == "p99" and rate == 1_000) else None,
+                    note=f"{len(lat):,}/{n:,} WONs measured; " + note,
+                )
+        self.checks.setdefault("latency", {})[rate] = {
+            "wons": n,
+            "payouts": len(payouts()),
+            "thank_yous": len(smtp()),
+        }
+        await self.settle(within=self.scale.drain_s)
+
+    # -- phase 4: a million advocates of state ------------------------------------------------
+    async def state(self) -> None:
+        n = self.scale.advocates
+        say(f"state: bulk-loading {n:,} advocates (and a share for one in ten)")
+        t0 = time.monotonic()
+        profiles, shares = await bulkload.load(self.kafka, self.program.program_id, n, show=say)
+        load_s = time.monotonic() - t0
+        say(f"  {profiles:,} profiles and {shares:,} shares written in {load_s:.1f} s")
+        ends = await self._ends((ADVOCATES, SHARES))
+        consumers = {"attribution": (ADVOCATES, SHARES), "rewards": (ADVOCATES,)}
+        consumers["notifications"] = (ADVOCATES, SHARES)
+
+        def caught_up() -> bool:
+            try:
+                return all(
+                    self.services.topic_in(s, t) >= ends[t]
+                    for s, topics in consumers.items()
+                    for t in topics
+                )
+            except OSError:
+                return False
+
+        def where() -> str:
+            try:
+                return ", ".join(
+                    f"{s} {t.split('.')[1]} {self.services.topic_in(s, t):,.0f}/{ends[t]:,}"
+                    for s, topics in consumers.items()
+                    for t in topics
+                )
+            except OSError:
+                return ""
+
+        done = await self.until(
+            caught_up, max(self.scale.drain_s, 900.0), "the services to catch up", where
+        )
+        caught = time.monotonic() - t0
+        unfinished = "" if done else f"; NOT CAUGHT UP ({where()}): an upper bound"
+        self.part.add(
+            "bulk load: advocates consumed",
+            n / caught,
+            "advocates/s",
+            note=f"{n:,} profiles + {shares:,} shares written by bench/bulkload.py in "
+            f"{load_s:.1f} s; consumed by attribution, rewards and notifications after "
+            f"{caught:.1f} s" + unfinished,
+        )
+        await self.settle(within=60.0)
+        hwm = {name: vm_hwm_mb(pid) for name, pid in self.pids().items()}
+        for name in SERVICES:
+            self.part.add(
+                f"peak RSS {name}",
+                hwm[name],
+                "MB",
+                better="lower",
+                target=250.0,
+                note=f"VmHWM with {n:,} bulk-loaded advocates of state, after this run's "
+                "earlier phases",
+            )
+        label = f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
+        for name in self.scale.restarts:
+            seconds = await asyncio.to_thread(self.services.restart, name)
+            self.part.add(
+                f"restart to ready @{label} advocates {name}",
+                seconds,
+                "s",
+                better="lower",
+                target=30.0,
+                note=f"SIGTERM, start again, until /readyz answers; {n:,} bulk-loaded "
+                "advocates (local state kept)",
+            )
+
+    async def _ends(self, topics: tuple[str, ...]) -> dict[str, int]:
+        consumer = make_consumer(self.kafka, client_id="bench-ends")
+        await consumer.start()
+        try:
+            from referrals.streams.kafka import partitions_of
+
+            out = {}
+            for t in topics:
+                parts = await partitions_of(consumer, self.names(t))
+                out[t] = sum((await consumer.end_offsets(parts)).values())
+            return out
+        finally:
+            await consumer.stop()
+
+
+PHASES = ("year", "blast", "latency", "state")
+RUNS: list[Run] = []
+
+
+async def run(
+    kafka: KafkaSettings,
+    scale: Scale,
+    work: Path,
+    broker_pid: int | None,
+    phases: tuple[str, ...] = PHASES,
+) -> Run:
+    admin = make_admin(kafka, "bench")
+    await admin.start()
+    try:
+        await create_topics(admin, TopicNames(kafka.topic_prefix), partitions=PARTITIONS)
+    finally:
+        await admin.close()
+    r = Run(kafka, scale, work, broker_pid)
+    RUNS.append(r)  # saved by `main` even when interrupted
+    r.mail.__enter__()
+    try:
+        await put(kafka, r.program, "bench")  # the services find the program at start-up
+        say("starting the services (separate processes)")
+        await asyncio.to_thread(r.services.start)
+        await r.follower.start()
+        try:
+            if "year" in phases:
+                await r.year()
+            if "blast" in phases:
+                await r.blast("blast", scale.blast)
+                await r.settle(within=scale.drain_s)
+                if scale.profile_s:
+                    await r.profiled_blast(min(scale.blast, 5_000))
+            if "latency" in phases:
+                for rate in scale.rates:
+                    await r.latency(rate)
+            if "state" in phases:
+                await r.state()
+        finally:
+            await r.follower.close()
+            codes = await asyncio.to_thread(r.services.stop)
+            say("services stopped: " + ", ".join(f"{n} {c}" for n, c in codes.items()))
+    finally:
+        r.mail.__exit__()
+    return r
+
+
+def _stop_services() -> None:
+    """The services of an interrupted run (an interrupted event loop skips `run`'s finally)."""
+    for r in RUNS:
+        if any(p.poll() is None for p in r.services.procs.values()):
+            r.services.stop()
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="full")
+    parser.add_argument("--bootstrap")
+    parser.add_argument("--advocates", type=int, help="bulk-loaded advocates (default: scale's)")
+    parser.add_argument("--year-advocates", type=int, help="the year's advocates")
+    parser.add_argument("--blast", type=int, help="the blast's referrals")
+    parser.add_argument("--rate-seconds", type=float, help="seconds at each offered rate")
+    parser.add_argument("--drain-s", type=float, help="the longest wait for a phase to drain")
+    parser.add_argument("--rates", help="offered input events/s, comma-separated")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--phases", default=",".join(PHASES), help="a subset, comma-separated")
+    parser.add_argument("--keep", type=Path, help="keep logs and state in this folder")
+    args = parser.parse_args(argv)
+    scale = SCALES[args.scale]
+    overrides = {
+        "advocates": args.advocates,
+        "year_advocates": args.year_advocates,
+        "blast": args.blast,
+        "rate_seconds": args.rate_seconds,
+        "drain_s": args.drain_s,
+        "rates": tuple(int(x) for x in args.rates.split(",")) if args.rates else None,
+    }
+    scale = replace(scale, **{k: v for k, v in overrides.items() if v is not None})
+    # SIGTERM stops the services and the broker this run started, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _terminated)
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    began = time.monotonic()
+    phases = tuple(p for p in args.phases.split(",") if p)
+    quiet_client_logs()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+            work = args.keep or Path(tmp)
+            if args.bootstrap:
+                kafka = KafkaSettings(bootstrap_servers=args.bootstrap, topic_prefix=prefix)
+                asyncio.run(run(kafka, scale, work, None, phases))
+            else:
+                cfg = broker.BrokerConfig(
+                    port=free_port(), controller_port=free_port(), data_dir=work / "kafka"
+                )
+                say(f"starting the project's broker on {cfg.bootstrap}")
+                pid = broker.start(cfg)
+                try:
+                    kafka = KafkaSettings(bootstrap_servers=cfg.bootstrap, topic_prefix=prefix)
+                    asyncio.run(run(kafka, scale, work, pid, phases))
+                finally:
+                    _stop_services()
+                    broker.stop(cfg)
+    finally:
+        _stop_services()
+        # What was measured is saved, also when a phase failed or the run was interrupted.
+        for r in RUNS:
+            save(r.part, args.results)
+            checks = args.results / "pipeline-checks.json"
+            checks.write_text(json.dumps(r.checks, indent=2, default=str) + "\n")
+            if r.profile_lines:
+                text = "\n".join(r.profile_lines) + "\n"
+                (args.results / "pipeline-profile.txt").write_text(text)
+                print(text)
+    say(f"pipeline bench done in {time.monotonic() - began:.0f} s: {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

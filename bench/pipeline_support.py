@@ -1,0 +1,248 @@
+"""The pipeline bench's instruments: a stamping SMTP catcher, a read_committed follower that
+stamps when each record became readable, the services as processes that can be restarted one
+by one, /proc readings (CPU-seconds, peak RSS) and the py-spy profile summary.
+
+Every stamp is `time.monotonic()` in the bench's own process (the producer, the follower and
+the SMTP catcher all live there), so latencies need no clock agreement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from referrals.contract.avro import AvroCodec
+from referrals.contract.records import Record
+from referrals.contract.topics import TopicNames
+from referrals.platform.settings import KafkaSettings
+from referrals.streams.kafka import make_consumer, partitions_of
+from referrals.tools.program_year import ROOT, SERVICES, MailCatcher, ServiceProcesses, _http_ok
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+_MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^@>]+)@", re.IGNORECASE | re.MULTILINE)
+_KIND = re.compile(rb"^X-Referrals-Kind:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+class StampingCatcher(MailCatcher):
+    """The year's SMTP catcher, also stamping each accepted message: (monotonic time,
+    notification id from its Message-ID, kind from X-Referrals-Kind)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.accepted: list[tuple[float, str, str]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        at = time.monotonic()
+        content = envelope.content or b""
+        head = content.split(b"\r\n\r\n", 1)[0]
+        mid, kind = _MESSAGE_ID.search(head), _KIND.search(head)
+        self.accepted.append(
+            (at, mid.group(1).decode() if mid else "", kind.group(1).decode() if kind else "")
+        )
+        self.count += 1
+        return "250 OK"
+
+
+class Follower:
+    """Reads `topics` read_committed from their end at `start` (or their beginning), decoding
+    each record and stamping the moment it was returned: `seen[topic]` is a list of
+    (monotonic time, record)."""
+
+    def __init__(self, kafka: KafkaSettings, topics: Sequence[str], from_start: bool = False):
+        self.kafka, self.topics, self.from_start = kafka, topics, from_start
+        self.seen: dict[str, list[tuple[float, Record]]] = {t: [] for t in topics}
+        self.stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+        await self._ready.wait()
+
+    async def close(self) -> None:
+        self.stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        names, codec = TopicNames(self.kafka.topic_prefix), AvroCodec()
+        consumer = make_consumer(self.kafka, client_id="bench-follower", fetch_max_wait_ms=50)
+        await consumer.start()
+        try:
+            logical = {names(t): t for t in self.topics}
+            parts = [tp for t in self.topics for tp in await partitions_of(consumer, names(t))]
+            consumer.assign(parts)
+            if self.from_start:
+                await consumer.seek_to_beginning(*parts)
+            else:
+                await consumer.seek_to_end(*parts)
+                for tp in parts:
+                    await consumer.position(tp)
+            self._ready.set()
+            while not self.stop.is_set():
+                batch = await consumer.getmany(timeout_ms=100, max_records=5000)
+                at = time.monotonic()
+                for tp, messages in batch.items():
+                    seen = self.seen[logical[tp.topic]]
+                    for msg in messages:
+                        seen.append((at, codec.decode(msg.value)))
+        finally:
+            self._ready.set()
+            await consumer.stop()
+
+
+class Services(ServiceProcesses):
+    """`ServiceProcesses` plus restarting one service and its process ids."""
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+    def restart(self, name: str, within: float = 300.0) -> float:
+        """SIGTERM `name`, wait for it to exit, start it again with the same environment;
+        returns seconds from the new process's start to its /readyz answering."""
+        proc = self.procs[name]
+        proc.terminate()
+        proc.wait(timeout=120)
+        args = proc.args
+        env = self._env(name)
+        log = (self.plan.work / "logs" / f"{name}.log").open("ab")
+        self.logs.append(log)
+        began = time.monotonic()
+        self.procs[name] = subprocess.Popen(
+            args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+        port = self.plan.metrics_ports[name]
+        while time.monotonic() - began < within:
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited on restart; see its log")
+            if _http_ok(port, "/readyz"):
+                return time.monotonic() - began
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} not ready within {within:.0f} s of its restart")
+
+    def _env(self, name: str) -> dict[str, str]:
+        """The environment `ServiceProcesses.start` gives `name` (same keys, same values)."""
+        up, plan = name.upper(), self.plan
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            "KAFKA_TOPIC_PREFIX": self.kafka.topic_prefix,
+            f"{up}_METRICS_PORT": str(plan.metrics_ports[name]),
+            f"{up}_STATE_DIR": str(plan.work / "state" / name),
+            f"{up}_GROUP_ID": f"{self.kafka.topic_prefix}referrals-{name}",
+            "NOTIFICATIONS_SMTP_PORT": str(plan.smtp_port),
+            "NOTIFICATIONS_UNSUBSCRIBE_PORT": str(plan.unsubscribe_port),
+            "API_GRPC_PORT": str(plan.api_port),
+            "API_TOKENS_FILE": str(plan.work / "api-tokens.txt"),
+        }
+
+    def topic_in(self, service: str, topic: str) -> float:
+        """records_in of one input topic (logical name) on a service's /metrics."""
+        from referrals.tools.program_year import _http_get
+
+        body = _http_get(self.plan.metrics_ports[service], "/metrics")
+        want = f'referrals_records_in_total{{topic="{topic}"}}'
+        return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if want in line)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (and its reaped children: cutime + cstime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # fields[0] is state (field 3); utime is field 14 -> index 11.
+    return sum(int(f) for f in fields[11:15]) / CLK_TCK
+
+
+def vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentiles(values: Iterable[float]) -> tuple[float, float, float]:
+    """p50, p90, p99 of `values` (at least one)."""
+    data = sorted(values)
+    if len(data) == 1:
+        return data[0], data[0], data[0]
+    q = statistics.quantiles(data, n=100, method="inclusive")
+    return q[49], q[89], q[98]
+
+
+def profile(pids: dict[str, int], seconds: int, out: Path) -> dict[str, Path]:
+    """Starts `py-spy record` (raw collapsed stacks) on each pid; returns the files once done.
+    Empty when py-spy is not installed."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        return {}
+    out.mkdir(parents=True, exist_ok=True)
+    procs, files = [], {}
+    for name, pid in pids.items():
+        path = out / f"{name}.txt"
+        cmd = [str(spy), "record", "-d", str(seconds), "-f", "raw", "-o", str(path)]
+        cmd += ["--pid", str(pid), "--nonblocking"]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        files[name] = path
+    for p in procs:
+        p.wait()
+    return {n: f for n, f in files.items() if f.exists()}
+
+
+def top_own(raw: Path, n: int = 10) -> tuple[int, list[tuple[str, float]]]:
+    """The n functions with the most own (leaf) samples in a py-spy raw file, as % of all."""
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        leaf = stack.rsplit(";", 1)[-1]
+        own[leaf] += int(count)
+        total += int(count)
+    return total, [(f, 100.0 * c / total) for f, c in own.most_common(n)] if total else []
+
+
+def top_total(
+    raw: Path, n: int = 10, under: str = "referrals/|services/"
+) -> list[tuple[str, float]]:
+    """The n project functions (path matching `under`) with the most inclusive samples (the
+    function anywhere on the stack), as % of all samples."""
+    pattern = re.compile(under)
+    total_of: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        total += int(count)
+        for frame in set(stack.split(";")):
+            if pattern.search(frame):
+                total_of[frame] += int(count)
+    if not total:
+        return []
+    # Entry points (main, run_service, ...) are on every stack: leave them out.
+    ranked = [(f, 100.0 * c / total) for f, c in total_of.most_common() if c < 0.95 * total]
+    return ranked[:n]
+
+
+def wait_until(check: Callable[[], bool], within: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(step)
+    return check()
+
+
+__all__ = ["SERVICES", "Follower", "Services", "StampingCatcher"]
