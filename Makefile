@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 JARS   := deploy/kafka/lib/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: setup venv jars schemas protos check test test-unit test-integration demo faults bench broker-start broker-stop clean
+.PHONY: setup venv jars schemas protos check test test-unit test-integration demo faults bench bench-smoke broker-start broker-stop clean
 
 setup: $(STAMP) $(JARS)
 
@@ -78,6 +78,11 @@ bench: setup $(VENV)/.bench
 	test ! -f bench/pipeline.py || BENCH_SCALE=$(BENCH_SCALE) $(BIN)/python bench/pipeline.py
 	BENCH_SCALE=$(BENCH_SCALE) $(BIN)/python bench/api_portal.py
 	$(BIN)/python bench/report.py
+
+# The benchmarks' smoke runs too slow for `make test` (the pipeline's: four service processes,
+# about two minutes), so that bench/pipeline.py cannot rot unnoticed.
+bench-smoke: setup
+	$(BIN)/python -m pytest -m bench_smoke $(PYTEST_ARGS)
 
 # The bench extras (faust-streaming, py-spy) in the project's venv; Quix Streams in a venv of
 # its own (its pins, pydantic<2.14 among them, conflict with ours): bench/quix-requirements.txt.

@@ -14,7 +14,7 @@ import pytest
 
 from referrals.platform.settings import KafkaSettings
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.bench_smoke]
 
 ROOT = Path(__file__).resolve().parents[2]
 
