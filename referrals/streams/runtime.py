@@ -843,6 +843,13 @@ class StreamRuntime:
             await self._settle()
             wanted = frozenset(tp.partition for tp in assigned)
             await self._close_tasks(frozenset(self._producers) - wanted)
+            kept = wanted & frozenset(self._producers)
+            if kept and self._consumer is not None:
+                # The consumer forgot every position with the old assignment and would read
+                # the committed offsets without require_stable: our own last transaction,
+                # committed a moment ago, may not show there yet, and its records would be
+                # read and written again. Read them as a task's new owner does.
+                await self._seek_committed(kept)
             self._wanted = wanted
             self._pause(wanted - frozenset(self._producers))
             self._bump()
