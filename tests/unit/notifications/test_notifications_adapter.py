@@ -5,12 +5,14 @@ runtime's: tests/unit/streams)."""
 
 from __future__ import annotations
 
+import contextlib
 import email as email_package
 import email.policy
 import hashlib
 import hmac
 import json
 import socket
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from email.message import EmailMessage
@@ -354,6 +356,20 @@ def test_the_journal_is_read_once_and_a_torn_one_is_ignored(tmp_path: Path) -> N
     assert not (tmp_path / "journal" / "task-3.json").exists()
 
 
+@contextlib.contextmanager
+def _relay(handler: object) -> Iterator[smtp.SmtpTransport]:
+    """A local aiosmtpd relay with `handler`'s hooks, and a transport to it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield smtp.SmtpTransport(NotificationsSettings(smtp_port=port))
+    finally:
+        controller.stop()
+
+
 async def test_smtp_sessions_are_reused_across_messages() -> None:
     class Catch:
         sessions: set[int] = set()
@@ -364,19 +380,11 @@ async def test_smtp_sessions_are_reused_across_messages() -> None:
             Catch.count += 1
             return "250 OK"
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = Controller(Catch(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        transport = smtp.SmtpTransport(NotificationsSettings(smtp_port=port))
+    with _relay(Catch()) as transport:
         for i in range(5):
             wire = f"Subject: m{i}\r\n\r\nhi\r\n".encode()
             await transport.send(wire, "from@example.com", "to@example.com")
         await transport.close()
-    finally:
-        controller.stop()
     assert Catch.count == 5
     assert len(Catch.sessions) == 1  # one SMTP session carried all five messages
 
@@ -399,18 +407,10 @@ async def test_the_ehlo_name_is_looked_up_once_not_for_every_session(
 
     lookups: list[str] = []
     monkeypatch.setattr(smtp, "ehlo_name", lambda: lookups.append("x") or "me.example")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = Controller(Catch(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        transport = smtp.SmtpTransport(NotificationsSettings(smtp_port=port))
+    with _relay(Catch()) as transport:
         for _ in range(2):  # two sessions: the first is ended (QUIT) before the second
             await transport.send(b"Subject: s\r\n\r\nhi\r\n", "f@example.com", "t@example.com")
             await transport.close()
-    finally:
-        controller.stop()
     assert Catch.names == ["me.example", "me.example"]
     assert lookups == ["x"]
 
@@ -434,21 +434,13 @@ async def test_the_envelope_names_the_programs_address_and_a_refused_recipient_i
             Catch.envelopes.append(entry)
             return "250 OK"
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = Controller(Catch(), hostname="127.0.0.1", port=port)
-    controller.start()
     wire = _wire(_message(), html=None)
-    try:
-        transport = smtp.SmtpTransport(NotificationsSettings(smtp_port=port))
+    with _relay(Catch()) as transport:
         await transport.send(wire, "Acme Referrals <referrals@acme.example>", "alex@example.com")
         with pytest.raises(PermanentFailure) as refused:
             await transport.send(wire, "referrals@acme.example", "gone@example.com")
         await transport.send(wire, "referrals@acme.example", '"alex doe"@example.com')
         await transport.close()
-    finally:
-        controller.stop()
     assert refused.value.reason == "RECIPIENT_REFUSED"
     [first, second] = Catch.envelopes
     assert first[:2] == ("referrals@acme.example", ["alex@example.com"])
