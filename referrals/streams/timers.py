@@ -75,7 +75,8 @@ class TimerIndex:
                 continue
             self.store.put(_BY_ID + timer_id.encode("utf-8"), due_ms.to_bytes(_DUE_BYTES, "big"))
             count += 1
-        self._put_count(count)
+        if count:  # an empty index writes nothing: reading it must not add changelog entries
+            self._put_count(count)
         return count
 
     def _put_count(self, count: int) -> None:

@@ -144,3 +144,16 @@ def test_indexing_an_old_store_undone_with_its_record_is_done_again() -> None:
     store.undo_record()  # that record failed: the index's own writes are gone too
     index.set("a", 500)  # must replace a's timer, not add a second one
     assert _timer_keys(store) == [timer_key(500, "a")] and len(index) == 1
+
+
+def test_reading_or_emptying_an_index_writes_nothing_it_does_not_need() -> None:
+    store = _store()
+    index = TimerIndex(Keyspace(store, b"w"))
+    assert len(index) == 0 and index.due_ms("a") is None and index.pop_due(10, limit=5) == []
+    assert store.changes() == []  # an empty index costs no changelog entry per transaction
+    index.set("a", 5)
+    store.commit()
+    assert index.pop_due(10, limit=5) == [Timer(5, "a")]
+    store.commit()
+    assert len(index) == 0 and list(Keyspace(store, b"w").items()) == []
+    assert store.changes() == []
