@@ -222,8 +222,12 @@ class Run:
         return {name: self.services.pid(name) for name in SERVICES}
 
     def cpu(self) -> float:
-        pids = [*self.pids().values(), *([self.broker_pid] if self.broker_pid else [])]
-        return sum(cpu_seconds(pid) for pid in pids)
+        return sum(self.cpu_by_process().values())
+
+    def cpu_by_process(self) -> dict[str, float]:
+        """CPU-seconds so far of each service process and the broker (when the bench runs it)."""
+        pids = {**self.pids(), **({"broker": self.broker_pid} if self.broker_pid else {})}
+        return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
     async def until(
         self,
@@ -293,7 +297,7 @@ class Run:
         timed_hooks = {i: [timed(h) for h in hs] for i, hs in hooks.items()}
         progress = Progress(total=n_events, owed=owed)
         mail0, v1_0 = len(self.mail.accepted), len(self.follower.seen[PAYOUTS])
-        cpu0, t0 = self.cpu(), time.monotonic()
+        cpu0, t0 = self.cpu_by_process(), time.monotonic()
         await replay(self.kafka, sim, 0.0, progress, timed_hooks)
         say(f"  year published in {time.monotonic() - t0:.1f} s (pause hooks {hook_time[0]:.1f} s)")
 
@@ -321,7 +325,8 @@ class Run:
         if done:
             await self.settle(within=scale.drain_s)
         gave_up = time.monotonic()
-        cpu1 = self.cpu()
+        cpu1 = self.cpu_by_process()
+        used = {name: cpu1[name] - cpu0.get(name, 0.0) for name in cpu1}
         stop.set()
         await asyncio.gather(*actors)
         last_status = max((t for t, r in self.follower.seen[STATUS]), default=t0)
@@ -352,12 +357,14 @@ class Run:
         )
         self.part.add(
             "CPU-s per 1k referrals",
-            (cpu1 - cpu0) / n_referrals * 1000,
+            sum(used.values()) / n_referrals * 1000,
             "cpu-s/1k referrals",
             better="lower",
-            note=f"year mix, {n_referrals:,} referrals, {cpu1 - cpu0:.1f} CPU-s of the four "
-            f"service processes{' and the broker' if self.broker_pid else ''} "
-            "(/proc utime+stime), replay start to settled",
+            note=f"year mix, {n_referrals:,} referrals, {sum(used.values()):.1f} CPU-s of the "
+            f"four service processes{' and the broker' if self.broker_pid else ''} "
+            "(/proc utime+stime), replay start to settled: "
+            + ", ".join(f"{name} {cpu:.1f}" for name, cpu in sorted(used.items())),
+            detail={"cpu_s": {name: round(cpu, 2) for name, cpu in used.items()}},
         )
         self.checks["year"] = {
             "rewards_owed": owed,

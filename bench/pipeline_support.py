@@ -2,8 +2,8 @@
 stamps when each record became readable, the services as processes that can be restarted one
 by one, /proc readings (CPU-seconds, peak RSS) and the py-spy profile summary.
 
-Every stamp is `time.monotonic()` in the bench's own process (the producer, the follower and
-the SMTP catcher all live there), so latencies need no clock agreement.
+Every stamp is `time.monotonic()`, the system-wide monotonic clock: the producer and the
+follower stamp in the bench's own process, the SMTP relay (`bench/mailsink.py`) in its own.
 """
 
 from __future__ import annotations
@@ -14,42 +14,64 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.records import Record
 from referrals.contract.topics import TopicNames
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.kafka import make_consumer, partitions_of
-from referrals.tools.program_year import ROOT, SERVICES, MailCatcher, ServiceProcesses, _http_ok
+from referrals.tools.program_year import ROOT, SERVICES, ServiceProcesses, _http_ok
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-_MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^@>]+)@", re.IGNORECASE | re.MULTILINE)
-_KIND = re.compile(rb"^X-Referrals-Kind:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 
 
-class StampingCatcher(MailCatcher):
-    """The year's SMTP catcher, also stamping each accepted message: (monotonic time,
-    notification id from its Message-ID, kind from X-Referrals-Kind)."""
+class StampingCatcher:
+    """The year's SMTP relay (`bench/mailsink.py`, a process of its own), stamping each accepted
+    message: `accepted` holds (monotonic time, notification id from its Message-ID, kind from
+    X-Referrals-Kind), read from the relay's stdout by a thread."""
 
     def __init__(self, port: int) -> None:
-        super().__init__(port)
+        self.port = port
         self.accepted: list[tuple[float, str, str]] = []
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        at = time.monotonic()
-        content = envelope.content or b""
-        head = content.split(b"\r\n\r\n", 1)[0]
-        mid, kind = _MESSAGE_ID.search(head), _KIND.search(head)
-        self.accepted.append(
-            (at, mid.group(1).decode() if mid else "", kind.group(1).decode() if kind else "")
+    @property
+    def count(self) -> int:
+        return len(self.accepted)
+
+    def __enter__(self) -> StampingCatcher:
+        self._proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("mailsink.py")), str(self.port)],
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        self.count += 1
-        return "250 OK"
+        assert self._proc.stdout is not None
+        first = self._proc.stdout.readline()
+        if not first.startswith("ready"):
+            self._proc.kill()
+            raise RuntimeError(f"the bench's SMTP relay did not start on :{self.port}: {first!r}")
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            at, mid, kind = line.split()
+            self.accepted.append((float(at), mid, kind))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+        if self._reader is not None:
+            self._reader.join(5)
 
 
 class Follower:

@@ -79,6 +79,8 @@ Clock = Callable[[], datetime]
 MAX_OPEN_FAILURES = 8
 BROKER_PROBE_S = 5.0
 LAG_EVERY_S = 0.5
+# The longest a task's batch holds the event loop before other work gets a turn (`_run_task`).
+SLICE_S = 0.005
 
 
 def utc_now() -> datetime:
@@ -463,9 +465,17 @@ class StreamRuntime:
         now = self.clock()
         pending: list[_Pending] = []
         offsets: dict[TopicPartition, int] = {}
+        # A batch is handled in slices of at most SLICE_S of CPU, the event loop running in
+        # between: a backlog of thousands of records is a second of work, and while it ran
+        # nothing else did (heartbeats, fetches, the other tasks' commits, the notifications
+        # sender's SMTP conversations, each of whose four round trips waited for a turn).
+        yield_at = time.perf_counter() + SLICE_S
         for tp, msg in messages:
             offsets[tp] = msg.offset + 1
             pending.extend(self._handle(tp, msg, now))
+            if time.perf_counter() >= yield_at:
+                await asyncio.sleep(0)
+                yield_at = time.perf_counter() + SLICE_S
         if due and time.monotonic() >= self._timers_at.get(task, 0.0):
             try:
                 pending.extend(self._encode(self.p.punctuate(task, now)))

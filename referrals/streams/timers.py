@@ -16,7 +16,8 @@ due now. It is stored as the epoch (0) and fires at the next `pop_due`; it is ne
 
 Stores written before the id and count keys existed (timer keys only) are indexed once, when
 the task opens (those writes commit with the task's next transaction): a store without a count
-key is read from its first timer key, which costs one seek when it has none.
+key is read from its first timer key, which costs one seek when it has none; once that found
+none, the index trusts its own count and no count key means no timers.
 """
 
 from __future__ import annotations
@@ -57,11 +58,17 @@ class TimerIndex:
 
     def __init__(self, store: Keyspace) -> None:
         self.store = store
+        # True once a look found no timer keys of the old layout: from then on no count key
+        # means no timers (every write keeps the count), and reading the count is one get,
+        # not a scan of the keyspace (it is read by every `set`, so once per record or more).
+        self._current = False
         self._count()
 
     def _count(self) -> int:
         count = self.store.get(_COUNT)
-        return self._index_old_layout() if count is None else _int(count)
+        if count is not None:
+            return _int(count)
+        return 0 if self._current else self._index_old_layout()
 
     def _index_old_layout(self) -> int:
         """Adds the id and count keys to a store that holds timer keys only (an id found twice
@@ -77,6 +84,8 @@ class TimerIndex:
             count += 1
         if count:  # an empty index writes nothing: reading it must not add changelog entries
             self._put_count(count)
+        else:  # nothing to index; had it written keys, undoing its record could lose them
+            self._current = True
         return count
 
     def _put_count(self, count: int) -> None:

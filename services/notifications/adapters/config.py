@@ -33,7 +33,12 @@ class NotificationsSettings(ServiceSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_timeout_s: float = 10.0
-    smtp_max_connections: int = 10
+    # Sessions open to the relay at once. A message is four round trips (MAIL, RCPT, DATA, the
+    # body), each waiting for a turn of the event loop, which is busy with the stream: under
+    # load a turn takes tens of ms, so the relay's share of the sender is connections / (4 x
+    # turn). 10 sessions capped it near 120 messages/s while the stream ran (measured), and the
+    # thank-yous queued for seconds. Relays take more (Postfix: 50 per client by default).
+    smtp_max_connections: int = 32
     # The right-hand side of every Message-ID: <notification_id@domain>.
     message_id_domain: str = "referrals.local"
     # -- retries: exponential backoff with jitter, base * 2^(tries-1), capped (domain.retry) --
