@@ -248,6 +248,25 @@ async def _quiet(services: ServiceProcesses, within: float = 30.0) -> None:
         await asyncio.sleep(0.2)
 
 
+STREAMS = ("attribution", "rewards", "notifications")
+
+
+async def _followed(services: ServiceProcesses, version: int, within: float = 10.0) -> None:
+    """Waits until the three stream services apply the program's config `version` (their
+    referrals_program_version gauge; the demo runs one program), at most `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            versions = await asyncio.to_thread(
+                lambda: [services.metric(n, "referrals_program_version") for n in STREAMS]
+            )
+        except OSError:
+            versions = []
+        if versions and min(versions) >= version:
+            return
+        await asyncio.sleep(0.05)
+
+
 def _activity(services: ServiceProcesses) -> float:
     try:
         return sum(
@@ -273,7 +292,7 @@ def pause_hooks(
             doc = replace(load_program(plan.program), status=status)
             config = await put(kafka, doc, "demo")
             plan.show(f"program {config.program_id} v{config.version}: {status.value}")
-            await asyncio.sleep(1.0)  # the services follow programs.config.v1 within a poll
+            await _followed(services, config.version)
 
         return hook
 
