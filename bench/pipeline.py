@@ -18,9 +18,12 @@ One broker, one set of topics, one set of service processes, in this order:
    are a quarter of the offered rate; WON -> advocate payout readable (read_committed) and
    WON -> WON thank-you accepted by SMTP (its Message-ID is the notification id, derived here
    with the notifications service's own function), p50/p90/p99.
-4. state: a bulk loader (`bench/bulkload.py`) writes 1,000,000 advocate profiles (and a share
-   for one in ten); once the services have consumed them, each service's peak RSS (VmHWM);
-   then each is stopped (SIGTERM) and started again: seconds to /readyz.
+4. state: a bulk loader (`bench/stateload.py`) writes 1,000,000 advocate profiles (and a share
+   for one in ten) to the input topics, and rewards' and notifications' state for them (built
+   by their own processors) to their changelogs while they are stopped; seconds from their
+   start to every task restored; attribution reads the profiles as global tables meanwhile;
+   then each service's peak RSS (VmHWM), and each is stopped (SIGTERM) and started again:
+   seconds to every task open (and to /readyz).
 
     .venv/bin/python bench/pipeline.py [--scale smoke|full] [--bootstrap HOST:PORT]
 
@@ -49,7 +52,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import bulkload
+from bench import stateload
 from bench.figures import RESULTS, Part, save
 from bench.pipeline_support import (
     Follower,
@@ -563,48 +566,67 @@ class Run:
 
     # -- phase 4: a million advocates of state ------------------------------------------------
     async def state(self) -> None:
+        """A million advocates of state: rewards and notifications stopped, their state
+        written to their changelogs by `bench/stateload.py` (built by their own processors),
+        then started: time to restore it; attribution reads the profiles and shares as global
+        tables meanwhile. Then each service's peak RSS, and a clean restart of each."""
         n = self.scale.advocates
         say(f"state: bulk-loading {n:,} advocates (and a share for one in ten)")
+        stateful = tuple(stateload.STATEFUL)
+        for name in stateful:
+            await asyncio.to_thread(self.services.stop_one, name)
         t0 = time.monotonic()
-        profiles, shares = await bulkload.load(self.kafka, self.program.program_id, n, show=say)
+        groups = {name: f"{self.kafka.topic_prefix}referrals-{name}" for name in stateful}
+        written = await stateload.load(
+            self.kafka,
+            self.program.program_id,
+            n,
+            groups,
+            self.work,
+            partitions=PARTITIONS,
+            show=say,
+        )
         load_s = time.monotonic() - t0
-        say(f"  {profiles:,} profiles and {shares:,} shares written in {load_s:.1f} s")
+        self.part.add(
+            "bulk load: advocates of state written",
+            n / load_s,
+            "advocates/s",
+            note=f"{n:,} profiles + {n // 10:,} shares to the input topics, then rewards' and "
+            f"notifications' state built by their own processors and written to their "
+            f"changelogs ({written}) in {load_s:.1f} s (bench/stateload.py)",
+        )
+        label = f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
+        for name in stateful:
+            ready, restored = await asyncio.to_thread(self.services.start_one, name, 900.0)
+            self._restart_figures(name, ready, restored, label, "restore", n)
         ends = await self._ends((ADVOCATES, SHARES))
-        consumers = {"attribution": (ADVOCATES, SHARES), "rewards": (ADVOCATES,)}
-        consumers["notifications"] = (ADVOCATES, SHARES)
 
         def caught_up() -> bool:
             try:
-                return all(
-                    self.services.topic_in(s, t) >= ends[t]
-                    for s, topics in consumers.items()
-                    for t in topics
-                )
+                return all(self.services.topic_in("attribution", t) >= ends[t] for t in ends)
             except OSError:
                 return False
 
         def where() -> str:
             try:
                 return ", ".join(
-                    f"{s} {t.split('.')[1]} {self.services.topic_in(s, t):,.0f}/{ends[t]:,}"
-                    for s, topics in consumers.items()
-                    for t in topics
+                    f"{t.split('.')[1]} {self.services.topic_in('attribution', t):,.0f}/{ends[t]:,}"
+                    for t in ends
                 )
             except OSError:
                 return ""
 
         done = await self.until(
-            caught_up, max(self.scale.drain_s, 900.0), "the services to catch up", where
+            caught_up, max(self.scale.drain_s, 900.0), "attribution's global tables", where
         )
         caught = time.monotonic() - t0
         unfinished = "" if done else f"; NOT CAUGHT UP ({where()}): an upper bound"
         self.part.add(
-            "bulk load: advocates consumed",
+            "attribution: global tables read",
             n / caught,
             "advocates/s",
-            note=f"{n:,} profiles + {shares:,} shares written by bench/bulkload.py in "
-            f"{load_s:.1f} s; consumed by attribution, rewards and notifications after "
-            f"{caught:.1f} s" + unfinished,
+            note=f"{n:,} profiles + {n // 10:,} shares read into attribution's directory "
+            f"after {caught:.1f} s" + unfinished,
         )
         await self.settle(within=60.0)
         hwm = {name: vm_hwm_mb(pid) for name, pid in self.pids().items()}
@@ -615,21 +637,30 @@ class Run:
                 "MB",
                 better="lower",
                 target=250.0,
-                note=f"VmHWM with {n:,} bulk-loaded advocates of state, after this run's "
-                "earlier phases",
+                note=f"VmHWM with {n:,} bulk-loaded advocates of state (rewards and "
+                "notifications: since their restart with it), after this run's earlier phases",
             )
-        label = f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
         for name in self.scale.restarts:
-            seconds = await asyncio.to_thread(self.services.restart, name)
-            self.part.add(
-                f"restart to ready @{label} advocates {name}",
-                seconds,
-                "s",
-                better="lower",
-                target=30.0,
-                note=f"SIGTERM, start again, until /readyz answers; {n:,} bulk-loaded "
-                "advocates (local state kept)",
-            )
+            ready, restored = await asyncio.to_thread(self.services.restart, name)
+            self._restart_figures(name, ready, restored, label, "restart", n)
+
+    def _restart_figures(
+        self, name: str, ready: float, restored: float, label: str, how: str, n: int
+    ) -> None:
+        what = (
+            "started after the bulk load: every store restored from its changelog"
+            if how == "restore"
+            else "SIGTERM, started again with its local state kept"
+        )
+        self.part.add(
+            f"{how} to ready @{label} advocates {name}",
+            restored,
+            "s",
+            better="lower",
+            target=30.0,
+            note=f"{what}; seconds until it owns every task (its state restored); /readyz "
+            f"answered after {ready:.1f} s; {n:,} advocates",
+        )
 
     async def _ends(self, topics: tuple[str, ...]) -> dict[str, int]:
         consumer = make_consumer(self.kafka, client_id="bench-ends")

@@ -128,28 +128,44 @@ class Services(ServiceProcesses):
     def pid(self, name: str) -> int:
         return self.procs[name].pid
 
-    def restart(self, name: str, within: float = 300.0) -> float:
+    def restart(self, name: str, within: float = 300.0) -> tuple[float, float]:
         """SIGTERM `name`, wait for it to exit, start it again with the same environment;
-        returns seconds from the new process's start to its /readyz answering."""
+        returns seconds from the new process's start to its /readyz answering, and to its
+        owning every task (each task's stores restored)."""
+        self.stop_one(name)
+        return self.start_one(name, within)
+
+    def stop_one(self, name: str) -> None:
         proc = self.procs[name]
         proc.terminate()
         proc.wait(timeout=120)
-        args = proc.args
-        env = self._env(name)
+
+    def start_one(self, name: str, within: float = 300.0, tasks: int = 6) -> tuple[float, float]:
+        """Starts `name` again (after `stop_one`); (seconds to /readyz, seconds to `tasks`
+        tasks open, their state restored: referrals_assigned_partitions)."""
+        args = self.procs[name].args
         log = (self.plan.work / "logs" / f"{name}.log").open("ab")
         self.logs.append(log)
         began = time.monotonic()
         self.procs[name] = subprocess.Popen(
-            args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            args, env=self._env(name), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
         )
-        port = self.plan.metrics_ports[name]
+        port, ready = self.plan.metrics_ports[name], None
         while time.monotonic() - began < within:
             if self.procs[name].poll() is not None:
                 raise RuntimeError(f"{name} exited on restart; see its log")
-            if _http_ok(port, "/readyz"):
-                return time.monotonic() - began
+            if ready is None and _http_ok(port, "/readyz"):
+                ready = time.monotonic() - began
+            if ready is not None and (name == "api" or self._tasks_open(name) >= tasks):
+                return ready, time.monotonic() - began
             time.sleep(0.05)
         raise RuntimeError(f"{name} not ready within {within:.0f} s of its restart")
+
+    def _tasks_open(self, name: str) -> float:
+        try:
+            return self.metric(name, "referrals_assigned_partitions")
+        except OSError:
+            return 0.0
 
     def _env(self, name: str) -> dict[str, str]:
         """The environment `ServiceProcesses.start` gives `name` (same keys, same values)."""
