@@ -102,6 +102,13 @@ class RuntimeMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.partition_offset = Gauge(
+            "referrals_consumer_partition_offset",
+            "The next offset to consume, as last committed, per input partition this instance "
+            "owns (a partition with lag whose offset does not move is stuck)",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.timers_ran = Gauge(
             "referrals_timers_last_run_timestamp_seconds",
             "When the timers of every task this instance owns last ran and committed (the "

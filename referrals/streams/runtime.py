@@ -166,8 +166,10 @@ class StreamRuntime:
         self._backlog_generation = 0
         self._lag_at = 0.0  # monotonic time the lag gauges were last set
         self._lag_topics: set[str] = set()  # topics the lag gauge has a value for
-        self._partition_lag: dict[TopicPartition, Any] = {}  # its child, per owned partition
+        # Per owned partition: its children of the lag and offset gauges.
+        self._partition_gauges: dict[TopicPartition, tuple[Any, Any]] = {}
         self._partition_lags = Children(metrics.partition_lag)
+        self._partition_offsets = Children(metrics.partition_offset)
         # task -> epoch time its timers last ran and committed (or it came to this instance)
         self._timers_ran: dict[int, float] = {}
         self._positions: dict[TopicPartition, int] = {}  # next offset to consume, per partition
@@ -945,9 +947,9 @@ class StreamRuntime:
         self.metrics.timers_ran.set(min(ran.values()) if ran else time.time())
 
     def _update_lag(self, assigned: set[TopicPartition], consumer: AIOKafkaConsumer) -> None:
-        """Records behind the end per topic and per partition this instance owns; a topic or
-        partition it no longer owns drops to 0 (per topic) or disappears (per partition), so
-        no instance reports lag that another one now carries."""
+        """Records behind the end per topic and per partition this instance owns, and each
+        partition's committed offset; a topic or partition it no longer owns drops to 0 (per
+        topic) or disappears (per partition), so no instance reports what another one carries."""
         lag: dict[str, int] = defaultdict(int)
         for tp in assigned:
             high = consumer.highwater(tp)
@@ -956,14 +958,18 @@ class StreamRuntime:
                 continue
             behind = max(0, high - position)
             lag[self.names.logical(tp.topic)] += behind
-            child = self._partition_lag.get(tp)
-            if child is None:
-                logical = self.names.logical(tp.topic)
-                child = self._partition_lag[tp] = self._partition_lags(logical, str(tp.partition))
-            child.set(behind)
-        for tp in [tp for tp in self._partition_lag if tp not in assigned]:
-            del self._partition_lag[tp]
-            self._partition_lags.remove(self.names.logical(tp.topic), str(tp.partition))
+            children = self._partition_gauges.get(tp)
+            if children is None:
+                labels = (self.names.logical(tp.topic), str(tp.partition))
+                children = (self._partition_lags(*labels), self._partition_offsets(*labels))
+                self._partition_gauges[tp] = children
+            children[0].set(behind)
+            children[1].set(position)
+        for tp in [tp for tp in self._partition_gauges if tp not in assigned]:
+            del self._partition_gauges[tp]
+            labels = (self.names.logical(tp.topic), str(tp.partition))
+            self._partition_lags.remove(*labels)
+            self._partition_offsets.remove(*labels)
         for topic in self._lag_topics - lag.keys():
             self.metrics.lag.labels(topic).set(0)
         for topic, value in lag.items():
