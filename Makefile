@@ -12,7 +12,7 @@ JARS   := deploy/kafka/lib/.fetched
 PROMTOOL := $(VENV)/tools/bin/promtool
 PYTEST_ARGS ?=
 
-.PHONY: setup venv jars schemas protos check test test-unit test-integration demo faults bench bench-smoke broker-start broker-stop clean
+.PHONY: setup venv jars schemas protos dashboards check test test-unit test-integration demo faults bench bench-smoke broker-start broker-stop clean
 
 setup: $(STAMP) $(JARS) $(PROMTOOL)
 
@@ -46,6 +46,11 @@ $(PROMTOOL):
 # test fails when the committed file is stale).
 schemas: setup
 	$(BIN)/python -m referrals.programs.schema > schemas/program.schema.json
+
+# The Grafana dashboards (deploy/grafana/dashboards), generated from referrals/tools/dashboards.py
+# (a unit test fails when the committed files are stale).
+dashboards: setup
+	$(BIN)/python -m referrals.tools.dashboards
 
 # The gRPC API's Python stubs, generated from schemas/proto by grpcio-tools (a unit test fails
 # when the committed stubs are stale).
