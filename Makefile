@@ -9,11 +9,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JARS   := deploy/kafka/lib/.fetched
+PROMTOOL := $(VENV)/tools/bin/promtool
 PYTEST_ARGS ?=
 
-.PHONY: setup venv jars schemas protos check test test-unit test-integration demo faults bench bench-smoke broker-start broker-stop clean
+.PHONY: setup venv jars schemas protos dashboards check test test-unit test-integration demo faults bench bench-smoke broker-start broker-stop clean
 
-setup: $(STAMP) $(JARS)
+setup: $(STAMP) $(JARS) $(PROMTOOL)
 
 venv: $(STAMP)
 
@@ -30,10 +31,26 @@ $(JARS): deploy/kafka/pom.xml
 	mvn -B -q -f deploy/kafka/pom.xml package
 	touch $@
 
+# promtool, which checks and unit-tests the alert rules (deploy/prometheus), taken from Debian's
+# prometheus package: the .deb is downloaded and promtool alone extracted from it, so no Prometheus
+# server is installed or started. apt-get update only when the package lists lack it.
+$(PROMTOOL):
+	rm -rf $(VENV)/tools/deb && mkdir -p $(VENV)/tools/deb $(VENV)/tools/bin
+	cd $(VENV)/tools/deb && { apt-get download prometheus || { apt-get update -q && apt-get download prometheus; }; }
+	dpkg-deb --fsys-tarfile $(VENV)/tools/deb/prometheus_*.deb | tar -xC $(VENV)/tools/deb ./usr/bin/promtool
+	install -m 0755 $(VENV)/tools/deb/usr/bin/promtool $@
+	rm -rf $(VENV)/tools/deb
+	$@ --version | head -1
+
 # The program document's JSON Schema for editors, generated from its pydantic models (a unit
 # test fails when the committed file is stale).
 schemas: setup
 	$(BIN)/python -m referrals.programs.schema > schemas/program.schema.json
+
+# The Grafana dashboards (deploy/grafana/dashboards), generated from referrals/tools/dashboards.py
+# (a unit test fails when the committed files are stale).
+dashboards: setup
+	$(BIN)/python -m referrals.tools.dashboards
 
 # The gRPC API's Python stubs, generated from schemas/proto by grpcio-tools (a unit test fails
 # when the committed stubs are stale).

@@ -1,7 +1,9 @@
 """Prometheus metrics and the HTTP endpoints SREs scrape: /metrics, /healthz, /readyz.
 
-One registry per service process. Label values are bounded sets (topics, reasons, channels):
-never advocate ids or other unbounded values.
+One registry per service process. Label values are bounded sets (topics, partitions, reasons,
+channels, currencies): never advocate ids or other unbounded values. What the alert rules and
+dashboards read (deploy/prometheus, deploy/grafana) must stay exported under the same names: a
+test scrapes the running services for every name they use.
 """
 
 from __future__ import annotations
@@ -10,17 +12,48 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
 # Buckets for latencies from event time to output: tens of milliseconds up to minutes, since a
 # backfill or a restart can legitimately show old event times.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class Children(Generic[M]):
+    """A labelled metric's children, each looked up once by its label values.
+
+    `labels()` converts and checks every value and takes a lock on each call: too much once per
+    record. A hot path keeps one of these and calls it with the values (a dict hit after the
+    first time); `remove` drops a child whose series must disappear (a partition given away)."""
+
+    __slots__ = ("_found", "metric")
+
+    def __init__(self, metric: M) -> None:
+        self.metric = metric
+        self._found: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._found.get(values)
+        if child is None:
+            child = self._found[values] = self.metric.labels(*values)
+        return child
+
+    def remove(self, *values: str) -> None:
+        if self._found.pop(values, None) is not None:
+            self.metric.remove(*values)
+
+    def known(self) -> list[tuple[str, ...]]:
+        return list(self._found)
 
 
 @dataclass
@@ -63,6 +96,25 @@ class RuntimeMetrics:
             "referrals_assigned_partitions", "Input partitions (tasks) owned", registry=r
         )
         self.lag = Gauge("referrals_consumer_lag", "Records behind the end", ["topic"], registry=r)
+        self.partition_lag = Gauge(
+            "referrals_consumer_partition_lag",
+            "Records behind the end, per input partition this instance owns",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.partition_offset = Gauge(
+            "referrals_consumer_partition_offset",
+            "The next offset to consume, as last committed, per input partition this instance "
+            "owns (a partition with lag whose offset does not move is stuck)",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.timers_ran = Gauge(
+            "referrals_timers_last_run_timestamp_seconds",
+            "When the timers of every task this instance owns last ran and committed (the "
+            "oldest task's time; now when it owns none)",
+            registry=r,
+        )
         self.programs = Gauge("referrals_programs_known", "Program configs loaded", registry=r)
         # Programs are configuration an operator publishes: a small, bounded set of labels.
         self.program_version = Gauge(
@@ -146,10 +198,35 @@ def build_app(registry: CollectorRegistry, health: Health) -> web.Application:
     return app
 
 
+class HealthCollector(Collector):
+    """Readiness and liveness as gauges (1 or 0), read from `Health` at each scrape, so an
+    alert sees what /readyz and /healthz answer."""
+
+    def __init__(self, health: Health) -> None:
+        self.health = health
+
+    def collect(self) -> list[Metric]:
+        ready = GaugeMetricFamily(
+            "referrals_ready", "1 while the process is ready (what /readyz answers), else 0"
+        )
+        ready.add_metric([], 1.0 if self.health.is_ready() else 0.0)
+        alive = GaugeMetricFamily(
+            "referrals_alive", "1 while the processing loop ticks (what /healthz answers), else 0"
+        )
+        alive.add_metric([], 1.0 if self.health.alive() else 0.0)
+        problems = GaugeMetricFamily(
+            "referrals_health_problems", "Problems keeping the process not ready (see /readyz)"
+        )
+        problems.add_metric([], float(len(self.health.problems)))
+        return [ready, alive, problems]
+
+
 async def serve(
     registry: CollectorRegistry, health: Health, host: str, port: int
 ) -> tuple[web.AppRunner, int]:
-    """Starts the HTTP server; returns the runner (for cleanup) and the bound port."""
+    """Starts the HTTP server, with `health` exported as gauges on `registry`; returns the
+    runner (for cleanup) and the bound port."""
+    registry.register(HealthCollector(health))
     runner = web.AppRunner(build_app(registry, health), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

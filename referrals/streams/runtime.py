@@ -50,7 +50,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from referrals.platform.errors import ConfigError, PermanentError
-from referrals.platform.metrics import Health, RuntimeMetrics
+from referrals.platform.metrics import Children, Health, RuntimeMetrics
 from referrals.platform.settings import KafkaSettings, ServiceSettings
 from referrals.streams.assignor import CopartitionedAssignor
 from referrals.streams.backoff import Backoff
@@ -164,7 +164,14 @@ class StreamRuntime:
         self._backlog: dict[int, list[tuple[TopicPartition, Any]]] = {}
         self._backlogged = 0  # records in the backlogs
         self._backlog_generation = 0
-        self._lag_at = 0.0  # monotonic time the lag gauge was last set
+        self._lag_at = 0.0  # monotonic time the lag gauges were last set
+        self._lag_topics: set[str] = set()  # topics the lag gauge has a value for
+        # Per owned partition: its children of the lag and offset gauges.
+        self._partition_gauges: dict[TopicPartition, tuple[Any, Any]] = {}
+        self._partition_lags = Children(metrics.partition_lag)
+        self._partition_offsets = Children(metrics.partition_offset)
+        # task -> epoch time its timers last ran and committed (or it came to this instance)
+        self._timers_ran: dict[int, float] = {}
         self._positions: dict[TopicPartition, int] = {}  # next offset to consume, per partition
         self._stores: StoreManager | None = None
         self._closing = False
@@ -351,7 +358,7 @@ class StreamRuntime:
                     else:
                         self._queue(batch)
                     self._start_tasks()
-                self._update_lag()
+                self._update_gauges()
         finally:
             stop_wait.cancel()
             if fetch is not None:
@@ -476,7 +483,8 @@ class StreamRuntime:
             if time.perf_counter() >= yield_at:
                 await asyncio.sleep(0)
                 yield_at = time.perf_counter() + SLICE_S
-        if due and time.monotonic() >= self._timers_at.get(task, 0.0):
+        punctuated = due and time.monotonic() >= self._timers_at.get(task, 0.0)
+        if punctuated:
             try:
                 pending.extend(self._encode(self.p.punctuate(task, now)))
             except Exception as err:
@@ -496,9 +504,10 @@ class StreamRuntime:
                 self._timer_backoff.pop(task, None)
                 self.health.resolved(f"timers:task-{task}")
         pending.extend(self._changelog_entries(task))
-        if not pending and not offsets:
+        if (pending or offsets) and not await self._commit(task, pending, offsets, len(messages)):
             return
-        await self._commit(task, pending, offsets, len(messages))
+        if punctuated and task in self._producers:
+            self._timers_ran[task] = time.time()
 
     def _handle(self, tp: TopicPartition, msg: Any, now: datetime) -> list[_Pending]:
         """One record: its outputs, or its dead letter with its store writes undone."""
@@ -640,7 +649,8 @@ class StreamRuntime:
         pending: list[_Pending],
         offsets: dict[TopicPartition, int],
         n_in: int,
-    ) -> None:
+    ) -> bool:
+        """One transaction of the task; False when it did not commit (the task is rebuilt)."""
         producer = self._producers[task]
         started = time.perf_counter()
         written: list[tuple[str, asyncio.Future[Any]]] = []  # changelog sends, for checkpoints
@@ -653,14 +663,14 @@ class StreamRuntime:
             self._finish_stores(task, committed=False)
             self.metrics.transactions.labels("fenced").inc()
             await self._drop_fenced(task)
-            return
+            return False
         except Exception as err:  # broker down, timeout, any client error
             self._finish_stores(task, committed=False)
             self.metrics.transactions.labels("abort").inc()
             if self.health.problem("transactions", f"task {task}: {err!r}"):
                 log.warning("transaction failed; rebuilding the task", extra={"task": task})
             await self._recover(task)
-            return
+            return False
         if self._stores is not None:
             for store, sent in written:
                 self._stores.written(task, store, sent.result().offset + 1)
@@ -671,6 +681,7 @@ class StreamRuntime:
         self.metrics.transactions.labels("commit").inc()
         self.metrics.batch_records.observe(n_in)
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        return True
 
     async def _transact(
         self,
@@ -794,8 +805,10 @@ class StreamRuntime:
                 await self._close_opened(keep, producers)
                 raise
             self._producers.update({t: producers[t] for t in keep})
+            opened_at = time.time()  # a task new to this instance is not late with its timers
             for task in keep:
                 self._retry_at.pop(task, None)
+                self._timers_ran.setdefault(task, opened_at)
             if self._consumer is not None and keep:
                 self._consumer.resume(*self._task_partitions(keep))
             self.metrics.assigned.set(len(self._producers))
@@ -841,6 +854,8 @@ class StreamRuntime:
             producer = self._producers.pop(task, None)
             if producer is not None:
                 await _stop_quietly(producer)
+        for tp in [tp for tp in self._positions if tp.partition in tasks]:
+            del self._positions[tp]  # a task reopened later reports lag from its new commits
         self.metrics.assigned.set(len(self._producers))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -916,21 +931,50 @@ class StreamRuntime:
             )
         return next(iter(counts.values()), 1)
 
-    def _update_lag(self) -> None:
-        """The lag gauge, at most every LAG_EVERY_S (the loop turns far more often)."""
+    def _update_gauges(self) -> None:
+        """The lag and timer gauges, at most every LAG_EVERY_S (the loop turns far more often)."""
         consumer = self._consumer
         now = time.monotonic()
         if consumer is None or now - self._lag_at < LAG_EVERY_S:
             return
         self._lag_at = now
+        self._update_lag(consumer.assignment(), consumer)
+        # A task keeps its time while it is rebuilt after a failure (timers failing again and
+        # again must show), and loses it when the group gives it to another instance.
+        ran = self._timers_ran
+        for task in [t for t in ran if t not in self._wanted]:
+            del ran[task]
+        self.metrics.timers_ran.set(min(ran.values()) if ran else time.time())
+
+    def _update_lag(self, assigned: set[TopicPartition], consumer: AIOKafkaConsumer) -> None:
+        """Records behind the end per topic and per partition this instance owns, and each
+        partition's committed offset; a topic or partition it no longer owns drops to 0 (per
+        topic) or disappears (per partition), so no instance reports what another one carries."""
         lag: dict[str, int] = defaultdict(int)
-        for tp in consumer.assignment():
+        for tp in assigned:
             high = consumer.highwater(tp)
             position = self._positions.get(tp)
-            if high is not None and position is not None:
-                lag[self.names.logical(tp.topic)] += max(0, high - position)
+            if high is None or position is None:
+                continue
+            behind = max(0, high - position)
+            lag[self.names.logical(tp.topic)] += behind
+            children = self._partition_gauges.get(tp)
+            if children is None:
+                labels = (self.names.logical(tp.topic), str(tp.partition))
+                children = (self._partition_lags(*labels), self._partition_offsets(*labels))
+                self._partition_gauges[tp] = children
+            children[0].set(behind)
+            children[1].set(position)
+        for tp in [tp for tp in self._partition_gauges if tp not in assigned]:
+            del self._partition_gauges[tp]
+            labels = (self.names.logical(tp.topic), str(tp.partition))
+            self._partition_lags.remove(*labels)
+            self._partition_offsets.remove(*labels)
+        for topic in self._lag_topics - lag.keys():
+            self.metrics.lag.labels(topic).set(0)
         for topic, value in lag.items():
             self.metrics.lag.labels(topic).set(value)
+        self._lag_topics |= lag.keys()
 
 
 def _bounded(outputs: list[_Pending]) -> list[_Pending]:

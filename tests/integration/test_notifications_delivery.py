@@ -117,6 +117,7 @@ async def test_messages_arrive_with_the_programs_content_signed_headers_and_a_wo
             await service.wait_metric("referrals_notifications_sent_total", 5, channel="EMAIL")
             latency = "referrals_notifications_delivery_latency_seconds_count"
             assert await service.metric(latency, channel="WEBHOOK") == 5
+            assert await service.metric(latency, channel="EMAIL", kind="WON") == 1  # thank-you
 
             # The link works; afterwards a new status mails the advocate nothing.
             code, page = await service.http("GET", link, 0)

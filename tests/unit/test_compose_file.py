@@ -133,3 +133,49 @@ def test_the_api_serves_grpc_with_the_repositorys_tokens_file_mounted(
     mounts = dict(str(v).split(":", 2)[:2] for v in api["volumes"])
     source = next(src for src, target in mounts.items() if target == env["API_TOKENS_FILE"])
     assert (ROOT / source).is_file()
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> host path (relative to the compose file) of a service's bind mounts."""
+    out = {}
+    for volume in service.get("volumes", []):
+        source, target = str(volume).split(":")[:2]
+        out[target] = source
+    return out
+
+
+def test_prometheus_loads_the_alert_rules_mounted_beside_its_config(
+    compose: dict[str, Any],
+) -> None:
+    mounts = _mounts(compose["services"]["prometheus"])
+    config_dir = Path("/etc/prometheus")
+    config = _load_yaml(PROMETHEUS_CONFIG)
+    assert mounts[str(config_dir / "prometheus.yml")] == "./deploy/prometheus/prometheus.yml"
+    for rule_file in config["rule_files"]:
+        source = mounts[str(config_dir / rule_file)]  # Prometheus resolves it beside its config
+        assert (ROOT / source).is_file(), source
+
+
+def test_grafana_is_provisioned_with_the_dashboards_and_the_prometheus_data_source(
+    compose: dict[str, Any],
+) -> None:
+    grafana = compose["services"]["grafana"]
+    mounts = _mounts(grafana)
+    provisioning = ROOT / mounts["/etc/grafana/provisioning"]
+    assert "prometheus" in grafana["depends_on"]
+    [provider] = _load_yaml(provisioning / "dashboards" / "referrals.yml")["providers"]
+    dashboards = ROOT / mounts[provider["options"]["path"]]
+    assert sorted(p.name for p in dashboards.glob("*.json")), dashboards
+    home = _environment(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert Path(home).parent == Path(provider["options"]["path"])
+    assert (dashboards / Path(home).name).is_file()
+    [source] = _load_yaml(provisioning / "datasources" / "prometheus.yml")["datasources"]
+    assert source["url"] == "http://prometheus:9090"
+    assert "9090:9090" in [str(p) for p in compose["services"]["prometheus"]["ports"]]
+    for path in dashboards.glob("*.json"):
+        uids = {t["datasource"]["uid"] for t in _targets(json.loads(path.read_text()))}
+        assert uids == {source["uid"]}, path
+
+
+def _targets(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for p in dashboard["panels"] for t in p.get("targets", [])]

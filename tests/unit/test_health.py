@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from referrals.platform.logs import RepeatFilter
-from referrals.platform.metrics import Health
+from referrals.platform.metrics import Health, HealthCollector
 
 
 def test_a_problem_makes_the_service_not_ready_until_resolved_and_logs_each_change_once(
@@ -50,3 +51,21 @@ def test_repeated_client_warnings_pass_once_per_window_with_a_count_of_the_held_
         logs.time.monotonic = real  # type: ignore[assignment]
     assert sum(passed) == 1
     assert later.suppressed == 999  # type: ignore[attr-defined]
+
+
+def test_readiness_liveness_and_problems_are_exported_as_gauges() -> None:
+    health = Health(ready=False)
+    registry = CollectorRegistry()
+    registry.register(HealthCollector(health))
+
+    def value(name: str) -> float | None:
+        return registry.get_sample_value(name)
+
+    assert (value("referrals_ready"), value("referrals_alive")) == (0.0, 1.0)
+    health.ready = True
+    assert value("referrals_ready") == 1.0
+    health.problem("broker", "no broker answers")
+    assert (value("referrals_ready"), value("referrals_health_problems")) == (0.0, 1.0)
+    health.resolved("broker")
+    health.last_tick -= health.stale_after_s  # the loop stopped ticking
+    assert (value("referrals_ready"), value("referrals_alive")) == (0.0, 0.0)

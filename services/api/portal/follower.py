@@ -6,7 +6,9 @@ time), so any instance answers alike and a restart reads only what is new. Readi
 partition has reached the end offset captured at start. Lag: records between each partition's
 position and its last stable offset. A record that does not decode or holds an impossible value
 is skipped and counted (the services dead-letter it; the portal shows what they act on), and so
-is one the read model fails to apply (logged: a bug must not stall every answer).
+is one the read model fails to apply (logged: a bug must not stall every answer). Each status
+applied once the portal has caught up is timed from its occurred_at to its batch's commit
+(`referrals_portal_status_latency_seconds`: how long an advocate waits to see a change).
 Broker trouble is retried with backoff: the batch being applied is dropped and fetched again
 from the store's offsets, so nothing is applied twice.
 """
@@ -15,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from referrals.contract.avro import AvroCodec
-from referrals.contract.records import AdvocateProfile, PayoutResult
+from referrals.contract.records import AdvocateProfile, PayoutResult, ReferralStatusChanged
 from referrals.contract.topics import TopicNames
 from referrals.contract.validation import check_values
 from referrals.platform.errors import PermanentError
@@ -45,8 +49,10 @@ class Follower:
         hub: Hub,
         metrics: PortalMetrics,
         client_id: str = "referrals-api-portal",
+        clock: Callable[[], float] = time.time,  # epoch seconds, for the status latency
     ) -> None:
         self.kafka = kafka
+        self.clock = clock
         self.model = model
         self.hub = hub
         self.metrics = metrics
@@ -121,18 +127,23 @@ class Follower:
         txn = self.model.store.batch()
         changed: list[ReferralView] = []
         offsets: dict[tuple[str, int], int] = {}
+        occurred: list[float] = []  # the statuses' event times (epoch seconds)
         for tp, messages in batch.items():
             topic = self.names.logical(tp.topic)
             for msg in messages:
-                change = self._one(txn, topic, msg)
+                change = self._one(txn, topic, msg, occurred)
                 if change is not None:
                     changed.append(change)
                 offsets[(topic, tp.partition)] = msg.offset + 1
             self.metrics.applied.labels(topic).inc(len(messages))
         txn.commit(offsets)
+        if self._caught_up and occurred:  # history read at start-up is not a wait
+            now = self.clock()
+            for at in occurred:
+                self.metrics.status_latency.observe(max(0.0, now - at))
         self.hub.publish(changed)
 
-    def _one(self, txn: Any, topic: str, msg: Any) -> ReferralView | None:
+    def _one(self, txn: Any, topic: str, msg: Any, occurred: list[float]) -> ReferralView | None:
         key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
         at = datetime.fromtimestamp(msg.timestamp / 1000, UTC)
         if msg.value is None:
@@ -145,11 +156,14 @@ class Follower:
             self.metrics.skipped.labels(topic).inc()
             return None
         try:
-            return self.model.apply(txn, topic, key, record, at)
+            change = self.model.apply(txn, topic, key, record, at)
         except Exception:  # a bug must not stall the portal on one record: logged, skipped
             log.exception("portal could not apply a record", extra={"topic": topic})
             self.metrics.skipped.labels(topic).inc()
             return None
+        if isinstance(record, ReferralStatusChanged):
+            occurred.append(record.occurred_at.timestamp())
+        return change
 
     async def _positions(self) -> None:
         consumer = self._consumer

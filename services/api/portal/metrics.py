@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from referrals.platform.metrics import LATENCY_BUCKETS
+
+# From a status's event time: a status produced late upstream (a backfill) shows hours or days.
+STATUS_LATENCY_BUCKETS = (*LATENCY_BUCKETS, 3600.0, 86400.0)
 
 
 class PortalMetrics:
@@ -26,4 +31,11 @@ class PortalMetrics:
         )
         self.watchers = Gauge(
             "referrals_portal_watchers", "Open WatchReferrals streams", registry=registry
+        )
+        self.status_latency = Histogram(
+            "referrals_portal_status_latency_seconds",
+            "From a status change's occurred_at (the event that caused it) to the portal's read "
+            "model applying it (not observed while the portal catches up at start-up)",
+            buckets=STATUS_LATENCY_BUCKETS,
+            registry=registry,
         )

@@ -207,9 +207,9 @@ class Sender:
                 destination.probing = False
         self._answered(destination)
         accepted_at = self.clock()
-        self.metrics.sent.labels(message.kind.value, channel.value).inc()
+        self.metrics.sent_by(message.kind.value, channel.value).inc()
         latency = (accepted_at - message.trigger_time).total_seconds()
-        self.metrics.latency.labels(channel.value).observe(max(latency, 0.0))
+        self.metrics.latency_by(channel.value, message.kind.value).observe(max(latency, 0.0))
         self.report(Outcome(delivery.task, message, channel, 1, accepted_at))
 
     def _went_down(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from referrals.platform.metrics import LATENCY_BUCKETS
+from referrals.platform.metrics import LATENCY_BUCKETS, Children
 
 # From the trigger's event time to acceptance: normally well under a second; a status produced
 # late upstream or a message that waited for a retry shows up in the long tail.
@@ -74,8 +74,9 @@ class NotificationMetrics:
         )
         self.latency = Histogram(
             "referrals_notifications_delivery_latency_seconds",
-            "From the trigger's event time (or a nurture step's due time) to acceptance",
-            ["channel"],
+            "From the trigger's event time (or a nurture step's due time) to acceptance, by "
+            "channel and message kind (kind WON: a deal won to its thank-you accepted)",
+            ["channel", "kind"],
             buckets=_DELIVERY_BUCKETS,
             registry=r,
         )
@@ -96,3 +97,6 @@ class NotificationMetrics:
             ["outcome"],
             registry=r,
         )
+        # Children of the per-message metrics, looked up once.
+        self.sent_by = Children(self.sent)
+        self.latency_by = Children(self.latency)

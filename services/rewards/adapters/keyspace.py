@@ -17,6 +17,8 @@ Layout (prefixes sort the small, scanned index first):
     0x16 settled owners  (payout -> its prune time; point lookups only; `routing`)
     0x17 PROGRAM_PAUSED holds (per advocate), 0x18 advocates with such holds (per program),
     0x19 WONs per advocate and local day (fraud velocity), 0x1A programs with paused holds
+    0x1B holds by reason and start, 0x1C hold per referral, 0x1D holds now per reason and
+                         currency (`holds`: the held-rewards gauges)
 RocksDB iterates in key order, so scanning a low keyspace stops at the first key past it
 instead of reading every ledger.
 """
@@ -38,3 +40,6 @@ PAUSED_HELD = b"\x17"
 PAUSED_BY_PROGRAM = b"\x18"
 DAYS = b"\x19"
 PAUSED_PROGRAMS = b"\x1a"
+HOLDS_BY_REASON = b"\x1b"
+HOLDS_BY_REFERRAL = b"\x1c"
+HOLD_TOTALS = b"\x1d"

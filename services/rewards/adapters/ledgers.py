@@ -50,6 +50,7 @@ from referrals.streams.timers import TimerIndex
 from referrals.streams.topics import check_key
 from services.rewards.adapters.archive import EntryArchive
 from services.rewards.adapters.codec import LEDGERS
+from services.rewards.adapters.holds import HoldIndex
 from services.rewards.adapters.metrics import RewardsMetrics, Trigger
 from services.rewards.adapters.program_rules import RulesCache
 from services.rewards.domain import decide
@@ -182,9 +183,11 @@ class LedgerBook:
         metrics: RewardsMetrics,
         rules: RulesCache,
         archive: Callable[[int], EntryArchive],
+        holds: Callable[[int], HoldIndex],
     ) -> None:
         self.ledgers = ledgers
         self.archive = archive
+        self.holds = holds
         self.timers = timers
         self.metrics = metrics
         self.rules = rules
@@ -244,6 +247,9 @@ class LedgerBook:
         stored, entries = after.archive()
         archive = self.archive(task)
         archive.save(advocate_id, before.entries, entries, after.program_id)
+        ended = self.holds(task).update(advocate_id, before.entries, entries, to_ms(now))
+        if ended:
+            self.metrics.holds_ended(task, ended)
         if stored.days:
             archive.save_days(advocate_id, stored.days)
             stored = replace(stored, days=())
@@ -329,13 +335,14 @@ class LedgerBook:
         ledger = self.load(record.partition, advocate_id, "", archived)
         if isinstance(value, RewardCommand):
             return self._operator(record.partition, ledger, value, now)
-        outputs = self.apply(
-            record.partition,
-            ledger,
-            lambda book: decide.on_payout_result(book, value, now),
-            Trigger.RESULT,
-            now,
-        )
+        decided: list[Decision] = []
+
+        def run(book: Ledger) -> Decision:
+            decided.append(decide.on_payout_result(book, value, now))
+            return decided[0]
+
+        outputs = self.apply(record.partition, ledger, run, Trigger.RESULT, now)
+        self.metrics.result(record.partition, value, decided[0])
         if decide.settles(ledger, value):
             # The payout is settled for good: its owner entry may go after the grace period
             # (`routing`). Repeated for a repeated PAID, which also catches up payouts paid

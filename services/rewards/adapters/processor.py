@@ -19,6 +19,7 @@ A status of a program whose config has not arrived waits in the task's program l
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -48,13 +49,20 @@ from referrals.platform.errors import PermanentError, UnknownProgram
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.programs.catalog import ProgramAwareProcessor
 from referrals.streams.processor import DeadLetterOut, Inbound, Outbound, Output
-from referrals.streams.state import Keyspace
+from referrals.streams.state import Backend, Keyspace
 from referrals.streams.timers import TimerIndex
 from referrals.streams.waiting import Dependency, Waiting, WaitingLot, rerun
 from services.rewards.adapters import keyspace
 from services.rewards.adapters.archive import EntryArchive
+from services.rewards.adapters.holds import (
+    Committed,
+    HoldIndex,
+    Reader,
+    oldest_since_ms,
+    totals,
+)
 from services.rewards.adapters.ledgers import LedgerBook
-from services.rewards.adapters.metrics import RewardsMetrics
+from services.rewards.adapters.metrics import HeldCollector, RewardsMetrics, TaskHolds
 from services.rewards.adapters.program_rules import RulesCache
 from services.rewards.adapters.routing import Owners, PayoutRouter, unknown_payout
 from services.rewards.adapters.settings import RewardsSettings
@@ -116,7 +124,9 @@ class RewardsProcessor(ProgramAwareProcessor):
             self.rewards_metrics,
             self.rules,
             lambda task: EntryArchive(lambda prefix: self.space(task, prefix)),
+            lambda task: HoldIndex(lambda prefix: self.space(task, prefix)),
         )
+        metrics.registry.register(HeldCollector(self._held))
         self.router = PayoutRouter(
             self.owners,
             self.awaiting_owner,
@@ -253,6 +263,21 @@ class RewardsProcessor(ProgramAwareProcessor):
             wait_ms=int(wait_s * 1000),
             expired=unknown_payout(wait_s),
         )
+
+    def _held(self) -> list[TaskHolds]:
+        """Per task this instance owns: its holds now, read from the committed state."""
+        out: list[TaskHolds] = []
+        for task in list(self.timers):
+            stores = self.task_stores.get(task)
+            if not stores:
+                continue
+            backend = stores[keyspace.STORE].backend
+
+            def space(prefix: bytes, backend: Backend = backend) -> Reader:
+                return Committed(backend, prefix)
+
+            out.append((totals(space), functools.partial(oldest_since_ms, space)))
+        return out
 
     def _gauges(self) -> None:
         m = self.rewards_metrics

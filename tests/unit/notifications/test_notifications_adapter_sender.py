@@ -9,6 +9,7 @@ import email
 import email.policy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.message import EmailMessage
 
 import pytest
@@ -219,3 +220,22 @@ async def test_a_stop_lets_an_attempt_in_progress_finish_and_drops_those_waiting
     assert all(job.done() for job in jobs)
     assert sum(job.cancelled() for job in jobs) == 1  # the one waiting for a slot
     await sender.close()
+
+
+async def test_the_latency_from_the_trigger_to_acceptance_is_observed_by_channel_and_kind() -> None:
+    outcomes: list[Outcome] = []
+    metrics = NotificationMetrics(RuntimeMetrics("t").registry)
+    accepted = NOW + timedelta(seconds=90)  # the status occurred at NOW
+    sender = Sender(FAST, metrics, lambda: accepted, outcomes.append)
+    sender.smtp = FakeSmtp([])  # type: ignore[assignment]
+    message = _message()
+    sender.submit(_delivery(message, program()))
+    await _settle(outcomes, 1)
+    latency = "referrals_notifications_delivery_latency_seconds"
+    labels = {"channel": "EMAIL", "kind": "LEAD"}
+    assert message.trigger_time == NOW
+    assert _sample(sender, f"{latency}_count", **labels) == 1
+    assert _sample(sender, f"{latency}_sum", **labels) == 90
+    assert _sample(sender, f"{latency}_bucket", le="60.0", **labels) == 0
+    assert _sample(sender, f"{latency}_bucket", le="300.0", **labels) == 1
+    assert _sample(sender, f"{latency}_count", channel="EMAIL", kind="WON") == 0
