@@ -63,7 +63,11 @@ class YearPlan:
     api_port: int = 9300  # the gRPC API, which shows the top advocate's portal at the end
     smtp_port: int = 1025
     unsubscribe_port: int = 9213
-    drain_s: float = 180.0  # at most this long for the system to catch up after the replay
+    # After the replay, the system catches up for as long as it makes progress; the demo gives
+    # up (and says so) only when nothing moved for this long. A fixed limit cut the largest
+    # programs off while they were still paying (DEMO_ADVOCATES=115230: 180 s after a replay
+    # that had far outrun the services).
+    drain_s: float = 180.0
     show: Callable[[str], None] = print
 
 
@@ -373,10 +377,10 @@ async def _watch(
 
 
 async def _drain(progress: Progress, plan: YearPlan) -> None:
-    """Waits until payouts caught up with what is owed and nothing has moved for a while."""
-    deadline = time.monotonic() + plan.drain_s
+    """Waits until payouts caught up with what is owed and nothing has moved for a while; gives
+    up when nothing has moved for `plan.drain_s` without that (saying so)."""
     still_since, last = time.monotonic(), (-1.0, -1.0, -1, -1, -1, -1)
-    while time.monotonic() < deadline:
+    while True:
         p = progress
         now = (p.statuses, p.issued, p.paid, p.mails, p.friends_paid, p.clawbacks)
         if now != last:
@@ -389,6 +393,12 @@ async def _drain(progress: Progress, plan: YearPlan) -> None:
             and p.reviewed >= p.reviews_owed
         )
         if settled and time.monotonic() - still_since >= 5:
+            return
+        if time.monotonic() - still_since >= plan.drain_s:
+            plan.show(
+                f"nothing moved for {plan.drain_s:.0f} s and the year is not settled: "
+                f"giving up (see the services' logs)\n{progress.render()}"
+            )
             return
         await asyncio.sleep(0.5)
 
