@@ -58,6 +58,7 @@ from bench.pipeline_support import (
     Follower,
     Services,
     StampingCatcher,
+    bucket_quantile,
     cpu_seconds,
     percentiles,
     profile,
@@ -483,6 +484,7 @@ class Run:
         await producer.start()
         say(f"latency @{rate}/s: {n:,} referrals over {seconds:.0f} s (WONs {LEAD_S:.0f} s later)")
         seen0, mail0 = len(self.follower.seen[PAYOUTS]), len(self.mail.accepted)
+        commits0 = await asyncio.to_thread(self._commit_buckets)
         t0 = time.monotonic()
         setups = wons = 0
         try:
@@ -534,6 +536,16 @@ class Run:
 
         await self.until(lambda: len(payouts()) >= n, self.scale.drain_s, "payouts")
         await self.until(lambda: len(smtp()) >= n, self.scale.drain_s, "thank-yous")
+        commits1 = await asyncio.to_thread(self._commit_buckets)
+        commit_ms = {
+            name: [1000 * bucket_quantile(commits0[name], commits1[name], q) for q in (0.5, 0.99)]
+            for name in commits1
+        }
+        say(
+            "  transaction commit p50/p99 (bucket bounds): "
+            + ", ".join(f"{n} {a:g}/{b:g} ms" for n, (a, b) in commit_ms.items())
+        )
+        self.checks.setdefault("commit_ms", {})[rate] = commit_ms
         offered = 4 * n / max(span - LEAD_S, 1e-9)  # both streams run but for the lead
         note = (
             f"offered {offered:,.0f} input events/s for {span:.1f} s: per referral its profile, "
@@ -661,6 +673,12 @@ class Run:
             note=f"{what}; seconds until it owns every task (its state restored); /readyz "
             f"answered after {ready:.1f} s; {n:,} advocates",
         )
+
+    def _commit_buckets(self) -> dict[str, dict[float, float]]:
+        return {
+            name: self.services.buckets(name, "referrals_transaction_commit_seconds")
+            for name in ("attribution", "rewards", "notifications")
+        }
 
     async def _ends(self, topics: tuple[str, ...]) -> dict[str, int]:
         consumer = make_consumer(self.kafka, client_id="bench-ends")

@@ -161,6 +161,20 @@ class Services(ServiceProcesses):
             time.sleep(0.05)
         raise RuntimeError(f"{name} not ready within {within:.0f} s of its restart")
 
+    def buckets(self, name: str, metric: str) -> dict[float, float]:
+        """A histogram's cumulative bucket counts on a service's /metrics (label sets summed),
+        by upper bound."""
+        from referrals.tools.program_year import _http_get
+
+        body = _http_get(self.plan.metrics_ports[name], "/metrics")
+        out: dict[float, float] = {}
+        for line in body.splitlines():
+            if line.startswith(metric + "_bucket{"):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                bound = float("inf") if le == "+Inf" else float(le)
+                out[bound] = out.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+        return out
+
     def _tasks_open(self, name: str) -> float:
         try:
             return self.metric(name, "referrals_assigned_partitions")
@@ -207,6 +221,17 @@ def vm_hwm_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound of the bucket holding quantile `q` of what a histogram observed between
+    two readings (inf when nothing was observed)."""
+    delta = sorted((b, after.get(b, 0.0) - before.get(b, 0.0)) for b in after)
+    total = delta[-1][1] if delta else 0.0
+    for bound, count in delta:
+        if total and count >= q * total:
+            return bound
+    return float("inf")
 
 
 def percentiles(values: Iterable[float]) -> tuple[float, float, float]:
