@@ -137,7 +137,7 @@ async def create_named_topics(
     `min.insync.replicas` 2 (a write survives the loss of one broker), fewer get 1.
     """
     replicas = replication_factor or await replication_for(admin)
-    min_isr = "2" if replicas >= 3 else "1"
+    min_isr = min_insync_for(replicas)
     new = [
         NewTopic(
             name,
@@ -166,8 +166,18 @@ async def replication_for(admin: AIOKafkaAdminClient) -> int:
     topics with the whole cluster up, or give the factor explicitly.
     """
     cluster = await admin.describe_cluster()
-    brokers = len(cluster.get("brokers") or ())
+    return replicas_for(len(cluster.get("brokers") or ()))
+
+
+def replicas_for(brokers: int) -> int:
+    """min(3, brokers), at least 1: the replication factor of every topic on such a cluster."""
     return max(1, min(MAX_REPLICAS, brokers))
+
+
+def min_insync_for(replicas: int) -> str:
+    """`min.insync.replicas` for a topic of `replicas`: 2 from three (a write survives the loss
+    of one broker), else 1."""
+    return "2" if replicas >= 3 else "1"
 
 
 TOPIC_ALREADY_EXISTS = 36

@@ -17,13 +17,15 @@
     referrals simulate --advocates N --out DIR   a program year and its ground truth
     referrals report --program ID --out DIR [--truth FILE]   benchmarks   (cli_benchmarks)
     referrals faults [--scale bounded|standard|long] [--out DIR]   the fault suite
+    referrals doctor [--json]               is the deployment healthy? what to fix  (cli_doctor)
     referrals api token --role ROLE         a gRPC API token and its tokens-file line  (cli_api)
     referrals run attribution|rewards|notifications|api
 
 Exit status 0 on success; 1 with a one-line message on standard error (`referrals COMMAND:
 ...`, naming the line and field at fault for bad input) when a command fails on purpose; 2 on
 a usage error; 130 on Ctrl-C; `broker status` exits 3 when no broker runs; approve, deny and
-retry exit 2 when the rewards service did not answer in time. Every command that
+retry exit 2 when the rewards service did not answer in time; doctor exits 1 when it finds a
+problem and 2 when the broker cannot be reached. Every command that
 talks to Kafka honours KAFKA_BOOTSTRAP_SERVERS (and KAFKA_TOPIC_PREFIX).
 
 Each command is one function: click turns the command line into typed values, the function
@@ -57,6 +59,7 @@ from referrals.streams.kafka import make_admin
 from referrals.tools.cli_api import api_group
 from referrals.tools.cli_benchmarks import report, simulate
 from referrals.tools.cli_broker import broker_group
+from referrals.tools.cli_doctor import doctor_command
 from referrals.tools.cli_payouts import approve, deny, reconcile, retry, tax_report
 from referrals.tools.cli_personal import erase_command, export_command
 from referrals.tools.faults.cli import faults
@@ -309,6 +312,7 @@ for command in (
     simulate,
     report,
     faults,
+    doctor_command,
     api_group,
     run_command,
 ):

@@ -63,6 +63,7 @@ def test_the_commands_are_those_the_readme_lists() -> None:
         "simulate",
         "report",
         "faults",
+        "doctor",
         "api",
         "api token",
         "run",
