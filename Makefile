@@ -11,10 +11,18 @@ STAMP  := $(VENV)/.installed
 JARS   := deploy/kafka/lib/.fetched
 PROMTOOL := $(VENV)/tools/bin/promtool
 PYTEST_ARGS ?=
+# Go programs the manifest tests run (tests/unit/test_k8s_manifests.py: deploy/k8s validated
+# offline), built from the Go module proxy into .venv/tools/bin. Each stamp names its version,
+# so changing a version here builds it again; otherwise the build happens once.
+TOOLS  := $(VENV)/tools
+KUBECONFORM_VERSION := v0.8.0
+KUSTOMIZE_VERSION   := v5.8.1
+KUBECONFORM := $(TOOLS)/.kubeconform-$(KUBECONFORM_VERSION)
+KUSTOMIZE   := $(TOOLS)/.kustomize-$(KUSTOMIZE_VERSION)
 
-.PHONY: setup venv jars schemas protos dashboards check test test-unit test-integration demo faults bench bench-smoke broker-start broker-stop clean
+.PHONY: setup venv jars tools schemas protos dashboards check test test-unit test-integration demo faults bench bench-smoke broker-start broker-stop clean
 
-setup: $(STAMP) $(JARS) $(PROMTOOL)
+setup: $(STAMP) $(JARS) $(PROMTOOL) $(KUBECONFORM) $(KUSTOMIZE)
 
 venv: $(STAMP)
 
@@ -26,6 +34,18 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 jars: $(JARS)
+
+tools: $(KUBECONFORM) $(KUSTOMIZE)
+
+$(KUBECONFORM):
+	mkdir -p $(TOOLS)/bin
+	GOBIN=$(abspath $(TOOLS)/bin) go install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
+	touch $@
+
+$(KUSTOMIZE):
+	mkdir -p $(TOOLS)/bin
+	GOBIN=$(abspath $(TOOLS)/bin) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	touch $@
 
 $(JARS): deploy/kafka/pom.xml
 	mvn -B -q -f deploy/kafka/pom.xml package
