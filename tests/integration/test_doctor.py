@@ -214,10 +214,13 @@ async def test_a_broken_setup_is_diagnosed_with_each_problem_and_its_fix(setup: 
     assert lagging["fix"].startswith("no instance of notifications is consuming")
 
 
-def test_a_broker_that_cannot_be_reached_is_exit_status_2() -> None:
+def test_a_broker_that_cannot_be_reached_is_exit_status_2_and_services_are_still_checked() -> None:
     nowhere = env_for(KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}"))
-    status, report = _doctor(nowhere, "--timeout", "3", "--skip", "services")
+    api = f"api=http://127.0.0.1:{free_port()}"
+    status, report = _doctor(nowhere, "--timeout", "3", "--services", "api", "--url", api)
     assert status == 2 and report["exit_status"] == 2
-    [broker] = report["findings"]
-    assert broker["check"] == "broker" and broker["status"] == "problem"
-    assert "KAFKA_BOOTSTRAP_SERVERS" in broker["fix"]
+    assert [(f["check"], f["status"]) for f in report["findings"]] == [
+        ("broker", "problem"),  # and nothing else that needs the broker
+        ("services", "problem"),
+    ]
+    assert "KAFKA_BOOTSTRAP_SERVERS" in report["findings"][0]["fix"]
