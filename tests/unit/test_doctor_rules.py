@@ -76,6 +76,15 @@ def test_missing_topics_are_grouped_by_what_creates_them() -> None:
     assert findings[0].detail == "missing: a, b, c"
 
 
+def test_a_topic_missing_for_a_sasl_user_may_be_one_it_may_not_see() -> None:
+    findings = judge_topics(
+        [Wanted("a", {})], {}, brokers=1, partitions=None, bootstrap=B, user="ops"
+    )
+    assert findings[0].detail == (
+        "missing (or not visible to User:ops; doctor needs to describe every topic)"
+    )
+
+
 def test_the_topic_whose_partition_count_differs_from_the_others_is_the_problem() -> None:
     wanted = [Wanted(n, {}) for n in "abcd"]
     seen = {n: _seen(n, partitions=6) for n in "abc"} | {"d": _seen("d", partitions=8)}

@@ -81,6 +81,7 @@ async def check_topics(ctx: Context) -> list[Finding]:
         brokers=ctx.brokers,
         partitions=ctx.options.partitions,
         bootstrap=ctx.settings.bootstrap_servers,
+        user=ctx.settings.sasl_username if ctx.settings.sasl_mechanism else None,
     )
 
 

@@ -57,12 +57,14 @@ def judge_topics(
     brokers: int,
     partitions: int | None,
     bootstrap: str,
+    user: str | None = None,
 ) -> list[Finding]:
     """A finding per topic problem, missing topics grouped by what creates them, and one ok
-    finding for the topics that are as they should be."""
+    finding for the topics that are as they should be. With a SASL `user`, a missing topic may
+    also be one the user may not see (Kafka lists only the topics a principal may describe)."""
     want_partitions = partitions or expected_partitions(wanted, seen)
     replicas = replicas_for(brokers)
-    findings = _missing([w for w in wanted if w.name not in seen], want_partitions)
+    findings = _missing([w for w in wanted if w.name not in seen], want_partitions, user)
     fine = 0
     for topic in (w for w in wanted if w.name in seen):
         found = _compare(topic, seen[topic.name], want_partitions, replicas, brokers, bootstrap)
@@ -82,7 +84,7 @@ def _summary(fine: int, total: int, partitions: int | None, replicas: int) -> st
     )
 
 
-def _missing(missing: Sequence[Wanted], partitions: int | None) -> list[Finding]:
+def _missing(missing: Sequence[Wanted], partitions: int | None, user: str | None) -> list[Finding]:
     by_maker: dict[str, list[str]] = {}
     for topic in missing:
         by_maker.setdefault(topic.made_by, []).append(topic.name)
@@ -93,6 +95,8 @@ def _missing(missing: Sequence[Wanted], partitions: int | None) -> list[Finding]
             fix = f"{CREATE} --partitions {partitions}   (creates only the missing topics)"
         subject = names[0] if len(names) == 1 else f"{len(names)} topics"
         detail = "missing" if len(names) == 1 else "missing: " + _some(names)
+        if user:
+            detail += f" (or not visible to User:{user}; doctor needs to describe every topic)"
         out.append(problem(CHECK, subject, detail, fix))
     return out
 
