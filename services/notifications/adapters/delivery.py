@@ -41,7 +41,7 @@ from services.notifications.adapters.failures import (
     TransientFailure,
 )
 from services.notifications.adapters.metrics import NotificationMetrics
-from services.notifications.adapters.rendering import render
+from services.notifications.adapters.rendering import Renderer
 from services.notifications.domain.messages import Message, RenderedMessage
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ class Sender:
         self.report = report
         self.smtp = smtp.SmtpTransport(settings)
         self.webhooks = webhook.WebhookTransport()
+        self.renderer = Renderer()
         self._slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
         self._destinations: dict[str, _Destination] = {}
         self._running: dict[int, set[asyncio.Task[None]]] = defaultdict(set)
@@ -142,6 +143,7 @@ class Sender:
 
     async def close(self) -> None:
         await self.drain(frozenset(self._running), 0)
+        self.renderer.close()
         await self.webhooks.close()
         await self.smtp.close()
 
@@ -161,7 +163,7 @@ class Sender:
     async def _attempt(self, delivery: Delivery, channel: NotificationChannel) -> None:
         message = delivery.message
         try:
-            attempt_once, name = self._prepare(delivery, channel)
+            attempt_once, name = await self._prepare(delivery, channel)
         except DeliveryFailure as failure:
             self._give_up(delivery, channel, 0, failure.reason, failure)
             return
@@ -282,7 +284,7 @@ class Sender:
         return destination
 
     # -- what one attempt does, per channel -----------------------------------------------------
-    def _prepare(
+    async def _prepare(
         self, delivery: Delivery, channel: NotificationChannel
     ) -> tuple[Callable[[], Awaitable[None]], str]:
         """(one attempt, its destination); PermanentFailure if the message cannot be rendered
@@ -293,7 +295,7 @@ class Sender:
         unsubscribe_url = self.unsubscribe_url(message, program)
         refer_url = f"{self.settings.refer_base_url.rstrip('/')}/{quote(message.advocate_id)}"
         try:
-            rendered = render(
+            rendered = await self.renderer.render(  # off the event loop (`rendering`)
                 message, program, unsubscribe_url=unsubscribe_url, refer_url=refer_url
             )
         except templating.TemplateProblem as err:
