@@ -23,8 +23,9 @@ YAML and is refused. A key left out, or given as null, takes its default (in bra
       channels              EMAIL and/or WEBHOOK [EMAIL]
       webhook               required with WEBHOOK: url (http or https); secret_env, the NAME
                             of the environment variable holding the HMAC-SHA256 secret (never
-                            the secret) [REFERRALS_WEBHOOK_SECRET]; timeout_s, over 0 to 60 [10];
-                            max_attempts 1-20 [5]
+                            the secret), starting with WEBHOOK_SECRET_ [WEBHOOK_SECRET_REFERRALS;
+                            the old REFERRALS_WEBHOOK_SECRET reads as it]; timeout_s, over 0
+                            to 60 [10]; max_attempts 1-20 [5]
       from_address          sender of emails [referrals@example.com]
       default_locale        for advocates whose profile has no locale [en-US]
       staleness_days        a message whose trigger is older is not sent, 1-365 [7]
