@@ -73,7 +73,7 @@ class ProgramsService(rpc.ProgramsServicer):
         except ProgramInvalid as invalid:
             await bad_request(context, "the program document is invalid", invalid.problems)
         caller = current_caller()
-        config = await put(self.kafka, doc, caller.name or f"api ({caller.role.value} token)")
+        config = await put(self.kafka, doc, caller.identity() or caller.token)
         return pb.PutProgramResponse(program_id=config.program_id, version=config.version)
 
     async def GetProgram(
