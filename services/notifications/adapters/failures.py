@@ -6,7 +6,8 @@
     │                            HTTP 5xx/408/425/429)
     └── PermanentFailure         retrying cannot help: dead-lettered at once
                                  (SMTP 5xx: RECIPIENT_REFUSED for an address refused at RCPT,
-                                 SMTP_REJECTED otherwise; HTTP 4xx and 3xx, a missing secret)
+                                 SMTP_REJECTED otherwise; HTTP 4xx and 3xx, a missing secret,
+                                 a webhook URL `webhook_policy` refuses)
     DeliveryFailed (PermanentError)
                                  what a dead-lettered delivery carries to notifications.sent.v1.dlq:
                                  the permanent failure's reason, or DEADLINE_EXCEEDED

@@ -7,8 +7,9 @@
   Its value is a JSON document (below) rather than Avro, since no input record failed; the
   headers are the runtime's usual ones: `dlq.error.class` = DeliveryFailed, `dlq.error.reason`
   (DEADLINE_EXCEEDED, RECIPIENT_REFUSED, SMTP_REJECTED, HTTP_4XX, BAD_ADDRESS,
-  WEBHOOK_SECRET_MISSING, ...; RETRIES_EXHAUSTED in dead letters written before the delivery
-  deadline replaced the attempt limit), `dlq.error.message` naming the channel, the attempts
+  WEBHOOK_SECRET_MISSING, WEBHOOK_SECRET_REFUSED, WEBHOOK_URL_REFUSED, BAD_MESSAGE, ...;
+  RETRIES_EXHAUSTED in dead letters written before the delivery deadline replaced the attempt
+  limit), `dlq.error.message` naming the channel, the attempts
   (those that talked to the server) and the last error, `dlq.service`,
   `dlq.original.topic` = notifications.sent.v1 and `dlq.original.offset` = -1 (a delivery, not
   a consumed record). The key is the advocate_id. No personal data: the advocate is named by
