@@ -70,6 +70,6 @@ def test_the_canonical_form_services_read_is_json_only() -> None:
 
 
 def test_a_document_nested_past_the_parsers_depth_is_refused_not_a_crash() -> None:
-    deep = "[" * 100_000 + "]" * 100_000
+    deep = "[" * 5_000 + "]" * 5_000  # past the recursion limit of both parsers
     for text in ('{"a": ' + deep + "}", "a: " + deep):
         assert problem(text) == ("bomb.yaml", "nests too deeply")
