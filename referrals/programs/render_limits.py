@@ -5,12 +5,14 @@ can ask for gigabytes or for hours. Each render gets a `Budget` (one per render,
 a context variable by the sandbox's hooks) and every way a template can repeat work or build
 text reports to it *before* the work is done:
 
-- time: `TIME_LIMIT_S` of wall-clock time, checked at every loop iteration, call, filter,
-  operator and output chunk (`tick`); between two checks a template can only do a bounded
-  amount of work, as every single operation is bounded by the size limits below;
-- output: every chunk of text produced (in the body, in macros, in `set` blocks) counts
-  towards `MAX_WORK_CHARS`, and so does every string an operator, filter or method builds;
-  the rendered result may not exceed `MAX_OUTPUT_CHARS`; no single value may exceed
+- time: `TIME_LIMIT_S` of wall-clock time, checked at every loop iteration, call, filter and
+  operator (`tick`): whatever repeats work passes there, and between two checks a template
+  can only do a bounded amount of work, as every single operation is bounded by the size
+  limits below;
+- output: every value printed (in the body, in macros, in `set` blocks) and the template's
+  own text wherever a loop repeats it count towards `MAX_WORK_CHARS` as they are produced,
+  and so does every string an operator, filter or method builds; the rendered result may
+  not exceed `MAX_OUTPUT_CHARS`; no single value may exceed
   `MAX_VALUE_CHARS`, and an operation whose result would is refused before it runs
   (`"x"|center(50000000)`, `s * n`, `s ~ s` doubling in a macro, `"{:>99999999}".format(x)`);
 - repetition: `MAX_ITERATIONS` loop iterations in all, loops nested at most
@@ -36,7 +38,7 @@ from jinja2.exceptions import SecurityError
 TIME_LIMIT_S = 1.0
 MAX_OUTPUT_CHARS = 100_000  # far beyond any email
 MAX_VALUE_CHARS = MAX_OUTPUT_CHARS  # any one string a template builds
-MAX_WORK_CHARS = 20 * MAX_OUTPUT_CHARS  # all text produced or built in one render
+MAX_WORK_CHARS = 10 * MAX_OUTPUT_CHARS  # all text printed or built in one render
 MAX_ITEMS = 10_000  # a list built by `*` or `+`; a batch; slices
 MAX_ITERATIONS = 10_000  # loop iterations in one render, all loops together
 MAX_LOOP_NESTING = 3  # `for` inside `for` inside `for`, in the source
@@ -87,9 +89,19 @@ def produced(size: int) -> None:
         raise SecurityError(f"the template builds more than {MAX_WORK_CHARS} characters")
 
 
+def printed(size: int) -> None:
+    """`size` characters of output (the body's, a macro's, a `set` block's): counted, without
+    the clock (what repeats output, a loop or a call, checks it)."""
+    budget = _CURRENT.get()
+    if budget is not None:
+        budget.work += size
+        if budget.work > MAX_WORK_CHARS:
+            raise SecurityError(f"the template builds more than {MAX_WORK_CHARS} characters")
+
+
 def charge(text: str) -> str:
-    """An output chunk (the body's, a macro's, a `set` block's): counted, then passed on."""
-    produced(len(text))
+    """The template's own text where a loop repeats it: counted, then passed on."""
+    printed(len(text))
     return text
 
 
@@ -168,12 +180,13 @@ def refuse_over(size: int, what: str) -> None:
 
 
 def built(result: Any) -> Any:
-    """An operation's result: a string checked against MAX_VALUE_CHARS and counted."""
+    """An operation's result: a string checked against MAX_VALUE_CHARS and counted (the
+    caller has checked the clock)."""
     if isinstance(result, str):
         refuse_over(len(result), "the text")
-        produced(len(result))
+        printed(len(result))
     elif isinstance(result, list | tuple):
-        produced(len(result))
+        printed(len(result))
     return result
 
 

@@ -6,8 +6,9 @@ include, import or extends) and only the `range` and `dict` globals. This adds t
 `render_limits`, at the points where a template does work:
 
 - the code generator wraps every loop's iterable (`render_limits.iterate`: iterations and the
-  clock), every output chunk (`charge`), and every `~` concatenation (sized before it is
-  built), and refuses loops nested deeper than MAX_LOOP_NESTING;
+  clock), the template's text where a loop repeats it (`charge`), and every `~` concatenation
+  (sized before it is built), and refuses loops nested deeper than MAX_LOOP_NESTING; every
+  `{{ }}` value is counted as it is printed (`_finalize`);
 - the operators `+ * % **` are checked before they run (`call_binop`);
 - every call goes through `call`: macros (nesting depth), recursive loops, the two globals,
   the read-only methods of dicts and lists, and the methods of text on a list
@@ -83,15 +84,10 @@ class _CodeGenerator(CodeGenerator):
         self.write(")))")
 
     def _output_const_repr(self, group: Iterable[Any]) -> str:
-        return f"environment.limits.charge({super()._output_const_repr(group)})"
-
-    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
-        self.write("environment.limits.charge(")
-        super()._output_child_pre(node, frame, finalize)
-
-    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
-        super()._output_child_post(node, frame, finalize)
-        self.write(")")
+        # The template's own text, counted where a loop repeats it; elsewhere it is bounded
+        # by the source's length. (`{{ }}` values are counted by `_finalize`.)
+        text = super()._output_const_repr(group)
+        return f"environment.limits.charge({text})" if self._iterables else text
 
 
 class _BoundedFormatter(SandboxedFormatter):
@@ -124,9 +120,14 @@ def _small_range(*args: int) -> range:
 
 
 def _finalize(value: Any) -> Any:
-    """What `{{ }}` prints: a list or dict is sized before it is turned into text."""
-    if type(value) is not str:
-        limits.refuse_over(limits.size_of(value), "the printed value")
+    """What `{{ }}` prints (in the body, a macro, a `set` block), counted; a list or dict is
+    sized before it is turned into text."""
+    if type(value) is str:
+        limits.printed(len(value))
+    else:
+        size = limits.size_of(value)
+        limits.refuse_over(size, "the printed value")
+        limits.printed(size)
     return value
 
 

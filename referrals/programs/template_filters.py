@@ -95,6 +95,14 @@ def _guarded(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     # first; the value it filters comes second.
     at = 1 if _PassArg.from_obj(func) is not None else 0
 
+    if before is None and factor is None and name != "join":
+
+        def counted(*args: Any, **kwargs: Any) -> Any:  # the common case, kept short
+            limits.tick()
+            return limits.built(func(*args, **kwargs))
+
+        return update_wrapper(counted, func)
+
     def guarded(*args: Any, **kwargs: Any) -> Any:
         limits.tick()
         if len(args) > at:

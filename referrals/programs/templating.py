@@ -7,9 +7,9 @@ with `_`, no mutation of objects), no filesystem loader (a template cannot inclu
 only the `range` and `dict` globals, `StrictUndefined` so that a misspelled variable is an
 error rather than an empty string, and the limits of `referrals.programs.render_limits`
 enforced while the template runs: 1 s of time, 100,000 characters of output (and no single
-value longer), 2,000,000 characters built in all, 10,000 loop iterations, loops nested 3 deep,
-macros 10 deep. A template over a limit stops when it reaches it, without building what it
-asked for. The HTML part is autoescaped; subject and plain-text parts are not.
+value longer), 1,000,000 characters printed or built in all, 10,000 loop iterations, loops
+nested 3 deep, macros 10 deep. A template over a limit stops when it reaches it, without
+building what it asked for. The HTML part is autoescaped; subject and plain-text parts are not.
 
 A template is checked when the program document is validated (`check`), not at send time: it
 must compile, use only the variables of `SAMPLE_CONTEXT`, and render with that context.
@@ -95,23 +95,16 @@ def render(
 ) -> str:
     """Renders `template` with `context`; any failure is a TemplateProblem naming the cause.
 
-    The output is counted as it is produced: past MAX_OUTPUT_CHARS the render stops."""
+    Output is counted as it is printed (`render_limits`): no render builds more than
+    MAX_WORK_CHARS, and the result may not exceed MAX_OUTPUT_CHARS."""
     compiled = _compile(template, html)
     _, token = limits.start(time_limit_s)
     try:
-        size, chunks = 0, []
-        for chunk in compiled.generate(dict(context)):
-            size += len(chunk)
-            if size > MAX_OUTPUT_CHARS:
-                raise TemplateProblem(f"renders to more than {MAX_OUTPUT_CHARS} characters")
-            chunks.append(chunk)
-        return "".join(chunks)
+        text = compiled.render(dict(context))
     except jinja2.UndefinedError as err:
         raise TemplateProblem(f"does not render: {err.message}") from err
     except SecurityError as err:
         raise TemplateProblem(f"is refused: {err.message}") from err
-    except TemplateProblem:
-        raise
     except RecursionError as err:
         raise TemplateProblem("is refused: it nests too deeply") from err
     # A template is code: it can raise whatever an expression can (1 / 0, "a" + 1, ...).
@@ -119,6 +112,9 @@ def render(
         raise TemplateProblem(f"does not render: {type(err).__name__}: {err}"[:500]) from err
     finally:
         limits.finish(token)
+    if len(text) > MAX_OUTPUT_CHARS:
+        raise TemplateProblem(f"renders to more than {MAX_OUTPUT_CHARS} characters")
+    return text
 
 
 def check(template: str, *, html: bool = False) -> str:
