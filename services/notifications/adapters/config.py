@@ -15,6 +15,7 @@ from pydantic_settings import SettingsConfigDict
 from referrals.platform.errors import ConfigError
 from referrals.platform.settings import ServiceSettings
 from referrals.programs.model import DEFAULT_SECRET_ENV, LEGACY_SECRET_ENV
+from services.notifications.adapters.webhook_policy import AllowList
 
 # The development default of old, published in this repository: signing links with a secret
 # everybody can read lets anyone unsubscribe anyone. The service refuses to start with it.
@@ -83,8 +84,8 @@ class NotificationsSettings(ServiceSettings):
 def check_startup(settings: NotificationsSettings, env: Mapping[str, str]) -> None:
     """What the service refuses to start with (a ConfigError naming the variable): no
     unsubscribe secret, the public development one or a short one; SMTP credentials without
-    TLS (they would cross the network in clear); a webhook secret still in the variable that
-    was renamed."""
+    TLS (they would cross the network in clear); an allow-list entry that is not host[:port];
+    a webhook secret still in the variable that was renamed."""
     secret = settings.unsubscribe_secret
     generate = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
     if not secret:
@@ -108,6 +109,7 @@ def check_startup(settings: NotificationsSettings, env: Mapping[str, str]) -> No
             "NOTIFICATIONS_SMTP_USERNAME/_PASSWORD are set but neither NOTIFICATIONS_SMTP_STARTTLS "
             "nor NOTIFICATIONS_SMTP_TLS: the credentials would be sent in clear"
         )
+    AllowList.parse(settings.webhook_allow_hosts)  # a bad entry is named here, not at first use
     if env.get(LEGACY_SECRET_ENV) and not env.get(DEFAULT_SECRET_ENV):
         raise ConfigError(
             f"{LEGACY_SECRET_ENV} is set but {DEFAULT_SECRET_ENV} is not: webhook secrets are "

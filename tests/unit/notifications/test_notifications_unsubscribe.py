@@ -175,6 +175,12 @@ def test_smtp_credentials_require_starttls_or_tls() -> None:
     check_startup(NotificationsSettings(**creds, smtp_tls=True), {})
 
 
+def test_a_bad_webhook_allow_list_stops_the_start_naming_the_entry() -> None:
+    settings = NotificationsSettings(unsubscribe_secret=SECRET, webhook_allow_hosts="crm, a/b")
+    with pytest.raises(ConfigError, match="NOTIFICATIONS_WEBHOOK_ALLOW_HOSTS: 'a/b'"):
+        check_startup(settings, {})
+
+
 def test_a_webhook_secret_left_in_the_renamed_variable_stops_the_start() -> None:
     with pytest.raises(ConfigError, match="REFERRALS_WEBHOOK_SECRET is set but WEBHOOK_SECRET_"):
         check_startup(SETTINGS, {"REFERRALS_WEBHOOK_SECRET": "s"})
