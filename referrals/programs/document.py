@@ -53,7 +53,7 @@ from pydantic import ValidationError
 from referrals.platform.errors import ConfigError
 from referrals.programs import schema
 from referrals.programs.model import ProgramDocument, to_document
-from referrals.programs.reader import DuplicateKey, load, load_json
+from referrals.programs.reader import DuplicateKey, TooDeep, load, load_json
 from referrals.programs.schema.checks import Location, found_in
 
 Problems = list[tuple[str, str]]  # (path, message)
@@ -76,6 +76,8 @@ def parse_document(
     ProgramInvalid naming where."""
     try:
         data = load_json(text) if json_only else load(text)
+    except TooDeep as err:
+        raise ProgramInvalid([(source, str(err))]) from err
     except RecursionError as err:
         raise ProgramInvalid([(source, "nests too deeply")]) from err
     except json.JSONDecodeError as err:

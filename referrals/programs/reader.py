@@ -5,6 +5,7 @@ the time pydantic sees the data the first value is gone and cannot be reported. 
 stays hand-written, in front of the pydantic models of `referrals.programs.schema`. PyYAML's
 SafeLoader builds no Python objects from tags (`!!python/object` is an error).
 
+Documents nest at most `MAX_NESTING` levels, counted before a parser recurses that deep.
 YAML aliases (`*name`, repeating what `&name` anchors) are bounded: at most `MAX_ALIASES` in a
 document, an alias may not refer to a node containing it, and the document with its aliases
 written out may hold at most `MAX_EXPANDED` nodes and characters. An alias costs nothing to
@@ -19,6 +20,7 @@ JSON `program put` writes, with `load_json` (JSON only).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -26,6 +28,9 @@ import yaml
 
 MAX_ALIASES = 50
 MAX_EXPANDED = 1_000_000
+# A program document nests about six levels (notifications.templates.LEAD.en-US.text); the
+# parsers recurse per level, and a limit of our own keeps far from the interpreter's.
+MAX_NESTING = 32
 
 
 class _Loader(yaml.SafeLoader):
@@ -61,6 +66,13 @@ class _Loader(yaml.SafeLoader):
     def _collection(self, compose: Callable[[Any], Any], anchor: Any) -> Any:
         # PyYAML registers an anchor before composing its children; until they are done the
         # node is open, and an alias to it would make the document contain itself.
+        if len(self._open) >= MAX_NESTING:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"nests deeper than {MAX_NESTING} levels (the limit)",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+            )
         self._open.append(self.peek_event())  # type: ignore[no-untyped-call]
         try:
             node = compose(anchor)
@@ -137,6 +149,19 @@ def load(text: str) -> object:
     return yaml.load(text, Loader=_Loader)
 
 
+class TooDeep(ValueError):
+    """A JSON document nesting deeper than MAX_NESTING."""
+
+
+_JSON_STRING = re.compile(r'"(?:\\.|[^"\\])*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
 def load_json(text: str) -> object:
     """JSON only (a document from a topic: what `program put` wrote), a key twice refused."""
+    depth = 0
+    for bracket in _BRACKET.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_NESTING:
+            raise TooDeep(f"nests deeper than {MAX_NESTING} levels (the limit)")
     return json.loads(text, object_pairs_hook=_unique)

@@ -8,7 +8,7 @@ import tracemalloc
 import pytest
 
 from referrals.programs.document import ProgramInvalid, from_canonical, parse_document
-from referrals.programs.reader import MAX_ALIASES, MAX_EXPANDED
+from referrals.programs.reader import MAX_ALIASES, MAX_EXPANDED, MAX_NESTING
 
 
 def alias_bomb(levels: int, width: int = 9) -> str:
@@ -69,7 +69,12 @@ def test_the_canonical_form_services_read_is_json_only() -> None:
     assert caught.value.problems == [("<canonical>:1:1", "is not valid JSON: Expecting value")]
 
 
-def test_a_document_nested_past_the_parsers_depth_is_refused_not_a_crash() -> None:
-    deep = "[" * 5_000 + "]" * 5_000  # past the recursion limit of both parsers
-    for text in ('{"a": ' + deep + "}", "a: " + deep):
-        assert problem(text) == ("bomb.yaml", "nests too deeply")
+def test_a_document_nesting_past_the_limit_is_refused_before_the_parsers_recurse() -> None:
+    deep = "[" * (MAX_NESTING + 1) + "]" * (MAX_NESTING + 1)
+    message = f"nests deeper than {MAX_NESTING} levels (the limit)"
+    assert problem('{"a": ' + deep[1:-1] + "}") == ("bomb.yaml", message)
+    assert problem("a: " + deep[1:-1]) == ("bomb.yaml:1:35", f"is not valid YAML: {message}")
+    # Brackets inside strings are text, not nesting.
+    assert parse_document('{"a": "' + "[" * 100 + '"}') == {"a": "[" * 100}
+    ok = "[" * (MAX_NESTING - 1) + "]" * (MAX_NESTING - 1)
+    assert parse_document('{"a": ' + ok + "}") and parse_document("a: " + ok)
