@@ -193,6 +193,7 @@ class Services(ServiceProcesses):
             f"{up}_GROUP_ID": f"{self.kafka.topic_prefix}referrals-{name}",
             "NOTIFICATIONS_SMTP_PORT": str(plan.smtp_port),
             "NOTIFICATIONS_UNSUBSCRIBE_PORT": str(plan.unsubscribe_port),
+            "NOTIFICATIONS_UNSUBSCRIBE_SECRET": self.unsubscribe_secret,
             "API_GRPC_PORT": str(plan.api_port),
             "API_TOKENS_FILE": str(plan.work / "api-tokens.txt"),
         }

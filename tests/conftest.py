@@ -5,6 +5,7 @@ FAILS with the broker's log; nothing is ever skipped for lack of a broker."""
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -85,14 +86,19 @@ async def topics(kafka: KafkaSettings) -> AsyncIterator[KafkaSettings]:
     yield settings
 
 
+# The notifications service refuses to start without an unsubscribe secret of its own.
+UNSUBSCRIBE_SECRET = secrets.token_urlsafe(32)
+
+
 def env_for(settings: KafkaSettings, **extra: str) -> dict[str, str]:
     """Environment for a subprocess (CLI or service) talking to the test broker."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REFERRALS_"))}
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
         KAFKA_TOPIC_PREFIX=settings.topic_prefix,
-        **extra,
+        NOTIFICATIONS_UNSUBSCRIBE_SECRET=UNSUBSCRIBE_SECRET,
     )
+    env.update(extra)
     return env
 
 

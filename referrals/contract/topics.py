@@ -90,17 +90,28 @@ ADVOCATES_TOPIC_CONFIG = {
 }
 
 
-def physical_topics(names: TopicNames) -> dict[str, dict[str, str]]:
+# Dead letters hold the bytes of bad input (a malformed profile's email with them) and the
+# notifications service's undeliverable messages: personal data, kept only as long as an
+# operator needs to look at them (`referrals topics create --dlq-retention-days`).
+DEFAULT_DLQ_RETENTION_DAYS = 30
+
+
+def physical_topics(
+    names: TopicNames, *, dlq_retention_days: int = DEFAULT_DLQ_RETENTION_DAYS
+) -> dict[str, dict[str, str]]:
     """Every topic to create, physical name -> topic configs. Each consumed topic has a .dlq."""
+    if dlq_retention_days < 1:
+        raise ValueError(f"dlq_retention_days must be at least 1, got {dlq_retention_days}")
     # Referral history, payouts and their results are the system of record: keep them forever.
     keep = {"retention.ms": "-1"}
+    dead_letters = {"retention.ms": str(dlq_retention_days * _DAY_MS)}
     out: dict[str, dict[str, str]] = {}
     for spec in CATALOGUE:
         configs = {"cleanup.policy": "compact"} if spec.compacted else dict(keep)
         if spec.name == ADVOCATES:
             configs = dict(ADVOCATES_TOPIC_CONFIG)
         out[names(spec.name)] = configs
-        out[names(dlq_of(spec.name))] = dict(keep)
+        out[names(dlq_of(spec.name))] = dict(dead_letters)
     return out
 
 
@@ -112,6 +123,7 @@ async def create_topics(
     replication_factor: int | None = None,
     extra: dict[str, dict[str, str]] | None = None,
     visible_within_s: float = 30.0,
+    dlq_retention_days: int = DEFAULT_DLQ_RETENTION_DAYS,
 ) -> list[str]:
     """Creates the topics that do not exist yet; returns the ones it created. Idempotent.
 
@@ -119,9 +131,10 @@ async def create_topics(
     metadata cache trails the controller, so a topic created a moment ago can be missing from a
     listing. It returns once every topic is visible to clients, so the caller can use them.
     Without a `replication_factor` the cluster decides: min(3, brokers), `min.insync.replicas`
-    2 with three or more (`referrals.streams.topics.create_named_topics`).
+    2 with three or more (`referrals.streams.topics.create_named_topics`). Dead-letter topics
+    keep records `dlq_retention_days`. A topic that exists keeps its configs.
     """
-    wanted = physical_topics(names) | (extra or {})
+    wanted = physical_topics(names, dlq_retention_days=dlq_retention_days) | (extra or {})
     return await create_named_topics(
         admin,
         wanted,

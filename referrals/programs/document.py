@@ -23,8 +23,9 @@ YAML and is refused. A key left out, or given as null, takes its default (in bra
       channels              EMAIL and/or WEBHOOK [EMAIL]
       webhook               required with WEBHOOK: url (http or https); secret_env, the NAME
                             of the environment variable holding the HMAC-SHA256 secret (never
-                            the secret) [REFERRALS_WEBHOOK_SECRET]; timeout_s, over 0 to 60 [10];
-                            max_attempts 1-20 [5]
+                            the secret), starting with WEBHOOK_SECRET_ [WEBHOOK_SECRET_REFERRALS;
+                            the old REFERRALS_WEBHOOK_SECRET reads as it]; timeout_s, over 0
+                            to 60 [10]; max_attempts 1-20 [5]
       from_address          sender of emails [referrals@example.com]
       default_locale        for advocates whose profile has no locale [en-US]
       staleness_days        a message whose trigger is older is not sent, 1-365 [7]
@@ -52,7 +53,7 @@ from pydantic import ValidationError
 from referrals.platform.errors import ConfigError
 from referrals.programs import schema
 from referrals.programs.model import ProgramDocument, to_document
-from referrals.programs.reader import DuplicateKey, load
+from referrals.programs.reader import DuplicateKey, TooDeep, load, load_json
 from referrals.programs.schema.checks import Location, found_in
 
 Problems = list[tuple[str, str]]  # (path, message)
@@ -68,10 +69,17 @@ class ProgramInvalid(ConfigError):
         self.problems = problems
 
 
-def parse_document(text: str, source: str = "<document>") -> dict[object, object]:
-    """The data of a YAML or JSON document; unreadable text is a ProgramInvalid naming where."""
+def parse_document(
+    text: str, source: str = "<document>", *, json_only: bool = False
+) -> dict[object, object]:
+    """The data of a YAML or JSON document (JSON only with `json_only`); unreadable text is a
+    ProgramInvalid naming where."""
     try:
-        data = load(text)
+        data = load_json(text) if json_only else load(text)
+    except TooDeep as err:
+        raise ProgramInvalid([(source, str(err))]) from err
+    except RecursionError as err:
+        raise ProgramInvalid([(source, "nests too deeply")]) from err
     except json.JSONDecodeError as err:
         where = f"{source}:{err.lineno}:{err.colno}"
         raise ProgramInvalid([(where, f"is not valid JSON: {err.msg}")]) from err
@@ -111,5 +119,6 @@ def canonical_json(doc: ProgramDocument) -> str:
 
 
 def from_canonical(text: str) -> ProgramDocument:
-    """The document back from `canonical_json` (validated again: it came over the wire)."""
-    return validate(parse_document(text, "<canonical>"))
+    """The document back from `canonical_json` (validated again: it came over the wire). JSON
+    only: what came over the wire is not a person's YAML, and no alias may expand in it."""
+    return validate(parse_document(text, "<canonical>", json_only=True))

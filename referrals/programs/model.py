@@ -113,10 +113,18 @@ class Fraud:
     max_wins_per_day: int | None = None  # an advocate's further WONs that day are reviewed
 
 
+# A webhook's secret comes from an environment variable whose name starts with this, so that a
+# program document cannot name another secret of the process (KAFKA_SASL_PASSWORD, ...).
+SECRET_ENV_PREFIX = "WEBHOOK_SECRET_"
+# The default before the prefix was required; documents naming it read as the new default.
+LEGACY_SECRET_ENV = "REFERRALS_WEBHOOK_SECRET"
+DEFAULT_SECRET_ENV = "WEBHOOK_SECRET_REFERRALS"
+
+
 @dataclass(frozen=True, slots=True)
 class Webhook:
     url: str
-    secret_env: str = "REFERRALS_WEBHOOK_SECRET"  # the NAME of the variable holding the secret
+    secret_env: str = DEFAULT_SECRET_ENV  # the NAME of the variable holding the secret
     timeout_s: float = 10.0
     max_attempts: int = 5
 

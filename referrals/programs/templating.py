@@ -1,11 +1,15 @@
-"""Message templates written by marketing, rendered in a Jinja2 sandbox.
+"""Message templates written by marketing, rendered in a Jinja2 sandbox with limits.
 
 Templates come from program documents, i.e. from people who are not engineers and must not be
-able to reach into the system. So they are rendered by `ImmutableSandboxedEnvironment`: no
-attribute starting with `_`, no mutation of objects, no filesystem loader (a template cannot
-include another), only the `range` and `dict` globals, `StrictUndefined` so that a misspelled
-variable is an error rather than an empty string, and guards against the arithmetic that builds
-enormous strings or numbers. The HTML part is autoescaped; subject and plain-text parts are not.
+able to reach into the system or take it down. So they are rendered by the environment of
+`referrals.programs.sandbox`: Jinja's `ImmutableSandboxedEnvironment` (no attribute starting
+with `_`, no mutation of objects), no filesystem loader (a template cannot include another),
+only the `range` and `dict` globals, `StrictUndefined` so that a misspelled variable is an
+error rather than an empty string, and the limits of `referrals.programs.render_limits`
+enforced while the template runs: 1 s of time, 100,000 characters of output (and no single
+value longer), 1,000,000 characters printed or built in all, 10,000 loop iterations, loops
+nested 3 deep, macros 10 deep. A template over a limit stops when it reaches it, without
+building what it asked for. The HTML part is autoescaped; subject and plain-text parts are not.
 
 A template is checked when the program document is validated (`check`), not at send time: it
 must compile, use only the variables of `SAMPLE_CONTEXT`, and render with that context.
@@ -16,15 +20,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
 
 import jinja2
 from jinja2 import meta
 from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
 from referrals.platform.errors import ConfigError
+from referrals.programs import render_limits as limits
+from referrals.programs.sandbox import Environment
 
 # Every variable a template may use, with an example value. The notifications service passes all
 # of them for every message kind; those that do not apply to a kind are empty strings (or None
@@ -47,8 +50,8 @@ SAMPLE_CONTEXT: Mapping[str, object] = {
 }
 
 _LAST_TIER = {"referrals_to_next_tier": None, "next_tier_amount": None}
-MAX_OUTPUT_CHARS = 100_000  # far beyond any email; also bounds `"x" * n` inside a template
-_MAX_RANGE = 1_000  # loops in a message have no business running longer
+MAX_OUTPUT_CHARS = limits.MAX_OUTPUT_CHARS
+TIME_LIMIT_S = limits.TIME_LIMIT_S
 
 
 class TemplateProblem(ConfigError):
@@ -57,57 +60,21 @@ class TemplateProblem(ConfigError):
     reason = "BAD_TEMPLATE"
 
 
-class _Environment(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and _too_big_power(left, right):
-            raise SecurityError("the power is too large")
-        if operator == "*" and _repeated_length(left, right) > MAX_OUTPUT_CHARS:
-            raise SecurityError("the repeated text is too long")
-        return super().call_binop(context, operator, left, right)
-
-
-def _too_big_power(base: object, exp: object) -> bool:
-    if not isinstance(base, int) or not isinstance(exp, int):
-        return False
-    return abs(exp) > 100 or base.bit_length() * abs(exp) > 4096
-
-
-def _repeated_length(left: object, right: object) -> int:
-    for seq, times in ((left, right), (right, left)):
-        if isinstance(seq, str | list | tuple) and isinstance(times, int):
-            return len(seq) * times
-    return 0
-
-
-def _small_range(*args: int) -> range:
-    rng = safe_range(*args)
-    if len(rng) > _MAX_RANGE:
-        raise SecurityError(f"range() is limited to {_MAX_RANGE} items")
-    return rng
-
-
 @lru_cache(maxsize=2)
-def _environment(html: bool) -> _Environment:
-    # trim_blocks/lstrip_blocks: a `{% if %}` line leaves no blank line behind in plain text.
-    env = _Environment(
-        undefined=jinja2.StrictUndefined,
-        autoescape=html,
-        loader=None,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.globals = {"range": _small_range, "dict": dict}
-    return env
+def _environment(html: bool) -> Environment:
+    return Environment(html=html)
 
 
 @lru_cache(maxsize=1024)
 def _compile(template: str, html: bool) -> jinja2.Template:
+    if len(template) > limits.MAX_SOURCE_CHARS:
+        raise TemplateProblem(f"is longer than {limits.MAX_SOURCE_CHARS} characters")
     try:
         return _environment(html).from_string(template)
     except jinja2.TemplateSyntaxError as err:
         raise TemplateProblem(f"line {err.lineno}: {err.message}") from err
+    except RecursionError as err:
+        raise TemplateProblem("nests too deeply to compile") from err
 
 
 def variables(template: str) -> frozenset[str]:
@@ -119,18 +86,32 @@ def variables(template: str) -> frozenset[str]:
     return frozenset(meta.find_undeclared_variables(ast))
 
 
-def render(template: str, context: Mapping[str, object], *, html: bool = False) -> str:
-    """Renders `template` with `context`; any failure is a TemplateProblem naming the cause."""
+def render(
+    template: str,
+    context: Mapping[str, object],
+    *,
+    html: bool = False,
+    time_limit_s: float = TIME_LIMIT_S,
+) -> str:
+    """Renders `template` with `context`; any failure is a TemplateProblem naming the cause.
+
+    Output is counted as it is printed (`render_limits`): no render builds more than
+    MAX_WORK_CHARS, and the result may not exceed MAX_OUTPUT_CHARS."""
     compiled = _compile(template, html)
+    _, token = limits.start(time_limit_s)
     try:
         text = compiled.render(dict(context))
     except jinja2.UndefinedError as err:
         raise TemplateProblem(f"does not render: {err.message}") from err
     except SecurityError as err:
         raise TemplateProblem(f"is refused: {err.message}") from err
+    except RecursionError as err:
+        raise TemplateProblem("is refused: it nests too deeply") from err
     # A template is code: it can raise whatever an expression can (1 / 0, "a" + 1, ...).
     except Exception as err:
-        raise TemplateProblem(f"does not render: {type(err).__name__}: {err}") from err
+        raise TemplateProblem(f"does not render: {type(err).__name__}: {err}"[:500]) from err
+    finally:
+        limits.finish(token)
     if len(text) > MAX_OUTPUT_CHARS:
         raise TemplateProblem(f"renders to more than {MAX_OUTPUT_CHARS} characters")
     return text

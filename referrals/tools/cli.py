@@ -51,7 +51,13 @@ from click.shell_completion import CompletionItem
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.publish import prepare, publish
-from referrals.contract.topics import CATALOGUE, DLQ_SUFFIX, TopicNames, create_topics
+from referrals.contract.topics import (
+    CATALOGUE,
+    DEFAULT_DLQ_RETENTION_DAYS,
+    DLQ_SUFFIX,
+    TopicNames,
+    create_topics,
+)
 from referrals.platform.errors import ReferralsError
 from referrals.platform.settings import AmountLimits, KafkaSettings, load
 from referrals.programs.put import describe, load_program, put
@@ -134,21 +140,38 @@ def topics_group() -> None:
     type=click.IntRange(min=1),
     help="Replicas per partition (default: min(3, brokers in the cluster)).",
 )
-def topics_create(partitions: int, replication_factor: int | None) -> None:
+@click.option(
+    "--dlq-retention-days",
+    type=click.IntRange(min=1),
+    default=DEFAULT_DLQ_RETENTION_DAYS,
+    show_default=True,
+    envvar="REFERRALS_DLQ_RETENTION_DAYS",
+    show_envvar=True,
+    help="How long dead-letter topics keep records (they may hold personal data).",
+)
+def topics_create(partitions: int, replication_factor: int | None, dlq_retention_days: int) -> None:
     """Create every topic of the contract and its .dlq; topics that exist are left as they are."""
-    created = asyncio.run(_create_topics(KafkaSettings.from_env(), partitions, replication_factor))
+    kafka = KafkaSettings.from_env()
+    created = asyncio.run(_create_topics(kafka, partitions, replication_factor, dlq_retention_days))
     click.echo(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))
 
 
 async def _create_topics(
-    settings: KafkaSettings, partitions: int, replication_factor: int | None
+    settings: KafkaSettings,
+    partitions: int,
+    replication_factor: int | None,
+    dlq_retention_days: int = DEFAULT_DLQ_RETENTION_DAYS,
 ) -> list[str]:
     admin = make_admin(settings, "referrals-cli")
     await admin.start()
     try:
         names = TopicNames(settings.topic_prefix)
         return await create_topics(
-            admin, names, partitions=partitions, replication_factor=replication_factor
+            admin,
+            names,
+            partitions=partitions,
+            replication_factor=replication_factor,
+            dlq_retention_days=dlq_retention_days,
         )
     finally:
         await admin.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -113,6 +114,8 @@ class ServiceProcesses:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: list[Any] = []
         self.token = write_tokens(plan.work / "api-tokens.txt")
+        # The notifications service refuses to start without its own secret: one per run.
+        self.unsubscribe_secret = secrets.token_urlsafe(32)
 
     def start(self) -> None:
         (self.plan.work / "logs").mkdir(parents=True, exist_ok=True)
@@ -127,6 +130,7 @@ class ServiceProcesses:
                 f"{up}_GROUP_ID": f"{self.kafka.topic_prefix}referrals-{name}",
                 "NOTIFICATIONS_SMTP_PORT": str(self.plan.smtp_port),
                 "NOTIFICATIONS_UNSUBSCRIBE_PORT": str(self.plan.unsubscribe_port),
+                "NOTIFICATIONS_UNSUBSCRIBE_SECRET": self.unsubscribe_secret,
                 "API_GRPC_PORT": str(self.plan.api_port),
                 "API_TOKENS_FILE": str(self.plan.work / "api-tokens.txt"),
             }

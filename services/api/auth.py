@@ -60,10 +60,27 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The authenticated caller of the current call."""
+    """The authenticated caller of the current call: the token's role, its name in the tokens
+    file (if it has one) and `token_id`, the start of the token's SHA-256 as the file lists it
+    (no secret: the file holds only hashes), which tells tokens without a name apart."""
 
     role: Role
     name: str | None = None
+    token_id: str = ""
+
+    @property
+    def token(self) -> str:
+        """The token as an audit log names it: `unnamed operator token sha256:0123456789ab`."""
+        return f"unnamed {self.role.value} token sha256:{self.token_id}"
+
+    def identity(self, claimed: str = "") -> str:
+        """Who the audit log records as having acted: the token's name where the tokens file
+        gives one, whatever the request says; else what the request claims, with the token it
+        came with, so the claim is never all there is ("" when there is neither)."""
+        if self.name:
+            return self.name
+        claimed = " ".join(claimed.split())
+        return f"{claimed} ({self.token})" if claimed else ""
 
 
 _CALLER: ContextVar[Caller | None] = ContextVar("referrals_api_caller", default=None)
@@ -83,6 +100,9 @@ def set_caller(caller: Caller) -> None:
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+TOKEN_ID_CHARS = 12  # of the SHA-256 hex: enough to find the token's line in the file
 
 
 @dataclass(frozen=True, slots=True)

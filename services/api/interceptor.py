@@ -22,7 +22,17 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from services.api.auth import METHOD_ROLES, OPEN_PREFIXES, Caller, Role, Tokens, bearer, set_caller
+from services.api.auth import (
+    METHOD_ROLES,
+    OPEN_PREFIXES,
+    TOKEN_ID_CHARS,
+    Caller,
+    Role,
+    Tokens,
+    bearer,
+    digest,
+    set_caller,
+)
 
 log = logging.getLogger(__name__)
 # Calls answer in milliseconds (validation, one transaction) to tens of seconds (a command
@@ -78,7 +88,8 @@ def authorize(tokens: Tokens, method: str, role: Role, metadata: object) -> Call
             grpc.StatusCode.PERMISSION_DENIED,
             f"{method} needs role {role.value}; this token has role {held}",
         )
-    return Caller(role, name)
+    assert token is not None  # found by it
+    return Caller(role, name, digest(token)[:TOKEN_ID_CHARS])
 
 
 def _refuse(code: grpc.StatusCode, message: str) -> Caller:

@@ -5,7 +5,8 @@
 A command waits for the rewards service's answer for the call's deadline (API_COMMAND_TIMEOUT_S
 without one): APPLIED is OK, REFUSED is FAILED_PRECONDITION naming the payout's current state,
 no answer in time is DEADLINE_EXCEEDED (the command stays in the audit log and is applied when
-the service reads it). `by` is the token's name, or the request's when the token has none.
+the service reads it). `by` is the token's name, or, for a token without one, the request's
+`by` with the token's id (`auth.Caller.identity`): never only what the caller typed.
 Reconcile pages its rows (lines, then errors) so no response exceeds the size limit.
 """
 
@@ -58,7 +59,7 @@ class PayoutsService(rpc.PayoutsServicer):
         request: pb.PayoutCommandRequest,
         context: grpc.aio.ServicerContext,
     ) -> pb.CommandResponse:
-        by = current_caller().name or request.by.strip()
+        by = current_caller().identity(request.by)
         problems = []
         if not request.payout_id.strip():
             problems.append(("payout_id", "is empty"))

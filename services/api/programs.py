@@ -5,6 +5,7 @@ command line accept and publish exactly the same documents. GetProgram and ListP
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -56,8 +57,8 @@ class ProgramsService(rpc.ProgramsServicer):
     async def ValidateProgram(
         self, request: pb.ValidateProgramRequest, context: grpc.aio.ServicerContext
     ) -> pb.ValidateProgramResponse:
-        try:
-            check(request.document)
+        try:  # templates render in the check (up to their time limit): off the event loop
+            await asyncio.to_thread(check, request.document)
         except ProgramInvalid as invalid:
             return pb.ValidateProgramResponse(
                 violations=[pb.Violation(path=p, message=m) for p, m in invalid.problems]
@@ -68,11 +69,11 @@ class ProgramsService(rpc.ProgramsServicer):
         self, request: pb.PutProgramRequest, context: grpc.aio.ServicerContext
     ) -> pb.PutProgramResponse:
         try:
-            doc = check(request.document)
+            doc = await asyncio.to_thread(check, request.document)
         except ProgramInvalid as invalid:
             await bad_request(context, "the program document is invalid", invalid.problems)
         caller = current_caller()
-        config = await put(self.kafka, doc, caller.name or f"api ({caller.role.value} token)")
+        config = await put(self.kafka, doc, caller.identity() or caller.token)
         return pb.PutProgramResponse(program_id=config.program_id, version=config.version)
 
     async def GetProgram(

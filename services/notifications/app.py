@@ -11,13 +11,16 @@ sender stop.
 from __future__ import annotations
 
 import logging
+import os
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.topics import configured
+from referrals.platform.errors import ConfigError
+from referrals.platform.logs import configure
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.platform.settings import AmountLimits, KafkaSettings, ServiceSettings, load
 from referrals.streams.service import run_service, service_clock
-from services.notifications.adapters.config import DEV_UNSUBSCRIBE_SECRET, NotificationsSettings
+from services.notifications.adapters.config import NotificationsSettings, check_startup
 from services.notifications.adapters.processor import NotificationsProcessor
 from services.notifications.adapters.unsubscribe import UnsubscribeEndpoint
 
@@ -28,8 +31,6 @@ log = logging.getLogger(__name__)
 def build(settings: ServiceSettings, metrics: RuntimeMetrics) -> NotificationsProcessor:
     if not isinstance(settings, NotificationsSettings):
         settings = load(NotificationsSettings, "NOTIFICATIONS")
-    if settings.unsubscribe_secret == DEV_UNSUBSCRIBE_SECRET:
-        log.warning("NOTIFICATIONS_UNSUBSCRIBE_SECRET is not set: links use a development secret")
     processor = NotificationsProcessor(metrics, settings, service_clock(settings))
     processor.endpoint = UnsubscribeEndpoint(
         settings, KafkaSettings.from_env(), processor.stats, processor.clock
@@ -38,9 +39,17 @@ def build(settings: ServiceSettings, metrics: RuntimeMetrics) -> NotificationsPr
 
 
 def main() -> int:
+    """Runs the service; exit status 2 for settings it refuses (`config.check_startup`)."""
+    try:
+        settings = load(NotificationsSettings, "NOTIFICATIONS")
+        check_startup(settings, os.environ)
+    except ConfigError as err:
+        configure("notifications")
+        log.error("cannot start: %s", err)
+        return 2
     return run_service(
         "notifications",
-        load(NotificationsSettings, "NOTIFICATIONS"),
+        settings,
         build,
         codec=AvroCodec(),
         catalogue=configured(load(AmountLimits)),

@@ -5,6 +5,7 @@ version."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -257,18 +258,16 @@ async def test_programs_are_validated_put_and_read_back_at_their_latest_version(
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert set(bad_request(refused.value)) == {"currency"}
     assert (first.program_id, first.version, second.version) == ("acme-b2b", 1, 2)
-    assert (got.program_id, got.version, got.published_by) == (
-        "acme-b2b",
-        2,
-        "api (operator token)",
-    )
+    anon = hashlib.sha256(api.tokens["anon-operator"].encode()).hexdigest()[:12]
+    unnamed = f"unnamed operator token sha256:{anon}"  # which token, not just "an operator"
+    assert (got.program_id, got.version, got.published_by) == ("acme-b2b", 2, unnamed)
     assert [(p.program_id, p.version) for p in listed.programs] == [("acme-b2b", 2)]
     configs = [
         c for c in await values(topics, "programs.config.v1") if isinstance(c, ProgramConfig)
     ]
     assert [(c.version, c.published_by) for c in configs] == [
         (1, "ops-anna"),
-        (2, "api (operator token)"),
+        (2, unnamed),
     ]
     assert got.document == configs[1].document and got.document_sha256 == configs[1].document_sha256
     assert missing.value.code() is grpc.StatusCode.NOT_FOUND

@@ -6,6 +6,7 @@ rows as `referrals reconcile` reports them, paged."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from datetime import UTC, datetime
@@ -109,7 +110,10 @@ async def test_commands_are_answered_by_the_rewards_service_and_recorded_as_the_
     audit = [c for c in await records(topics, OPERATOR_COMMANDS) if isinstance(c, OperatorCommand)]
     by = {c.command_id: (c.action.value, c.by, c.reason) for c in audit}
     assert by[approved.command_id] == ("APPROVE", "ops-anna", None)
-    assert by[denied.command_id] == ("DENY", "ops-bob", "self-dealing")
+    # An unnamed token's command records what the caller claims and which token it came with.
+    anon = hashlib.sha256(api.tokens["anon-operator"].encode()).hexdigest()[:12]
+    claimed = f"ops-bob (unnamed operator token sha256:{anon})"
+    assert by[denied.command_id] == ("DENY", claimed, "self-dealing")
     # The server itself answered the late call DEADLINE_EXCEEDED: it did not keep waiting.
     assert _metric(body, "referrals_api_calls_total", method=APPROVE, code="DEADLINE_EXCEEDED") == 1
 

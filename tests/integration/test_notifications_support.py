@@ -256,7 +256,7 @@ def put_program(
         notes["channels"] = ["EMAIL", "WEBHOOK"]
         notes["webhook"] = {
             "url": webhook_url,
-            "secret_env": "TEST_WEBHOOK_SECRET",
+            "secret_env": "WEBHOOK_SECRET_TEST",
             "timeout_s": 2,
             "max_attempts": 3,
         }
@@ -350,7 +350,9 @@ class Service:
             NOTIFICATIONS_STATE_DIR=str(tmp / "state"),
             NOTIFICATIONS_RETRY_BASE_S="0.2",
             NOTIFICATIONS_RETRY_MAX_S="1",
-            TEST_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            WEBHOOK_SECRET_TEST=WEBHOOK_SECRET,
+            # The test receivers listen on loopback over http: the operator's exception.
+            NOTIFICATIONS_WEBHOOK_ALLOW_HOSTS="127.0.0.1",
             **extra,
         )
         self.proc: subprocess.Popen[bytes] | None = None
@@ -416,13 +418,13 @@ class Service:
             await asyncio.sleep(0.1)
         raise AssertionError(f"{name}{labels} = {value}, expected >= {at_least}:\n{self.logs()}")
 
-    async def http(self, method: str, path: str, port: int) -> tuple[int, str]:
+    async def http(self, method: str, path: str, port: int, body: bytes = b"") -> tuple[int, str]:
         url = path if path.startswith("http") else f"http://127.0.0.1:{port}{path}"
-        return await asyncio.to_thread(_request, method, url)
+        return await asyncio.to_thread(_request, method, url, body)
 
 
-def _request(method: str, url: str) -> tuple[int, str]:
-    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+def _request(method: str, url: str, body: bytes = b"") -> tuple[int, str]:
+    request = urllib.request.Request(url, method=method, data=body if method == "POST" else None)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.read().decode()

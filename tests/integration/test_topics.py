@@ -54,16 +54,42 @@ async def test_profiles_and_program_configs_are_compacted_and_events_are_kept(
         assert policy == ("compact" if spec.compacted else "delete"), spec.name
         if not spec.compacted:
             assert retention == "-1", spec.name
+    # Dead letters (personal data among them) are kept 30 days by default, not forever.
+    dead = await _retention(topics, [names(dlq_of(s.name)) for s in CATALOGUE])
+    assert set(dead.values()) == {str(30 * DAY_MS)}
 
 
-def test_the_cli_creates_topics_idempotently(kafka: KafkaSettings) -> None:
+DAY_MS = 86_400_000
+
+
+async def _retention(kafka: KafkaSettings, topics: list[str]) -> dict[str, str]:
+    admin = make_admin(kafka)
+    await admin.start()
+    try:
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in topics]
+        responses = await admin.describe_configs(resources)
+    finally:
+        await admin.close()
+    return {
+        name: {entry[0]: entry[1] for entry in entries}["retention.ms"]
+        for response in responses
+        for _, _, _, name, entries in response.resources
+    }
+
+
+async def test_the_cli_creates_topics_idempotently_with_the_dead_letters_retention(
+    kafka: KafkaSettings,
+) -> None:
     settings = KafkaSettings(bootstrap_servers=kafka.bootstrap_servers, topic_prefix="cli-topics.")
-    first = run_cli(settings, "topics", "create", "--partitions", "2")
+    first = run_cli(settings, "topics", "create", "--partitions", "2", "--dlq-retention-days", "7")
     assert first.returncode == 0, first.stderr
     assert f"created {2 * len(CATALOGUE)} topic(s)" in first.stdout
     second = run_cli(settings, "topics", "create", "--partitions", "2")
     assert second.returncode == 0, second.stderr
     assert "created 0 topic(s)" in second.stdout
+    names = TopicNames(settings.topic_prefix)
+    kept = await _retention(kafka, [names(dlq_of(ADVOCATES))])
+    assert kept == {names(dlq_of(ADVOCATES)): str(7 * DAY_MS)}
 
 
 async def test_the_advocates_topic_lets_erased_values_leave_the_log_within_seven_days(

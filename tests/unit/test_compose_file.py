@@ -179,3 +179,11 @@ def test_grafana_is_provisioned_with_the_dashboards_and_the_prometheus_data_sour
 
 def _targets(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
     return [t for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
+def test_the_unsubscribe_secret_must_come_from_the_operator_never_from_the_file(
+    app_services: dict[str, dict[str, Any]],
+) -> None:
+    # `${VAR:?message}`: docker compose refuses to start without it; no secret is written here.
+    secret = _environment(app_services["notifications"])["NOTIFICATIONS_UNSUBSCRIBE_SECRET"]
+    assert secret.startswith("${NOTIFICATIONS_UNSUBSCRIBE_SECRET:?") and secret.endswith("}")

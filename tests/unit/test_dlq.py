@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from referrals.contract.topics import CATALOGUE, TopicNames, dlq_of, physical_topics
 from referrals.platform.errors import DecodeError, InvalidRecord, UnknownProgram
 from referrals.streams.dlq import MAX_MESSAGE, DeadLetter, dead_letter, header_dict
 
@@ -182,3 +183,15 @@ def test_the_whole_dead_letter_stays_well_under_one_mib_whatever_the_input() -> 
         error=DecodeError(huge, reason="X" * 1_000_000),
     )
     assert size(dl) < KAFKA_RECORD_LIMIT * 0.6
+
+
+def test_dead_letter_topics_keep_records_30_days_by_default_the_rest_forever_or_compacted() -> None:
+    names = TopicNames("p.")
+    default = physical_topics(names)
+    week = physical_topics(names, dlq_retention_days=7)
+    for spec in CATALOGUE:
+        assert default[names(dlq_of(spec.name))] == {"retention.ms": str(30 * 86_400_000)}
+        assert week[names(dlq_of(spec.name))] == {"retention.ms": str(7 * 86_400_000)}
+        assert default[names(spec.name)].get("retention.ms", "-1") == "-1"
+    with pytest.raises(ValueError, match="at least 1"):
+        physical_topics(names, dlq_retention_days=0)

@@ -59,3 +59,14 @@ def test_an_invalid_document_is_bad_input_and_the_version_in_force_stays() -> No
 def test_a_document_for_another_program_is_refused() -> None:
     with pytest.raises(InvalidRecord, match="names program 'acme'"):
         ProgramCatalog().apply(_config(1, program_id="other"))
+
+
+def test_a_yaml_document_on_the_topic_is_bad_input_never_parsed_as_yaml() -> None:
+    # A valid document, as YAML, with a matching SHA-256: only `program put`'s JSON is read.
+    yaml_doc = (
+        "program_id: acme\ncurrency: USD\nrewards:\n  tiers:\n"
+        '    - {from_referral: 1, amount: "50.00", reward_type: GIFT_CARD}\n'
+    )
+    with pytest.raises(InvalidRecord, match="is not valid JSON") as err:
+        ProgramCatalog().apply(_config(1, yaml_doc))
+    assert err.value.reason == "BAD_PROGRAM_DOCUMENT"

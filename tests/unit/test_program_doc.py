@@ -354,7 +354,19 @@ INVALID = {
     "webhook secret given instead of its name": (
         document(notifications__webhook={"url": "https://crm.example", "secret_env": "s3cr3t!"}),
         "notifications.webhook.secret_env",
-        "must be the NAME of an environment variable holding the secret, like ACME_WEBHOOK_SECRET",
+        "must be the NAME of an environment variable starting with WEBHOOK_SECRET_, like"
+        " WEBHOOK_SECRET_CRM",
+    ),
+    "webhook secret naming another secret of the process": (
+        document(
+            notifications__webhook={
+                "url": "https://crm.example",
+                "secret_env": "KAFKA_SASL_PASSWORD",
+            }
+        ),
+        "notifications.webhook.secret_env",
+        "must be the NAME of an environment variable starting with WEBHOOK_SECRET_, like"
+        " WEBHOOK_SECRET_CRM",
     ),
     "nurture days out of order": (
         document(notifications__nurture_days=[14, 3]),
@@ -385,7 +397,7 @@ INVALID = {
         ),
         "notifications.sales_webhook.secret_env",
         "must be the NAME of an environment variable starting with WEBHOOK_SECRET_, like"
-        " WEBHOOK_SECRET_SALES",
+        " WEBHOOK_SECRET_CRM",
     ),
     "sales webhook secret left out": (
         document(notifications__sales_webhook={"url": "https://crm.example"}),
@@ -577,3 +589,11 @@ def test_the_summary_validate_and_put_print_names_the_money_rules_in_force() -> 
     assert "friend reward 25.00 BILL_CREDIT" in acme
     assert "clawbacks on" in acme and "at most 10 wins a day before review" in acme
     assert "status" not in acme  # ACTIVE goes without saying
+
+
+def test_the_old_default_secret_variable_reads_as_the_new_one() -> None:
+    # Canonical documents published before the WEBHOOK_SECRET_ rule carry the old default.
+    for given in ({}, {"secret_env": "REFERRALS_WEBHOOK_SECRET"}):
+        doc = validate(document(notifications__webhook={"url": "https://crm.example", **given}))
+        assert doc.notifications.webhook is not None
+        assert doc.notifications.webhook.secret_env == "WEBHOOK_SECRET_REFERRALS"

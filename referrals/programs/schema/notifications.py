@@ -29,8 +29,23 @@ from referrals.programs.schema.checks import (
 )
 
 LOCALE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
-_SECRET_ENV = re.compile(r"WEBHOOK_SECRET_[A-Z0-9_]+")
+_SECRET_ENV = re.compile(model.SECRET_ENV_PREFIX + r"[A-Z0-9_]+")
+_SECRET_NAME = text(
+    _SECRET_ENV,
+    "the NAME of an environment variable starting with WEBHOOK_SECRET_, like WEBHOOK_SECRET_CRM",
+)
+
+
+def _secret_env(value: object) -> str:
+    """A name with the prefix; the old default (published documents carry it) reads as the new
+    one, so they keep working once the variable is renamed (the README says how)."""
+    if value == model.LEGACY_SECRET_ENV:
+        return model.DEFAULT_SECRET_ENV
+    checked: str = _SECRET_NAME.check(value)
+    return checked
+
+
+SECRET_ENV = Rule(_secret_env, _SECRET_NAME.schema)
 _EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 
 
@@ -39,14 +54,9 @@ class Webhook(Section):
 
     url: Annotated[str, URL]
     """The http or https endpoint, e.g. your CRM's."""
-    secret_env: Annotated[
-        str,
-        text(
-            _ENV_NAME,
-            "the NAME of an environment variable holding the secret, like ACME_WEBHOOK_SECRET",
-        ),
-    ] = "REFERRALS_WEBHOOK_SECRET"
-    """The NAME of the environment variable holding the signing secret (never the secret)."""
+    secret_env: Annotated[str, SECRET_ENV] = model.DEFAULT_SECRET_ENV
+    """The NAME of the environment variable holding the signing secret (never the secret),
+    starting with WEBHOOK_SECRET_."""
     timeout_s: Annotated[float, number(0, 60)] = 10.0
     """Seconds to wait for the endpoint's answer."""
     max_attempts: Annotated[int, whole(1, 20)] = 5
@@ -60,14 +70,7 @@ class SalesWebhook(Webhook):
     """Where each new lead is POSTed (type "lead.created"), signed like the webhook, so that the
     advocate's account owner can follow it up; sent whatever the advocate's opt-out."""
 
-    secret_env: Annotated[
-        str,
-        text(
-            _SECRET_ENV,
-            "the NAME of an environment variable starting with WEBHOOK_SECRET_, like"
-            " WEBHOOK_SECRET_SALES",
-        ),
-    ]
+    secret_env: Annotated[str, SECRET_ENV]
     """The NAME of the environment variable holding the signing secret (never the secret)."""
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -97,6 +98,8 @@ class Fleet:
         self, work: Path, kafka: KafkaSettings, counts: dict[str, int], env: dict[str, str]
     ) -> None:
         self.work, self.kafka, self.extra_env = work, kafka, env
+        # Every notifications instance signs and checks links with the same secret (required).
+        self.unsubscribe_secret = secrets.token_urlsafe(32)
         self.instances = [
             Instance(service, n, free_port(), free_port())
             for service, count in counts.items()
@@ -120,6 +123,7 @@ class Fleet:
             f"{up}_INSTANCE_ID": inst.name,
             "NOTIFICATIONS_SMTP_PORT": str(smtp_port),
             "NOTIFICATIONS_UNSUBSCRIBE_PORT": str(inst.unsubscribe_port),
+            "NOTIFICATIONS_UNSUBSCRIBE_SECRET": self.unsubscribe_secret,
             **{k.replace("{SERVICE}", up): v for k, v in self.extra_env.items()},
         }
 

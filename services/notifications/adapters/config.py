@@ -7,13 +7,20 @@ templates, rate limit) stays in the program document.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from referrals.platform.errors import ConfigError
 from referrals.platform.settings import ServiceSettings
+from referrals.programs.model import DEFAULT_SECRET_ENV, LEGACY_SECRET_ENV
+from services.notifications.adapters.webhook_policy import AllowList
 
-# Only for a laptop: signing links with a secret everybody can read lets anyone unsubscribe
-# anyone. `main` logs a warning when it is in use.
+# The development default of old, published in this repository: signing links with a secret
+# everybody can read lets anyone unsubscribe anyone. The service refuses to start with it.
 DEV_UNSUBSCRIBE_SECRET = "dev-only-unsubscribe-secret"
+MIN_SECRET_CHARS = 16
 
 
 class NotificationsSettings(ServiceSettings):
@@ -58,12 +65,53 @@ class NotificationsSettings(ServiceSettings):
     # -- concurrency: a slow endpoint holds at most its own slots, never everyone's --
     max_concurrent_deliveries: int = 100
     webhook_max_connections: int = 8  # per webhook host
+    # Webhooks go to https URLs on public addresses; these comma-separated host[:port] may
+    # also resolve to private addresses and use http (`adapters.webhook_policy`).
+    webhook_allow_hosts: str = ""
     # How long a clean stop waits for deliveries already talking to a server.
     shutdown_grace_s: float = 5.0
     # -- links --
     unsubscribe_host: str = "127.0.0.1"
     unsubscribe_port: int = 9213
     unsubscribe_base_url: str = "http://127.0.0.1:9213/unsubscribe"  # unless the program has one
-    unsubscribe_secret: str = DEV_UNSUBSCRIBE_SECRET
-    unsubscribe_token_max_age_days: int = 0  # 0: links never expire
+    # Required (`check_startup`): the demo and every launcher of this repository generate one.
+    unsubscribe_secret: str = ""
+    # How long a link works after its email was sent; the law (CAN-SPAM) wants at least 30.
+    unsubscribe_token_max_age_days: int = Field(default=90, ge=30, le=3650)
     refer_base_url: str = "https://referrals.example.com/r"  # refer_url = <base>/<advocate_id>
+
+
+def check_startup(settings: NotificationsSettings, env: Mapping[str, str]) -> None:
+    """What the service refuses to start with (a ConfigError naming the variable): no
+    unsubscribe secret, the public development one or a short one; SMTP credentials without
+    TLS (they would cross the network in clear); an allow-list entry that is not host[:port];
+    a webhook secret still in the variable that was renamed."""
+    secret = settings.unsubscribe_secret
+    generate = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if not secret:
+        raise ConfigError(
+            f"NOTIFICATIONS_UNSUBSCRIBE_SECRET is not set: unsubscribe links are signed with it; "
+            f"{generate}"
+        )
+    if secret == DEV_UNSUBSCRIBE_SECRET:
+        raise ConfigError(
+            "NOTIFICATIONS_UNSUBSCRIBE_SECRET is the public development default, with which "
+            f"anyone could unsubscribe anyone; {generate}"
+        )
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ConfigError(
+            f"NOTIFICATIONS_UNSUBSCRIBE_SECRET is shorter than {MIN_SECRET_CHARS} characters; "
+            f"{generate}"
+        )
+    credentials = settings.smtp_username or settings.smtp_password
+    if credentials and not (settings.smtp_starttls or settings.smtp_tls):
+        raise ConfigError(
+            "NOTIFICATIONS_SMTP_USERNAME/_PASSWORD are set but neither NOTIFICATIONS_SMTP_STARTTLS "
+            "nor NOTIFICATIONS_SMTP_TLS: the credentials would be sent in clear"
+        )
+    AllowList.parse(settings.webhook_allow_hosts)  # a bad entry is named here, not at first use
+    if env.get(LEGACY_SECRET_ENV) and not env.get(DEFAULT_SECRET_ENV):
+        raise ConfigError(
+            f"{LEGACY_SECRET_ENV} is set but {DEFAULT_SECRET_ENV} is not: webhook secrets are "
+            f"read only from variables starting with WEBHOOK_SECRET_; rename it"
+        )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,9 +40,11 @@ from services.notifications.adapters.failures import (
     DeliveryFailure,
     PermanentFailure,
     TransientFailure,
+    scrub,
 )
 from services.notifications.adapters.metrics import NotificationMetrics
-from services.notifications.adapters.rendering import render
+from services.notifications.adapters.rendering import Renderer
+from services.notifications.adapters.webhook_policy import AllowList
 from services.notifications.domain.messages import Message, RenderedMessage
 
 log = logging.getLogger(__name__)
@@ -107,7 +110,8 @@ class Sender:
         self.clock = clock
         self.report = report
         self.smtp = smtp.SmtpTransport(settings)
-        self.webhooks = webhook.WebhookTransport()
+        self.webhooks = webhook.WebhookTransport(AllowList.parse(settings.webhook_allow_hosts))
+        self.renderer = Renderer()
         self._slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
         self._destinations: dict[str, _Destination] = {}
         self._running: dict[int, set[asyncio.Task[None]]] = defaultdict(set)
@@ -142,6 +146,7 @@ class Sender:
 
     async def close(self) -> None:
         await self.drain(frozenset(self._running), 0)
+        self.renderer.close()
         await self.webhooks.close()
         await self.smtp.close()
 
@@ -151,17 +156,25 @@ class Sender:
         try:
             await self._attempt(delivery, channel)
         except Exception as err:  # a bug: give up on this message, loudly, not on the others
-            log.exception("delivery crashed", extra={"channel": channel.value})
-            self._give_up(
-                delivery, channel, 0, "INTERNAL_ERROR", PermanentFailure("BUG", repr(err))
+            # The frames, and the message scrubbed: an exception's text may quote the address.
+            bug = PermanentFailure("BUG", repr(err))
+            frames = "".join(traceback.format_tb(err.__traceback__))
+            log.error(
+                "delivery crashed",
+                extra={
+                    "channel": channel.value,
+                    "error": _said(bug, delivery.message)[:500],
+                    "traceback": frames,
+                },
             )
+            self._give_up(delivery, channel, 0, "INTERNAL_ERROR", bug)
         finally:
             self.metrics.in_flight.dec()
 
     async def _attempt(self, delivery: Delivery, channel: NotificationChannel) -> None:
         message = delivery.message
         try:
-            attempt_once, name = self._prepare(delivery, channel)
+            attempt_once, name = await self._prepare(delivery, channel)
         except DeliveryFailure as failure:
             self._give_up(delivery, channel, 0, failure.reason, failure)
             return
@@ -186,7 +199,7 @@ class Sender:
         except TransientFailure as failure:
             self.metrics.failures.labels(channel.value, failure.reason).inc()
             if failure.reason in DESTINATION_DOWN:
-                self._went_down(destination, channel, failure)
+                self._went_down(destination, channel, _said(failure, message))
             else:
                 self._answered(destination)
             outcome = Outcome(
@@ -196,7 +209,7 @@ class Sender:
                 1,
                 None,
                 failure.reason,
-                str(failure)[:500],
+                _said(failure, message)[:500],
                 True,
                 failure.retry_after_s,
             )
@@ -213,7 +226,7 @@ class Sender:
         self.report(Outcome(delivery.task, message, channel, 1, accepted_at))
 
     def _went_down(
-        self, destination: _Destination, channel: NotificationChannel, failure: DeliveryFailure
+        self, destination: _Destination, channel: NotificationChannel, error: str
     ) -> None:
         if destination.down_since is not None:
             return
@@ -221,7 +234,7 @@ class Sender:
         self.metrics.destinations_down.labels(channel.value).inc()
         log.warning(
             "destination down: waiting messages are retried, one probe at a time",
-            extra={"destination": destination.name, "error": str(failure)[:300]},
+            extra={"destination": destination.name, "error": error[:300]},
         )
 
     def _answered(self, destination: _Destination) -> None:
@@ -262,12 +275,11 @@ class Sender:
                 "advocate_id": delivery.message.advocate_id,
                 "channel": channel.value,
                 "reason": reason,
-                "error": str(failure)[:300],
+                "error": _said(failure, delivery.message)[:300],
             },
         )
-        outcome = Outcome(
-            delivery.task, delivery.message, channel, attempts, None, reason, str(failure)[:500]
-        )
+        detail = _said(failure, delivery.message)[:500]
+        outcome = Outcome(delivery.task, delivery.message, channel, attempts, None, reason, detail)
         self.report(outcome)
 
     def _destination(self, name: str) -> _Destination:
@@ -282,7 +294,7 @@ class Sender:
         return destination
 
     # -- what one attempt does, per channel -----------------------------------------------------
-    def _prepare(
+    async def _prepare(
         self, delivery: Delivery, channel: NotificationChannel
     ) -> tuple[Callable[[], Awaitable[None]], str]:
         """(one attempt, its destination); PermanentFailure if the message cannot be rendered
@@ -293,7 +305,7 @@ class Sender:
         unsubscribe_url = self.unsubscribe_url(message, program)
         refer_url = f"{self.settings.refer_base_url.rstrip('/')}/{quote(message.advocate_id)}"
         try:
-            rendered = render(
+            rendered = await self.renderer.render(  # off the event loop (`rendering`)
                 message, program, unsubscribe_url=unsubscribe_url, refer_url=refer_url
             )
         except templating.TemplateProblem as err:
@@ -341,6 +353,11 @@ class Sender:
             self.settings.unsubscribe_secret, message.advocate_id, program.program_id, self.clock()
         )
         return unsubscribe.link(base, token)
+
+
+def _said(failure: DeliveryFailure, message: Message) -> str:
+    """What may be kept of a failure's text: no address or name of the advocate (`scrub`)."""
+    return scrub(str(failure), message.email, message.display_name)
 
 
 def _channel_of(destination: str) -> str:

@@ -7,11 +7,13 @@
   Its value is a JSON document (below) rather than Avro, since no input record failed; the
   headers are the runtime's usual ones: `dlq.error.class` = DeliveryFailed, `dlq.error.reason`
   (DEADLINE_EXCEEDED, RECIPIENT_REFUSED, SMTP_REJECTED, HTTP_4XX, BAD_ADDRESS,
-  WEBHOOK_SECRET_MISSING, ...; RETRIES_EXHAUSTED in dead letters written before the delivery
-  deadline replaced the attempt limit), `dlq.error.message` naming the channel, the attempts
+  WEBHOOK_SECRET_MISSING, WEBHOOK_SECRET_REFUSED, WEBHOOK_URL_REFUSED, BAD_MESSAGE, ...;
+  RETRIES_EXHAUSTED in dead letters written before the delivery deadline replaced the attempt
+  limit), `dlq.error.message` naming the channel, the attempts
   (those that talked to the server) and the last error, `dlq.service`,
   `dlq.original.topic` = notifications.sent.v1 and `dlq.original.offset` = -1 (a delivery, not
-  a consumed record). The key is the advocate_id.
+  a consumed record). The key is the advocate_id. No personal data: the advocate is named by
+  id (the address is in their profile), and the error text is scrubbed (`failures.scrub`).
 """
 
 from __future__ import annotations
@@ -68,7 +70,6 @@ def dead_letter_body(outcome: Outcome, now: datetime) -> bytes:
         "kind": message.kind.value,
         "step": message.step,
         "channel": outcome.channel.value,
-        "recipient": message.email if outcome.channel.value == "EMAIL" else None,
         "attempts": outcome.attempts,
         "reason": outcome.reason,
         "error": outcome.detail,

@@ -10,8 +10,9 @@ from click.testing import CliRunner
 
 from referrals.platform.errors import ConfigError
 from referrals.tools.cli import cli
-from services.api.auth import Role, load_tokens, parse_tokens
+from services.api.auth import Caller, Role, digest, load_tokens, new_token, parse_tokens
 from services.api.convert import to_json_object
+from services.api.interceptor import authorize
 from services.api.payouts import page
 from services.api.proto import referrals_pb2 as pb
 
@@ -85,3 +86,22 @@ def test_a_proto_record_becomes_the_json_a_publish_line_holds() -> None:
     }
     assert to_json_object(pb.ShareEvent())["channel"] == "CHANNEL_UNSPECIFIED"
     assert "occurred_at" not in to_json_object(pb.ShareEvent())
+
+
+def test_the_audit_log_records_the_tokens_name_or_the_claim_with_the_token() -> None:
+    named = Caller(Role.OPERATOR, "ops-anna", "0123456789ab")
+    unnamed = Caller(Role.OPERATOR, None, "0123456789ab")
+    assert named.identity("somebody else") == "ops-anna"
+    assert unnamed.identity("  ops  bob ") == "ops bob (unnamed operator token sha256:0123456789ab)"
+    assert unnamed.identity("") == ""
+    assert unnamed.token == "unnamed operator token sha256:0123456789ab"
+
+
+def test_the_caller_carries_the_id_of_the_token_it_presented() -> None:
+    token, line = new_token(Role.OPERATOR)
+    caller = authorize(
+        parse_tokens(line), "/referrals.v1.Payouts/ApproveReward", Role.OPERATOR,
+        (("authorization", f"Bearer {token}"),),
+    )  # fmt: skip
+    assert caller.token_id == digest(token)[:12] and caller.name is None
+    assert token not in caller.identity("ops-bob")

@@ -137,10 +137,22 @@ def test_the_webhook_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
     body = b'{"a":1}'
     expected = hmac.new(b"k", b"1700000000." + body, hashlib.sha256).hexdigest()
     assert webhook.signature("k", 1700000000, body) == "sha256=" + expected
-    assert webhook.verify("k", "1700000000", body, "sha256=" + expected)
-    assert not webhook.verify("k", "1700000001", body, "sha256=" + expected)
-    assert not webhook.verify("k", "1700000000", b'{"a":2}', "sha256=" + expected)
-    assert not webhook.verify("k", "soon", body, "sha256=" + expected)
+    at = 1700000000.0
+    assert webhook.verify("k", "1700000000", body, "sha256=" + expected, now=at)
+    assert not webhook.verify("k", "1700000001", body, "sha256=" + expected, now=at)
+    assert not webhook.verify("k", "1700000000", b'{"a":2}', "sha256=" + expected, now=at)
+    assert not webhook.verify("k", "soon", body, "sha256=" + expected, now=at)
+    assert not webhook.verify("k", "1700000000", body, "sha256=" + "é" * 64, now=at)
+
+
+def test_a_receiver_refuses_a_signed_request_replayed_past_the_tolerance() -> None:
+    body = b'{"a":1}'
+    signed = webhook.signature("k", 1700000000, body)
+    assert webhook.TOLERANCE_S == 300
+    for delay in (-300, 0, 299, 300):
+        assert webhook.verify("k", "1700000000", body, signed, now=1700000000 + delay)
+    for delay in (-301, 301, 86400):
+        assert not webhook.verify("k", "1700000000", body, signed, now=1700000000 + delay)
 
 
 def test_webhook_headers_sign_the_body_and_carry_the_idempotency_key() -> None:
@@ -151,7 +163,11 @@ def test_webhook_headers_sign_the_body_and_carry_the_idempotency_key() -> None:
     assert headers["Idempotency-Key"] == "nt-0123"
     assert headers["X-Referrals-Timestamp"] == str(int(NOW.timestamp()))
     assert webhook.verify(
-        SECRET, headers["X-Referrals-Timestamp"], payload, headers[webhook.SIGNATURE]
+        SECRET,
+        headers["X-Referrals-Timestamp"],
+        payload,
+        headers[webhook.SIGNATURE],
+        now=NOW.timestamp(),
     )
     document = json.loads(payload)
     assert document["notification_id"] == "nt-0123"
@@ -165,11 +181,20 @@ def test_webhook_headers_sign_the_body_and_carry_the_idempotency_key() -> None:
 
 
 def test_a_webhook_without_its_secret_is_a_permanent_failure() -> None:
-    hook = Webhook("https://crm.example/hook", secret_env="ACME_SECRET")
-    assert webhook.secret_for(hook, {"ACME_SECRET": "x"}) == "x"
+    hook = Webhook("https://crm.example/hook", secret_env="WEBHOOK_SECRET_ACME")
+    assert webhook.secret_for(hook, {"WEBHOOK_SECRET_ACME": "x"}) == "x"
     with pytest.raises(PermanentFailure) as err:
         webhook.secret_for(hook, {})
     assert err.value.reason == "WEBHOOK_SECRET_MISSING"
+
+
+def test_a_secret_is_read_only_from_a_variable_starting_with_webhook_secret() -> None:
+    # Validation refuses such a document; the sender refuses it too, whatever got through.
+    hook = Webhook("https://crm.example/hook", secret_env="KAFKA_SASL_PASSWORD")
+    with pytest.raises(PermanentFailure) as err:
+        webhook.secret_for(hook, {"KAFKA_SASL_PASSWORD": "broker-password"})
+    assert err.value.reason == "WEBHOOK_SECRET_REFUSED"
+    assert "broker-password" not in str(err.value)
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204])

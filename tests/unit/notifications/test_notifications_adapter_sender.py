@@ -8,7 +8,7 @@ import asyncio
 import email
 import email.policy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.message import EmailMessage
 
@@ -172,7 +172,8 @@ async def test_a_permanent_failure_gives_up_at_once() -> None:
 
 async def test_a_webhook_without_its_secret_is_given_up_without_an_attempt() -> None:
     doc = program(
-        channels=["WEBHOOK"], webhook={"url": "https://crm.example/h", "secret_env": "NOPE_NOT_SET"}
+        channels=["WEBHOOK"],
+        webhook={"url": "https://crm.example/h", "secret_env": "WEBHOOK_SECRET_NOT_SET"},
     )
     sender, outcomes = _sender()
     sender.webhooks = FakeWebhooks()  # type: ignore[assignment]
@@ -184,7 +185,7 @@ async def test_a_webhook_without_its_secret_is_given_up_without_an_attempt() -> 
 async def test_a_slow_webhook_host_holds_up_neither_email_nor_other_hosts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("REFERRALS_WEBHOOK_SECRET", "k")
+    monkeypatch.setenv("WEBHOOK_SECRET_REFERRALS", "k")
     settings = NotificationsSettings(webhook_max_connections=1, max_concurrent_deliveries=3)
     slow = program(channels=["EMAIL", "WEBHOOK"], webhook={"url": "https://slow.example/h"})
     fast = program(channels=["WEBHOOK"], webhook={"url": "https://fast.example/h"})
@@ -239,3 +240,38 @@ async def test_the_latency_from_the_trigger_to_acceptance_is_observed_by_channel
     assert _sample(sender, f"{latency}_bucket", le="60.0", **labels) == 0
     assert _sample(sender, f"{latency}_bucket", le="300.0", **labels) == 1
     assert _sample(sender, f"{latency}_count", channel="EMAIL", kind="WON") == 0
+
+
+# -- no personal data in what is kept of a failure -----------------------------------------------
+async def test_a_refusal_quoting_the_address_is_kept_and_logged_without_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sender, outcomes = _sender()
+    quoted = "recipient: 550 5.1.1 <alex@example.com>: user unknown (Alex Doe)"
+    smtp = FakeSmtp(failures=[PermanentFailure("RECIPIENT_REFUSED", quoted)])
+    sender.smtp = smtp  # type: ignore[assignment]
+    with caplog.at_level("WARNING"):
+        sender.submit(_delivery(_message(), program()))
+        await _settle(outcomes, 1)
+    assert outcomes[0].detail == (
+        "RECIPIENT_REFUSED: recipient: 550 5.1.1 <<address>>: user unknown (<personal data>)"
+    )
+    assert "delivery failed for good" in caplog.text
+    assert "alex@example.com" not in caplog.text and "Alex Doe" not in caplog.text
+
+
+async def test_a_template_failure_naming_the_advocate_is_kept_without_the_name() -> None:
+    # Valid with the sample profile; with a real one the lookup fails naming the key it missed.
+    text = (
+        "{% if advocate_name != 'Alex Doe' %}{{ dict(a=1)[advocate_name] }}{% endif %}"
+        "{{ unsubscribe_url }}"
+    )
+    doc = program(templates={"LEAD": {"en-US": {"subject": "Hi", "text": text}}})
+    sender, outcomes = _sender()
+    message = _message(doc=doc)
+    context = {**message.context, "advocate_name": "Zed Zimmer"}
+    message = replace(message, context=context, display_name="Zed Zimmer")
+    sender.submit(_delivery(message, doc))
+    await _settle(outcomes, 1)
+    assert outcomes[0].reason == "BAD_MESSAGE"
+    assert "Zed Zimmer" not in outcomes[0].detail and "<personal data>" in outcomes[0].detail

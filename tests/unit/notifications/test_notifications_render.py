@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
@@ -10,7 +11,8 @@ from notifications_builders import NOW, known_advocate, only, program, rewarded,
 from referrals.contract.records import ReferralStatus
 from referrals.programs.document import ProgramInvalid
 from referrals.programs.model import NotificationChannel, ProgramDocument
-from services.notifications.adapters.rendering import render
+from referrals.programs.templating import TemplateProblem
+from services.notifications.adapters.rendering import Renderer, render
 from services.notifications.domain.messages import Message, sent_record
 from services.notifications.domain.plan import on_status
 
@@ -124,3 +126,59 @@ def test_sent_record_names_the_message_and_the_channel_that_accepted_it() -> Non
 def named(message: Message, display_name: str) -> Message:
     """The message as if the advocate's profile held `display_name`."""
     return replace(message, context={**message.context, "advocate_name": display_name})
+
+
+# -- off the event loop ---------------------------------------------------------------------------
+# Quick with the sample profile (so the program validates), slow with any other advocate's name:
+# 10,000 scans of 100,000 characters, far past a short time limit.
+SLOW_FOR_REAL_ADVOCATES = (
+    "{% set s = 'x' * 100000 %}{% if advocate_name != 'Alex Doe' %}"
+    "{% for i in range(1000) %}{% for j in range(10) %}{{ s.count('xy') }}{% endfor %}"
+    "{% endfor %}{% endif %}{{ unsubscribe_url }}"
+)
+
+
+async def test_a_slow_template_renders_off_the_event_loop_which_keeps_turning() -> None:
+    doc = program(templates={"LEAD": {"en-US": {"subject": "Hi", "text": SLOW_FOR_REAL_ADVOCATES}}})
+    renderer = Renderer(time_limit_s=0.3)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    turning = asyncio.create_task(ticker())
+    try:
+        slow = named(lead_for(doc), "Sam Slow")
+        with pytest.raises(TemplateProblem, match=r"took longer than 0\.3 s"):
+            await renderer.render(slow, doc, unsubscribe_url=UNSUBSCRIBE, refer_url=REFER)
+    finally:
+        turning.cancel()
+        renderer.close()
+    # On the loop, the render would have held it for the whole 0.3 s: not one tick.
+    assert ticks >= 5
+
+
+async def test_messages_queued_together_render_in_one_hop_each_with_its_own_outcome() -> None:
+    doc = program(templates={"LEAD": {"en-US": {"subject": "Hi", "text": SLOW_FOR_REAL_ADVOCATES}}})
+    renderer = Renderer(time_limit_s=0.05)
+    names = [f"Alex Doe{'' if n % 10 else ' the slow'}" for n in range(40)]
+    messages = [named(lead_for(doc), name) for name in names]
+    try:
+        results = await asyncio.gather(
+            *(
+                renderer.render(m, doc, unsubscribe_url=UNSUBSCRIBE, refer_url=REFER)
+                for m in messages
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        renderer.close()
+    assert renderer.batches == 1
+    for name, message, result in zip(names, messages, results, strict=True):
+        if name.endswith("slow"):
+            assert isinstance(result, TemplateProblem)
+        else:
+            assert result == render(message, doc, unsubscribe_url=UNSUBSCRIBE, refer_url=REFER)
