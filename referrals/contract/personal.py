@@ -20,7 +20,6 @@ CLI prints).
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -46,7 +45,7 @@ from referrals.contract.topics import (
 )
 from referrals.platform.errors import DecodeError, ReferralsError
 from referrals.platform.settings import KafkaSettings
-from referrals.streams.kafka import make_producer
+from referrals.streams.kafka import make_producer, transactional_id
 from referrals.streams.reading import read_records
 
 MAX_ID_LENGTH = 256  # the contract's longest id
@@ -128,7 +127,9 @@ async def erase(settings: KafkaSettings, advocate_id: str) -> Erasure:
     if before is ProfileState.ERASED:
         return Erasure(advocate_id, before, published=False)
     producer = make_producer(
-        settings, client_id="referrals-cli", transactional_id=f"referrals-cli-{uuid.uuid4()}"
+        settings,
+        client_id="referrals-cli",
+        transactional_id=transactional_id(settings, "referrals-cli"),
     )
     await producer.start()
     try:

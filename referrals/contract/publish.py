@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from referrals.contract.topics import TopicNames, spec_for
 from referrals.contract.validation import DEFAULT_LIMITS, check_values
 from referrals.platform.errors import InputError, InvalidRecord, ReferralsError
 from referrals.platform.settings import AmountLimits, KafkaSettings
-from referrals.streams.kafka import make_producer
+from referrals.streams.kafka import make_producer, transactional_id
 
 MAX_REPORTED = 20
 
@@ -163,7 +162,9 @@ async def publish(settings: KafkaSettings, topic: str, records: list[Prepared]) 
     """Sends every record in one transaction of a producer of its own (`send_transaction`)."""
     names = TopicNames(settings.topic_prefix)
     producer = make_producer(
-        settings, client_id="referrals-cli", transactional_id=f"referrals-cli-{uuid.uuid4()}"
+        settings,
+        client_id="referrals-cli",
+        transactional_id=transactional_id(settings, "referrals-cli"),
     )
     await producer.start()
     try:

@@ -237,6 +237,9 @@ class OperatorCommand:
     by: str
     issued_at: datetime
     reason: str | None = None
+    # Who the publisher authenticated as (`kafka:<SASL user>`, `api-token:<name>`); None
+    # without authentication. `by` is what the operator says.
+    principal: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

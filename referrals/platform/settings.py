@@ -151,6 +151,13 @@ class KafkaSettings(EnvSettings):
     def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaSettings:
         return load(cls, "KAFKA", env)
 
+    @property
+    def sasl_user(self) -> str | None:
+        """The SASL user this client authenticates as; None without SASL."""
+        if self.security_protocol.upper().startswith("SASL_") and self.sasl_username:
+            return self.sasl_username
+        return None
+
 
 def _instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"

@@ -22,7 +22,7 @@ from referrals.platform.money import to_major
 from referrals.platform.settings import KafkaSettings
 from referrals.programs.document import canonical_json, parse_document, validate
 from referrals.programs.model import ProgramDocument
-from referrals.streams.kafka import make_consumer
+from referrals.streams.kafka import absent_topic, make_consumer
 
 
 def load_program(path: Path) -> ProgramDocument:
@@ -67,9 +67,7 @@ async def current_version(settings: KafkaSettings, program_id: str) -> int:
         await consumer._client.force_metadata_update()
         parts = [TopicPartition(physical, p) for p in consumer.partitions_for_topic(physical) or ()]
         if not parts:
-            raise FileNotFoundError(
-                f"topic {physical} does not exist; run `referrals topics create`"
-            )
+            raise FileNotFoundError(await absent_topic(consumer._client, physical))
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         end = await consumer.end_offsets(parts)

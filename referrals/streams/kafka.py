@@ -7,11 +7,14 @@ PLAINTEXT broker and a managed cluster.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.metadata import MetadataRequest
 
 from referrals.platform.errors import ConfigError
 from referrals.platform.settings import KafkaSettings
@@ -30,6 +33,15 @@ def client_options(settings: KafkaSettings, client_id: str | None = None) -> dic
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         opts["ssl_context"] = create_ssl_context(cafile=settings.ssl_cafile)
     return opts
+
+
+def transactional_id(settings: KafkaSettings, base: str) -> str:
+    """A fresh transactional id for a one-off producer (a CLI command, an API call):
+    `<base>-<uuid>`, or `<user>-<base>-<uuid>` when the client authenticates as a SASL user, so
+    that the user's ACLs (the transactional ids starting `<user>-`) cover it."""
+    name = f"{base}-{uuid.uuid4()}"
+    user = settings.sasl_user
+    return f"{user}-{name}" if user else name
 
 
 def make_producer(
@@ -81,8 +93,9 @@ def make_admin(settings: KafkaSettings, client_id: str | None = None) -> AIOKafk
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     """The topic's partitions, refreshing metadata when the consumer has none for it yet (a
-    consumer without subscriptions learns topics only on request). Missing topic: an error."""
-    for _ in range(50):  # a just-created topic can take a moment to reach the broker's metadata
+    consumer without subscriptions learns topics only on request). Missing topic, or one this
+    client may not see (ACLs): an error saying which."""
+    for attempt in range(50):  # a just-created topic can take a moment to reach the metadata
         found = consumer.partitions_for_topic(topic)
         if found:
             return [TopicPartition(topic, p) for p in sorted(found)]
@@ -90,5 +103,35 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPar
         found = consumer.partitions_for_topic(topic)
         if found:
             return [TopicPartition(topic, p) for p in sorted(found)]
+        if attempt == 0 and await not_authorized(consumer._client, topic):
+            break
         await asyncio.sleep(0.1)
-    raise ConfigError(f"topic {topic!r} does not exist; run `referrals topics create`")
+    raise ConfigError(await absent_topic(consumer._client, topic))
+
+
+TOPIC_AUTHORIZATION_FAILED = 29
+
+
+async def not_authorized(client: Any, topic: str) -> bool:
+    """Whether the broker refuses to describe `topic` to this client (its principal has no ACL
+    on it). A listing of all topics silently leaves such a topic out, as if it did not exist."""
+    try:
+        response = await client.send(client.get_random_node(), MetadataRequest([topic]))
+    except KafkaError:
+        return False
+    return any(
+        t["error_code"] == TOPIC_AUTHORIZATION_FAILED for t in response.to_object()["topics"]
+    )
+
+
+async def absent_topic(client: Any, topic: str) -> str:
+    """Why a client found no partitions for `topic`: not authorized (naming the SASL user), or
+    the topic does not exist."""
+    if await not_authorized(client, topic):
+        user = getattr(client, "_sasl_plain_username", None)
+        who = f"SASL user {user!r}" if user else "this client"
+        return (
+            f"topic {topic!r}: {who} is not authorized to use it (its ACLs do not name it; "
+            "see `referrals acl show`)"
+        )
+    return f"topic {topic!r} does not exist; run `referrals topics create`"

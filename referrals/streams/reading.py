@@ -18,7 +18,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from referrals.platform.errors import ReferralsError
 from referrals.platform.settings import KafkaSettings
-from referrals.streams.kafka import make_consumer
+from referrals.streams.kafka import absent_topic, make_consumer
 from referrals.streams.topics import TopicNames
 
 READ_LIMIT_S = 120.0  # a topic read that makes no progress for this long is an error
@@ -55,7 +55,7 @@ async def read_records(
         await consumer._client.force_metadata_update()
         found = sorted(consumer.partitions_for_topic(physical) or ())
         if not found:
-            raise TopicReadError(f"topic {physical} does not exist; run `referrals topics create`")
+            raise TopicReadError(await absent_topic(consumer._client, physical))
         chosen = sorted({partition_for(k, found) for k in wanted}) if wanted else found
         parts = [TopicPartition(physical, p) for p in chosen]
         consumer.assign(parts)

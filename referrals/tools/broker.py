@@ -16,6 +16,10 @@ broker.log, broker.pid). All nodes are voters of one controller quorum and share
 `min.insync.replicas` is 2, so one node of three can be lost with nothing lost and writes going
 on. `kill_node` / `stop_node` / `start_node` take one node down and bring it back.
 A one-node config keeps the layout it always had (storage directly in `data_dir`).
+
+With `secure` (`referrals broker start --secure`) clients connect over SASL_SSL with SCRAM and
+the StandardAuthorizer checks every request (`referrals.tools.broker_secure`); a data folder
+holding a secured broker always starts secured.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.conn import create_conn
@@ -39,8 +44,11 @@ from aiokafka.protocol.metadata import MetadataRequest
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from referrals.contract.acls import ADMIN
 from referrals.platform.errors import ReferralsError
 from referrals.platform.settings import EnvSettings, load
+from referrals.streams.kafka import client_options
+from referrals.tools import broker_secure
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_DIR = REPO_ROOT / "deploy" / "kafka"
@@ -68,6 +76,8 @@ class BrokerConfig(EnvSettings):
     heap: str = ""  # per node; "": 512m for one node, 384m each for several
     partitions: int = 6
     nodes: int = Field(default=1, ge=1)
+    # SASL_SSL (SCRAM-SHA-512), TLS, ACLs; see referrals.tools.broker_secure.
+    secure: bool = False
 
     @classmethod
     def from_env(cls) -> BrokerConfig:
@@ -143,9 +153,13 @@ def nodes_in(data_dir: Path) -> int:
     return count or 1
 
 
-def server_properties(cfg: BrokerConfig, index: int = 0) -> str:
-    """Node `index`'s server.properties."""
+def server_properties(
+    cfg: BrokerConfig, index: int = 0, secure: broker_secure.Material | None = None
+) -> str:
+    """Node `index`'s server.properties; with `secure`, its SASL_SSL listener, TLS controller
+    listener and authorizer (`broker_secure.properties`)."""
     me = node(cfg, index)
+    client = broker_secure.PROTOCOL if secure else "PLAINTEXT"
     voters = ",".join(f"{i + 1}@{cfg.host}:{cfg.cport + i}" for i in range(cfg.nodes))
     replicas = str(min(3, cfg.nodes))
     min_isr = "2" if cfg.nodes >= 3 else "1"
@@ -153,8 +167,8 @@ def server_properties(cfg: BrokerConfig, index: int = 0) -> str:
         "process.roles": "broker,controller",
         "node.id": str(index + 1),
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://{me.host}:{me.port},CONTROLLER://{me.host}:{me.cport}",
-        "advertised.listeners": f"PLAINTEXT://{me.host}:{me.port}",
+        "listeners": f"{client}://{me.host}:{me.port},CONTROLLER://{me.host}:{me.cport}",
+        "advertised.listeners": f"{client}://{me.host}:{me.port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
@@ -185,6 +199,8 @@ def server_properties(cfg: BrokerConfig, index: int = 0) -> str:
             "broker.heartbeat.interval.ms": "1000",
             "broker.session.timeout.ms": "6000",
         }
+    if secure is not None:
+        props |= broker_secure.properties(secure)
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
@@ -242,19 +258,21 @@ def _shared_cluster_id(cfg: BrokerConfig) -> str:
     return cluster
 
 
-def _format(cfg: BrokerConfig, indices: list[int]) -> None:
-    """Formats the storage of the nodes that have none yet (in parallel), with one cluster id."""
+def _format(cfg: BrokerConfig, indices: list[int], secure: broker_secure.Material | None) -> None:
+    """Formats the storage of the nodes that have none yet (in parallel), with one cluster id;
+    a secured broker's with its SCRAM users."""
     todo = [i for i in indices if not _meta(node(cfg, i)).exists()]
     if not todo:
         return
     # `--cluster-id=<id>` in one argument: a random id may start with "-" and would otherwise
     # be read as an option (about one start in 64 failed that way).
     cluster = f"--cluster-id={_shared_cluster_id(cfg)}"
+    users = broker_secure.scram_arguments(secure) if secure else []
     procs = []
     for i in todo:
         me = node(cfg, i)
         props = me.data_dir / "server.properties"
-        cmd = _jvm(me, "kafka.tools.StorageTool", "format", cluster, "-c", str(props))
+        cmd = _jvm(me, "kafka.tools.StorageTool", "format", cluster, "-c", str(props), *users)
         procs.append((me, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
     for me, proc in procs:
         out, _ = proc.communicate()
@@ -316,11 +334,18 @@ def _start(cfg: BrokerConfig, indices: list[int], timeout: float) -> dict[int, i
     if not todo:
         return pids
     ensure_jars()
+    secure = None
+    if broker_secure.secured(cfg):
+        formatted = any(_meta(node(cfg, i)).exists() for i in range(cfg.nodes))
+        secure = broker_secure.ensure(cfg, formatted)
     for i in todo:
         me = node(cfg, i)
         me.data_dir.mkdir(parents=True, exist_ok=True)
-        (me.data_dir / "server.properties").write_text(server_properties(cfg, i))
-    _format(cfg, todo)
+        props = me.data_dir / "server.properties"
+        props.touch(mode=0o600)  # a secured broker's holds passwords
+        props.chmod(0o600)
+        props.write_text(server_properties(cfg, i, secure))
+    _format(cfg, todo, secure)
     launched = {i: _launch(node(cfg, i)) for i in todo}
     deadline = time.monotonic() + timeout
     try:
@@ -413,9 +438,14 @@ def cluster_brokers(cfg: BrokerConfig) -> set[int]:
 def _views(cfg: BrokerConfig) -> dict[int, set[int]]:
     """Node index -> the broker ids its metadata lists, for each node that answers."""
 
+    options = {}
+    if broker_secure.secured(cfg):
+        opts = client_options(broker_secure.client_settings(cfg, ADMIN))
+        options = {k: opts[k] for k in _CONN_OPTIONS}
+
     async def ask_all() -> list[set[int] | None]:
         me = [node(cfg, i) for i in range(cfg.nodes)]
-        return await asyncio.gather(*(_brokers_seen_by(n.host, n.port) for n in me))
+        return await asyncio.gather(*(_brokers_seen_by(n.host, n.port, options) for n in me))
 
     # In a thread of its own: callers may be inside an event loop (an async test) or not.
     with ThreadPoolExecutor(1) as pool:
@@ -423,11 +453,22 @@ def _views(cfg: BrokerConfig) -> dict[int, set[int]]:
     return {i: seen for i, seen in enumerate(answers) if seen is not None}
 
 
-async def _brokers_seen_by(host: str, port: int) -> set[int] | None:
+_CONN_OPTIONS = (
+    "security_protocol",
+    "ssl_context",
+    "sasl_mechanism",
+    "sasl_plain_username",
+    "sasl_plain_password",
+)
+
+
+async def _brokers_seen_by(host: str, port: int, options: dict[str, Any]) -> set[int] | None:
     """The broker ids in this node's own metadata (not another node's); None if it does not
-    answer."""
+    answer. `options`: how to connect to a secured one (as admin)."""
     try:
-        conn = await create_conn(host, port, client_id="referrals-broker", request_timeout_ms=5000)
+        conn = await create_conn(
+            host, port, client_id="referrals-broker", request_timeout_ms=5000, **options
+        )
     except (TimeoutError, OSError, KafkaError):
         return None
     try:
@@ -503,11 +544,18 @@ def _node_status(me: BrokerConfig) -> dict[str, object]:
     }
 
 
+def _security(cfg: BrokerConfig) -> dict[str, object]:
+    if not broker_secure.secured(cfg):
+        return {"secure": False}
+    mat = broker_secure.material(cfg)
+    return {"secure": True, "credentials": str(mat.folder)}
+
+
 def status(cfg: BrokerConfig) -> dict[str, object]:
     """One node: its state. A cluster: `running` when every node runs, node 0's pid and log,
     all nodes' bootstrap, and each node's state under `nodes` (with its `node_id`)."""
     if cfg.nodes == 1:
-        return _node_status(cfg)
+        return _node_status(cfg) | _security(cfg)
     nodes = [{"node_id": i + 1, **_node_status(node(cfg, i))} for i in range(cfg.nodes)]
     return {
         "running": all(n["running"] for n in nodes),
@@ -517,4 +565,4 @@ def status(cfg: BrokerConfig) -> dict[str, object]:
         "data_dir": str(cfg.data_dir),
         "log": nodes[0]["log"],
         "nodes": nodes,
-    }
+    } | _security(cfg)

@@ -2,6 +2,7 @@
 
     referrals broker start|stop|status      the project's local Kafka broker   (cli_broker)
     referrals topics create                 every topic of the contract (idempotent)
+    referrals acl show|apply                the contract's least-privilege ACLs   (cli_acl)
     referrals publish TOPIC FILE            JSON lines (- for stdin) -> Avro records
     referrals tail TOPIC                    records as JSON lines, read_committed
     referrals program validate|put FILE     a program document (every problem, with its path)
@@ -62,6 +63,7 @@ from referrals.platform.errors import ReferralsError
 from referrals.platform.settings import AmountLimits, KafkaSettings, load
 from referrals.programs.put import describe, load_program, put
 from referrals.streams.kafka import make_admin
+from referrals.tools.cli_acl import acl_group
 from referrals.tools.cli_api import api_group
 from referrals.tools.cli_benchmarks import report, simulate
 from referrals.tools.cli_broker import broker_group
@@ -322,6 +324,7 @@ def run_command(ctx: click.Context, service: str) -> None:
 for command in (
     broker_group,
     topics_group,
+    acl_group,
     publish_command,
     tail_command,
     program_group,

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from referrals.tools import broker
+from referrals.tools import broker, broker_secure
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,6 +28,11 @@ def broker_group() -> None:
     <data dir>/broker.log. Node i of a cluster listens on port + i (controller port: controller
     port + i, by default port + nodes + i) and keeps its storage and log in <data dir>/node-<i>;
     without --nodes, a data folder holding a cluster's nodes names that many.
+
+    --secure (or REFERRALS_BROKER_SECURE=1): SASL_SSL with SCRAM-SHA-512, TLS from a CA made for
+    the data folder, the StandardAuthorizer, one SCRAM user per service and user kind; each
+    one's KAFKA_* settings in <data dir>/security/<name>.env. A data folder holding a secured
+    broker always starts secured.
     """
 
 
@@ -67,13 +72,25 @@ def broker_config(
 
 @broker_group.command("start", short_help="Start the broker; it keeps running.")
 @broker_options
-def broker_start(port: int | None, data_dir: Path | None, nodes: int | None) -> None:
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="SASL_SSL (SCRAM-SHA-512), TLS and ACLs; credentials in <data dir>/security.",
+)
+def broker_start(port: int | None, data_dir: Path | None, nodes: int | None, secure: bool) -> None:
     """Start the broker and return once it accepts clients; it keeps running in the background.
     A cluster (--nodes 3): once every node accepts clients and the cluster lists them all.
+
+    --secure: clients must connect over SASL_SSL as one of the SCRAM users made at the first
+    start (admin, attribution, rewards, notifications, api, platform, finance, operator), each
+    with the KAFKA_* settings in <data dir>/security/<user>.env; nothing is allowed to them
+    until `referrals acl apply` (run as admin) sets the contract's ACLs.
 
     The first start fetches the broker's jars with Maven into deploy/kafka/lib (once).
     """
     cfg = broker_config(port, data_dir, nodes)
+    if secure:
+        cfg = cfg.model_copy(update={"secure": True})
     pid = broker.start(cfg)
     if cfg.nodes == 1:
         click.echo(f"Kafka broker running at {cfg.bootstrap} (pid {pid}); log: {cfg.log_file}")
@@ -81,6 +98,13 @@ def broker_start(port: int | None, data_dir: Path | None, nodes: int | None) -> 
         click.echo(
             f"Kafka cluster of {cfg.nodes} nodes running at {cfg.bootstrap} (node 0: pid {pid}); "
             f"logs: {cfg.data_dir}/node-*/broker.log"
+        )
+    if broker_secure.secured(cfg):
+        folder = broker_secure.material(cfg).folder
+        click.echo(
+            f"secured: SASL_SSL (SCRAM-SHA-512) and ACLs; each user's KAFKA_* settings in "
+            f"{folder}/<user>.env (admin.env to create topics and apply ACLs: "
+            "`referrals acl apply`)"
         )
 
 

@@ -95,9 +95,11 @@ def _operate(
 ) -> None:
     from services.rewards.adapters import operator
 
-    command = operator.new_command(action, payout_id, by or _user(), reason)
+    settings = KafkaSettings.from_env()
+    principal = operator.kafka_principal(settings)
+    command = operator.new_command(action, payout_id, by or _user(), reason, principal=principal)
     try:
-        answer = asyncio.run(operator.request(KafkaSettings.from_env(), command, timeout))
+        answer = asyncio.run(operator.request(settings, command, timeout))
     except operator.NoAnswer as late:
         click.echo(f"referrals {action.value.lower()}: {no_answer_text(late)}", err=True)
         raise click.exceptions.Exit(NO_ANSWER_EXIT) from late

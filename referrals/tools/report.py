@@ -32,7 +32,7 @@ from referrals.contract.topics import (
 from referrals.platform.errors import DecodeError
 from referrals.platform.settings import KafkaSettings
 from referrals.programs.document import from_canonical
-from referrals.streams.kafka import make_consumer
+from referrals.streams.kafka import absent_topic, make_consumer
 from referrals.tools import report_html
 from referrals.tools.report_compare import compare
 from referrals.tools.report_figures import Report, ReportInputs, compute
@@ -136,7 +136,7 @@ async def _read_to_end(
     for topic in topics:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            raise FileNotFoundError(f"topic {topic} does not exist; run `referrals topics create`")
+            raise FileNotFoundError(await absent_topic(consumer._client, topic))
         parts += [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(parts)
     await consumer.seek_to_beginning(*parts)

@@ -21,7 +21,7 @@ from referrals.contract.topics import ANY_RECORD, DLQ_SUFFIX, TopicNames, spec_f
 from referrals.platform.errors import DecodeError
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.dlq import header_dict
-from referrals.streams.kafka import make_consumer
+from referrals.streams.kafka import absent_topic, make_consumer
 
 
 def render(topic: str, msg: Any, codec: AvroCodec) -> dict[str, Any]:
@@ -67,7 +67,8 @@ async def tail(
             await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(physical)
         if not partitions:
-            raise DecodeError(f"topic {physical!r} does not exist", reason="UNKNOWN_TOPIC")
+            reason = await absent_topic(consumer._client, physical)
+            raise DecodeError(reason, reason="UNKNOWN_TOPIC")
         parts = [TopicPartition(physical, p) for p in sorted(partitions)]
         consumer.assign(parts)
         if from_beginning:

@@ -30,7 +30,7 @@ from referrals.contract.topics import PAYOUT_RESULTS, PAYOUTS_V2, STATUS, TopicN
 from referrals.platform.errors import DecodeError
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.kafka import make_consumer, make_producer, partitions_of
-from services.rewards.adapters.operator import NoAnswer, new_command, request
+from services.rewards.adapters.operator import NoAnswer, kafka_principal, new_command, request
 
 FRAUD_REVIEW = "FRAUD_REVIEW"
 OPERATOR = "demo-operator"
@@ -130,7 +130,8 @@ class Operator:
         denied = status.advocate_id in self.deny
         action = RewardAction.DENY if denied else RewardAction.APPROVE
         reason = "burst of won deals on one day" if denied else "checked: genuine deals"
-        command = new_command(action, status.payout_id, OPERATOR, reason)
+        principal = kafka_principal(self.kafka)
+        command = new_command(action, status.payout_id, OPERATOR, reason, principal=principal)
         try:
             answer = await request(self.kafka, command)
         except NoAnswer as err:

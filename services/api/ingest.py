@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -31,7 +30,7 @@ from referrals.contract.topics import (
     TopicNames,
 )
 from referrals.platform.settings import AmountLimits, KafkaSettings
-from referrals.streams.kafka import make_producer
+from referrals.streams.kafka import make_producer, transactional_id
 from services.api.convert import to_json_object
 from services.api.errors import abort, bad_request
 from services.api.proto import referrals_pb2 as pb
@@ -61,7 +60,7 @@ class Publisher:
             producer = make_producer(
                 self.kafka,
                 client_id=self.client_id,
-                transactional_id=f"{self.client_id}-{uuid.uuid4()}",
+                transactional_id=transactional_id(self.kafka, self.client_id),
             )
             try:
                 await producer.start()

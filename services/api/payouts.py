@@ -59,7 +59,8 @@ class PayoutsService(rpc.PayoutsServicer):
         request: pb.PayoutCommandRequest,
         context: grpc.aio.ServicerContext,
     ) -> pb.CommandResponse:
-        by = current_caller().identity(request.by)
+        caller = current_caller()
+        by = caller.identity(request.by)
         problems = []
         if not request.payout_id.strip():
             problems.append(("payout_id", "is empty"))
@@ -68,7 +69,9 @@ class PayoutsService(rpc.PayoutsServicer):
         if problems:
             await bad_request(context, "incomplete command", problems)
         reason = request.reason if request.HasField("reason") else None
-        command = operator.new_command(action, request.payout_id, by, reason)
+        # The token the interceptor authenticated: its name, or its id for an unnamed one.
+        principal = f"api-token:{caller.name or 'sha256:' + caller.token_id}"
+        command = operator.new_command(action, request.payout_id, by, reason, principal=principal)
         remaining = context.time_remaining()
         wait = self.command_timeout_s if remaining is None else remaining - ANSWER_MARGIN_S
         try:

@@ -252,6 +252,7 @@ SAMPLES: dict[str, Record] = {
         by="ops",
         issued_at=T0,
         reason="duplicate account",
+        principal="kafka:operator",
     ),
     "CommandResult": CommandResult(
         command_id="cmd-2",

@@ -38,7 +38,7 @@ from referrals.contract.records import (
 from referrals.contract.topics import COMMAND_RESULTS, OPERATOR_COMMANDS, TopicNames
 from referrals.platform.errors import DecodeError, ReferralsError
 from referrals.platform.settings import KafkaSettings
-from referrals.streams.kafka import make_consumer, make_producer
+from referrals.streams.kafka import absent_topic, make_consumer, make_producer, transactional_id
 from referrals.streams.reading import READ_LIMIT_S as READ_LIMIT_S
 from referrals.streams.reading import TopicReadError as TopicReadError
 from referrals.streams.reading import partition_for as partition_for
@@ -88,11 +88,21 @@ def new_command(
     by: str,
     reason: str | None = None,
     *,
+    principal: str | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     new_id: Callable[[], str] = lambda: "cmd-" + uuid.uuid4().hex,
 ) -> OperatorCommand:
-    """A fresh command: each invocation is its own entry in the audit log."""
-    return OperatorCommand(new_id(), action, target_id, by, now(), reason)
+    """A fresh command: each invocation is its own entry in the audit log. `by` is who the
+    operator says they are; `principal` who the publisher authenticated as (`kafka_principal`,
+    or the API's token), recorded beside it."""
+    return OperatorCommand(new_id(), action, target_id, by, now(), reason, principal)
+
+
+def kafka_principal(settings: KafkaSettings) -> str | None:
+    """`kafka:<user>` when `settings` authenticate to Kafka as a SASL user: the identity the
+    broker checked (it refuses a wrong password), recorded beside what `--by` says."""
+    user = settings.sasl_user
+    return f"kafka:{user}" if user else None
 
 
 VERBS = {RewardAction.APPROVE: "approval", RewardAction.DENY: "denial", RewardAction.RETRY: "retry"}
@@ -140,7 +150,7 @@ async def _partition_of(
     await consumer._client.force_metadata_update()
     found = sorted(consumer.partitions_for_topic(physical) or ())
     if not found:
-        raise TopicReadError(f"topic {physical} does not exist; run `referrals topics create`")
+        raise TopicReadError(await absent_topic(consumer._client, physical))
     return TopicPartition(physical, partition_for(key, found))
 
 
@@ -166,7 +176,9 @@ async def _await_result(
 async def publish_command(settings: KafkaSettings, command: OperatorCommand) -> None:
     """One command keyed by command_id, in its own transaction: read_committed sees it once."""
     producer = make_producer(
-        settings, client_id="referrals-cli", transactional_id=f"referrals-cli-{uuid.uuid4()}"
+        settings,
+        client_id="referrals-cli",
+        transactional_id=transactional_id(settings, "referrals-cli"),
     )
     await producer.start()
     try:
