@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -15,10 +17,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from referrals.contract.acls import SERVICES
 from referrals.contract.topics import TopicNames, create_topics
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.kafka import make_admin
-from referrals.tools import broker
+from referrals.tools import broker, broker_secure
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,6 +88,83 @@ async def topics(kafka: KafkaSettings) -> AsyncIterator[KafkaSettings]:
         await admin.close()
     yield settings
 
+
+@dataclass
+class SecureBroker:
+    """A secured broker (`referrals broker start --secure`) with the contract's topics under
+    `prefix`, the services' consumer `groups`, and the contract's ACLs applied."""
+
+    cfg: broker.BrokerConfig
+    prefix: str
+    groups: dict[str, str]
+
+    def settings(self, principal: str) -> KafkaSettings:
+        """Client settings of `principal` (a SCRAM user), as its .env file gives them."""
+        return broker_secure.client_settings(self.cfg, principal, self.prefix)
+
+    def env(self, principal: str, **extra: str) -> dict[str, str]:
+        """A subprocess's environment running as `principal`: only its KAFKA_* settings (from
+        its .env file), the topic prefix and the services' group ids."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REFERRALS_"))}
+        env |= broker_secure.env_of(self.cfg, principal)
+        env |= {"KAFKA_TOPIC_PREFIX": self.prefix}
+        env |= {f"{service.upper()}_GROUP_ID": group for service, group in self.groups.items()}
+        return env | extra
+
+    def cli(
+        self, principal: str, *args: str, stdin: str | None = None, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """`referrals ARGS` run as `principal`."""
+        return subprocess.run(
+            [sys.executable, "-m", "referrals.tools.cli", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env(principal),
+            cwd=REPO,
+            timeout=timeout,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    """The project's broker started secured through the CLI, as an operator would: `referrals
+    broker start --secure`, then, as the admin principal, `referrals topics create` and
+    `referrals acl apply`. Any step failing FAILS the tests that need it, with its output."""
+    cfg = broker.BrokerConfig(
+        port=_free_port(),
+        controller_port=_free_port(),
+        data_dir=tmp_path_factory.mktemp("kafka-secure"),
+        partitions=3,
+    )
+    secured = SecureBroker(cfg, "sec.", {s: f"sec-{s}" for s in SERVICES})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REFERRALS_"))}
+    env["REFERRALS_BROKER_CONTROLLER_PORT"] = str(cfg.cport)
+    place = ["--port", str(cfg.port), "--data-dir", str(cfg.data_dir)]
+    started = subprocess.run(
+        [sys.executable, "-m", "referrals.tools.cli", "broker", "start", "--secure", *place],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    try:
+        if started.returncode != 0:
+            pytest.fail(f"the secured broker could not start:\n{started.stderr}", pytrace=False)
+        for step in (("topics", "create", "--partitions", "3"), ("acl", "apply")):
+            done = secured.cli("admin", *step)
+            if done.returncode != 0:
+                pytest.fail(
+                    f"`referrals {' '.join(step)}` as admin failed on the secured broker:\n"
+                    f"{done.stdout}{done.stderr}",
+                    pytrace=False,
+                )
+        yield secured
+    finally:
+        broker.stop(cfg)
 
 # The notifications service refuses to start without an unsubscribe secret of its own.
 UNSUBSCRIBE_SECRET = secrets.token_urlsafe(32)

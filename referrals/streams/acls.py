@@ -108,8 +108,8 @@ async def describe(admin: AIOKafkaAdminClient, node_id: int | None = None) -> se
     response = await client.send(node, _DescribeAll())
     if response.error_code:
         raise AclError(
-            f"listing ACLs failed: {Errors.for_code(response.error_code).__name__} "
-            f"({response.error_message}); is the cluster secured and the client its admin?"
+            f"listing ACLs failed: {Errors.for_code(response.error_code).__name__}; ACLs are "
+            "read and changed by the admin principal of a secured cluster (its super user)"
         )
     found: set[AclBinding] = set()
     for resource in response.resources:
@@ -168,7 +168,7 @@ def _check(doing: str, results: list[tuple[int, str | None]]) -> None:
         code, msg = failed[0]
         raise AclError(
             f"{doing} ACLs failed for {len(failed)} binding(s): "
-            f"{Errors.for_code(code).__name__} ({msg}); does the client connect as the admin?"
+            f"{Errors.for_code(code).__name__} ({msg})"
         )
 
 
