@@ -142,6 +142,8 @@ async def test_the_controllers_talk_only_to_holders_of_the_nodes_certificate(
         cafile=str(broker_secure.material(secure_broker.cfg).ca_pem)
     )
     host, port = secure_broker.cfg.host, secure_broker.cfg.cport
+    _, writer = await asyncio.open_connection(host, secure_broker.cfg.port, ssl=context)
+    writer.close()  # the client listener: TLS completes (then SASL would follow)
     with pytest.raises((ssl.SSLError, ConnectionError)):
         reader, writer = await asyncio.open_connection(host, port, ssl=context)
         try:
@@ -184,7 +186,7 @@ async def test_acl_apply_removes_a_grant_beyond_the_table_and_needs_the_admin(
 
         denied = await asyncio.to_thread(secure_broker.cli, "operator", "acl", "apply")
         assert denied.returncode == 1
-        assert "ClusterAuthorizationFailed" in denied.stderr or "admin" in denied.stderr
+        assert "ClusterAuthorizationFailed" in denied.stderr, denied.stderr
 
         done = await asyncio.to_thread(secure_broker.cli, "admin", "acl", "apply")
         assert done.returncode == 0, done.stderr
