@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.cluster import ClusterMetadata
-from aiokafka.conn import create_conn
+from aiokafka.conn import AIOKafkaConnection
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 from pydantic import Field
@@ -465,21 +466,29 @@ _CONN_OPTIONS = (
 async def _brokers_seen_by(host: str, port: int, options: dict[str, Any]) -> set[int] | None:
     """The broker ids in this node's own metadata (not another node's); None if it does not
     answer. `options`: how to connect to a secured one (as admin)."""
+    conn = AIOKafkaConnection(
+        host, port, client_id="referrals-broker", request_timeout_ms=5000, **options
+    )
     try:
-        conn = await create_conn(
-            host, port, client_id="referrals-broker", request_timeout_ms=5000, **options
-        )
-    except (TimeoutError, OSError, KafkaError):
-        return None
-    try:
+        await conn.connect()
         response = await conn.send(MetadataRequest([]))
     except (TimeoutError, OSError, KafkaError):
         return None
     finally:
-        conn.close()
+        await _closed(conn)
     metadata = ClusterMetadata()
     metadata.update_metadata(response)
     return {int(b.nodeId) for b in metadata.brokers()}
+
+
+async def _closed(conn: AIOKafkaConnection) -> None:
+    """Closes `conn` and waits until its socket is: this loop ends with the call (a thread's
+    asyncio.run), and a TLS transport closes only after its close_notify exchange; left to the
+    garbage collector, the socket would be reported unclosed."""
+    closing = conn.close()
+    if closing is not None and conn._protocol is not None:  # a connection was made
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(closing), 5.0)
 
 
 def stop(cfg: BrokerConfig, *, timeout: float = 30.0) -> bool:
