@@ -92,8 +92,11 @@ test-unit: setup
 test-integration: setup
 	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
+# SECURE=1: the same year on a secured broker (SASL_SSL, SCRAM, the contract's ACLs), every
+# service and party as its own principal.
+SECURE ?=
 demo: setup
-	$(BIN)/python -m referrals.tools.demo
+	DEMO_SECURE=$(SECURE) $(BIN)/python -m referrals.tools.demo
 
 # The fault suite: services as processes, a workload with known payouts, faults injected
 # (SIGKILLs, a zombie, broker restarts, SMTP down, bad input); exit 1 on a missing or doubled

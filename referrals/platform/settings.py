@@ -151,6 +151,14 @@ class KafkaSettings(EnvSettings):
     def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaSettings:
         return load(cls, "KAFKA", env)
 
+    def as_env(self) -> dict[str, str]:
+        """The KAFKA_* variables from which a child process reads these same settings."""
+        return {
+            f"KAFKA_{name.upper()}": str(value)
+            for name, value in self.model_dump().items()
+            if value is not None
+        }
+
     @property
     def sasl_user(self) -> str | None:
         """The SASL user this client authenticates as; None without SASL."""

@@ -105,12 +105,16 @@ class MailCatcher:
         self.controller.stop()
 
 
+Principals = Callable[[str], KafkaSettings]  # who -> how they reach Kafka (as that principal)
+
+
 class ServiceProcesses:
     """The three services and the gRPC API as separate processes, logs and state under the work
-    folder (the API with a tokens file holding one portal token: `token`)."""
+    folder (the API with a tokens file holding one portal token: `token`); each reaches Kafka
+    with the settings `principals` gives for its name."""
 
-    def __init__(self, plan: YearPlan, kafka: KafkaSettings) -> None:
-        self.plan, self.kafka = plan, kafka
+    def __init__(self, plan: YearPlan, kafka: KafkaSettings, principals: Principals) -> None:
+        self.plan, self.kafka, self.principals = plan, kafka, principals
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: list[Any] = []
         self.token = write_tokens(plan.work / "api-tokens.txt")
@@ -122,9 +126,8 @@ class ServiceProcesses:
         for name in SERVICES:
             up = name.upper()
             env = {
-                **os.environ,
-                "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
-                "KAFKA_TOPIC_PREFIX": self.kafka.topic_prefix,
+                **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
+                **self.principals(name).as_env(),
                 f"{up}_METRICS_PORT": str(self.plan.metrics_ports[name]),
                 f"{up}_STATE_DIR": str(self.plan.work / "state" / name),
                 f"{up}_GROUP_ID": f"{self.kafka.topic_prefix}referrals-{name}",
@@ -407,8 +410,16 @@ async def _drain(progress: Progress, plan: YearPlan) -> None:
         await asyncio.sleep(0.5)
 
 
-async def run_year(plan: YearPlan, kafka: KafkaSettings) -> YearOutcome:
-    config = await put(kafka, load_program(plan.program), "demo")
+async def run_year(
+    plan: YearPlan, kafka: KafkaSettings, principals: Principals | None = None
+) -> YearOutcome:
+    """The year on the cluster `kafka` reaches. With `principals` (a secured cluster), each
+    party acts as its own principal: the operator puts the program, reviews holds and reads
+    the report; the platform replays the events; finance pays; each service and the API run
+    as themselves."""
+    as_ = principals or (lambda _who: kafka)
+    operator_kafka = as_("operator")
+    config = await put(operator_kafka, load_program(plan.program), "demo")
     sim = simulate(plan.advocates, plan.seed, datetime.now(UTC), load_program(plan.program))
     owed = int(sim.truth["rewards_owed"])
     plan.show(
@@ -423,8 +434,9 @@ async def run_year(plan: YearPlan, kafka: KafkaSettings) -> YearOutcome:
         clawbacks_owed=truth["clawbacks"]["count"],
         reviews_owed=truth["fraud_holds"],
     )
-    services, finance, stop = ServiceProcesses(plan, kafka), Finance(kafka), asyncio.Event()
-    operator = Operator(kafka, config.program_id, truth["operator"]["deny"], plan.show)
+    services = ServiceProcesses(plan, kafka, as_)
+    finance, stop = Finance(as_("finance")), asyncio.Event()
+    operator = Operator(operator_kafka, config.program_id, truth["operator"]["deny"], plan.show)
     with MailCatcher(plan.smtp_port) as mail:
         await asyncio.to_thread(services.start)
         try:
@@ -435,8 +447,8 @@ async def run_year(plan: YearPlan, kafka: KafkaSettings) -> YearOutcome:
                     _watch(progress, services, finance, operator, mail, stop, plan.show)
                 ),
             ]
-            hooks = pause_hooks(plan, kafka, services, sim)
-            published = await replay(kafka, sim, plan.seconds, progress, hooks)
+            hooks = pause_hooks(plan, operator_kafka, services, sim)
+            published = await replay(as_("platform"), sim, plan.seconds, progress, hooks)
             await _drain(progress, plan)
             stop.set()
             await asyncio.gather(*background)
@@ -446,7 +458,7 @@ async def run_year(plan: YearPlan, kafka: KafkaSettings) -> YearOutcome:
             stop.set()
             codes = await asyncio.to_thread(services.stop)
             plan.show("services stopped: " + ", ".join(f"{n} {c}" for n, c in codes.items()))
-        inputs = await read_topics(kafka, config.program_id)
+        inputs = await read_topics(operator_kafka, config.program_id)
         report = compute(inputs)
         page = write(report, plan.work / "report", sim.truth)
         comparisons = compare(report, sim.truth)
