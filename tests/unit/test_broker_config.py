@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from referrals.tools import broker
+from referrals.contract import acls
+from referrals.platform.settings import KafkaSettings
+from referrals.tools import broker, broker_secure
 from referrals.tools.cli_broker import broker_config
 
 
@@ -82,3 +85,64 @@ def test_the_cli_finds_a_clusters_nodes_in_its_data_folder(
     assert broker_config(None, tmp_path, 1).nodes == 1
     monkeypatch.setenv("REFERRALS_BROKER_NODES", "2")
     assert broker_config(None, tmp_path).nodes == 2
+
+
+def _fake_material(folder: Path) -> broker_secure.Material:
+    """Credentials as `broker start --secure` writes them (no keytool needed to read them)."""
+    folder.mkdir(parents=True)
+    users = {name: f"pw-{name}" for name in (*acls.PRINCIPALS, acls.ADMIN)}
+    (folder / "credentials.json").write_text(
+        json.dumps({"store_password": "store-pw", "users": users})
+    )
+    return broker_secure.Material(folder)
+
+
+def test_a_secured_node_listens_with_sasl_ssl_and_lets_only_the_nodes_reach_the_controllers(
+    tmp_path: Path,
+) -> None:
+    cfg = broker.BrokerConfig(port=9092, data_dir=tmp_path, nodes=3, secure=True)
+    mat = _fake_material(tmp_path / "security")
+    p = props(broker.server_properties(cfg, 1, mat))
+    assert p["listeners"] == "SASL_SSL://127.0.0.1:9093,CONTROLLER://127.0.0.1:9096"
+    assert p["advertised.listeners"] == "SASL_SSL://127.0.0.1:9093"
+    assert p["listener.security.protocol.map"] == "CONTROLLER:SSL,SASL_SSL:SASL_SSL"
+    assert p["listener.name.controller.ssl.client.auth"] == "required"
+    assert p["inter.broker.listener.name"] == "SASL_SSL"
+    assert p["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert p["authorizer.class.name"] == ("org.apache.kafka.metadata.authorizer.StandardAuthorizer")
+    assert p["allow.everyone.if.no.acl.found"] == "false"
+    assert p["super.users"] == "User:admin;User:CN=referrals-broker"
+    assert (
+        'username="admin" password="pw-admin"'
+        in p["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+    )
+    assert p["ssl.keystore.location"] == str(tmp_path / "security" / "broker.p12")
+    # Every principal of the contract's table, and the admin, is made at format time.
+    made = broker_secure.scram_arguments(mat)
+    assert "--add-scram=SCRAM-SHA-512=[name=rewards,password=pw-rewards]" in made
+    assert len(made) == len(acls.PRINCIPALS) + 1
+
+
+def test_a_principals_env_file_holds_every_kafka_setting_a_process_reads(tmp_path: Path) -> None:
+    cfg = broker.BrokerConfig(port=9092, data_dir=tmp_path, nodes=3, secure=True)
+    mat = _fake_material(tmp_path / "security")
+    env = dict(line.split("=", 1) for line in broker_secure.env_text(cfg, mat, "finance").split())
+    settings = KafkaSettings.from_env(env)
+    assert settings.bootstrap_servers == "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
+    assert (settings.security_protocol, settings.sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert (settings.sasl_username, settings.sasl_password) == ("finance", "pw-finance")
+    assert settings.ssl_cafile == str(tmp_path / "security" / "ca.pem")
+    assert settings.sasl_user == "finance"
+    assert KafkaSettings.from_env(settings.as_env()) == settings
+
+
+def test_a_folder_formatted_without_security_is_not_secured_in_place(tmp_path: Path) -> None:
+    cfg = broker.BrokerConfig(port=9092, data_dir=tmp_path, secure=True)
+    with pytest.raises(broker_secure.SecurityError, match="started without --secure"):
+        broker_secure.ensure(cfg, formatted=True)
+    assert not (tmp_path / "security").exists()
+    # A folder holding security material starts secured even without --secure.
+    plain = broker.BrokerConfig(port=9092, data_dir=tmp_path)
+    assert not broker_secure.secured(plain)
+    _fake_material(tmp_path / "security")
+    assert broker_secure.secured(plain)
