@@ -30,14 +30,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from referrals.contract.acls import ADMIN, PRINCIPALS
 from referrals.platform.errors import ReferralsError
 from referrals.platform.settings import KafkaSettings
-
-if TYPE_CHECKING:
-    from referrals.tools.broker import BrokerConfig
 
 FOLDER = "security"
 MECHANISM = "SCRAM-SHA-512"
@@ -45,6 +42,23 @@ PROTOCOL = "SASL_SSL"
 BROKER_DN = "CN=referrals-broker"  # the nodes' certificate: their principal on the controller
 SUPER_USERS = f"User:{ADMIN};User:{BROKER_DN}"
 VALID_DAYS = "3650"
+
+
+class BrokerConfig(Protocol):
+    """What this module needs of a `referrals.tools.broker.BrokerConfig` (the whole cluster's,
+    not one node's view)."""
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    @property
+    def secure(self) -> bool: ...
 
 
 class SecurityError(ReferralsError):
