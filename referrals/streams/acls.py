@@ -43,6 +43,9 @@ class AclError(ReferralsError):
     reason = "ACL"
 
 
+SECURITY_DISABLED = 54  # the broker runs without an authorizer
+
+
 class _DescribeAll(Request[DescribeAclsRequest_v1]):  # type: ignore[misc]
     API_KEY = 29
 
@@ -106,6 +109,11 @@ async def describe(admin: AIOKafkaAdminClient, node_id: int | None = None) -> se
     client = admin._client
     node = client.get_random_node() if node_id is None else node_id
     response = await client.send(node, _DescribeAll())
+    if response.error_code == SECURITY_DISABLED:
+        raise AclError(
+            "the cluster has no authorizer: ACLs need a secured broker "
+            "(`referrals broker start --secure`)"
+        )
     if response.error_code:
         raise AclError(
             f"listing ACLs failed: {Errors.for_code(response.error_code).__name__}; ACLs are "

@@ -26,11 +26,13 @@ from referrals.contract.topics import (
 )
 from referrals.platform.acls import AclBinding, AclOperation, PatternType, ResourceType, allows
 from referrals.platform.acls import user as user_principal
+from referrals.platform.settings import KafkaSettings
 from referrals.streams.acls import _Create, describe
 from referrals.streams.kafka import make_admin
 from referrals.tools import broker_secure
 
 from ..conftest import SecureBroker
+from .helpers import run_cli
 from .secure_probes import can_read, can_write
 
 pytestmark = pytest.mark.broker
@@ -196,3 +198,10 @@ async def test_acl_apply_removes_a_grant_beyond_the_table_and_needs_the_admin(
         assert extra not in await describe(admin)
     finally:
         await admin.close()
+
+
+def test_acl_apply_on_a_broker_without_an_authorizer_says_so(kafka: KafkaSettings) -> None:
+    done = run_cli(kafka, "acl", "apply")
+    assert done.returncode == 1
+    assert "the cluster has no authorizer" in done.stderr
+    assert "referrals broker start --secure" in done.stderr
