@@ -166,6 +166,7 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
     finally:
         broker.stop(cfg)
 
+
 # The notifications service refuses to start without an unsubscribe secret of its own.
 UNSUBSCRIBE_SECRET = secrets.token_urlsafe(32)
 
