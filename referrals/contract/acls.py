@@ -112,7 +112,8 @@ TABLE: tuple[Entry, ...] = (
     ),
     Entry(
         "notifications",
-        writes=(NOTIFICATIONS_SENT,),
+        # Deliveries given up on are dead-lettered to notifications.sent.v1.dlq.
+        writes=(NOTIFICATIONS_SENT, dlq_of(NOTIFICATIONS_SENT)),
         reads=(STATUS, ADVOCATES, SHARES, PROGRAMS),
         owns=(
             UNSUBSCRIBES,

@@ -4,7 +4,8 @@ operator (`program put`, `approve`) and as platform (`publish`), finance reading
 read_committed in a consumer group of its own. A referral goes from the platform's profile,
 share, conversion and WON deal to a reward held for approval, approved by the operator, paid out
 on rewards.payouts.v1 exactly once; the audit log records who the operator said they were and
-the SCRAM user the CLI authenticated as; the advocate was thanked by mail."""
+the SCRAM user the CLI authenticated as; the advocate was thanked by mail, and a message the
+relay refuses for good is dead-lettered (notifications may write that dead letter too)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +29,14 @@ from referrals.contract.records import (
     ReferralStatus,
     ReferralStatusChanged,
 )
-from referrals.contract.topics import NOTIFICATIONS_SENT, OPERATOR_COMMANDS, PAYOUTS, STATUS
+from referrals.contract.topics import (
+    NOTIFICATIONS_SENT,
+    OPERATOR_COMMANDS,
+    PAYOUTS,
+    STATUS,
+    dlq_of,
+)
+from referrals.streams.dlq import header_dict
 from referrals.streams.kafka import make_consumer
 from referrals.tools.program_year import MailCatcher
 
@@ -44,53 +53,72 @@ rewards:
   approval_threshold: "40.00"
 """
 SERVICES = ("attribution", "rewards", "notifications")
-SHA = "ab" * 32  # the advocate's email hash; the prospect's differs
 
 
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _events(now: datetime) -> dict[str, dict[str, object]]:
-    """The platform's records of one referral: profile, share, conversion by code, WON deal."""
+REFUSED = "bounce@example.com"  # the relay refuses this address for good
+
+
+def _referral(
+    who: str, email: str, email_sha256: str, now: datetime, won: bool
+) -> dict[str, dict[str, object]]:
+    """The platform's records of one referral of `who`: profile, share, conversion by code, and
+    a WON deal if `won`."""
     at = {step: _iso(now - timedelta(minutes=10 - i)) for i, step in enumerate("pscd")}
-    return {
+    records: dict[str, dict[str, object]] = {
         "referral.advocates.v1": {
             "program_id": "secure-flow",
-            "advocate_id": "adv-sec",
-            "email": "sec@example.com",
+            "advocate_id": who,
+            "email": email,
             "display_name": "Sec Advocate",
-            "email_sha256": SHA,
+            "email_sha256": email_sha256,
             "opted_out": False,
             "tax_form_on_file": True,
             "updated_at": at["p"],
         },
         "referral.shares.v1": {
-            "event_id": "sh-sec",
+            "event_id": f"sh-{who}",
             "program_id": "secure-flow",
-            "advocate_id": "adv-sec",
+            "advocate_id": who,
             "channel": "EMAIL",
-            "referral_code": "SEC-1",
+            "referral_code": f"CODE-{who}",
             "occurred_at": at["s"],
         },
         "referral.conversions.v1": {
-            "event_id": "cv-sec",
+            "event_id": f"cv-{who}",
             "program_id": "secure-flow",
-            "prospect_id": "pr-sec",
-            "referral_code": "SEC-1",
+            "prospect_id": f"pr-{who}",
+            "referral_code": f"CODE-{who}",
             "occurred_at": at["c"],
         },
-        "referral.deals.v1": {
-            "event_id": "dl-sec",
+    }
+    if won:
+        records["referral.deals.v1"] = {
+            "event_id": f"dl-{who}",
             "program_id": "secure-flow",
-            "deal_id": "deal-sec",
-            "prospect_id": "pr-sec",
+            "deal_id": f"deal-{who}",
+            "prospect_id": f"pr-{who}",
             "stage": "WON",
             "amount_minor": 100000,
             "currency": "USD",
             "occurred_at": at["d"],
-        },
-    }
+        }
+    return records
+
+
+class Relay(MailCatcher):
+    """The SMTP catcher, refusing one address for good (550), as a real relay would."""
+
+    async def handle_RCPT(
+        self, server: object, session: object, envelope: Any, address: str, options: object
+    ) -> str:
+        if address == REFUSED:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
 
 class Services:
@@ -156,7 +184,7 @@ class Services:
 
 @pytest.fixture
 def services(secure_broker: SecureBroker, tmp_path: Path) -> Iterator[tuple[Services, MailCatcher]]:
-    with MailCatcher(_free_port()) as mail:
+    with Relay(_free_port()) as mail:
         running = Services(secure_broker, tmp_path, mail.controller.port)
         try:
             running.await_ready()
@@ -215,9 +243,13 @@ async def test_a_referral_is_paid_once_with_every_process_as_its_own_principal(
     program.write_text(PROGRAM)
     put = await asyncio.to_thread(secure_broker.cli, "operator", "program", "put", str(program))
     assert put.returncode == 0, put.stderr
-    for topic, record in _events(datetime.now(UTC)).items():
+    now = datetime.now(UTC)
+    paid_one = _referral("adv-sec", "sec@example.com", "ab" * 32, now, won=True)
+    bounced = _referral("adv-bounce", REFUSED, "cd" * 32, now, won=False)
+    for topic, record in paid_one.items():
+        lines = "\n".join(json.dumps(r) for r in (record, bounced.get(topic)) if r)
         done = await asyncio.to_thread(
-            secure_broker.cli, "platform", "publish", topic, "-", stdin=json.dumps(record)
+            secure_broker.cli, "platform", "publish", topic, "-", stdin=lines
         )
         assert done.returncode == 0, f"{topic}: {done.stderr}"
 
@@ -239,3 +271,10 @@ async def test_a_referral_is_paid_once_with_every_process_as_its_own_principal(
 
     sent = await read_topic(secure_broker.settings("operator"), NOTIFICATIONS_SENT, expect=1)
     assert sent and mail.count >= 1  # notifications read statuses and recorded what it sent
+    # The refused address: notifications dead-letters the delivery in its transaction.
+    dead = await read_topic(
+        secure_broker.settings("operator"), dlq_of(NOTIFICATIONS_SENT), expect=1, within=60
+    )
+    assert dead, running.log("notifications")
+    headers = header_dict(dead[0].headers)
+    assert headers["dlq.service"] == "notifications" and dead[0].key == b"adv-bounce"

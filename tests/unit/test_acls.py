@@ -104,6 +104,11 @@ def test_the_payouts_are_read_by_finance_operators_the_api_and_no_other_service(
     assert readers(PAYOUTS_V2) == {"finance", "operator", "api"}
 
 
+def test_notifications_dead_letters_the_deliveries_it_gives_up_on() -> None:
+    # services/notifications/adapters/outcomes.py: a DeadLetterOut for notifications.sent.v1.
+    assert writers(dlq_of(NOTIFICATIONS_SENT)) == {"notifications"}
+
+
 def test_the_operator_reads_every_dead_letter_and_no_service_reads_one() -> None:
     for spec in CATALOGUE:
         assert "operator" in readers(dlq_of(spec.name))
