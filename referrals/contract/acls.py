@@ -155,6 +155,15 @@ def entry(principal: str) -> Entry:
     raise KeyError(f"no principal {principal!r} in the ACL table; known: {', '.join(PRINCIPALS)}")
 
 
+MANAGED = frozenset(user(name) for name in PRINCIPALS) | {user("*")}
+
+
+def managed(principal: str) -> bool:
+    """The principals whose every ACL the table decides (`acl apply` leaves exactly the
+    table's bindings to them; doctor reports any other): the table's, and the wildcard."""
+    return principal in MANAGED
+
+
 def default_groups() -> dict[str, str]:
     """Each service's consumer group when `<SERVICE>_GROUP_ID` is not set."""
     return {service: f"referrals-{service}" for service in SERVICES}

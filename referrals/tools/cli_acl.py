@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import click
 
 from referrals.contract import acls
-from referrals.platform.acls import USER, AclBinding
+from referrals.platform.acls import AclBinding
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.acls import Change, reconcile
 from referrals.streams.kafka import make_admin
@@ -88,18 +88,10 @@ def acl_apply(dry_run: bool) -> None:
     )
 
 
-MANAGED = frozenset(USER + name for name in acls.PRINCIPALS) | {USER + "*"}
-
-
-def managed(principal: str) -> bool:
-    """The principals whose every ACL `apply` decides: the table's, and the wildcard."""
-    return principal in MANAGED
-
-
 async def _apply(settings: KafkaSettings, wanted: list[AclBinding], dry_run: bool) -> Change:
     admin = make_admin(settings, "referrals-acl")
     await admin.start()
     try:
-        return await reconcile(admin, wanted, managed, dry_run=dry_run)
+        return await reconcile(admin, wanted, acls.managed, dry_run=dry_run)
     finally:
         await admin.close()

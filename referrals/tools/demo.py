@@ -34,7 +34,6 @@ from referrals.streams.acls import reconcile
 from referrals.streams.kafka import make_admin
 from referrals.tools import broker, broker_secure
 from referrals.tools.cli import quiet_client_logs
-from referrals.tools.cli_acl import managed
 from referrals.tools.program_year import Principals, YearPlan, run_year
 from referrals.tools.tail import tail
 
@@ -54,7 +53,7 @@ async def _prepare(as_: Principals, secure: bool) -> None:
         created = await create_topics(admin, TopicNames(), partitions=6)
         print(f"created {len(created)} topics (6 partitions each; a .dlq beside each)")
         if secure:
-            change = await reconcile(admin, acls.bindings(), managed)
+            change = await reconcile(admin, acls.bindings(), acls.managed)
             print(
                 f"applied the contract's ACLs: {len(change.created)} bindings for "
                 f"{', '.join(acls.PRINCIPALS)} (admin: the super user)"

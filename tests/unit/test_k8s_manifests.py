@@ -21,26 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
+from referrals.contract import acls
 from referrals.contract.topics import (
-    ADVOCATES,
-    CATALOGUE,
-    COMMAND_RESULTS,
-    CONVERSIONS,
-    DEALS,
-    DEALS_BY_PROSPECT,
-    NOTIFICATIONS_SENT,
-    OPERATOR_COMMANDS,
-    PAYOUT_RESULTS,
     PAYOUTS,
     PAYOUTS_V2,
-    PROGRAMS,
-    REWARDS_BY_ADVOCATE,
-    REWARDS_BY_PAYOUT,
-    SHARES,
-    STATUS,
-    UNSUBSCRIBES,
     TopicNames,
-    dlq_of,
     physical_topics,
 )
 from referrals.tools.doctor.targets import SERVICES, service
@@ -208,74 +193,25 @@ def test_every_topic_is_a_kafka_topic_as_the_catalogue_makes_it() -> None:
         assert spec["config"] == {**expected[name], "min.insync.replicas": "2"}, name
 
 
-# The contract's Security table (CONTRACT.md), transcribed: principal -> (writes, reads, owns).
-# A service also writes the .dlq of every topic it consumes (notifications also that of
-# notifications.sent.v1, where undeliverable messages go), reads its group `referrals-<name>`
-# and writes the transactional ids `referrals-<name>-*` (one per task); a user kind and the api
-# write the transactional ids `<name>-*` and read the groups `<name>-*`. Owned topics (internal
-# topics, changelogs) are created, written and read. Read and Write imply Describe in Kafka.
-INPUTS = (ADVOCATES, SHARES, CONVERSIONS, DEALS)
-EVERY_DLQ = tuple(dlq_of(spec.name) for spec in CATALOGUE)
-TABLE: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "platform": (INPUTS, (), ()),
-    "finance": ((PAYOUT_RESULTS,), (PAYOUTS, PAYOUTS_V2), ()),
-    "operator": (
-        (PROGRAMS, OPERATOR_COMMANDS, ADVOCATES),
-        (STATUS, PAYOUTS, PAYOUTS_V2, PAYOUT_RESULTS, COMMAND_RESULTS, *EVERY_DLQ),
-        (),
-    ),
-    "attribution": (
-        (STATUS,),
-        (CONVERSIONS, DEALS, PROGRAMS, SHARES, ADVOCATES),
-        (DEALS_BY_PROSPECT, "attribution.referrals.changelog"),
-    ),
-    "rewards": (
-        (PAYOUTS, PAYOUTS_V2, STATUS, COMMAND_RESULTS),
-        (STATUS, ADVOCATES, PAYOUT_RESULTS, OPERATOR_COMMANDS, PROGRAMS),
-        (REWARDS_BY_PAYOUT, REWARDS_BY_ADVOCATE, "rewards.state.changelog"),
-    ),
-    "notifications": (
-        (NOTIFICATIONS_SENT, dlq_of(NOTIFICATIONS_SENT)),
-        (STATUS, ADVOCATES, SHARES, PROGRAMS),
-        (UNSUBSCRIBES, "notifications.advocates.changelog", "notifications.index.changelog"),
-    ),
-    "api": (  # on behalf of callers: the platform's, finance's and the operator's
-        (*INPUTS, PAYOUT_RESULTS, PROGRAMS, OPERATOR_COMMANDS),
-        (ADVOCATES, PROGRAMS, STATUS, PAYOUTS_V2, PAYOUT_RESULTS, COMMAND_RESULTS),
-        (),
-    ),
-}
-# Reads a principal's own commands need beyond the table's words: Reconcile (api) compares
-# payouts v1 with v2 and leaves dead-lettered results out; program put, erase, export and
-# preview (operator) read versions, profiles, messages and the recorded inputs and commands.
-EXTRA_READS = {
-    "api": (PAYOUTS, dlq_of(PAYOUT_RESULTS)),
-    "operator": (PROGRAMS, OPERATOR_COMMANDS, ADVOCATES, NOTIFICATIONS_SENT, *INPUTS),
-}
 Binding = tuple[str, str, str, str, str]  # (user, resource type, name, pattern, operation)
+_TYPES = {"TOPIC": "topic", "GROUP": "group", "TRANSACTIONAL_ID": "transactionalId"}
+_PATTERNS = {"LITERAL": "literal", "PREFIXED": "prefix"}
 
 
 def _table_bindings() -> set[Binding]:
-    out: set[Binding] = set()
-    for who, (writes, reads, owns) in TABLE.items():
-        reads = (*reads, *EXTRA_READS.get(who, ()))
-        if who in STREAM_SERVICES:
-            consumed = (*reads, *(t for t in owns if not t.endswith(".changelog")))
-            writes = (*writes, *map(dlq_of, consumed))
-        out |= {(who, "topic", t, "literal", "Write") for t in writes}
-        out |= {(who, "topic", t, "literal", "Read") for t in reads}
-        out |= {
-            (who, "topic", t, "literal", op) for t in owns for op in ("Create", "Write", "Read")
-        }
-        if who in STREAM_SERVICES:
-            group = f"referrals-{who}"
-            out.add((who, "group", group, "literal", "Read"))
-            out.add((who, "transactionalId", f"{group}-", "prefix", "Write"))
-            continue
-        out.add((who, "transactionalId", f"{who}-", "prefix", "Write"))
-        if reads:
-            out.add((who, "group", f"{who}-", "prefix", "Read"))
-    return out
+    """The contract's Security table as `referrals acl apply` applies it (`acls.bindings`,
+    itself tested against the processors' inputs, stores and internal topics), in Strimzi's
+    terms."""
+    return {
+        (
+            b.principal.removeprefix("User:"),
+            _TYPES[b.resource_type.name],
+            b.name,
+            _PATTERNS[b.pattern.name],
+            b.operation.name.capitalize(),
+        )
+        for b in acls.bindings()
+    }
 
 
 def _user_bindings() -> set[Binding]:
@@ -292,7 +228,7 @@ def _user_bindings() -> set[Binding]:
 
 
 def test_the_kafka_users_are_the_contract_s_principals_and_their_acls_its_table() -> None:
-    assert set(_kind("KafkaUser")) == {*TABLE, "admin"}
+    assert set(_kind("KafkaUser")) == {*acls.PRINCIPALS, "admin"}
     assert _user_bindings() == _table_bindings()
 
 

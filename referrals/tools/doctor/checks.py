@@ -18,9 +18,13 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from referrals.contract import acls
+from referrals.contract.acls import SERVICES
 from referrals.contract.topics import PROGRAMS, TopicNames, physical_topics
+from referrals.platform.acls import AclBinding, user
 from referrals.platform.errors import ReferralsError
 from referrals.platform.settings import KafkaSettings
+from referrals.streams import acls as streams_acls
 from referrals.streams.kafka import make_consumer
 from referrals.tools.doctor import probes
 from referrals.tools.doctor.findings import Finding, Report, ok, problem
@@ -116,6 +120,57 @@ async def check_lag(ctx: Context) -> list[Finding]:
     return findings
 
 
+async def check_acls(ctx: Context) -> list[Finding]:
+    """The broker's ACLs against the contract's principal x topic table (`acls.bindings` for
+    these topic names and the services' groups): each principal holds exactly its rows, so
+    each service can do its work and nobody more (only rewards writes a payout)."""
+    groups = {s.name: s.group for s in ctx.options.services if s.group and s.name in SERVICES}
+    wanted = acls.bindings(ctx.settings.topic_prefix, groups)
+    try:
+        present = await streams_acls.describe(ctx.kafka)
+    except streams_acls.AclError as err:
+        if "no authorizer" in str(err):
+            return [ok("acls", "cluster", "not secured (no authorizer): no ACLs to check")]
+        return [problem("acls", "cluster", str(err), ACL_DESCRIBE_FIX)]
+    change = streams_acls.plan(wanted, present, acls.managed)
+    findings = []
+    for principal in acls.PRINCIPALS:
+        who = user(principal)
+        missing = [b for b in change.created if b.principal == who]
+        extra = [b for b in change.deleted if b.principal == who]
+        if not missing and not extra:
+            held = sum(1 for b in wanted if b.principal == who)
+            findings.append(ok("acls", principal, f"{held} bindings, as the table says"))
+            continue
+        detail = "; ".join(
+            part
+            for part in (
+                _some("missing (it cannot do its work)", missing),
+                _some("beyond the table (it may do more than it should)", extra),
+            )
+            if part
+        )
+        findings.append(problem("acls", principal, detail, ACL_FIX))
+    stray = [b for b in change.deleted if b.principal == user("*")]
+    if stray:
+        findings.append(problem("acls", "User:*", _some("granted to everyone", stray), ACL_FIX))
+    return findings
+
+
+def _some(what: str, bindings: Sequence[AclBinding], shown: int = 3) -> str:
+    if not bindings:
+        return ""
+    listed = ", ".join(str(b) for b in bindings[:shown])
+    more = f" and {len(bindings) - shown} more" if len(bindings) > shown else ""
+    return f"{len(bindings)} {what}: {listed}{more}"
+
+
+ACL_FIX = "referrals acl apply (as the admin principal); `referrals acl show` prints the table"
+ACL_DESCRIBE_FIX = (
+    "run doctor with the admin principal's KAFKA_* credentials to check ACLs, or --skip acls"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
     name: str
@@ -123,10 +178,10 @@ class Check:
     needs_broker: bool = True
 
 
-# The checks after the broker's, in the order they print. The ACL check (the broker's ACLs
-# against the contract's principal x topic table) is to be one more entry here.
+# The checks after the broker's, in the order they print.
 CHECKS: tuple[Check, ...] = (
     Check("topics", check_topics),
+    Check("acls", check_acls),
     Check("programs", check_programs),
     Check("services", check_services, needs_broker=False),
     Check("lag", check_lag),
