@@ -3,7 +3,8 @@
 Each (message, channel) is its own asyncio task, so one bad address or slow endpoint never
 holds up another advocate's message. Concurrency is bounded twice: overall, and per
 destination (the SMTP relay; each webhook host), so a slow webhook occupies at most its own
-slots. The processor bounds how many deliveries are handed over at once
+slots; a WON's thank-you takes the next free slot before the other messages waiting
+(`slots`). The processor bounds how many deliveries are handed over at once
 (NOTIFICATIONS_MAX_IN_FLIGHT), so memory stays bounded however many messages wait.
 
 The sender does not wait to retry: a failure for now is reported (`Outcome.retry`), and the
@@ -44,6 +45,7 @@ from services.notifications.adapters.failures import (
 )
 from services.notifications.adapters.metrics import NotificationMetrics
 from services.notifications.adapters.rendering import Renderer
+from services.notifications.adapters.slots import URGENT_KINDS, Slots
 from services.notifications.adapters.webhook_policy import AllowList
 from services.notifications.domain.messages import Message, RenderedMessage
 
@@ -92,7 +94,7 @@ class _Destination:
     """A relay or webhook host: its slots and whether it is down (then: one probe at a time)."""
 
     name: str
-    slots: asyncio.Semaphore
+    slots: Slots
     down_since: datetime | None = None
     probing: bool = False
 
@@ -112,7 +114,7 @@ class Sender:
         self.smtp = smtp.SmtpTransport(settings)
         self.webhooks = webhook.WebhookTransport(AllowList.parse(settings.webhook_allow_hosts))
         self.renderer = Renderer()
-        self._slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
+        self._slots = Slots(settings.max_concurrent_deliveries)
         self._destinations: dict[str, _Destination] = {}
         self._running: dict[int, set[asyncio.Task[None]]] = defaultdict(set)
         self._stopping: set[int] = set()
@@ -186,7 +188,8 @@ class Sender:
             destination.probing = True
         probe = destination.probing and destination.down_since is not None
         try:
-            async with destination.slots, self._slots:
+            urgent = message.kind in URGENT_KINDS  # a WON's thank-you goes first
+            async with destination.slots.slot(urgent), self._slots.slot(urgent):
                 if delivery.task in self._stopping:
                     return  # stopped while waiting for a slot: sent again by the next owner
                 await self._talk(attempt_once)
@@ -290,7 +293,7 @@ class Sender:
                 if name == "smtp"
                 else self.settings.webhook_max_connections
             )
-            destination = self._destinations[name] = _Destination(name, asyncio.Semaphore(size))
+            destination = self._destinations[name] = _Destination(name, Slots(size))
         return destination
 
     # -- what one attempt does, per channel -----------------------------------------------------

@@ -275,3 +275,23 @@ async def test_a_template_failure_naming_the_advocate_is_kept_without_the_name()
     await _settle(outcomes, 1)
     assert outcomes[0].reason == "BAD_MESSAGE"
     assert "Zed Zimmer" not in outcomes[0].detail and "<personal data>" in outcomes[0].detail
+
+
+async def test_a_won_thank_you_takes_the_relay_s_next_free_session_before_earlier_messages() -> (
+    None
+):
+    settings = NotificationsSettings(smtp_max_connections=1)
+    sender, outcomes = _sender(settings)
+    smtp = FakeSmtp(gate=asyncio.Event())
+    sender.smtp = smtp  # type: ignore[assignment]
+    for referral in ("r1", "r2", "r3"):  # r1 talks; r2 and r3 wait for the one session
+        sender.submit(_delivery(_message(referral), program()))
+    await asyncio.sleep(0.01)
+    _, plan = on_status(known_advocate(), status("w1", ReferralStatus.WON), program(), NOW)
+    [won] = [m for m in plan.messages if m.kind.value == "WON"]
+    sender.submit(_delivery(won, program()))  # arrives last
+    await asyncio.sleep(0.01)
+    smtp.gate.set()
+    await _settle(outcomes, 4)
+    assert [o.message.referral_id for o in outcomes] == ["r1", "w1", "r2", "r3"]
+    await sender.close()
