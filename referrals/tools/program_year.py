@@ -172,19 +172,28 @@ class ServiceProcesses:
         )
 
     def stop(self) -> dict[str, int]:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        codes = {}
-        for name, proc in self.procs.items():
-            try:
-                codes[name] = proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                codes[name] = proc.wait()
+        codes = stop_processes(self.procs)
         for log in self.logs:
             log.close()
         return codes
+
+
+def stop_processes(
+    procs: Mapping[str, subprocess.Popen[Any]], within: float = 60.0
+) -> dict[str, int]:
+    """SIGTERM to every process still running, then their exit statuses (SIGKILL for one that
+    has not exited within `within` seconds)."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+    codes = {}
+    for name, proc in procs.items():
+        try:
+            codes[name] = proc.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            codes[name] = proc.wait()
+    return codes
 
 
 def _http_get(port: int, path: str) -> str:

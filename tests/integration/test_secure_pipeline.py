@@ -38,7 +38,7 @@ from referrals.contract.topics import (
 )
 from referrals.streams.dlq import header_dict
 from referrals.streams.kafka import make_consumer
-from referrals.tools.program_year import MailCatcher
+from referrals.tools.program_year import MailCatcher, stop_processes
 
 from ..conftest import REPO, SecureBroker, _free_port
 from .helpers import read_topic
@@ -169,17 +169,7 @@ class Services:
         assert not pending, "not ready: " + ", ".join(f"{n}:\n{self.log(n)}" for n in pending)
 
     def stop(self) -> dict[str, int]:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        codes = {}
-        for name, proc in self.procs.items():
-            try:
-                codes[name] = proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                codes[name] = proc.wait()
-        return codes
+        return stop_processes(self.procs)
 
 
 @pytest.fixture
