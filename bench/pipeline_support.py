@@ -25,7 +25,7 @@ from referrals.contract.records import Record
 from referrals.contract.topics import TopicNames
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.kafka import make_consumer, partitions_of
-from referrals.tools.program_year import ROOT, SERVICES, ServiceProcesses, _http_ok
+from referrals.tools.program_year import SERVICES, ServiceProcesses, _http_ok
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -143,13 +143,8 @@ class Services(ServiceProcesses):
     def start_one(self, name: str, within: float = 300.0, tasks: int = 6) -> tuple[float, float]:
         """Starts `name` again (after `stop_one`); (seconds to /readyz, seconds to `tasks`
         tasks open, their state restored: referrals_assigned_partitions)."""
-        args = self.procs[name].args
-        log = (self.plan.work / "logs" / f"{name}.log").open("ab")
-        self.logs.append(log)
         began = time.monotonic()
-        self.procs[name] = subprocess.Popen(
-            args, env=self._env(name), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
-        )
+        self.start_process(name)
         port, ready = self.plan.metrics_ports[name], None
         while time.monotonic() - began < within:
             if self.procs[name].poll() is not None:
@@ -180,23 +175,6 @@ class Services(ServiceProcesses):
             return self.metric(name, "referrals_assigned_partitions")
         except OSError:
             return 0.0
-
-    def _env(self, name: str) -> dict[str, str]:
-        """The environment `ServiceProcesses.start` gives `name` (same keys, same values)."""
-        up, plan = name.upper(), self.plan
-        return {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
-            "KAFKA_TOPIC_PREFIX": self.kafka.topic_prefix,
-            f"{up}_METRICS_PORT": str(plan.metrics_ports[name]),
-            f"{up}_STATE_DIR": str(plan.work / "state" / name),
-            f"{up}_GROUP_ID": f"{self.kafka.topic_prefix}referrals-{name}",
-            "NOTIFICATIONS_SMTP_PORT": str(plan.smtp_port),
-            "NOTIFICATIONS_UNSUBSCRIBE_PORT": str(plan.unsubscribe_port),
-            "NOTIFICATIONS_UNSUBSCRIBE_SECRET": self.unsubscribe_secret,
-            "API_GRPC_PORT": str(plan.api_port),
-            "API_TOKENS_FILE": str(plan.work / "api-tokens.txt"),
-        }
 
     def topic_in(self, service: str, topic: str) -> float:
         """records_in of one input topic (logical name) on a service's /metrics."""

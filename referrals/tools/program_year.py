@@ -113,8 +113,12 @@ class ServiceProcesses:
     folder (the API with a tokens file holding one portal token: `token`); each reaches Kafka
     with the settings `principals` gives for its name."""
 
-    def __init__(self, plan: YearPlan, kafka: KafkaSettings, principals: Principals) -> None:
-        self.plan, self.kafka, self.principals = plan, kafka, principals
+    def __init__(
+        self, plan: YearPlan, kafka: KafkaSettings, principals: Principals | None = None
+    ) -> None:
+        """`principals`: None when every process reaches Kafka alike, with `kafka`."""
+        self.plan, self.kafka = plan, kafka
+        self.principals: Principals = principals or (lambda name: kafka)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: list[Any] = []
         self.token = write_tokens(plan.work / "api-tokens.txt")
@@ -124,29 +128,37 @@ class ServiceProcesses:
     def start(self) -> None:
         (self.plan.work / "logs").mkdir(parents=True, exist_ok=True)
         for name in SERVICES:
-            up = name.upper()
-            env = {
-                **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
-                **self.principals(name).as_env(),
-                f"{up}_METRICS_PORT": str(self.plan.metrics_ports[name]),
-                f"{up}_STATE_DIR": str(self.plan.work / "state" / name),
-                f"{up}_GROUP_ID": f"{self.kafka.topic_prefix}referrals-{name}",
-                "NOTIFICATIONS_SMTP_PORT": str(self.plan.smtp_port),
-                "NOTIFICATIONS_UNSUBSCRIBE_PORT": str(self.plan.unsubscribe_port),
-                "NOTIFICATIONS_UNSUBSCRIBE_SECRET": self.unsubscribe_secret,
-                "API_GRPC_PORT": str(self.plan.api_port),
-                "API_TOKENS_FILE": str(self.plan.work / "api-tokens.txt"),
-            }
-            log = (self.plan.work / "logs" / f"{name}.log").open("ab")
-            self.logs.append(log)
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "referrals.tools.cli", "run", name],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
+            self.start_process(name)
         self._await_ready(90.0)
+
+    def start_process(self, name: str) -> None:
+        """Starts service `name` (again, after a stop), its output appended to its log."""
+        log = (self.plan.work / "logs" / f"{name}.log").open("ab")
+        self.logs.append(log)
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "referrals.tools.cli", "run", name],
+            env=self.env(name),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+    def env(self, name: str) -> dict[str, str]:
+        """The environment service `name` runs with: this run's ports, state, group, secret,
+        and the Kafka settings of its principal."""
+        up = name.upper()
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
+            **self.principals(name).as_env(),
+            f"{up}_METRICS_PORT": str(self.plan.metrics_ports[name]),
+            f"{up}_STATE_DIR": str(self.plan.work / "state" / name),
+            f"{up}_GROUP_ID": f"{self.kafka.topic_prefix}referrals-{name}",
+            "NOTIFICATIONS_SMTP_PORT": str(self.plan.smtp_port),
+            "NOTIFICATIONS_UNSUBSCRIBE_PORT": str(self.plan.unsubscribe_port),
+            "NOTIFICATIONS_UNSUBSCRIBE_SECRET": self.unsubscribe_secret,
+            "API_GRPC_PORT": str(self.plan.api_port),
+            "API_TOKENS_FILE": str(self.plan.work / "api-tokens.txt"),
+        }
 
     def _await_ready(self, within: float) -> None:
         deadline = time.monotonic() + within
