@@ -278,9 +278,14 @@ async def test_money_and_command_results_are_exactly_once_across_repeated_sigkil
     assert answers["APPLIED"] > 20 and answers["REFUSED"] > 5, answers
     published = [(c.command_id.encode(), CODEC.encode(c)) for _, c in commands]
     await produce(topics, OPERATOR_COMMANDS, published)
+    # Commands are few (a few hundred records through two hops): slower still, and each kill
+    # after a quarter of what is left, so that neither kill comes after the last answer (with a
+    # fixed quarter of all, a first kill seen late left the second nothing to interrupt).
+    slower = {"SLOW_REWARDS_DELAY_MS": "15", "REWARDS_MAX_BATCH": "20"}
     for _ in range(2):
-        service = start_rewards(topics, state, wait_ready=False, command=SLOW_REWARDS, **slow)
-        progress.append(await _kill_after(topics, service, COMMAND_RESULTS, len(commands) // 4))
+        left = len(commands) - await _count(topics, COMMAND_RESULTS)
+        service = start_rewards(topics, state, wait_ready=False, command=SLOW_REWARDS, **slower)
+        progress.append(await _kill_after(topics, service, COMMAND_RESULTS, max(1, left // 4)))
     service = start_rewards(topics, state)
     try:
         found = await records(topics, COMMAND_RESULTS, expect=len(commands), within=180)
