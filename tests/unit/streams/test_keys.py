@@ -10,11 +10,11 @@ import pytest
 from aiokafka import TopicPartition
 
 from referrals.platform.errors import PermanentError
-from referrals.platform.metrics import Health, RuntimeMetrics
-from referrals.platform.settings import KafkaSettings, ServiceSettings
 from referrals.streams.processor import Inbound, Output, Processor
 from referrals.streams.runtime import StreamRuntime
-from referrals.streams.topics import Catalogue, Role, TopicSpec, check_key
+from referrals.streams.topics import Role, TopicSpec, check_key
+
+from .runtime_builders import offline_runtime
 
 SPEC = TopicSpec("things.v1", "Thing", "thing_id", Role.INPUT)
 
@@ -105,15 +105,7 @@ class _Keyed(Processor):
 
 
 def _runtime(processor: Processor) -> StreamRuntime:
-    return StreamRuntime(
-        processor,
-        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),  # never connected here
-        settings=ServiceSettings(),
-        codec=_Codec(),
-        catalogue=Catalogue([SPEC]),
-        metrics=RuntimeMetrics("keyed"),
-        health=Health(),
-    )
+    return offline_runtime(processor, _Codec(), SPEC)
 
 
 def _consumed(key: bytes, value: bytes) -> SimpleNamespace:

@@ -12,12 +12,12 @@ from typing import Any
 
 from aiokafka.structs import TopicPartition
 
-from referrals.platform.metrics import Health, RuntimeMetrics
-from referrals.platform.settings import KafkaSettings, ServiceSettings
 from referrals.streams import runtime as rt
 from referrals.streams.processor import Inbound, Output, Processor
 from referrals.streams.runtime import StreamRuntime
-from referrals.streams.topics import Catalogue, Role, TopicSpec
+from referrals.streams.topics import Role, TopicSpec
+
+from .runtime_builders import offline_runtime
 
 SPEC = TopicSpec("things.v1", "Thing", "thing_id", Role.INPUT)
 WORK_S = 0.002  # CPU per record: a batch of 50 holds the loop 100 ms if never sliced
@@ -47,15 +47,7 @@ class _Busy(Processor):
 
 
 def _runtime(processor: Processor) -> StreamRuntime:
-    return StreamRuntime(
-        processor,
-        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"),  # never connected here
-        settings=ServiceSettings(),
-        codec=_Codec(),  # type: ignore[arg-type]
-        catalogue=Catalogue([SPEC]),
-        metrics=RuntimeMetrics("busy"),
-        health=Health(),
-    )
+    return offline_runtime(processor, _Codec(), SPEC)
 
 
 def test_a_long_batch_lets_the_event_loop_run_other_work_between_slices() -> None:
