@@ -320,7 +320,11 @@ def pause_hooks(
 
     def publish(status: ProgramStatus) -> Hook:
         async def hook() -> None:
-            await _quiet(services)
+            # Until quiet, however long: a pause placed while a service still works through
+            # earlier arrivals holds the wrong stretch (DEMO_ADVOCATES=115230 with a 30 s
+            # limit: 1,197 rewards held for the pause instead of 697, and 35 won and refunded
+            # inside that longer pause were cancelled instead of paid and clawed back).
+            await _quiet(services, within=3600.0)
             doc = replace(load_program(plan.program), status=status)
             config = await put(kafka, doc, "demo")
             plan.show(f"program {config.program_id} v{config.version}: {status.value}")
