@@ -89,3 +89,14 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def spawn_service(service: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`referrals run SERVICE` as a process with `env`; its stderr kept for a failing test."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "referrals.tools.cli", "run", service],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )

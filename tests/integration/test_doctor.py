@@ -30,7 +30,7 @@ from referrals.streams.kafka import make_admin
 
 from ..conftest import REPO, env_for
 from .api_support import free_port
-from .helpers import produce, run_cli
+from .helpers import produce, run_cli, spawn_service
 
 pytestmark = pytest.mark.broker
 
@@ -111,23 +111,13 @@ async def setup(
         await admin.close()
     await put(settings, load_program(PROGRAM), "tests")
     env = env_for(settings, **_service_env(settings, tmp_path_factory.mktemp("doctor")))
-    running = Setup(settings, env, {s: _spawn(s, env) for s in SERVICES})
+    running = Setup(settings, env, {s: spawn_service(s, env) for s in SERVICES})
     try:
         _wait_ready(running)
         yield running
     finally:
         for proc in running.procs.values():
             _stop(proc)
-
-
-def _spawn(service: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "referrals.tools.cli", "run", service],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
 
 
 def _doctor(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:

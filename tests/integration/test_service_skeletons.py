@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -27,8 +26,8 @@ from referrals.contract.topics import (
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.dlq import header_dict
 
-from ..conftest import REPO, env_for
-from .helpers import produce, read_topic
+from ..conftest import env_for
+from .helpers import produce, read_topic, spawn_service
 
 pytestmark = pytest.mark.broker
 
@@ -49,16 +48,6 @@ def _get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
-
-
-def _spawn(service: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "referrals.tools.cli", "run", service],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
 
 
 def _wait_ready(port: int, proc: subprocess.Popen[bytes], within: float = 40.0) -> None:
@@ -96,7 +85,7 @@ async def test_service_consumes_dead_letters_and_stops_cleanly(
             f"{prefix}_GROUP_ID": f"{topics.topic_prefix}{service}",
         },
     )
-    proc = _spawn(service, env)
+    proc = spawn_service(service, env)
     try:
         _wait_ready(port, proc)
         profile = AdvocateProfile(
