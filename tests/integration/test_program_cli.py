@@ -12,8 +12,8 @@ from referrals.contract.topics import PROGRAMS
 from referrals.platform.settings import KafkaSettings
 
 from ..conftest import REPO, env_for
-from .helpers import run_cli
-from .test_service_skeletons import _free_port, _get, _metric, _spawn, _wait_ready
+from .helpers import run_cli, spawn_service
+from .test_service_skeletons import _free_port, _get, _metric, _wait_ready
 
 pytestmark = pytest.mark.broker
 EXAMPLE = REPO / "deploy" / "programs" / "acme-b2b.yaml"
@@ -58,7 +58,7 @@ def test_a_running_service_picks_up_a_new_program_without_a_restart(
         ATTRIBUTION_METRICS_PORT=str(port),
         ATTRIBUTION_GROUP_ID=f"{topics.topic_prefix}attribution",
     )
-    proc = _spawn("attribution", env)
+    proc = spawn_service("attribution", env)
     try:
         _wait_ready(port, proc)
         assert _metric(_get(f"http://127.0.0.1:{port}/metrics")[1], "referrals_programs_known") == 0
