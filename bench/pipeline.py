@@ -40,6 +40,7 @@ import hashlib
 import json
 import signal
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -480,10 +481,12 @@ class Run:
         n = max(1, int(per_s * seconds))
         refs = list(referrals(self.program.program_id, f"r{rate}", n, datetime.now(UTC)))
         sent: dict[str, float] = {}  # referral_id -> WON sent
+        sent_wall: dict[str, float] = {}  # the same, wall clock (beside records' timestamps)
         producer = make_producer(self.kafka, client_id=f"bench-rate-{rate}")
         await producer.start()
         say(f"latency @{rate}/s: {n:,} referrals over {seconds:.0f} s (WONs {LEAD_S:.0f} s later)")
         seen0, mail0 = len(self.follower.seen[PAYOUTS]), len(self.mail.accepted)
+        status0 = len(self.follower.seen[STATUS])  # before the first WON: each one is counted
         commits0 = await asyncio.to_thread(self._commit_buckets)
         t0 = time.monotonic()
         setups = wons = 0
@@ -502,6 +505,7 @@ class Run:
                     topic, key, record = r.won
                     value = self.codec.encode(record)
                     sent[r.referral_id] = time.monotonic()
+                    sent_wall[r.referral_id] = time.time()
                     await producer.send(self.names(topic), value, key=key.encode())
                 wons = max(wons, due_wons)
                 await asyncio.sleep(0.002)
@@ -510,8 +514,6 @@ class Run:
             await producer.stop()
         span = time.monotonic() - t0
         thank = {r.thank_you: r.referral_id for r in refs}
-
-        status0 = len(self.follower.seen[STATUS])
 
         def payouts() -> dict[str, float]:
             return {r.referral_id: t for t, r in self.payouts_v1(seen0) if r.referral_id in sent}
@@ -569,12 +571,51 @@ class Run:
                     target=target if (q == "p99" and rate == 1_000) else None,
                     note=f"{len(lat):,}/{n:,} WONs measured; " + note,
                 )
+        self._hops(rate, sent_wall, status0, seen0)
         self.checks.setdefault("latency", {})[rate] = {
             "wons": n,
             "payouts": len(payouts()),
             "thank_yous": len(smtp()),
         }
         await self.settle(within=self.scale.drain_s)
+
+    def _hops(self, rate: int, sent: dict[str, float], status0: int, seen0: int) -> None:
+        """Where WON -> payout goes, median by hop, from the records' producer timestamps:
+        attribution (WON sent -> its status written), the status's commit and fetch (written
+        -> readable), rewards (readable -> its payout written), the payout's commit and fetch."""
+        status: dict[str, tuple[float, float]] = {}
+        for (_, r), st in zip(
+            self.follower.seen[STATUS][status0:],
+            self.follower.stamps[STATUS][status0:],
+            strict=True,
+        ):
+            if isinstance(r, ReferralStatusChanged) and r.status.value == "WON":
+                status.setdefault(r.referral_id, (st[1], st[0]))
+        hops: list[tuple[float, float, float, float]] = []
+        for (_, r), (readable, written) in zip(
+            self.follower.seen[PAYOUTS][seen0:], self.follower.stamps[PAYOUTS][seen0:], strict=True
+        ):
+            rid = getattr(r, "referral_id", None)
+            if rid in sent and rid in status:
+                s_written, s_readable = status[rid]
+                hops.append(
+                    (
+                        s_written - sent[rid],
+                        s_readable - s_written,
+                        written - s_readable,
+                        readable - written,
+                    )
+                )
+        if not hops:
+            return
+        names = ("attribution", "status commit", "rewards", "payout commit")
+        medians = {n: 1000 * statistics.median(h[i] for h in hops) for i, n in enumerate(names)}
+        p90s = {n: 1000 * percentiles([h[i] for h in hops])[1] for i, n in enumerate(names)}
+        say(
+            f"  WON→payout by hop, median/p90 ms ({len(hops):,} WONs): "
+            + ", ".join(f"{n} {medians[n]:,.0f}/{p90s[n]:,.0f}" for n in names)
+        )
+        self.checks.setdefault("hops_ms", {})[rate] = medians
 
     # -- phase 4: a million advocates of state ------------------------------------------------
     async def state(self) -> None:

@@ -82,6 +82,9 @@ class Follower:
     def __init__(self, kafka: KafkaSettings, topics: Sequence[str], from_start: bool = False):
         self.kafka, self.topics, self.from_start = kafka, topics, from_start
         self.seen: dict[str, list[tuple[float, Record]]] = {t: [] for t in topics}
+        # Beside each seen record, aligned by index: (wall time it was returned, its producer's
+        # timestamp), to split an end-to-end time into its hops.
+        self.stamps: dict[str, list[tuple[float, float]]] = {t: [] for t in topics}
         self.stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -112,11 +115,13 @@ class Follower:
             self._ready.set()
             while not self.stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100, max_records=5000)
-                at = time.monotonic()
+                at, wall = time.monotonic(), time.time()
                 for tp, messages in batch.items():
                     seen = self.seen[logical[tp.topic]]
+                    stamps = self.stamps[logical[tp.topic]]
                     for msg in messages:
                         seen.append((at, codec.decode(msg.value)))
+                        stamps.append((wall, msg.timestamp / 1000))
         finally:
             self._ready.set()
             await consumer.stop()

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.producer import sender as _sender
 from aiokafka.protocol.metadata import MetadataRequest
 
 from referrals.platform.errors import ConfigError
@@ -44,6 +45,14 @@ def transactional_id(settings: KafkaSettings, base: str) -> str:
     return f"{user}-{name}" if user else name
 
 
+# A task starts its next transaction as soon as the last one commits, while the broker is still
+# writing that one's markers: the coordinator answers CONCURRENT_TRANSACTIONS and the client
+# retries after its backoff (KAFKA-5477). aiokafka waits 100 ms (20 ms for a first
+# AddPartitionsToTxn), which added up to 100 ms to each transaction; the markers take a few.
+TXN_RETRY_BACKOFF_MS = 5
+_sender.BACKOFF_OVERRIDE = TXN_RETRY_BACKOFF_MS / 1000
+
+
 def make_producer(
     settings: KafkaSettings,
     *,
@@ -57,6 +66,7 @@ def make_producer(
     opts.update(linger_ms=5, max_batch_size=256 * 1024, compression_type=None)
     if transactional_id is not None:
         opts.update(transactional_id=transactional_id, enable_idempotence=True, acks="all")
+        opts.update(retry_backoff_ms=TXN_RETRY_BACKOFF_MS)
     else:
         opts.update(acks="all", enable_idempotence=True)
     opts.update(overrides)

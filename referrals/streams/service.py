@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from referrals.platform.errors import ConfigError
 from referrals.platform.logs import configure
 from referrals.platform.metrics import Health, RuntimeMetrics, serve
+from referrals.platform.pauses import PauseMetrics, watching
 from referrals.platform.settings import KafkaSettings, ServiceSettings
 from referrals.streams.processor import Processor
 from referrals.streams.runtime import FatalRuntimeError, StreamRuntime, utc_now
@@ -55,9 +56,11 @@ async def serve_processor(
         health=health,
         clock=service_clock(settings),
     )
+    unwatch = watching(PauseMetrics(metrics.registry), stop)
     try:
         await runtime.run(stop)
     finally:
+        unwatch()
         await runner.cleanup()
 
 

@@ -163,6 +163,21 @@ def runtime_rows(job: str) -> list[Row]:
                 ),
             ],
         ),
+        (
+            "Pauses",
+            [
+                panel(
+                    "Event loop lag (every await waits this long)",
+                    *quantiles("referrals_event_loop_lag_seconds", on, qs=(0.5, 0.99)),
+                    unit="s",
+                ),
+                panel(
+                    "Garbage collector pauses, by generation",
+                    agg("rate", "referrals_gc_pause_seconds_sum", on, "generation"),
+                    unit="s",
+                ),
+            ],
+        ),
     ]
 
 

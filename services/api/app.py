@@ -14,6 +14,7 @@ import signal
 
 from referrals.platform.errors import ConfigError
 from referrals.platform.logs import configure
+from referrals.platform.pauses import PauseMetrics, watching
 from referrals.platform.settings import AmountLimits, KafkaSettings, load
 from services.api.auth import load_tokens
 from services.api.core import Core
@@ -41,9 +42,11 @@ async def serve(settings: ApiSettings, stop: asyncio.Event) -> None:
     parts = components(settings, kafka, load(AmountLimits), metrics)
     server = ApiServer(settings, tokens, parts, metrics)
     await server.start()
+    unwatch = watching(PauseMetrics(metrics.registry), stop)
     try:
         await stop.wait()
     finally:
+        unwatch()
         await server.stop()
 
 
