@@ -31,7 +31,7 @@ from referrals.platform.metrics import Health, RuntimeMetrics
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.backoff import Backoff
 from referrals.streams.dlq import header_dict
-from referrals.streams.kafka import make_consumer, make_producer, partitions_of
+from referrals.streams.kafka import BOUNDED_FETCH, make_consumer, make_producer, partitions_of
 from referrals.streams.processor import Processor
 from referrals.streams.serde import Codec
 from referrals.streams.topics import Catalogue, TopicNames, dlq_of
@@ -88,7 +88,9 @@ class GlobalTables:
 
     async def bootstrap(self) -> None:
         """Reads every global topic to its end (its last committed record) before any input."""
-        self._consumer = consumer = make_consumer(self.kafka, client_id=f"{self.client_id}-globals")
+        self._consumer = consumer = make_consumer(
+            self.kafka, client_id=f"{self.client_id}-globals", **BOUNDED_FETCH
+        )
         await consumer.start()
         parts: list[TopicPartition] = []
         for topic in self.p.globals:

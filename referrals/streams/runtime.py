@@ -56,7 +56,13 @@ from referrals.streams.assignor import CopartitionedAssignor
 from referrals.streams.backoff import Backoff
 from referrals.streams.dlq import dead_letter
 from referrals.streams.globals import GlobalTables
-from referrals.streams.kafka import make_admin, make_consumer, make_producer, partitions_of
+from referrals.streams.kafka import (
+    BOUNDED_FETCH,
+    make_admin,
+    make_consumer,
+    make_producer,
+    partitions_of,
+)
 from referrals.streams.offsets import stable_committed
 from referrals.streams.processor import DeadLetterOut, Inbound, Output, Processor
 from referrals.streams.serde import Codec
@@ -179,6 +185,7 @@ class StreamRuntime:
         # Task lifecycle: `_wanted` is what the group assigned us; a task is open (ours to
         # process) once it has a producer in `_producers`; the opener opens the difference.
         self._wanted: frozenset[int] = frozenset()
+        self._assigned = False  # the group has given us an assignment (perhaps empty)
         self._kick = asyncio.Event()  # wakes the opener
         self._retry_at: dict[int, float] = {}  # task -> monotonic time it may reopen
         self._task_backoff: dict[int, Backoff] = defaultdict(Backoff)
@@ -207,7 +214,6 @@ class StreamRuntime:
                 asyncio.create_task(self._open_loop(stop)),
                 asyncio.create_task(self._watch_broker(stop)),
             ]
-            self.health.ready = True
             await self._loop(stop)
         finally:
             self.health.ready = False
@@ -745,6 +751,12 @@ class StreamRuntime:
         while not stop.is_set():
             now = time.monotonic()
             pending = self._wanted - frozenset(self._producers)
+            if self._assigned and not pending and not self.health.ready:
+                # Ready once the first assignment's tasks are open, their state restored: a
+                # replacement that says ready sooner lets Kubernetes stop the instance it
+                # replaces while nothing processes those tasks yet.
+                self.health.ready = True
+                log.info("ready: every assigned task open", extra={"tasks": sorted(self._wanted)})
             ready = frozenset(t for t in pending if self._retry_at.get(t, 0.0) <= now)
             if ready and not self._closing:
                 try:
@@ -876,6 +888,7 @@ class StreamRuntime:
                 # read and written again. Read them as a task's new owner does.
                 await self._seek_committed(kept)
             self._wanted = wanted
+            self._assigned = True
             self._pause(wanted - frozenset(self._producers))
             self._bump()
             self._kick.set()
@@ -906,6 +919,7 @@ class StreamRuntime:
                 self.kafka,
                 client_id=f"{self.p.name}-{self.settings.instance_id}-restore",
                 fetch_max_wait_ms=50,  # a restore never idle-waits long for its last records
+                **BOUNDED_FETCH,
             )
             await self._restore_consumer.start()
             self._stores = StoreManager(

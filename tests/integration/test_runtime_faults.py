@@ -376,3 +376,38 @@ async def test_a_bad_global_record_is_dead_lettered_once_not_again_at_each_resta
         await until(runtime.health.is_ready)
     dead = await read_topic(topics, f"{SHARES}.dlq", within=5, quiet=2)
     assert sorted(int(header_dict(m.headers)["dlq.original.offset"]) for m in dead) == [0, 2]
+
+
+class SlowToOpen(Counting):
+    """Counting whose tasks are handed over only when the test says so (`assign` runs after
+    each task's state is restored, before it processes anything)."""
+
+    name = "slowopen"
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.assigning = asyncio.Event()
+
+    async def assign(self, tasks: frozenset[int]) -> None:
+        self.assigning.set()
+        await self.release.wait()
+        await super().assign(tasks)
+
+
+async def test_not_ready_until_every_assigned_task_is_open(
+    topics: KafkaSettings, tmp_path: Path
+) -> None:
+    """Finding: /readyz answered ready as soon as the consumer joined the group, before any
+    task's state was restored, so a rolling restart could stop the old instance while the new
+    one processed nothing yet."""
+    processor = SlowToOpen()
+    await produce(topics, SHARES, [share(i) for i in range(6)])
+    async with running(processor, topics, settings_for(topics, tmp_path)) as runtime:
+        await asyncio.wait_for(processor.assigning.wait(), 60)
+        await asyncio.sleep(0.5)  # the loop runs on meanwhile
+        assert runtime.health.alive()
+        assert not runtime.health.is_ready(), "ready while its tasks are still opening"
+        processor.release.set()
+        await until(runtime.health.is_ready)
+        ids = await outputs(topics, expect=6)
+    assert sum(ids.values()) == 6
