@@ -39,6 +39,8 @@ from services.api.portal.watch import Hub
 
 log = logging.getLogger(__name__)
 _CHECKED = (AdvocateProfile, PayoutResult)  # input records the services check before use
+FETCH_MIN_BYTES = 64 * 1024
+FETCH_MAX_WAIT_MS = 100
 
 
 class Follower:
@@ -68,7 +70,16 @@ class Follower:
 
     async def start(self) -> None:
         """Assigns every partition and seeks to the stored offsets; captures the ends."""
-        self._consumer = consumer = make_consumer(self.kafka, client_id=self.client_id)
+        # Fetches wait for some bytes (or 100 ms) rather than returning each record alone: under
+        # load that was over 200 fetches a second of every followed partition (the client has
+        # no incremental fetch sessions), a third of this process's CPU in socket writes and
+        # the broker's too. The portal stays within a tenth of a second of the topics.
+        self._consumer = consumer = make_consumer(
+            self.kafka,
+            client_id=self.client_id,
+            fetch_min_bytes=FETCH_MIN_BYTES,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        )
         await consumer.start()
         for topic in FOLLOWED:
             self._parts += await partitions_of(consumer, self.names(topic))
