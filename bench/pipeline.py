@@ -61,6 +61,7 @@ from bench.pipeline_support import (
     StampingCatcher,
     bucket_quantile,
     cpu_seconds,
+    jit_compiled,
     percentiles,
     profile,
     top_own,
@@ -131,11 +132,20 @@ class Scale:
     # its first minute compiling (measured: 9 of its 29 CPU-seconds in a 40 s run went to the
     # JIT compiler threads), which a running system paid long ago.
     warmup: int = 0
+    # More rounds of it while the broker's JIT still compiles (a round compiling fewer than
+    # JIT_QUIET methods ends it), up to this long.
+    warmup_max_s: float = 0.0
+    partitions: int = PARTITIONS  # of every topic: each service's tasks
 
+
+JIT_QUIET = 150  # methods compiled in a warm-up round below which the broker counts as warm
+# (a warm broker still compiles 50-150 in a round: deoptimised methods compiled again)
 
 SCALES = {
     "smoke": Scale(60, 100, (200,), 2.0, 2_000, 0, 90.0, ("rewards",)),
-    "full": Scale(5_850, 20_000, LATENCY_RATES, 20.0, 1_000_000, 15, 300.0, warmup=3_000),
+    "full": Scale(
+        5_850, 20_000, LATENCY_RATES, 20.0, 1_000_000, 15, 300.0, warmup=3_000, warmup_max_s=180
+    ),
 }
 
 
@@ -274,6 +284,26 @@ class Run:
     def payouts_v1(self, since: int = 0) -> list[tuple[float, PayoutCommand]]:
         seen = self.follower.seen[PAYOUTS][since:]
         return [(t, r) for t, r in seen if isinstance(r, PayoutCommand)]
+
+    async def warm_up(self) -> None:
+        """Rounds of referrals through the pipeline, not measured, until the broker's JIT is
+        quiet (when the bench runs the broker; one round otherwise): a broker just started
+        compiles for minutes, a C2 thread taking a quarter of a core at 1,000 events/s, which
+        a running system paid long ago."""
+        scale, pid = self.scale, self.broker_pid
+        deadline = time.monotonic() + scale.warmup_max_s
+        compiled = jit_compiled(pid) if pid else None
+        for n in range(1, 1_000):
+            say(f"warm-up round {n}: {scale.warmup:,} referrals through the pipeline, not measured")
+            await self.blast(f"warmup{n}", scale.warmup, measure=False)
+            await self.settle(within=scale.drain_s)
+            now = jit_compiled(pid) if pid else None
+            if compiled is None or now is None:
+                return
+            say(f"  the broker's JIT compiled {now - compiled:,} methods in that round")
+            if now - compiled < JIT_QUIET or time.monotonic() >= deadline:
+                return
+            compiled = now
 
     # -- phase 1: the year ------------------------------------------------------------------------
     async def year(self) -> None:
@@ -636,7 +666,7 @@ class Run:
             n,
             groups,
             self.work,
-            partitions=PARTITIONS,
+            partitions=self.scale.partitions,
             show=say,
         )
         load_s = time.monotonic() - t0
@@ -750,7 +780,7 @@ async def run(
     admin = make_admin(kafka, "bench")
     await admin.start()
     try:
-        await create_topics(admin, TopicNames(kafka.topic_prefix), partitions=PARTITIONS)
+        await create_topics(admin, TopicNames(kafka.topic_prefix), partitions=scale.partitions)
     finally:
         await admin.close()
     r = Run(kafka, scale, work, broker_pid)
@@ -761,9 +791,7 @@ async def run(
         say("starting the services (separate processes)")
         await asyncio.to_thread(r.services.start)
         if scale.warmup:  # before the follower starts: nothing of it is counted
-            say(f"warm-up: {scale.warmup:,} referrals through the pipeline, not measured")
-            await r.blast("warmup", scale.warmup, measure=False)
-            await r.settle(within=scale.drain_s)
+            await r.warm_up()
         await r.follower.start()
         try:
             if "year" in phases:
@@ -808,6 +836,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-seconds", type=float, help="seconds at each offered rate")
     parser.add_argument("--drain-s", type=float, help="the longest wait for a phase to drain")
     parser.add_argument("--rates", help="offered input events/s, comma-separated")
+    parser.add_argument("--partitions", type=int, help="partitions of every topic")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--phases", default=",".join(PHASES), help="a subset, comma-separated")
     parser.add_argument("--keep", type=Path, help="keep logs and state in this folder")
@@ -819,6 +848,7 @@ def main(argv: list[str] | None = None) -> int:
         "blast": args.blast,
         "rate_seconds": args.rate_seconds,
         "drain_s": args.drain_s,
+        "partitions": args.partitions,
         "rates": tuple(int(x) for x in args.rates.split(",")) if args.rates else None,
     }
     scale = replace(scale, **{k: v for k, v in overrides.items() if v is not None})

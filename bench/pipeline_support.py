@@ -293,3 +293,14 @@ def wait_until(check: Callable[[], bool], within: float, step: float = 0.1) -> b
 
 
 __all__ = ["SERVICES", "Follower", "Services", "StampingCatcher"]
+
+
+def jit_compiled(pid: int) -> int | None:
+    """Methods the JVM `pid` has compiled so far (`jstat -compiler`), None if it cannot tell."""
+    try:
+        out = subprocess.run(
+            ["jstat", "-compiler", str(pid)], capture_output=True, text=True, timeout=30
+        ).stdout.splitlines()
+        return int(out[1].split()[0])
+    except (OSError, subprocess.SubprocessError, IndexError, ValueError):
+        return None
