@@ -138,6 +138,7 @@ class Scale:
     partitions: int = PARTITIONS  # of every topic: each service's tasks
 
 
+WARMUP = "warmup"  # the warm-up rounds' tag, the start of their advocates' ids
 JIT_QUIET = 150  # methods compiled in a warm-up round below which the broker counts as warm
 # (a warm broker still compiles 50-150 in a round: deoptimised methods compiled again)
 
@@ -295,7 +296,7 @@ class Run:
         compiled = jit_compiled(pid) if pid else None
         for n in range(1, 1_000):
             say(f"warm-up round {n}: {scale.warmup:,} referrals through the pipeline, not measured")
-            await self.blast(f"warmup{n}", scale.warmup, measure=False)
+            await self.blast(f"{WARMUP}{n}", scale.warmup, measure=False)
             await self.settle(within=scale.drain_s)
             now = jit_compiled(pid) if pid else None
             if compiled is None or now is None:
@@ -319,7 +320,9 @@ class Run:
         )
         config = await put(self.kafka, self.program, "bench")
         stop = asyncio.Event()
-        finance = Finance(self.kafka)
+        # Finance pays the year's payouts only: the warm-up's, on the same topic, paid here too
+        # added a payout result and a PAID message per warm-up referral to the year's work.
+        finance = Finance(self.kafka, pays=lambda p: not p.advocate_id.startswith(WARMUP))
         operator = Operator(self.kafka, config.program_id, truth["operator"]["deny"], say)
         actors = [asyncio.create_task(finance.run(stop)), asyncio.create_task(operator.run(stop))]
         hooks = pause_hooks(self.plan, self.kafka, self.services, sim)

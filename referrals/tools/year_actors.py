@@ -63,8 +63,11 @@ class Finance:
     """Finance's side: reads rewards.payouts.v2 and answers each payout (the advocate's and the
     friend's) with PAID; a clawback is money to recover, not to pay: it is only counted."""
 
-    def __init__(self, kafka: KafkaSettings) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, pays: Callable[[PayoutCommand], bool] = lambda _: True
+    ) -> None:
         self.kafka = kafka
+        self.pays = pays  # which payouts this finance answers (the others are not its own)
         self.paid: set[tuple[str, int]] = set()  # advocate payouts
         self.earned: Counter[str] = Counter()  # advocate -> the amount of their payouts paid
         self.friends_paid: set[tuple[str, int]] = set()
@@ -83,6 +86,8 @@ class Finance:
     async def _pay(self, value: bytes) -> None:
         payout = self.codec.decode(value, "PayoutCommand")
         assert isinstance(payout, PayoutCommand)
+        if not self.pays(payout):
+            return
         if payout.kind is PayoutKind.CLAWBACK:
             self.clawbacks.add(payout.payout_id)
             return
