@@ -37,10 +37,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import json
 import signal
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -294,7 +294,7 @@ class Run:
         scale, pid = self.scale, self.broker_pid
         deadline = time.monotonic() + scale.warmup_max_s
         compiled = jit_compiled(pid) if pid else None
-        for n in range(1, 1_000):
+        for n in itertools.count(1):
             say(f"warm-up round {n}: {scale.warmup:,} referrals through the pipeline, not measured")
             await self.blast(f"{WARMUP}{n}", scale.warmup, measure=False)
             await self.settle(within=scale.drain_s)
@@ -642,8 +642,9 @@ class Run:
         if not hops:
             return
         names = ("attribution", "status commit", "rewards", "payout commit")
-        medians = {n: 1000 * statistics.median(h[i] for h in hops) for i, n in enumerate(names)}
-        p90s = {n: 1000 * percentiles([h[i] for h in hops])[1] for i, n in enumerate(names)}
+        quantiles = {n: percentiles([h[i] for h in hops]) for i, n in enumerate(names)}
+        medians = {n: 1000 * q[0] for n, q in quantiles.items()}
+        p90s = {n: 1000 * q[1] for n, q in quantiles.items()}
         say(
             f"  WON→payout by hop, median/p90 ms ({len(hops):,} WONs): "
             + ", ".join(f"{n} {medians[n]:,.0f}/{p90s[n]:,.0f}" for n in names)

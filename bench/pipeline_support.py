@@ -292,9 +292,6 @@ def wait_until(check: Callable[[], bool], within: float, step: float = 0.1) -> b
     return check()
 
 
-__all__ = ["SERVICES", "Follower", "Services", "StampingCatcher"]
-
-
 def jit_compiled(pid: int) -> int | None:
     """Methods the JVM `pid` has compiled so far (`jstat -compiler`), None if it cannot tell."""
     try:
@@ -304,3 +301,6 @@ def jit_compiled(pid: int) -> int | None:
         return int(out[1].split()[0])
     except (OSError, subprocess.SubprocessError, IndexError, ValueError):
         return None
+
+
+__all__ = ["SERVICES", "Follower", "Services", "StampingCatcher"]

@@ -56,11 +56,12 @@ def watch_gc(metrics: PauseMetrics) -> Callable[[], None]:
     after each one the survivors are frozen (`gc.freeze`), so the next full collection scans
     only what survived since. A service's long-lived objects are its caches and clients, which
     reference counting frees when they are dropped; a full pass over them stopped the loop for
-    50-250 ms, the tail of every hop. Returns the function that stops it."""
+    50-250 ms, the tail of every hop. Returns the function that stops it (and puts the
+    thresholds back; what was frozen stays frozen)."""
     started: list[float] = [0.0]
     by_generation = [metrics.gc_pause.labels(str(g)) for g in range(3)]
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GEN0, gen1, gen2)
+    thresholds = gc.get_threshold()
+    gc.set_threshold(GEN0, *thresholds[1:])
     gc.freeze()  # what start-up made: modules, settings, clients
 
     def callback(phase: str, info: dict[str, Any]) -> None:
@@ -72,8 +73,12 @@ def watch_gc(metrics: PauseMetrics) -> Callable[[], None]:
         if generation == 2:
             gc.freeze()
 
+    def stop() -> None:
+        gc.callbacks.remove(callback)
+        gc.set_threshold(*thresholds)
+
     gc.callbacks.append(callback)
-    return lambda: gc.callbacks.remove(callback)
+    return stop
 
 
 def watching(metrics: PauseMetrics, stop: asyncio.Event) -> Callable[[], None]:

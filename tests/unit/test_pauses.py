@@ -55,6 +55,6 @@ def test_collections_are_observed_and_a_full_one_freezes_its_survivors() -> None
     finally:
         stop()
         gc.unfreeze()
-        gc.set_threshold(*threshold)
+    assert gc.get_threshold() == threshold  # stopped: Python's thresholds again
     gc.collect(1)  # stopped: no longer observed
     assert _count(metrics, "referrals_gc_pause_seconds", generation="1") == 1
