@@ -10,7 +10,7 @@ a pure function from it to the exact ACL bindings `referrals acl apply` puts on 
   finance's `rewards.payout-results.v1`.
 - a service (attribution, rewards, notifications) writes the `.dlq` of every topic it consumes,
   READs its consumer group (`referrals-<service>` unless `<SERVICE>_GROUP_ID` names another) and
-  WRITEs the transactional ids starting `<group>-` (one per task: `<group>-<partition>`).
+  WRITEs the transactional ids starting `<group>-` (one per process: `<group>-<random>`).
 - a user kind (platform, finance, operator) and the api WRITE the transactional ids starting
   `<name>-` (the CLI's are `<name>-referrals-cli-<uuid>` when it connects as <name>) and, where
   they read, READ the consumer groups starting `<name>-`.

@@ -199,6 +199,11 @@ class ServiceSettings(EnvSettings):
     # A transaction (or a producer's start) not done after this long is aborted and retried:
     # the processing loop never hangs on an unreachable broker.
     commit_timeout_s: float = 30.0
+    # The broker aborts a transaction of this process left open longer than this: what a
+    # process that died mid-transaction holds up (read_committed readers of the partitions it
+    # wrote) until its tasks' new owner reads them. A restart with the same state directory
+    # aborts it at once. Kafka Streams' exactly-once default.
+    transaction_timeout_ms: int = 10_000
     # Added to the wall clock (seconds). For tests and drills only: lets a test see what a
     # service does days later (holds released, nurture sent) without waiting days.
     clock_offset_s: float = 0.0

@@ -1,29 +1,36 @@
 """The stream runtime every service runs on: consume, decode, process, produce, commit.
 
-Exactly-once by construction (Kafka Streams' model, built on aiokafka):
+Exactly-once by construction (Kafka Streams' model with its "exactly-once v2", built on aiokafka):
 - Task p is partition p of every input topic (all topics share one partition count; the
-  co-partitioned assignor keeps a task on one member). Each task has its own transactional
-  producer, `transactional_id = <group>-<p>`: starting it fences any zombie owner of the task
-  and aborts its open transaction.
-- Each poll's records are grouped by task; per task, the outputs, the dead letters and the
-  consumed offsets go out in ONE transaction. Many records share a transaction, so throughput
-  does not pay a commit per record.
+  co-partitioned assignor keeps a task on one member).
+- The process has ONE transactional producer, its id kept across restarts (`identity`): a
+  restarted process aborts the transaction its predecessor left open at once. Each cycle, the
+  records fetched for every open task, the outputs, dead letters and changelog writes they
+  make, the timers due and the consumed offsets go out in ONE transaction. A busy process
+  commits large batches, a quiet one a record at a time; the broker sees one transaction per
+  process and cycle, not one per task.
+- Zombies are fenced by the consumer group (KIP-447, `txn_offsets`): every transaction commits
+  its tasks' offsets under the member id and generation they were assigned in, and the group
+  coordinator refuses them once the group has moved on; the transaction then aborts with its
+  outputs. A task's new owner reads the committed offsets with require_stable (`offsets`)
+  BEFORE it restores the task's state, so a transaction its previous owner committed is in
+  both, and none can commit after. A member that knows it has left the group commits nothing.
 - Inputs are read `read_committed`; a batch fetched before a rebalance is dropped (its records
   will be fetched again from the committed offsets), and rebalance callbacks wait for the
   in-flight transaction to finish (a lock).
 - Bad input (PermanentError) goes to `<topic>.dlq` in the same transaction and the task moves
   on; so does a record whose outputs or state writes would exceed Kafka's record limit. A
-  failed transaction is aborted, the task closed and reopened (state rebuilt from the
-  changelog past its checkpoint) and its partitions rewound to the committed offsets, with
-  backoff. A fenced producer means another member took the task over (this instance was a
-  zombie): the task is dropped and the member rejoins the group, as Kafka Streams does with a
-  migrated task; the process keeps running.
+  failed transaction is aborted (the producer is replaced: starting it again aborts what it
+  left open), its tasks closed and reopened (state rebuilt from the changelog past its
+  checkpoint) and their partitions rewound to the committed offsets, with backoff. A refused
+  generation or a fenced producer means the group gave our tasks away while this instance was
+  not looking (a pause past the session timeout): the tasks are dropped and the member rejoins
+  the group, as Kafka Streams does with migrated tasks; the process keeps running.
 - Tasks open outside the rebalance callback: the callback only records the assignment and
-  pauses the new tasks' partitions; a background opener fences the previous owner (starting
-  the task's producer), restores its stores while the consumer keeps polling (and the member
-  keeps heartbeating), then seeks the partitions to their committed offsets and resumes them.
-  A failure to open is retried with backoff. The assignor is sticky, so a rebalance moves only
-  the tasks it must.
+  pauses the new tasks' partitions; a background opener reads the committed offsets, restores
+  the stores while the consumer keeps polling (and the member keeps heartbeating), then seeks
+  the partitions to those offsets and resumes them. A failure to open is retried with backoff.
+  The assignor is sticky, so a rebalance moves only the tasks it must.
 - Nothing the runtime depends on fails silently: the broker (probed), transactions, opening
   tasks, timers and the global-table follower each report a problem to `Health` (readiness
   false, one log line when it starts and one when it ends) and are retried with backoff.
@@ -56,6 +63,7 @@ from referrals.streams.assignor import CopartitionedAssignor
 from referrals.streams.backoff import Backoff
 from referrals.streams.dlq import dead_letter
 from referrals.streams.globals import GlobalTables
+from referrals.streams.identity import ProcessIdentity
 from referrals.streams.kafka import (
     BOUNDED_FETCH,
     make_admin,
@@ -77,15 +85,17 @@ from referrals.streams.topics import (
     check_key,
     create_named_topics,
 )
+from referrals.streams.txn_offsets import GroupMetadata, GroupMoved, send_offsets
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+_Fetched = tuple[TopicPartition, Any]  # a fetched record and its partition
 # Opening tasks failing for a reason other than the broker (a processor's bug, a locked state
 # directory) this many times in a row stops the process: a restart may clear it.
 MAX_OPEN_FAILURES = 8
 BROKER_PROBE_S = 5.0
 LAG_EVERY_S = 0.5
-# The longest a task's batch holds the event loop before other work gets a turn (`_run_task`).
+# The longest a task's batch holds the event loop before other work gets a turn (`_process_task`).
 SLICE_S = 0.005
 
 
@@ -160,13 +170,18 @@ class StreamRuntime:
         self.group_id = settings.group_id or f"referrals-{processor.name}"
         self._lock = asyncio.Lock()
         self._generation = 0
-        self._producers: dict[int, AIOKafkaProducer] = {}
+        self._rebalances = 0  # assignments received: an open that spans one starts again
+        # The process's transactional producer (None until started, or after a failed
+        # transaction, until the opener starts it again) and the id it keeps across restarts.
+        self._producer: AIOKafkaProducer | None = None
+        self._identity: ProcessIdentity | None = None
+        self._tasks: set[int] = set()  # open tasks: ours to process
         self._consumer: AIOKafkaConsumer | None = None
         self._globals: GlobalTables | None = None
         self._failures = 0
         self._punctuated: dict[int, float] = {}  # task -> monotonic time of its last timers
-        # Transactions in flight (one per task at most) and the records fetched meanwhile.
-        self._running: dict[int, asyncio.Task[None]] = {}
+        # The transaction in flight (one at a time) and, per task, the records fetched meanwhile.
+        self._running: asyncio.Task[None] | None = None
         self._backlog: dict[int, list[tuple[TopicPartition, Any]]] = {}
         self._backlogged = 0  # records in the backlogs
         self._backlog_generation = 0
@@ -183,7 +198,7 @@ class StreamRuntime:
         self._closing = False
         self._restore_consumer: AIOKafkaConsumer | None = None
         # Task lifecycle: `_wanted` is what the group assigned us; a task is open (ours to
-        # process) once it has a producer in `_producers`; the opener opens the difference.
+        # process) once it is in `_tasks`; the opener opens the difference.
         self._wanted: frozenset[int] = frozenset()
         self._assigned = False  # the group has given us an assignment (perhaps empty)
         self._kick = asyncio.Event()  # wakes the opener
@@ -201,6 +216,10 @@ class StreamRuntime:
         follower: asyncio.Task[None] | None = None
         helpers: list[asyncio.Task[None]] = []
         try:
+            self._identity = ProcessIdentity.claim(
+                self.settings.state_dir / self.group_id, self._transactional_prefix()
+            )
+            log.info("transactional id", extra={"id": self._identity.transactional_id})
             # A cluster not reachable at start-up is waited for (not ready, retried with
             # backoff), as one lost while running is: a restart during an outage must not exit.
             if not await self._until_connected(stop, self._connect, keep_globals=False):
@@ -222,6 +241,10 @@ class StreamRuntime:
                 helper.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self._shutdown()
+
+    def _transactional_prefix(self) -> str:
+        """`<group>`: the ACLs give a service the transactional ids starting `<group>-`."""
+        return self.group_id
 
     async def _connect(self) -> None:
         """Global tables loaded, inputs checked, state topics created and restores set up."""
@@ -301,32 +324,44 @@ class StreamRuntime:
             self._closing = True  # a rebalance finishing during shutdown opens no new tasks
             await self._settle()
             await self._flush_tasks()
-            await self._close_tasks(frozenset(self._producers), checkpoint=True)
+            await self._close_tasks(frozenset(self._tasks), checkpoint=True)
         for client in (self._consumer, self._restore_consumer):
             if client is not None:
                 await client.stop()
         if self._globals is not None:
             await self._globals.close()
-        for producer in list(self._producers.values()):  # opened while the consumer stopped
-            await _stop_quietly(producer)
-        self._producers.clear()
+        await self._discard_producer()
+        if self._identity is not None:
+            self._identity.release()
         await self.p.shutdown()
 
     async def _flush_tasks(self) -> None:
         """Runs every owned task's timers and commits what they produce (a processor may hold
-        results, e.g. accepted deliveries, that must be recorded before the task moves)."""
-        for task in sorted(self._producers):
-            try:
-                await self._run_task(task, [], due=True)
-            except Exception:  # the task is leaving anyway; what was not recorded is redone
-                log.exception("final flush failed", extra={"task": task})
+        results, e.g. accepted deliveries, that must be recorded before the task moves). A
+        member that knows it has left the group commits nothing: its tasks are not its own."""
+        if not self._tasks or self._producer is None or self._membership() is None:
+            return
+        try:
+            await self._run_cycle({task: ([], True) for task in sorted(self._tasks)})
+        except Exception:  # the tasks are leaving anyway; what was not recorded is redone
+            log.exception("final flush failed", extra={"tasks": sorted(self._tasks)})
+
+    def _membership(self) -> GroupMetadata | None:
+        """The member id and generation this instance's tasks were assigned in; None once the
+        consumer knows it has left the group (it then forgets both, and a commit without them
+        would not be checked: a zombie's)."""
+        if self._consumer is None:
+            return None
+        coordinator = self._consumer._coordinator
+        if coordinator.generation < 0 or not coordinator.member_id:
+            return None
+        return GroupMetadata(self.group_id, coordinator.generation, coordinator.member_id)
 
     async def _loop(self, stop: asyncio.Event) -> None:
-        """Fetches without waiting for transactions: each task commits on its own, and the
-        records fetched for a task while its transaction is in flight wait in its backlog for
-        the next one. So the commit cadence follows the load: a record arriving at a quiet
-        task is committed at once, alone; a busy task's next transaction takes everything
-        that arrived during its last one."""
+        """Fetches without waiting for transactions: the records fetched while a transaction
+        is in flight wait in their tasks' backlogs for the next one. So the commit cadence
+        follows the load: a record arriving at a quiet process is committed at once, alone; a
+        busy process's next transaction takes everything that arrived during its last one."""
         assert self._consumer is not None
         stop_wait = asyncio.create_task(stop.wait())
         fetch: asyncio.Task[dict[TopicPartition, list[Any]]] | None = None
@@ -346,7 +381,8 @@ class StreamRuntime:
                             max_records=min(room, self.settings.max_batch),
                         )
                     )
-                waits = {stop_wait, *self._running.values(), *([fetch] if fetch else [])}
+                running = [self._running] if self._running is not None else []
+                waits = {stop_wait, *running, *([fetch] if fetch else [])}
                 await asyncio.wait(
                     waits,
                     timeout=self.settings.poll_timeout_ms / 1000,
@@ -363,7 +399,7 @@ class StreamRuntime:
                         self._rewind(batch)  # fetched across a rebalance: fetch it again
                     else:
                         self._queue(batch)
-                    self._start_tasks()
+                    self._start_cycle()
                 self._update_gauges()
         finally:
             stop_wait.cancel()
@@ -375,19 +411,20 @@ class StreamRuntime:
         """Adds fetched records to their tasks' backlogs (a task not open drops them: it is
         rewound to its committed offsets when it opens)."""
         for tp, messages in batch.items():
-            if messages and tp.partition in self._producers:
+            if messages and tp.partition in self._tasks:
                 self._backlog.setdefault(tp.partition, []).extend((tp, m) for m in messages)
                 self._backlogged += len(messages)
 
-    def _start_tasks(self) -> None:
-        """Starts a transaction for each open task with none in flight and records waiting or
-        timers due."""
+    def _start_cycle(self) -> None:
+        """Starts the next transaction, unless one is in flight or the producer is being
+        replaced, for every open task with records waiting or timers due."""
         self._drop_stale_backlog()
+        if self._running is not None or self._producer is None:
+            return
         now = time.monotonic()
         interval = self.settings.punctuate_ms / 1000
-        for task in sorted(self._producers):
-            if task in self._running:
-                continue
+        work: dict[int, tuple[list[tuple[TopicPartition, Any]], bool]] = {}
+        for task in sorted(self._tasks):
             due = now - self._punctuated.get(task, 0.0) >= interval
             messages = self._backlog.pop(task, None)
             if not messages and not due:
@@ -396,20 +433,22 @@ class StreamRuntime:
                 self._backlogged -= len(messages)
             if due:
                 self._punctuated[task] = now
-            self._running[task] = asyncio.create_task(self._run_task(task, messages or [], due))
+            work[task] = (messages or [], due)
+        if work:
+            self._running = asyncio.create_task(self._run_cycle(work))
 
     def _reap(self) -> None:
-        """Forgets finished transactions; a task that failed beyond recovery stops the loop."""
-        for task, running in list(self._running.items()):
-            if running.done():
-                del self._running[task]
-                if not running.cancelled() and running.exception() is not None:
-                    raise running.exception()  # type: ignore[misc]
+        """Forgets a finished transaction; one that failed beyond recovery stops the loop."""
+        running = self._running
+        if running is not None and running.done():
+            self._running = None
+            if not running.cancelled() and running.exception() is not None:
+                raise running.exception()  # type: ignore[misc]
 
     async def _settle(self) -> None:
-        """Waits for the transactions in flight (under the lock: none starts meanwhile)."""
-        if self._running:
-            await asyncio.wait(list(self._running.values()))
+        """Waits for the transaction in flight (under the lock: none starts meanwhile)."""
+        if self._running is not None:
+            await asyncio.wait([self._running])
 
     def _bump(self) -> None:
         """Records fetched before now are fetched again (a rebalance, a task rebuilt)."""
@@ -472,19 +511,61 @@ class StreamRuntime:
             self._consumer.seek(tp, first)
 
     # -- processing -----------------------------------------------------------------------------
-    async def _run_task(
-        self, task: int, messages: list[tuple[TopicPartition, Any]], due: bool
-    ) -> None:
+    async def _run_cycle(self, work: dict[int, tuple[list[_Fetched], bool]]) -> None:
+        """One transaction for the tasks in `work`: each task's records handled (and its
+        timers run, when due), then their outputs, changelog writes and offsets committed
+        together."""
         now = self.clock()
         pending: list[_Pending] = []
         offsets: dict[TopicPartition, int] = {}
+        tasks: list[int] = []
+        punctuated: list[int] = []
+        n_in = 0
+        for task, (messages, due) in work.items():
+            if task not in self._tasks:  # closed meanwhile (its timers failed, say)
+                continue
+            done = await self._process_task(task, messages, due, now, offsets)
+            if done is None:
+                continue  # its timers failed: nothing of it commits, it is being rebuilt
+            out, ran = done
+            pending.extend(out)
+            tasks.append(task)
+            n_in += len(messages)
+            if ran:
+                punctuated.append(task)
+        if tasks and (pending or offsets):
+            # Every transaction commits offsets, so the group can refuse it if this member is
+            # a zombie: a timers-only one commits its tasks' offsets where they are.
+            for task in tasks:
+                for tp in self._task_partitions(frozenset({task})):
+                    if tp not in offsets and tp in self._positions:
+                        offsets[tp] = self._positions[tp]
+            if not await self._commit(tasks, pending, offsets, n_in):
+                return
+        ran_at = time.time()
+        for task in punctuated:
+            if task in self._tasks:
+                self._timers_ran[task] = ran_at
+
+    async def _process_task(
+        self,
+        task: int,
+        messages: list[tuple[TopicPartition, Any]],
+        due: bool,
+        now: datetime,
+        offsets: dict[TopicPartition, int],
+    ) -> tuple[list[_Pending], bool] | None:
+        """A task's part of a cycle: (its outputs and changelog writes, whether its timers
+        ran); None when its timers failed (the task is closed to be rebuilt)."""
+        pending: list[_Pending] = []
+        consumed: dict[TopicPartition, int] = {}
         # A batch is handled in slices of at most SLICE_S of CPU, the event loop running in
         # between: a backlog of thousands of records is a second of work, and while it ran
-        # nothing else did (heartbeats, fetches, the other tasks' commits, the notifications
-        # sender's SMTP conversations, each of whose four round trips waited for a turn).
+        # nothing else did (heartbeats, fetches, the notifications sender's SMTP
+        # conversations, each of whose four round trips waited for a turn).
         yield_at = time.perf_counter() + SLICE_S
         for tp, msg in messages:
-            offsets[tp] = msg.offset + 1
+            consumed[tp] = msg.offset + 1
             pending.extend(self._handle(tp, msg, now))
             if time.perf_counter() >= yield_at:
                 await asyncio.sleep(0)
@@ -495,25 +576,24 @@ class StreamRuntime:
                 pending.extend(self._encode(self.p.punctuate(task, now)))
             except Exception as err:
                 # A timer failure must neither stop the service nor commit half its work:
-                # abort the task's transaction (the batch's records are redone), rebuild the
-                # task, and try its timers again after a growing delay; not ready meanwhile.
+                # leave the task out of the transaction (the batch's records are redone),
+                # rebuild it, and try its timers again after a growing delay; not ready
+                # meanwhile. The other tasks commit as usual.
                 delay = self._timer_backoff[task].next()
                 self._timers_at[task] = time.monotonic() + delay
                 if self.health.problem(f"timers:task-{task}", repr(err)):
                     log.exception("timers failed; retrying with backoff", extra={"task": task})
                 self.metrics.transactions.labels("punctuate_error").inc()
                 self._finish_stores(task, committed=False)
-                await self._recover(task, backoff=False)
-                return
+                await self._recover(frozenset({task}), backoff=False)
+                return None
             if task in self._timers_at:
                 del self._timers_at[task]
                 self._timer_backoff.pop(task, None)
                 self.health.resolved(f"timers:task-{task}")
         pending.extend(self._changelog_entries(task))
-        if (pending or offsets) and not await self._commit(task, pending, offsets, len(messages)):
-            return
-        if punctuated and task in self._producers:
-            self._timers_ran[task] = time.time()
+        offsets.update(consumed)
+        return pending, punctuated
 
     def _handle(self, tp: TopicPartition, msg: Any, now: datetime) -> list[_Pending]:
         """One record: its outputs, or its dead letter with its store writes undone."""
@@ -651,37 +731,49 @@ class StreamRuntime:
 
     async def _commit(
         self,
-        task: int,
+        tasks: list[int],
         pending: list[_Pending],
         offsets: dict[TopicPartition, int],
         n_in: int,
     ) -> bool:
-        """One transaction of the task; False when it did not commit (the task is rebuilt)."""
-        producer = self._producers[task]
+        """The cycle's transaction; False when it did not commit (its tasks are rebuilt, or
+        dropped if the group has moved on without this member)."""
+        producer = self._producer
+        assert producer is not None
         started = time.perf_counter()
-        written: list[tuple[str, asyncio.Future[Any]]] = []  # changelog sends, for checkpoints
+        written: list[tuple[int, str, asyncio.Future[Any]]] = []  # changelog sends, for checkpoints
         try:
+            membership = self._membership()
+            if membership is None:
+                raise GroupMoved("this member has left the group; its tasks are not its own")
+            # Given up before the broker's transaction timeout would abort it: that bumps the
+            # producer's epoch, and the next request would see "fenced".
+            limit = min(self.settings.commit_timeout_s, self.settings.transaction_timeout_ms / 1000)
             await asyncio.wait_for(
-                self._transact(producer, pending, offsets, written),
-                timeout=self.settings.commit_timeout_s,
+                self._transact(producer, pending, offsets, written, membership), timeout=limit
             )
-        except ProducerFenced:
-            self._finish_stores(task, committed=False)
+        except (ProducerFenced, GroupMoved) as err:
+            for task in tasks:
+                self._finish_stores(task, committed=False)
             self.metrics.transactions.labels("fenced").inc()
-            await self._drop_fenced(task)
+            await self._discard_producer()
+            await self._drop_migrated(err)
             return False
         except Exception as err:  # broker down, timeout, any client error
-            self._finish_stores(task, committed=False)
+            for task in tasks:
+                self._finish_stores(task, committed=False)
             self.metrics.transactions.labels("abort").inc()
-            if self.health.problem("transactions", f"task {task}: {err!r}"):
-                log.warning("transaction failed; rebuilding the task", extra={"task": task})
-            await self._recover(task)
+            if self.health.problem("transactions", f"tasks {tasks}: {err!r}"):
+                log.warning("transaction failed; rebuilding its tasks", extra={"tasks": tasks})
+            await self._discard_producer()  # starting it again aborts what it left open
+            await self._recover(frozenset(tasks))
             return False
         if self._stores is not None:
-            for store, sent in written:
+            for task, store, sent in written:
                 self._stores.written(task, store, sent.result().offset + 1)
-        self._finish_stores(task, committed=True)
-        self._task_backoff.pop(task, None)
+        for task in tasks:
+            self._finish_stores(task, committed=True)
+            self._task_backoff.pop(task, None)
         self.health.resolved("transactions")
         self._positions.update(offsets)
         self.metrics.transactions.labels("commit").inc()
@@ -694,7 +786,8 @@ class StreamRuntime:
         producer: AIOKafkaProducer,
         pending: list[_Pending],
         offsets: dict[TopicPartition, int],
-        written: list[tuple[str, asyncio.Future[Any]]],
+        written: list[tuple[int, str, asyncio.Future[Any]]],
+        membership: GroupMetadata,
     ) -> None:
         await producer.begin_transaction()
         for item in pending:
@@ -706,32 +799,61 @@ class StreamRuntime:
                 partition=item.partition,
             )
             if item.store is not None:
-                written.append((item.store, sent))
+                assert item.partition is not None  # a changelog entry goes to its task
+                written.append((item.partition, item.store, sent))
         if offsets:
-            await producer.send_offsets_to_transaction(offsets, self.group_id)
+            await send_offsets(producer, offsets, membership)
         await producer.commit_transaction()
 
-    async def _recover(self, task: int, *, backoff: bool = True) -> None:
-        """After a failed transaction: close the task (its local state holds only committed
-        writes, so its checkpoint stays valid) and let the opener reopen it, after a growing
-        delay, restoring what the changelog has past the checkpoint and rewinding its
+    async def _start_producer(self) -> None:
+        """The process's transactional producer; starting it (InitProducerId) aborts any
+        transaction the id left open (a crashed predecessor's, or our own failed one)."""
+        assert self._identity is not None
+        producer = make_producer(
+            self.kafka,
+            client_id=f"{self.p.name}-{self.settings.instance_id}",
+            transactional_id=self._identity.transactional_id,
+            transaction_timeout_ms=self.settings.transaction_timeout_ms,
+        )
+        try:
+            await asyncio.wait_for(producer.start(), timeout=self.settings.commit_timeout_s)
+        except BaseException:
+            await _stop_quietly(producer)
+            raise
+        self._producer = producer
+
+    async def _discard_producer(self) -> None:
+        """Drops the producer after a failed transaction; the opener starts a new one."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await _stop_quietly(producer)
+            self._kick.set()
+
+    async def _recover(self, tasks: frozenset[int], *, backoff: bool = True) -> None:
+        """After a failed transaction: close the tasks (their local state holds only committed
+        writes, so the checkpoints stay valid) and let the opener reopen them, after a growing
+        delay, restoring what the changelog has past the checkpoint and rewinding their
         partitions to the committed offsets."""
-        await self._close_tasks(frozenset({task}), checkpoint=True)
-        self._pause(frozenset({task}))
+        await self._close_tasks(tasks, checkpoint=True)
+        self._pause(tasks)
         if backoff:
-            self._retry_at[task] = time.monotonic() + self._task_backoff[task].next()
+            for task in tasks:
+                self._retry_at[task] = time.monotonic() + self._task_backoff[task].next()
         self._bump()  # a batch fetched before this is fetched again
         self._kick.set()
 
-    async def _drop_fenced(self, task: int) -> None:
-        """Another member's producer fenced ours: the group gave the task away while this
-        instance was not looking (a pause past the session timeout). Drop the task without
-        committing anything more, and rejoin the group; the next assignment says who owns it."""
+    async def _drop_migrated(self, err: BaseException) -> None:
+        """The group refused our generation, or another process's producer fenced ours: the
+        group gave our tasks away while this instance was not looking (a pause past the
+        session timeout). Drop every task without committing anything more, and rejoin the
+        group; the next assignment says what is ours."""
         log.warning(
-            "task taken over by another instance; dropping it and rejoining", extra={"task": task}
+            "tasks taken over by another instance; dropping them and rejoining",
+            extra={"tasks": sorted(self._tasks), "error": str(err)[:300]},
         )
-        self._wanted = self._wanted - {task}  # reopened only if the next assignment says so
-        await self._recover(task, backoff=False)
+        dropped = frozenset(self._tasks)
+        self._wanted = frozenset()  # reopened only if the next assignment says so
+        await self._recover(dropped, backoff=False)
         if self._consumer is not None:
             self._consumer._coordinator.request_rejoin()
 
@@ -750,7 +872,7 @@ class StreamRuntime:
         backoff = Backoff(0.5, 30.0)
         while not stop.is_set():
             now = time.monotonic()
-            pending = self._wanted - frozenset(self._producers)
+            pending = self._wanted - self._tasks
             if self._assigned and not pending and not self.health.ready:
                 # Ready once the first assignment's tasks are open, their state restored: a
                 # replacement that says ready sooner lets Kubernetes stop the instance it
@@ -758,9 +880,13 @@ class StreamRuntime:
                 self.health.ready = True
                 log.info("ready: every assigned task open", extra={"tasks": sorted(self._wanted)})
             ready = frozenset(t for t in pending if self._retry_at.get(t, 0.0) <= now)
-            if ready and not self._closing:
+            restart = self._producer is None and not self._closing
+            if (ready or restart) and not self._closing:
                 try:
-                    await self._open_tasks(ready)
+                    if self._producer is None:
+                        await self._start_producer()
+                    if ready:
+                        await self._open_tasks(ready)
                 except asyncio.CancelledError:
                     raise
                 except Exception as err:  # retried; fatal only if not Kafka's
@@ -781,94 +907,94 @@ class StreamRuntime:
                 await asyncio.wait_for(self._kick.wait(), timeout=min(later, default=None))
 
     async def _open_tasks(self, tasks: frozenset[int]) -> None:
-        """Fences each task's previous owner (its producer's InitProducerId), restores its
-        stores while the consumer keeps polling, then, if it is still ours, hands it to the
-        processor, rewinds its partitions to their committed offsets and resumes them."""
-        producers: dict[int, AIOKafkaProducer] = {}
-        try:
-            for task in sorted(tasks):
-                producer = make_producer(
-                    self.kafka,
-                    client_id=f"{self.p.name}-{self.settings.instance_id}-t{task}",
-                    transactional_id=f"{self.group_id}-{task}",
-                )
-                producers[task] = producer
-                await asyncio.wait_for(producer.start(), timeout=self.settings.commit_timeout_s)
-            if self._stores is not None:  # after fencing: no zombie writes a changelog now
-                await self._stores.open_tasks(tasks)
-        except BaseException:
-            for producer in producers.values():
-                await _stop_quietly(producer)
-            raise
+        """Reads the tasks' committed offsets (stable: a previous owner's last transaction
+        settled), then restores their stores while the consumer keeps polling, then, if they
+        are still ours and no rebalance came meanwhile, hands them to the processor, seeks
+        their partitions to those offsets and resumes them. The order matters: a previous
+        owner can commit nothing after the offsets are read (the group refuses its
+        generation), so the restored state holds every transaction those offsets count."""
+        rebalances = self._rebalances
+        committed = await self._read_committed(tasks)
+        if self._stores is not None:
+            await self._stores.open_tasks(tasks)
         async with self._lock:
             try:
                 await self._settle()  # no transaction in flight while tasks change hands
             except BaseException:  # cancelled (shutting down): the new tasks were not handed over
-                await self._close_opened(tasks, producers)
+                await self._close_opened(tasks)
                 raise
-            keep = tasks & self._wanted if not self._closing else frozenset()
+            current = rebalances == self._rebalances and not self._closing
+            keep = tasks & self._wanted if current else frozenset()
             positions: dict[str, int | None] = {}
             try:
-                await self._close_opened(tasks - keep, producers)
+                await self._close_opened(tasks - keep)
                 if keep:
                     await self.p.assign(keep)
-                    positions = await self._seek_committed(keep)
+                    positions = await self._seek(committed, keep)
             except BaseException:
-                await self._close_opened(keep, producers)
+                await self._close_opened(keep)
                 raise
-            self._producers.update({t: producers[t] for t in keep})
+            self._tasks |= keep
             opened_at = time.time()  # a task new to this instance is not late with its timers
             for task in keep:
                 self._retry_at.pop(task, None)
                 self._timers_ran.setdefault(task, opened_at)
             if self._consumer is not None and keep:
                 self._consumer.resume(*self._task_partitions(keep))
-            self.metrics.assigned.set(len(self._producers))
+            self.metrics.assigned.set(len(self._tasks))
+            if not current:
+                self._kick.set()  # opened across a rebalance: open what is ours now again
         if keep:
             log.info("tasks opened", extra={"tasks": sorted(keep), "committed": positions})
 
-    async def _close_opened(
-        self, tasks: frozenset[int], producers: dict[int, AIOKafkaProducer]
-    ) -> None:
-        """Closes tasks opened but not (or no longer) handed over to processing."""
+    async def _close_opened(self, tasks: frozenset[int]) -> None:
+        """Closes the stores of tasks opened but not (or no longer) handed over to processing."""
         for task in tasks:
             if self._stores is not None:
                 await self._stores.close_task(task, checkpoint=True)
-            await _stop_quietly(producers[task])
 
-    async def _seek_committed(self, tasks: frozenset[int]) -> dict[str, int | None]:
-        """Rewinds the tasks' partitions to their committed offsets, read with require_stable
+    async def _read_committed(self, tasks: frozenset[int]) -> dict[TopicPartition, int | None]:
+        """The committed offsets of the tasks' partitions, read with require_stable
         (`offsets`: a predecessor's last transaction may still be settling in the group
-        coordinator); returns them by "topic/partition" (None: nothing committed yet, read
-        from the beginning)."""
+        coordinator); None: nothing committed yet."""
         assert self._consumer is not None
-        tps = self._task_partitions(tasks)
-        committed = await stable_committed(
-            self._consumer, self.group_id, tps, timeout_s=self.settings.commit_timeout_s
+        return await stable_committed(
+            self._consumer,
+            self.group_id,
+            self._task_partitions(tasks),
+            timeout_s=self.settings.commit_timeout_s,
         )
+
+    async def _seek(
+        self, committed: dict[TopicPartition, int | None], tasks: frozenset[int]
+    ) -> dict[str, int | None]:
+        """Rewinds the tasks' partitions to their committed offsets (from the beginning where
+        nothing is committed) and records them as the tasks' positions; returns them by
+        "topic/partition"."""
+        assert self._consumer is not None
         found: dict[str, int | None] = {}
-        for tp in tps:
-            offset = committed[tp]
+        for tp in self._task_partitions(tasks):
+            offset = committed.get(tp)
             found[f"{self.names.logical(tp.topic)}/{tp.partition}"] = offset
             if offset is None:
                 await self._consumer.seek_to_beginning(tp)
+                offset = await self._consumer.position(tp)
             else:
                 self._consumer.seek(tp, offset)
+            self._positions[tp] = offset  # a timers-only transaction commits it again
         return found
 
     async def _close_tasks(self, tasks: frozenset[int], *, checkpoint: bool = True) -> None:
-        tasks = tasks & frozenset(self._producers)
+        tasks = tasks & frozenset(self._tasks)
         if tasks:
             await self.p.revoke(tasks)
         for task in tasks:
             if self._stores is not None:
                 await self._stores.close_task(task, checkpoint=checkpoint)
-            producer = self._producers.pop(task, None)
-            if producer is not None:
-                await _stop_quietly(producer)
+            self._tasks.discard(task)
         for tp in [tp for tp in self._positions if tp.partition in tasks]:
             del self._positions[tp]  # a task reopened later reports lag from its new commits
-        self.metrics.assigned.set(len(self._producers))
+        self.metrics.assigned.set(len(self._tasks))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """The rebalance callback: quick on purpose (no heartbeats are sent while it runs).
@@ -878,18 +1004,19 @@ class StreamRuntime:
             if self._closing:
                 return
             await self._settle()
+            self._rebalances += 1
             wanted = frozenset(tp.partition for tp in assigned)
-            await self._close_tasks(frozenset(self._producers) - wanted)
-            kept = wanted & frozenset(self._producers)
+            await self._close_tasks(frozenset(self._tasks) - wanted)
+            kept = wanted & frozenset(self._tasks)
             if kept and self._consumer is not None:
                 # The consumer forgot every position with the old assignment and would read
                 # the committed offsets without require_stable: our own last transaction,
                 # committed a moment ago, may not show there yet, and its records would be
                 # read and written again. Read them as a task's new owner does.
-                await self._seek_committed(kept)
+                await self._seek(await self._read_committed(kept), kept)
             self._wanted = wanted
             self._assigned = True
-            self._pause(wanted - frozenset(self._producers))
+            self._pause(wanted - frozenset(self._tasks))
             self._bump()
             self._kick.set()
             log.info("tasks assigned", extra={"tasks": sorted(wanted)})

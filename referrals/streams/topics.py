@@ -3,7 +3,7 @@ idempotent creation. Generic: which topics exist and what they carry is the appl
 catalogue (for this project, `referrals.contract.topics`), handed to the runtime.
 
 All of a processor's input topics share one partition count, so partition p of each forms one
-processing task (one transactional id per task; see `referrals.streams.runtime`).
+processing task (see `referrals.streams.runtime`).
 """
 
 from __future__ import annotations

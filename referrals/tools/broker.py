@@ -189,6 +189,10 @@ def server_properties(
         "group.initial.rebalance.delay.ms": "0",
         # Topics are created explicitly (`referrals topics create`); a typo must not make one.
         "auto.create.topics.enable": "false",
+        # A process that died mid-transaction holds up the partitions it wrote until the broker
+        # aborts the transaction (the services' 10 s transaction timeout); the broker looks for
+        # such transactions every 10 s by default, which could double that.
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": "2000",
     }
     if cfg.nodes > 1:
         props |= {

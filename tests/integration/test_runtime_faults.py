@@ -7,6 +7,7 @@ Each test names the finding it guards; each fails on the runtime as it was befor
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -35,6 +36,7 @@ from referrals.streams.kafka import make_producer
 from referrals.streams.processor import Inbound, Outbound, Output, Processor
 from referrals.streams.runtime import StreamRuntime
 from referrals.streams.stores import StoreManager
+from referrals.streams.txn_offsets import GroupMetadata
 
 from .helpers import produce, read_topic
 
@@ -151,25 +153,74 @@ async def _has(kafka: KafkaSettings, *any_of: str) -> bool:
     return any(CODEC.decode(m.value).notification_id in any_of for m in seen)
 
 
-async def test_a_fenced_task_is_dropped_and_reopened_and_the_process_keeps_running(
+async def test_a_fenced_producer_drops_the_tasks_and_the_process_takes_them_back(
     topics: KafkaSettings, tmp_path: Path
 ) -> None:
     """Finding: "producer fenced by another owner" ended the whole process. Another producer
-    takes the task's transactional id (as a new owner would); the instance must drop the task,
-    rejoin, take it back and process everything exactly once."""
+    takes the process's transactional id (as a restarted copy of it would); the instance must
+    drop its tasks, rejoin, take them back and process everything exactly once."""
     settings = settings_for(topics, tmp_path)
     await produce(topics, SHARES, [share(i) for i in range(20)])
     async with running(Counting(), topics, settings) as runtime:
         await outputs(topics, expect=20)
-        for task in range(3):  # fence every task's producer
-            usurper = make_producer(topics, transactional_id=f"{settings.group_id}-{task}")
-            await usurper.start()
-            await usurper.stop()
+        assert runtime._identity is not None
+        usurper = make_producer(topics, transactional_id=runtime._identity.transactional_id)
+        await usurper.start()
+        await usurper.stop()
         await produce(topics, SHARES, [share(i) for i in range(20, 60)])
         ids = await outputs(topics, expect=60)
         assert runtime.metrics.transactions.labels("fenced")._value.get() >= 1
     assert sum(ids.values()) == 60 and max(ids.values()) == 1
     assert set(ids) == {f"adv-{a}#{n}" for a in range(7) for n in range(1, (9 if a < 4 else 8) + 1)}
+
+
+async def test_a_transaction_under_a_generation_the_group_has_left_aborts_and_is_redone(
+    topics: KafkaSettings, tmp_path: Path
+) -> None:
+    """A zombie (paused past its session timeout) commits under the generation it had: the
+    group refuses the offsets, and the transaction, its outputs and state writes abort; the
+    instance drops its tasks, rejoins, and the records are processed once."""
+    settings = settings_for(topics, tmp_path)
+    await produce(topics, SHARES, [share(i) for i in range(20)])
+    async with running(Counting(), topics, settings) as runtime:
+        await outputs(topics, expect=20)
+        real = runtime._membership
+        stale = {"left": 1}
+
+        def membership() -> GroupMetadata | None:
+            found = real()
+            if found is not None and stale["left"]:
+                stale["left"] -= 1
+                return dataclasses.replace(found, generation=found.generation - 1)
+            return found
+
+        runtime._membership = membership  # type: ignore[method-assign]
+        await produce(topics, SHARES, [share(i) for i in range(20, 60)])
+        ids = await outputs(topics, expect=60)
+        assert not stale["left"], "the stale generation was never used"
+        assert runtime.metrics.transactions.labels("fenced")._value.get() >= 1
+    assert sum(ids.values()) == 60 and max(ids.values()) == 1
+    assert set(ids) == {f"adv-{a}#{n}" for a in range(7) for n in range(1, (9 if a < 4 else 8) + 1)}
+
+
+async def test_a_restarted_process_keeps_its_transactional_id_and_a_twin_gets_another(
+    topics: KafkaSettings, tmp_path: Path
+) -> None:
+    """The id comes from the state directory: a restart aborts its predecessor's open
+    transaction at once (same id); two processes sharing a directory never share one."""
+    settings = settings_for(topics, tmp_path)
+    async with running(Counting(), topics, settings) as first:
+        await until(first.health.is_ready)
+        assert first._identity is not None
+        before = first._identity.transactional_id
+        async with running(Counting(), topics, settings) as twin:
+            await until(twin.health.is_ready)
+            assert twin._identity is not None
+            assert twin._identity.transactional_id != before
+    async with running(Counting(), topics, settings) as again:
+        await until(again.health.is_ready)
+        assert again._identity is not None and again._identity.transactional_id == before
+    assert before.startswith(f"{settings.group_id}-")  # the services' ACL prefix
 
 
 async def test_a_task_whose_stores_fail_to_open_is_retried_and_nothing_is_dead_lettered(

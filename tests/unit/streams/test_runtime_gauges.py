@@ -52,11 +52,6 @@ class _Consumer:
         pass
 
 
-class _Producer:
-    async def stop(self) -> None:
-        pass
-
-
 def _runtime(processor: Processor, consumer: _Consumer) -> tuple[StreamRuntime, RuntimeMetrics]:
     metrics = RuntimeMetrics("timed")
     runtime = StreamRuntime(
@@ -110,21 +105,21 @@ async def test_the_timers_gauge_is_the_oldest_owned_tasks_last_run_also_through_
     processor = _Timers()
     runtime, metrics = _runtime(processor, _Consumer({}))
     runtime._wanted = frozenset({0, 1})
-    runtime._producers = {0: _Producer(), 1: _Producer()}  # type: ignore[dict-item]
+    runtime._tasks = {0, 1}
     runtime._timers_ran = {0: 100.0, 1: 200.0}
     last_run = "referrals_timers_last_run_timestamp_seconds"
     _refresh(runtime)
     assert _gauge(metrics, last_run) == 100.0
 
     before = time.time()
-    await runtime._run_task(0, [], due=True)  # task 0's timers ran (nothing to commit)
+    await runtime._run_cycle({0: ([], True)})  # task 0's timers ran (nothing to commit)
     assert runtime._timers_ran[0] >= before
     _refresh(runtime)
     assert _gauge(metrics, last_run) == 200.0
 
     processor.failing.add(1)
-    await runtime._run_task(1, [], due=True)  # fails: the task is closed to be rebuilt
-    assert 1 not in runtime._producers and "timers:task-1" in runtime.health.problems
+    await runtime._run_cycle({1: ([], True)})  # fails: the task is closed to be rebuilt
+    assert 1 not in runtime._tasks and "timers:task-1" in runtime.health.problems
     _refresh(runtime)
     assert _gauge(metrics, last_run) == 200.0  # still owed: not reset by the rebuild
 

@@ -55,8 +55,9 @@ def test_a_long_batch_lets_the_event_loop_run_other_work_between_slices() -> Non
     runtime = _runtime(processor)
     committed: list[tuple[dict[TopicPartition, int], int]] = []
 
-    async def commit(task: int, pending: list[Any], offsets: Any, n: int) -> None:
+    async def commit(tasks: list[int], pending: list[Any], offsets: Any, n: int) -> bool:
         committed.append((dict(offsets), n))
+        return True
 
     runtime._commit = commit  # type: ignore[method-assign]
     tp = TopicPartition("things.v1", 0)
@@ -72,7 +73,8 @@ def test_a_long_batch_lets_the_event_loop_run_other_work_between_slices() -> Non
 
         other = asyncio.create_task(ticker())
         await asyncio.sleep(0)
-        await runtime._run_task(0, batch, due=False)
+        runtime._tasks = {0}
+        await runtime._run_cycle({0: (batch, False)})
         other.cancel()
         return ticks
 
