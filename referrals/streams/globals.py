@@ -31,7 +31,13 @@ from referrals.platform.metrics import Health, RuntimeMetrics
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.backoff import Backoff
 from referrals.streams.dlq import header_dict
-from referrals.streams.kafka import BOUNDED_FETCH, make_consumer, make_producer, partitions_of
+from referrals.streams.kafka import (
+    BOUNDED_FETCH,
+    FetchPacing,
+    make_consumer,
+    make_producer,
+    partitions_of,
+)
 from referrals.streams.processor import Processor
 from referrals.streams.serde import Codec
 from referrals.streams.topics import Catalogue, TopicNames, dlq_of
@@ -115,11 +121,13 @@ class GlobalTables:
         """Applies new records until `stop` is set; failures are retried, never fatal."""
         consumer = self._consumer
         assert consumer is not None, "bootstrap first"
+        pacing = FetchPacing(consumer)
         backoff = Backoff(0.5, 30.0)
         while not stop.is_set():
             batch: dict[TopicPartition, list[Any]] = {}
             try:
                 batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+                pacing.observe(sum(map(len, batch.values())))
                 await self._apply(batch)
             except asyncio.CancelledError:
                 raise

@@ -66,6 +66,7 @@ from referrals.streams.globals import GlobalTables
 from referrals.streams.identity import ProcessIdentity
 from referrals.streams.kafka import (
     BOUNDED_FETCH,
+    FetchPacing,
     make_admin,
     make_consumer,
     make_producer,
@@ -177,6 +178,7 @@ class StreamRuntime:
         self._identity: ProcessIdentity | None = None
         self._tasks: set[int] = set()  # open tasks: ours to process
         self._consumer: AIOKafkaConsumer | None = None
+        self._pacing: FetchPacing | None = None
         self._globals: GlobalTables | None = None
         self._failures = 0
         self._punctuated: dict[int, float] = {}  # task -> monotonic time of its last timers
@@ -280,6 +282,7 @@ class StreamRuntime:
         topics = [self.names(t) for t in self.p.inputs]
         self._consumer.subscribe(topics, listener=_Listener(self))
         await self._consumer.start()
+        self._pacing = FetchPacing(self._consumer)
 
     async def _until_connected(
         self, stop: asyncio.Event, step: Callable[[], Awaitable[None]], *, keep_globals: bool
@@ -393,6 +396,8 @@ class StreamRuntime:
                 batch: dict[TopicPartition, list[Any]] = {}
                 if fetch is not None and fetch.done():
                     batch, fetch = fetch.result(), None
+                    if self._pacing is not None:
+                        self._pacing.observe(sum(map(len, batch.values())))
                 async with self._lock:
                     self._reap()
                     if fetched_in != self._generation:
