@@ -45,7 +45,7 @@ class Backend(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
     def apply(self, changes: list[tuple[bytes, bytes | None]]) -> None: ...
     def items(self) -> Iterator[tuple[bytes, bytes]]: ...
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]: ...
     def close(self) -> None: ...
 
 
@@ -66,8 +66,10 @@ class MemoryBackend:
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(list(self._data.items()))
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return iter(sorted((k, v) for k, v in self._data.items() if k.startswith(prefix)))
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        return iter(
+            sorted((k, v) for k, v in self._data.items() if k.startswith(prefix) and k >= start)
+        )
 
     def close(self) -> None:
         self._data.clear()
@@ -151,10 +153,11 @@ class RocksBackend:
         for key, value in self._db.items():
             yield bytes(key), bytes(value)  # type: ignore[arg-type]  # raw mode: bytes
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Keys under `prefix` in order: a seek, then only the matching keys are read."""
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Keys under `prefix` (from `start` on) in order: a seek, then only the matching keys
+        are read."""
         it = self._db.iter()
-        it.seek(prefix)
+        it.seek(max(prefix, start))
         while it.valid():
             key = bytes(it.key())
             if not key.startswith(prefix):
@@ -250,19 +253,20 @@ class TaskStore:
         self._overlay.clear()
         self._sorted = None
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Entries under `prefix` in key order, uncommitted writes included. The overlay is
-        snapshotted first, so the caller may write to the store while it iterates."""
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Entries under `prefix` (from `start` on) in key order, uncommitted writes included.
+        The overlay is snapshotted first, so the caller may write to the store while it
+        iterates."""
         if self._sorted is None:
             self._sorted = sorted(self._overlay)
         keys, overlay, mine = self._sorted, self._overlay, []
-        for i in range(bisect.bisect_left(keys, prefix), len(keys)):
+        for i in range(bisect.bisect_left(keys, max(prefix, start)), len(keys)):
             key = keys[i]
             if not key.startswith(prefix):
                 break
             mine.append((key, overlay[key]))
         overlaid = {k for k, _ in mine}
-        committed = (kv for kv in self.backend.scan(prefix) if kv[0] not in overlaid)
+        committed = (kv for kv in self.backend.scan(prefix, start) if kv[0] not in overlaid)
         for key, value in heapq.merge(mine, committed, key=lambda kv: kv[0]):
             if value is not _DELETED:
                 assert isinstance(value, bytes)
@@ -308,8 +312,9 @@ class Keyspace:
     def delete(self, key: bytes) -> None:
         self.store.delete(self.prefix + key)
 
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        """This keyspace's entries in key order (an ordered scan, never the whole store)."""
+    def items(self, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """This keyspace's entries in key order (an ordered scan, never the whole store), from
+        key `start` on."""
         n = len(self.prefix)
-        for key, value in self.store.scan(self.prefix):
+        for key, value in self.store.scan(self.prefix, self.prefix + start):
             yield key[n:], value

@@ -192,3 +192,17 @@ def test_rocksdb_stores_of_a_process_share_one_bounded_cache(tmp_path: Path) -> 
             cache_mb=ServiceSettings().state_cache_mb,
             write_buffer_mb=ServiceSettings().state_write_buffer_mb,
         )
+
+
+def test_a_scan_from_a_start_key_merges_committed_and_uncommitted_entries_from_it(
+    backend: Backend,
+) -> None:
+    store = TaskStore("s", 0, backend)
+    for key in (b"a1", b"a3", b"a5", b"b1"):
+        store.put(key, b"c")
+    store.commit()
+    store.put(b"a4", b"u")
+    store.delete(b"a5")
+    assert list(store.scan(b"a", b"a3")) == [(b"a3", b"c"), (b"a4", b"u")]
+    assert list(backend.scan(b"a", b"a2")) == [(b"a3", b"c"), (b"a5", b"c")]
+    assert list(store.scan(b"a", b"")) == [(b"a1", b"c"), (b"a3", b"c"), (b"a4", b"u")]

@@ -162,9 +162,9 @@ def test_reading_or_emptying_an_index_writes_nothing_it_does_not_need() -> None:
 class _CountingScans(TaskStore):
     scans = 0
 
-    def scan(self, prefix: bytes):  # type: ignore[no-untyped-def]
+    def scan(self, prefix: bytes, start: bytes = b""):  # type: ignore[no-untyped-def]
         self.scans += 1
-        return super().scan(prefix)
+        return super().scan(prefix, start)
 
 
 def test_an_index_with_no_timers_reads_its_count_without_scanning_the_store() -> None:
@@ -180,3 +180,47 @@ def test_an_index_with_no_timers_reads_its_count_without_scanning_the_store() ->
     assert index.pop_due(10, limit=5) == [Timer(5, "a")]  # one ordered scan, as ever
     index.set("b", None)
     assert len(index) == 0 and store.scans == opened + 1
+
+
+class _Seeks(Keyspace):
+    """A keyspace that records where each ordered scan starts."""
+
+    def __init__(self, store: TaskStore, prefix: bytes) -> None:
+        super().__init__(store, prefix)
+        self.starts: list[bytes] = []
+
+    def items(self, start: bytes = b""):  # type: ignore[no-untyped-def]
+        self.starts.append(start)
+        return super().items(start)
+
+
+def test_a_scan_starts_at_the_earliest_live_timer_not_at_the_deleted_ones_before_it() -> None:
+    store = _store()
+    space = _Seeks(store, b"w")
+    index = TimerIndex(space)
+    for i in range(5):
+        index.set(f"t{i}", 100 + i)
+    store.commit()
+    assert [t.id for t in index.pop_due(102, 10)] == ["t0", "t1", "t2"]
+    store.commit()  # t0..t2 are deleted keys now: the next scan seeks past them
+    assert [t.id for t in index.pop_due(103, 10)] == ["t3"]
+    assert space.starts[-1] == timer_key(103, "t3")
+    index.set("early", 50)  # set before the floor: the floor moves down to it
+    assert [t.id for t in index.pop_due(103, 10)] == ["early"]
+    assert space.starts[-1] == timer_key(50, "early")
+    assert [t.id for t in index.pop_due(200, 10)] == ["t4"]
+    assert index.pop_due(10**12, 10) == []  # empty: the next timer set is found
+    index.set("late", 10**9)
+    assert [t.id for t in index.pop_due(10**12, 10)] == ["late"]
+
+
+def test_timers_an_aborted_transaction_popped_fire_from_the_rebuilt_index() -> None:
+    store = _store()
+    index = TimerIndex(Keyspace(store, b"w"))
+    for i in range(3):
+        index.set(f"t{i}", 100 + i)
+    store.commit()
+    assert len(index.pop_due(101, 10)) == 2
+    store.abort()  # the processors rebuild their indexes after an abort (the task reopens)
+    rebuilt = TimerIndex(Keyspace(store, b"w"))
+    assert [t.id for t in rebuilt.pop_due(101, 10)] == ["t0", "t1"]
