@@ -15,6 +15,8 @@ Exactly-once by construction (Kafka Streams' model with its "exactly-once v2", b
   outputs. A task's new owner reads the committed offsets with require_stable (`offsets`)
   BEFORE it restores the task's state, so a transaction its previous owner committed is in
   both, and none can commit after. A member that knows it has left the group commits nothing.
+  Opening a task also fences the previous version's per-task producer (`<group>-<task>`): an
+  owner still running it during a rolling upgrade commits offsets the group cannot check.
 - Inputs are read `read_committed`; a batch fetched before a rebalance is dropped (its records
   will be fetched again from the committed offsets), and rebalance callbacks wait for the
   in-flight transaction to finish (a lock).
@@ -919,6 +921,7 @@ class StreamRuntime:
         owner can commit nothing after the offsets are read (the group refuses its
         generation), so the restored state holds every transaction those offsets count."""
         rebalances = self._rebalances
+        await self._fence_per_task_owners(tasks)
         committed = await self._read_committed(tasks)
         if self._stores is not None:
             await self._stores.open_tasks(tasks)
@@ -951,6 +954,25 @@ class StreamRuntime:
                 self._kick.set()  # opened across a rebalance: open what is ours now again
         if keep:
             log.info("tasks opened", extra={"tasks": sorted(keep), "committed": positions})
+
+    async def _fence_per_task_owners(self, tasks: frozenset[int]) -> None:
+        """Fences an owner of the tasks running the previous version of this runtime (a
+        rolling upgrade): it had a producer per task, `<group>-<task>`, and committed offsets
+        without a generation the group could check. Starting a producer with that id aborts
+        its open transaction and fences it, as a new owner did then."""
+
+        async def fence(task: int) -> None:
+            producer = make_producer(
+                self.kafka,
+                client_id=f"{self.p.name}-{self.settings.instance_id}-fence",
+                transactional_id=f"{self.group_id}-{task}",
+            )
+            try:
+                await asyncio.wait_for(producer.start(), timeout=self.settings.commit_timeout_s)
+            finally:
+                await _stop_quietly(producer)
+
+        await asyncio.gather(*(fence(task) for task in sorted(tasks)))
 
     async def _close_opened(self, tasks: frozenset[int]) -> None:
         """Closes the stores of tasks opened but not (or no longer) handed over to processing."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.errors import ProducerFenced
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.records import Channel, NotificationSent, ShareEvent
@@ -201,6 +202,31 @@ async def test_a_transaction_under_a_generation_the_group_has_left_aborts_and_is
         assert runtime.metrics.transactions.labels("fenced")._value.get() >= 1
     assert sum(ids.values()) == 60 and max(ids.values()) == 1
     assert set(ids) == {f"adv-{a}#{n}" for a in range(7) for n in range(1, (9 if a < 4 else 8) + 1)}
+
+
+async def test_an_owner_of_the_previous_version_is_fenced_when_its_task_opens(
+    topics: KafkaSettings, tmp_path: Path
+) -> None:
+    """Before one producer per process, each task had its own transactional id and committed
+    offsets without a generation: during a rolling upgrade, such an owner (a zombie) is fenced
+    by its id when the new version opens the task, and its open transaction never commits."""
+    settings = settings_for(topics, tmp_path)
+    old_owner = make_producer(topics, transactional_id=f"{settings.group_id}-0")
+    await old_owner.start()
+    try:
+        await old_owner.begin_transaction()
+        sent_value = CODEC.encode(NotificationSent("old-owner", "adv", "TEST", "TEST", WHEN))
+        names = TopicNames(topics.topic_prefix)
+        await old_owner.send(names(NOTIFICATIONS_SENT), sent_value, key=b"adv", partition=0)
+        await produce(topics, SHARES, [share(i) for i in range(10)])
+        async with running(Counting(), topics, settings):
+            ids = await outputs(topics, expect=10)
+        with pytest.raises(ProducerFenced):
+            await old_owner.commit_transaction()
+    finally:
+        await old_owner.stop()
+    assert "old-owner" not in ids and sum(ids.values()) == 10 and max(ids.values()) == 1
+    assert "old-owner" not in await outputs(topics)
 
 
 async def test_a_restarted_process_keeps_its_transactional_id_and_a_twin_gets_another(
