@@ -220,8 +220,9 @@ class StreamRuntime:
         follower: asyncio.Task[None] | None = None
         helpers: list[asyncio.Task[None]] = []
         try:
+            # `<group>-<random>`: the ACLs give a service the transactional ids `<group>-*`.
             self._identity = ProcessIdentity.claim(
-                self.settings.state_dir / self.group_id, self._transactional_prefix()
+                self.settings.state_dir / self.group_id, self.group_id
             )
             log.info("transactional id", extra={"id": self._identity.transactional_id})
             # A cluster not reachable at start-up is waited for (not ready, retried with
@@ -245,10 +246,6 @@ class StreamRuntime:
                 helper.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self._shutdown()
-
-    def _transactional_prefix(self) -> str:
-        """`<group>`: the ACLs give a service the transactional ids starting `<group>-`."""
-        return self.group_id
 
     async def _connect(self) -> None:
         """Global tables loaded, inputs checked, state topics created and restores set up."""
@@ -531,11 +528,12 @@ class StreamRuntime:
         for task, (messages, due) in work.items():
             if task not in self._tasks:  # closed meanwhile (its timers failed, say)
                 continue
-            done = await self._process_task(task, messages, due, now, offsets)
+            done = await self._process_task(task, messages, due, now)
             if done is None:
                 continue  # its timers failed: nothing of it commits, it is being rebuilt
-            out, ran = done
+            out, consumed, ran = done
             pending.extend(out)
+            offsets.update(consumed)
             tasks.append(task)
             n_in += len(messages)
             if ran:
@@ -543,10 +541,9 @@ class StreamRuntime:
         if tasks and (pending or offsets):
             # Every transaction commits offsets, so the group can refuse it if this member is
             # a zombie: a timers-only one commits its tasks' offsets where they are.
-            for task in tasks:
-                for tp in self._task_partitions(frozenset({task})):
-                    if tp not in offsets and tp in self._positions:
-                        offsets[tp] = self._positions[tp]
+            for tp in self._task_partitions(frozenset(tasks)):
+                if tp not in offsets and tp in self._positions:
+                    offsets[tp] = self._positions[tp]
             if not await self._commit(tasks, pending, offsets, n_in):
                 return
         ran_at = time.time()
@@ -560,10 +557,10 @@ class StreamRuntime:
         messages: list[tuple[TopicPartition, Any]],
         due: bool,
         now: datetime,
-        offsets: dict[TopicPartition, int],
-    ) -> tuple[list[_Pending], bool] | None:
-        """A task's part of a cycle: (its outputs and changelog writes, whether its timers
-        ran); None when its timers failed (the task is closed to be rebuilt)."""
+    ) -> tuple[list[_Pending], dict[TopicPartition, int], bool] | None:
+        """A task's part of a cycle: (its outputs and changelog writes, the offsets it
+        consumed to, whether its timers ran); None when its timers failed (the task is closed
+        to be rebuilt)."""
         pending: list[_Pending] = []
         consumed: dict[TopicPartition, int] = {}
         # A batch is handled in slices of at most SLICE_S of CPU, the event loop running in
@@ -599,8 +596,7 @@ class StreamRuntime:
                 self._timer_backoff.pop(task, None)
                 self.health.resolved(f"timers:task-{task}")
         pending.extend(self._changelog_entries(task))
-        offsets.update(consumed)
-        return pending, punctuated
+        return pending, consumed, punctuated
 
     def _handle(self, tp: TopicPartition, msg: Any, now: datetime) -> list[_Pending]:
         """One record: its outputs, or its dead letter with its store writes undone."""
@@ -887,8 +883,7 @@ class StreamRuntime:
                 self.health.ready = True
                 log.info("ready: every assigned task open", extra={"tasks": sorted(self._wanted)})
             ready = frozenset(t for t in pending if self._retry_at.get(t, 0.0) <= now)
-            restart = self._producer is None and not self._closing
-            if (ready or restart) and not self._closing:
+            if (ready or self._producer is None) and not self._closing:
                 try:
                     if self._producer is None:
                         await self._start_producer()

@@ -184,6 +184,9 @@ class TaskStore:
         self.backend = backend
         self._overlay: dict[bytes, object] = {}
         self._journal: list[tuple[bytes, object]] | None = None
+        # Aborts and undone records so far: each may bring back keys deleted since (an index
+        # kept beside the store, like TimerIndex's floor, must not outlive one).
+        self.rollbacks = 0
         # The overlay's keys in order, kept once a scan needed them (until the next commit or
         # abort): a scan is then a bisection, not a filter and sort of every write in the
         # transaction, which made a batch's scans (timers, per-advocate indexes) quadratic.
@@ -195,6 +198,7 @@ class TaskStore:
 
     def undo_record(self) -> None:
         """Reverts the overlay to what it was at begin_record."""
+        self.rollbacks += 1
         for key, previous in reversed(self._journal or []):
             if previous is _ABSENT:
                 if self._overlay.pop(key, _ABSENT) is not _ABSENT and self._sorted is not None:
@@ -249,6 +253,7 @@ class TaskStore:
         self._sorted = None
 
     def abort(self) -> None:
+        self.rollbacks += 1
         self._journal = None
         self._overlay.clear()
         self._sorted = None
@@ -311,6 +316,10 @@ class Keyspace:
 
     def delete(self, key: bytes) -> None:
         self.store.delete(self.prefix + key)
+
+    @property
+    def rollbacks(self) -> int:
+        return self.store.rollbacks
 
     def items(self, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """This keyspace's entries in key order (an ordered scan, never the whole store), from

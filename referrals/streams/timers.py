@@ -66,10 +66,10 @@ class TimerIndex:
         # here rather than to the keyspace's start: a timer moved or popped leaves a deleted
         # key behind, and RocksDB's seek steps over every one of those until a compaction
         # drops them (7% of notifications' time in the all-WON blast went to those seeks).
-        # A `set` moves it down. Keys deleted by a transaction that aborts come back below
-        # it: the processors build their indexes again after an abort (rewards in `aborted`,
-        # notifications when the runtime reopens the task), so no floor outlives one.
+        # A `set` moves it down. An abort (or an undone record) brings back keys deleted
+        # since, perhaps below it: the floor is forgotten after the store's next rollback.
         self._floor = b""
+        self._floor_rollbacks = store.rollbacks
         self._count()
 
     def _count(self) -> int:
@@ -146,6 +146,8 @@ class TimerIndex:
         out: list[Timer] = []
         if limit <= 0:
             return out
+        if self.store.rollbacks != self._floor_rollbacks:
+            self._floor, self._floor_rollbacks = b"", self.store.rollbacks
         floor = bytes([_TIMER_END])  # none left unless the scan stops at one
         for key, _ in self._timer_items(self._floor):
             timer = parse_timer_key(key)

@@ -214,13 +214,25 @@ def test_a_scan_starts_at_the_earliest_live_timer_not_at_the_deleted_ones_before
     assert [t.id for t in index.pop_due(10**12, 10)] == ["late"]
 
 
-def test_timers_an_aborted_transaction_popped_fire_from_the_rebuilt_index() -> None:
+def test_timers_an_aborted_transaction_popped_fire_again_from_the_same_index() -> None:
     store = _store()
     index = TimerIndex(Keyspace(store, b"w"))
     for i in range(3):
         index.set(f"t{i}", 100 + i)
     store.commit()
-    assert len(index.pop_due(101, 10)) == 2
-    store.abort()  # the processors rebuild their indexes after an abort (the task reopens)
-    rebuilt = TimerIndex(Keyspace(store, b"w"))
-    assert [t.id for t in rebuilt.pop_due(101, 10)] == ["t0", "t1"]
+    assert len(index.pop_due(101, 10)) == 2  # the floor moves past t0 and t1
+    store.abort()  # their keys are back, below the floor
+    assert [t.id for t in index.pop_due(101, 10)] == ["t0", "t1"]
+
+
+def test_a_timer_an_undone_record_brings_back_below_the_floor_still_fires() -> None:
+    store = _store()
+    index = TimerIndex(Keyspace(store, b"w"))
+    index.set("a", 100)
+    index.set("b", 200)
+    store.commit()
+    store.begin_record()
+    index.set("a", 300)  # the record moves a's timer later, past b...
+    assert [t.id for t in index.pop_due(250, 10)] == ["b"]  # ...and the floor to a's new key
+    store.undo_record()  # the record failed: a is due at 100 again, b is back too
+    assert [t.id for t in index.pop_due(250, 10)] == ["a", "b"]
