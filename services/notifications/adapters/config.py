@@ -62,6 +62,11 @@ class NotificationsSettings(ServiceSettings):
     # input events/s make (a WON's three messages a referral), and a burst past it waited a
     # punctuation. A delivery held costs a few KB.
     max_in_flight: int = 4000
+    # Room beyond max_in_flight for a WON's thank-you (`slots.URGENT_KINDS`): under a backlog it
+    # is handed to the sender at once, where it takes the next free slot, instead of waiting in
+    # the store behind every message due before it (at 1,000 input events/s that wait was
+    # seconds). Bounded too, so a burst of WONs cannot fill memory.
+    urgent_in_flight: int = 1000
     # -- concurrency: a slow endpoint holds at most its own slots, never everyone's --
     max_concurrent_deliveries: int = 100
     webhook_max_connections: int = 8  # per webhook host

@@ -17,7 +17,8 @@ entry counts the channel's failed tries and a retry timer (`storage`, prefix `r`
 try again (`domain.retry`: backoff capped at NOTIFICATIONS_RETRY_MAX_S, jittered), so the message
 waits in the store and changelog, surviving a SIGKILL or a rebalance, not in memory. Due retry
 timers are handed to the sender only while fewer than NOTIFICATIONS_MAX_IN_FLIGHT deliveries
-are out (a message planned when the sender is full gets a retry timer due now). Past
+are out (a message planned when the sender is full gets a retry timer due now; a WON's
+thank-you has NOTIFICATIONS_URGENT_IN_FLIGHT more room, so it skips that queue). Past
 NOTIFICATIONS_DELIVERY_DEADLINE_S from its first due time a delivery goes to the .dlq with
 DEADLINE_EXCEEDED; a permanent refusal goes there at once.
 
@@ -63,6 +64,7 @@ from services.notifications.adapters.config import NotificationsSettings
 from services.notifications.adapters.delivery import Delivery, Outcome, Sender
 from services.notifications.adapters.failures import DEADLINE_EXCEEDED
 from services.notifications.adapters.metrics import NotificationMetrics
+from services.notifications.adapters.slots import URGENT_KINDS
 from services.notifications.adapters.storage import (
     OUTBOX,
     PARKED,
@@ -340,10 +342,12 @@ class NotificationsProcessor(ProgramAwareProcessor):
         self.after_commit(ctx.task, partial(self._submit, delivery))
         return []
 
-    def _room(self) -> int:
-        """How many more deliveries the sender may be handed (NOTIFICATIONS_MAX_IN_FLIGHT)."""
+    def _room(self, urgent: bool = False) -> int:
+        """How many more deliveries the sender may be handed (NOTIFICATIONS_MAX_IN_FLIGHT, and
+        for a thank-you NOTIFICATIONS_URGENT_IN_FLIGHT more)."""
         used = sum(len(c.in_flight) + c.staged for c in self._tasks.values())
-        return self.settings.max_in_flight - used
+        limit = self.settings.max_in_flight
+        return limit + self.settings.urgent_in_flight - used if urgent else limit - used
 
     def _unpark(self, ctx: TaskContext, now: datetime) -> list[Output]:
         if not ctx.parked.due(now):  # no program arrived that a record waits for, none too old
@@ -399,7 +403,7 @@ class NotificationsProcessor(ProgramAwareProcessor):
             assert program is not None  # the core planned it with this program
             entry = OutboxEntry(message.advocate_id, program_id, message.channels, to_ms(now))
             outbox.put(message.notification_id.encode(), OUTBOX_ENTRIES.encode(entry))
-            room = max(self._room(), 0)
+            room = max(self._room(message.kind in URGENT_KINDS), 0)
             sending, waiting = message.channels[:room], message.channels[room:]
             for channel in waiting:  # the sender is full: tried once it has room
                 ctx.retries.set(retry_id(message.notification_id, channel), to_ms(now))

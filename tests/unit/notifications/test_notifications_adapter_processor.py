@@ -441,6 +441,28 @@ async def test_no_more_than_max_in_flight_deliveries_are_held_in_memory(tmp_path
     assert len(_retry_keys(h)) == 1
 
 
+async def test_a_thank_you_skips_the_queue_of_messages_waiting_for_room(tmp_path: Path) -> None:
+    # Finding: at 1,000 input events/s the sender was full and a WON's thank-you waited in the
+    # store behind every message due before it: seconds, against the promise of one.
+    clock = [NOW]
+    settings = _short(tmp_path, max_in_flight=2, urgent_in_flight=1)
+    processor = _processor(clock, settings)
+    processor.task_stores = {0: {n: TaskStore(n, 0, MemoryBackend()) for n in processor.stores}}
+    h = Harness(processor, RecordingSender(), clock)
+    processor.sender = h.sender  # type: ignore[assignment]
+    _program(processor)
+    await processor.assign(frozenset({0}))
+    _known(h)
+    for referral in ("r1", "r2", "r3"):
+        h.feed(STATUS, status(referral, S.LEAD))
+    h.feed(STATUS, status("w1", S.WON))
+    h.feed(STATUS, status("w2", S.WON))
+    h.commit()
+    handed = [(d.message.referral_id, d.message.kind) for d in h.sender.submitted]
+    assert handed == [("r1", MessageKind.LEAD), ("r2", MessageKind.LEAD), ("w1", MessageKind.WON)]
+    assert len(_retry_keys(h)) == 2  # r3's and w2's: the thank-yous' room is bounded too
+
+
 # == timers ====================================================================================
 def test_a_nurture_step_fires_when_due_and_not_before(h: Harness) -> None:
     _program(h.processor, nurture_days=[3])
