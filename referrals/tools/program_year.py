@@ -267,20 +267,26 @@ async def _run_hooks(producer: Any, hooks: Sequence[Hook]) -> float:
     return time.monotonic() - began
 
 
-async def _quiet(services: ServiceProcesses, within: float = 30.0) -> None:
-    """Waits until the services have processed what was published: their records in and out
-    unchanged for a second (at most `within` seconds)."""
+async def _quiet(
+    services: ServiceProcesses,
+    within: float = 30.0,
+    names: Sequence[str] = SERVICES,
+    still_s: float = 1.0,
+) -> None:
+    """Waits until the services `names` have processed what was published: their records in
+    and out unchanged for `still_s` (at most `within` seconds)."""
     deadline, last, still_since = time.monotonic() + within, -1.0, time.monotonic()
     while time.monotonic() < deadline:
-        now = await asyncio.to_thread(_activity, services)
+        now = await asyncio.to_thread(_activity, services, names)
         if now != last:
             last, still_since = now, time.monotonic()
-        elif time.monotonic() - still_since >= 1.0:
+        elif time.monotonic() - still_since >= still_s:
             return
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(min(0.2, still_s / 5))
 
 
 STREAMS = ("attribution", "rewards", "notifications")
+DECIDING = ("attribution", "rewards")
 
 
 async def _followed(services: ServiceProcesses, version: int, within: float = 10.0) -> None:
@@ -299,11 +305,11 @@ async def _followed(services: ServiceProcesses, version: int, within: float = 10
         await asyncio.sleep(0.05)
 
 
-def _activity(services: ServiceProcesses) -> float:
+def _activity(services: ServiceProcesses, names: Sequence[str] = SERVICES) -> float:
     try:
         return sum(
             services.metric(name, metric)
-            for name in SERVICES
+            for name in names
             for metric in ("referrals_records_in_total", "referrals_records_out_total")
         )
     except OSError:
@@ -324,7 +330,11 @@ def pause_hooks(
             # earlier arrivals holds the wrong stretch (DEMO_ADVOCATES=115230 with a 30 s
             # limit: 1,197 rewards held for the pause instead of 697, and 35 won and refunded
             # inside that longer pause were cancelled instead of paid and clawed back).
-            await _quiet(services, within=3600.0)
+            # Only the service whose decisions the program's status changes (rewards: a paused
+            # program's rewards are held) and the one feeding it its statuses (attribution).
+            # The messages of the earlier arrivals need not be sent first, and waiting for them
+            # held the replay for seconds at each end of the pause.
+            await _quiet(services, within=3600.0, names=DECIDING, still_s=0.5)
             doc = replace(load_program(plan.program), status=status)
             config = await put(kafka, doc, "demo")
             plan.show(f"program {config.program_id} v{config.version}: {status.value}")
