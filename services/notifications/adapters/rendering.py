@@ -8,7 +8,9 @@ time limit (1 s, `referrals.programs.render_limits`) to be refused, and the even
 not stop for it: heartbeats, the other deliveries and the unsubscribe endpoint go on. So the
 sender awaits `Renderer.render`, which queues the message and hands the queue to one worker
 thread in batches: every message queued while a batch is being rendered goes in the next
-one, so the thread hop costs one wake-up per batch rather than per message.
+one, so the thread hop costs one wake-up per batch rather than per message. A WON's thank-you
+(`slots.URGENT_KINDS`) goes in the next batch before every other message waiting (at 1,000
+input events/s a thank-you waited a median 26 ms for its render, behind the others).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 from referrals.programs import templating
 from referrals.programs.model import ProgramDocument
+from services.notifications.adapters.slots import URGENT_KINDS
 from services.notifications.domain.messages import Message, RenderedMessage
 
 MAX_BATCH = 256  # messages per hop: bounds how long one batch holds the thread
@@ -90,6 +93,7 @@ class Renderer:
         self.time_limit_s = time_limit_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="templates")
         self._queue: list[tuple[_Job, asyncio.Future[RenderedMessage]]] = []
+        self._urgent: list[tuple[_Job, asyncio.Future[RenderedMessage]]] = []  # rendered first
         self._busy = False  # a batch is being rendered (or about to be handed over)
         self.batches = 0  # hops made (for tests and measurements)
 
@@ -99,7 +103,8 @@ class Renderer:
         """As `render`, awaited: raises `templating.TemplateProblem` if the template fails."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[RenderedMessage] = loop.create_future()
-        self._queue.append((_Job(message, program, unsubscribe_url, refer_url), future))
+        queue = self._urgent if message.kind in URGENT_KINDS else self._queue
+        queue.append((_Job(message, program, unsubscribe_url, refer_url), future))
         if not self._busy:
             self._busy = True
             # Not at once: the deliveries started in this turn of the loop join the batch.
@@ -107,10 +112,14 @@ class Renderer:
         return await future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = [(job, f) for job, f in self._queue[: self.max_batch] if not f.done()]
-        del self._queue[: self.max_batch]
+        taken = self._urgent[: self.max_batch]
+        del self._urgent[: self.max_batch]
+        room = self.max_batch - len(taken)
+        taken += self._queue[:room]
+        del self._queue[:room]
+        batch = [(job, f) for job, f in taken if not f.done()]
         if not batch:
-            if self._queue:
+            if self._queue or self._urgent:
                 loop.call_soon(self._hand_over, loop)
             else:
                 self._busy = False
@@ -149,7 +158,7 @@ class Renderer:
                 future.set_exception(result)
             else:
                 future.set_result(result)
-        if self._queue:
+        if self._queue or self._urgent:
             self._hand_over(loop)
         else:
             self._busy = False
