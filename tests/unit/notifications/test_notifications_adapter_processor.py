@@ -415,15 +415,21 @@ async def test_a_permanent_refusal_goes_to_the_dlq_at_once_even_after_failures_f
     assert json.loads(dead.record.raw_value or b"")["attempts"] == 2
 
 
-async def test_no_more_than_max_in_flight_deliveries_are_held_in_memory(tmp_path: Path) -> None:
+async def _in_memory(tmp_path: Path, **settings: Any) -> Harness:
+    """A harness on in-memory stores with `settings`, the program known, task 0 assigned."""
     clock = [NOW]
-    processor = _processor(clock, _short(tmp_path, max_in_flight=2))
+    processor = _processor(clock, _short(tmp_path, **settings))
     processor.task_stores = {0: {n: TaskStore(n, 0, MemoryBackend()) for n in processor.stores}}
     h = Harness(processor, RecordingSender(), clock)
     processor.sender = h.sender  # type: ignore[assignment]
     _program(processor)
     await processor.assign(frozenset({0}))
     _known(h)
+    return h
+
+
+async def test_no_more_than_max_in_flight_deliveries_are_held_in_memory(tmp_path: Path) -> None:
+    h = await _in_memory(tmp_path, max_in_flight=2)
     for referral in ("r1", "r2", "r3", "r4", "r5"):
         h.feed(STATUS, status(referral, S.LEAD))
     h.commit()
@@ -444,15 +450,7 @@ async def test_no_more_than_max_in_flight_deliveries_are_held_in_memory(tmp_path
 async def test_a_thank_you_skips_the_queue_of_messages_waiting_for_room(tmp_path: Path) -> None:
     # Finding: at 1,000 input events/s the sender was full and a WON's thank-you waited in the
     # store behind every message due before it: seconds, against the promise of one.
-    clock = [NOW]
-    settings = _short(tmp_path, max_in_flight=2, urgent_in_flight=1)
-    processor = _processor(clock, settings)
-    processor.task_stores = {0: {n: TaskStore(n, 0, MemoryBackend()) for n in processor.stores}}
-    h = Harness(processor, RecordingSender(), clock)
-    processor.sender = h.sender  # type: ignore[assignment]
-    _program(processor)
-    await processor.assign(frozenset({0}))
-    _known(h)
+    h = await _in_memory(tmp_path, max_in_flight=2, urgent_in_flight=1)
     for referral in ("r1", "r2", "r3"):
         h.feed(STATUS, status(referral, S.LEAD))
     h.feed(STATUS, status("w1", S.WON))
