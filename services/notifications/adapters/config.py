@@ -62,7 +62,7 @@ class NotificationsSettings(ServiceSettings):
     # input events/s make (a WON's three messages a referral), and a burst past it waited a
     # punctuation. A delivery held costs a few KB.
     max_in_flight: int = 4000
-    # Room beyond max_in_flight for a WON's thank-you (`slots.URGENT_KINDS`): under a backlog it
+    # Room beyond max_in_flight for a WON's thank-you (`slots.urgent`): under a backlog it
     # is handed to the sender at once, where it takes the next free slot, instead of waiting in
     # the store behind every message due before it (at 1,000 input events/s that wait was
     # seconds). Bounded too, so a burst of WONs cannot fill memory.

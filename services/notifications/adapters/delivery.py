@@ -45,7 +45,7 @@ from services.notifications.adapters.failures import (
 )
 from services.notifications.adapters.metrics import NotificationMetrics
 from services.notifications.adapters.rendering import Renderer
-from services.notifications.adapters.slots import URGENT_KINDS, Slots
+from services.notifications.adapters.slots import Slots, urgent
 from services.notifications.adapters.webhook_policy import AllowList
 from services.notifications.domain.messages import Message, RenderedMessage
 
@@ -188,8 +188,8 @@ class Sender:
             destination.probing = True
         probe = destination.probing and destination.down_since is not None
         try:
-            urgent = message.kind in URGENT_KINDS  # a WON's thank-you goes first
-            async with destination.slots.slot(urgent), self._slots.slot(urgent):
+            first = urgent(message)  # a WON's thank-you goes first
+            async with destination.slots.slot(first), self._slots.slot(first):
                 if delivery.task in self._stopping:
                     return  # stopped while waiting for a slot: sent again by the next owner
                 await self._talk(attempt_once)

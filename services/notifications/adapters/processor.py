@@ -64,7 +64,7 @@ from services.notifications.adapters.config import NotificationsSettings
 from services.notifications.adapters.delivery import Delivery, Outcome, Sender
 from services.notifications.adapters.failures import DEADLINE_EXCEEDED
 from services.notifications.adapters.metrics import NotificationMetrics
-from services.notifications.adapters.slots import URGENT_KINDS
+from services.notifications.adapters.slots import urgent
 from services.notifications.adapters.storage import (
     OUTBOX,
     PARKED,
@@ -403,7 +403,7 @@ class NotificationsProcessor(ProgramAwareProcessor):
             assert program is not None  # the core planned it with this program
             entry = OutboxEntry(message.advocate_id, program_id, message.channels, to_ms(now))
             outbox.put(message.notification_id.encode(), OUTBOX_ENTRIES.encode(entry))
-            room = max(self._room(message.kind in URGENT_KINDS), 0)
+            room = max(self._room(urgent(message)), 0)
             sending, waiting = message.channels[:room], message.channels[room:]
             for channel in waiting:  # the sender is full: tried once it has room
                 ctx.retries.set(retry_id(message.notification_id, channel), to_ms(now))

@@ -9,7 +9,7 @@ not stop for it: heartbeats, the other deliveries and the unsubscribe endpoint g
 sender awaits `Renderer.render`, which queues the message and hands the queue to one worker
 thread in batches: every message queued while a batch is being rendered goes in the next
 one, so the thread hop costs one wake-up per batch rather than per message. A WON's thank-you
-(`slots.URGENT_KINDS`) goes in the next batch before every other message waiting (at 1,000
+(`slots.urgent`) goes in the next batch before every other message waiting (at 1,000
 input events/s a thank-you waited a median 26 ms for its render, behind the others).
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from referrals.programs import templating
 from referrals.programs.model import ProgramDocument
-from services.notifications.adapters.slots import URGENT_KINDS
+from services.notifications.adapters.slots import urgent
 from services.notifications.domain.messages import Message, RenderedMessage
 
 MAX_BATCH = 256  # messages per hop: bounds how long one batch holds the thread
@@ -103,7 +103,7 @@ class Renderer:
         """As `render`, awaited: raises `templating.TemplateProblem` if the template fails."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[RenderedMessage] = loop.create_future()
-        queue = self._urgent if message.kind in URGENT_KINDS else self._queue
+        queue = self._urgent if urgent(message) else self._queue
         queue.append((_Job(message, program, unsubscribe_url, refer_url), future))
         if not self._busy:
             self._busy = True

@@ -7,6 +7,9 @@ thank-you waiting its turn behind them would take as long as the whole queue. So
 marked urgent is given the next free slot before any waiter that is not; within each group,
 first come, first served. Nothing else changes: the same number of slots, and every waiter
 gets one in time (urgent messages are a small share of all).
+
+`urgent` is the one place that says which messages go first; the processor (room beyond
+NOTIFICATIONS_MAX_IN_FLIGHT) and the renderer (the next batch) ask it too.
 """
 
 from __future__ import annotations
@@ -17,8 +20,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from referrals.programs.model import MessageKind
+from services.notifications.domain.messages import Message
 
 URGENT_KINDS = frozenset({MessageKind.WON})
+
+
+def urgent(message: Message) -> bool:
+    """Whether `message` goes ahead of the others waiting (a WON's thank-you)."""
+    return message.kind in URGENT_KINDS
 
 
 class Slots:
