@@ -371,8 +371,8 @@ class Run:
         used = {name: cpu1[name] - cpu0.get(name, 0.0) for name in cpu1}
         stop.set()
         await asyncio.gather(*actors)
-        last_status = max((t for t, r in self.follower.seen[STATUS]), default=t0)
-        last_payout = max((t for t, r in self.follower.seen[PAYOUTS_V2]), default=t0)
+        last_status = max(self.follower.seen[STATUS].times, default=t0)
+        last_payout = max(self.follower.seen[PAYOUTS_V2].times, default=t0)
         mails = self.mail.accepted[mail0:]
         last_mail = max((t for t, _, _ in mails), default=t0)
         if not done:  # unfinished: the time so far, so the rate is an upper bound

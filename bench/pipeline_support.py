@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.records import Record
@@ -74,14 +75,47 @@ class StampingCatcher:
             self._reader.join(5)
 
 
+class Stamped(Sequence[tuple[float, Record]]):
+    """A topic's records as the follower saw them: (monotonic time returned, record), each
+    decoded when first read, not when it arrived. Decoding every status as it came cost the
+    bench most of a core while the year drained, a core the services it measures lacked."""
+
+    def __init__(self, codec: AvroCodec) -> None:
+        self.codec = codec
+        self.times: list[float] = []
+        self._raw: list[bytes | None] = []
+        self._decoded: list[Record | None] = []
+
+    def append(self, at: float, value: bytes) -> None:
+        self.times.append(at)
+        self._raw.append(value)
+        self._decoded.append(None)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def _one(self, i: int) -> tuple[float, Record]:
+        record = self._decoded[i]
+        if record is None:
+            record = self._decoded[i] = self.codec.decode(self._raw[i])
+            self._raw[i] = None  # kept once, decoded
+        return self.times[i], record
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self._one(i) for i in range(*index.indices(len(self)))]
+        return self._one(range(len(self))[index])
+
+
 class Follower:
-    """Reads `topics` read_committed from their end at `start` (or their beginning), decoding
-    each record and stamping the moment it was returned: `seen[topic]` is a list of
-    (monotonic time, record)."""
+    """Reads `topics` read_committed from their end at `start` (or their beginning), stamping
+    the moment each record was returned: `seen[topic]` holds (monotonic time, record), the
+    record decoded when it is first read (`Stamped`)."""
 
     def __init__(self, kafka: KafkaSettings, topics: Sequence[str], from_start: bool = False):
         self.kafka, self.topics, self.from_start = kafka, topics, from_start
-        self.seen: dict[str, list[tuple[float, Record]]] = {t: [] for t in topics}
+        self.codec = AvroCodec()
+        self.seen: dict[str, Stamped] = {t: Stamped(self.codec) for t in topics}
         # Beside each seen record, aligned by index: (wall time it was returned, its producer's
         # timestamp), to split an end-to-end time into its hops.
         self.stamps: dict[str, list[tuple[float, float]]] = {t: [] for t in topics}
@@ -99,7 +133,7 @@ class Follower:
             await self._task
 
     async def _run(self) -> None:
-        names, codec = TopicNames(self.kafka.topic_prefix), AvroCodec()
+        names = TopicNames(self.kafka.topic_prefix)
         consumer = make_consumer(self.kafka, client_id="bench-follower", fetch_max_wait_ms=50)
         await consumer.start()
         try:
@@ -120,7 +154,7 @@ class Follower:
                     seen = self.seen[logical[tp.topic]]
                     stamps = self.stamps[logical[tp.topic]]
                     for msg in messages:
-                        seen.append((at, codec.decode(msg.value)))
+                        seen.append(at, msg.value)
                         stamps.append((wall, msg.timestamp / 1000))
         finally:
             self._ready.set()
