@@ -83,22 +83,19 @@ class Stamped(Sequence[tuple[float, Record]]):
     def __init__(self, codec: AvroCodec) -> None:
         self.codec = codec
         self.times: list[float] = []
-        self._raw: list[bytes | None] = []
-        self._decoded: list[Record | None] = []
+        self._records: list[bytes | Record] = []  # the bytes until first read, then the record
 
     def append(self, at: float, value: bytes) -> None:
         self.times.append(at)
-        self._raw.append(value)
-        self._decoded.append(None)
+        self._records.append(value)
 
     def __len__(self) -> int:
         return len(self.times)
 
     def _one(self, i: int) -> tuple[float, Record]:
-        record = self._decoded[i]
-        if record is None:
-            record = self._decoded[i] = self.codec.decode(self._raw[i])
-            self._raw[i] = None  # kept once, decoded
+        record = self._records[i]
+        if isinstance(record, bytes):
+            record = self._records[i] = self.codec.decode(record)
         return self.times[i], record
 
     def __getitem__(self, index: int | slice) -> Any:
