@@ -135,6 +135,9 @@ class Scale:
     # More rounds of it while the broker's JIT still compiles (a round compiling fewer than
     # JIT_QUIET methods ends it), up to this long.
     warmup_max_s: float = 0.0
+    # Before the latency phases, rounds this long offered at a latency phase's rate, for the
+    # code a steady paced load runs (the blast rounds leave it cold), up to warmup_max_s.
+    paced_warmup_s: float = 0.0
     partitions: int = PARTITIONS  # of every topic: each service's tasks
 
 
@@ -145,7 +148,16 @@ JIT_QUIET = 150  # methods compiled in a warm-up round below which the broker co
 SCALES = {
     "smoke": Scale(60, 100, (200,), 2.0, 2_000, 0, 90.0, ("rewards",)),
     "full": Scale(
-        5_850, 20_000, LATENCY_RATES, 20.0, 1_000_000, 15, 300.0, warmup=3_000, warmup_max_s=180
+        5_850,
+        20_000,
+        LATENCY_RATES,
+        20.0,
+        1_000_000,
+        15,
+        300.0,
+        warmup=3_000,
+        warmup_max_s=180,
+        paced_warmup_s=20.0,
     ),
 }
 
@@ -509,18 +521,18 @@ class Run:
         await self.settle(within=self.scale.drain_s)
 
     # -- phase 3: latency at fixed offered rates ------------------------------------------------
-    async def latency(self, rate: int) -> None:
-        seconds, per_s = self.scale.rate_seconds, rate / 4
-        n = max(1, int(per_s * seconds))
-        refs = list(referrals(self.program.program_id, f"r{rate}", n, datetime.now(UTC)))
+    async def _paced(
+        self, rate: int, tag: str, n: int
+    ) -> tuple[list[Referral], dict[str, float], dict[str, float], float]:
+        """`n` referrals offered at `rate` input events/s: each one's profile, share and
+        conversion, its WON deal LEAD_S later. Returns the referrals, when each WON was sent
+        (monotonic and wall clock) and how long the offer took."""
+        per_s = rate / 4
+        refs = list(referrals(self.program.program_id, tag, n, datetime.now(UTC)))
         sent: dict[str, float] = {}  # referral_id -> WON sent
         sent_wall: dict[str, float] = {}  # the same, wall clock (beside records' timestamps)
-        producer = make_producer(self.kafka, client_id=f"bench-rate-{rate}")
+        producer = make_producer(self.kafka, client_id=f"bench-{tag}")
         await producer.start()
-        say(f"latency @{rate}/s: {n:,} referrals over {seconds:.0f} s (WONs {LEAD_S:.0f} s later)")
-        seen0, mail0 = len(self.follower.seen[PAYOUTS]), len(self.mail.accepted)
-        status0 = len(self.follower.seen[STATUS])  # before the first WON: each one is counted
-        commits0 = await asyncio.to_thread(self._commit_buckets)
         t0 = time.monotonic()
         setups = wons = 0
         try:
@@ -545,7 +557,42 @@ class Run:
             await producer.flush()
         finally:
             await producer.stop()
-        span = time.monotonic() - t0
+        return refs, sent, sent_wall, time.monotonic() - t0
+
+    async def paced_warm_up(self, rate: int) -> None:
+        """Rounds offered at `rate` as the latency phases offer theirs, not measured, until the
+        broker's JIT is quiet (one round when the bench does not run the broker). The blast
+        rounds of `warm_up` leave a steady paced load's code cold: a 30 s run at 1,000/s after
+        them had the broker compile 1,078 methods, its C2 compiler thread taking 5.4 of the
+        broker's 21 CPU-seconds, a cost a running system paid long ago."""
+        scale, pid = self.scale, self.broker_pid
+        if not scale.paced_warmup_s:
+            return
+        deadline = time.monotonic() + scale.warmup_max_s
+        compiled = jit_compiled(pid) if pid else None
+        for n in itertools.count(1):
+            seconds = scale.paced_warmup_s
+            say(f"paced warm-up round {n}: {seconds:.0f} s at {rate:,}/s, not measured")
+            count = max(1, int(rate / 4 * seconds))
+            await self._paced(rate, f"{WARMUP}-paced{n}", count)
+            await self.settle(within=scale.drain_s, still_s=1.0)
+            now = jit_compiled(pid) if pid else None
+            if compiled is None or now is None:
+                return
+            say(f"  the broker's JIT compiled {now - compiled:,} methods in that round")
+            if now - compiled < JIT_QUIET or time.monotonic() >= deadline:
+                return
+            compiled = now
+
+    async def latency(self, rate: int) -> None:
+        seconds, per_s = self.scale.rate_seconds, rate / 4
+        n = max(1, int(per_s * seconds))
+        say(f"latency @{rate}/s: {n:,} referrals over {seconds:.0f} s (WONs {LEAD_S:.0f} s later)")
+        seen0, mail0 = len(self.follower.seen[PAYOUTS]), len(self.mail.accepted)
+        status0 = len(self.follower.seen[STATUS])  # before the first WON: each one is counted
+        commits0 = await asyncio.to_thread(self._commit_buckets)
+        jit0 = jit_compiled(self.broker_pid) if self.broker_pid else None
+        refs, sent, sent_wall, span = await self._paced(rate, f"r{rate}", n)
         thank = {r.thank_you: r.referral_id for r in refs}
 
         def payouts() -> dict[str, float]:
@@ -581,6 +628,9 @@ class Run:
             + ", ".join(f"{n} {a:g}/{b:g} ms" for n, (a, b) in commit_ms.items())
         )
         self.checks.setdefault("commit_ms", {})[rate] = commit_ms
+        jit1 = jit_compiled(self.broker_pid) if self.broker_pid else None
+        if jit0 is not None and jit1 is not None:
+            say(f"  the broker's JIT compiled {jit1 - jit0:,} methods during this phase")
         offered = 4 * n / max(span - LEAD_S, 1e-9)  # both streams run but for the lead
         note = (
             f"offered {offered:,.0f} input events/s for {span:.1f} s: per referral its profile, "
@@ -806,6 +856,7 @@ async def run(
                 if scale.profile_s:
                     await r.profiled_blast(min(scale.blast, 5_000))
             if "latency" in phases:
+                await r.paced_warm_up(1_000 if 1_000 in scale.rates else scale.rates[0])
                 for rate in scale.rates:
                     await r.latency(rate)
             if "state" in phases:
