@@ -13,7 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import ConcurrentTransactions, KafkaError
+from aiokafka.errors import ConcurrentTransactions, KafkaError, NotEnoughReplicasError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.producer import sender as _sender
 from aiokafka.protocol.metadata import MetadataRequest
@@ -82,6 +82,37 @@ for _handler in (
     _sender.EndTxnHandler,
 ):
     _retry_concurrent_transactions_sooner(_handler)
+
+
+def _retry_first_not_enough_replicas_sooner(handler: Any) -> None:
+    """A transactional Produce answered NOT_ENOUGH_REPLICAS is retried once after
+    CONCURRENT_TXN_RETRY_MS, then after the producer's backoff: the first is nearly always the
+    KIP-890 check meeting the last transaction's markers, still being written (measured: 0.7 % of
+    attribution's transactions at 1,000 events/s, four times as many of notifications'), each
+    paying 20 ms on a WON's way to its payout. A batch refused again meets a genuine shortage
+    (a replica down below min.insync.replicas) and is not retried every few ms."""
+    original = handler.handle_response
+
+    def handle_response(self: Any, response: Any) -> None:
+        original(self, response)
+        manager = self._sender._txn_manager
+        if manager is None or manager.transactional_id is None:
+            return
+        fast = False
+        for topic, partitions in response.topics:
+            for info in partitions:
+                batch = self._batches.get(TopicPartition(topic, info[0]))
+                if info[1] != NotEnoughReplicasError.errno or batch is None:
+                    continue
+                if not getattr(batch, "_retried_sooner", False):
+                    batch._retried_sooner = fast = True
+        if fast:
+            self._default_backoff = min(self._default_backoff, CONCURRENT_TXN_RETRY_MS / 1000)
+
+    handler.handle_response = handle_response
+
+
+_retry_first_not_enough_replicas_sooner(_sender.SendProduceReqHandler)
 
 
 def make_producer(

@@ -10,8 +10,9 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
-from aiokafka import errors
+from aiokafka import TopicPartition, errors
 from aiokafka.producer import sender
+from aiokafka.protocol.produce import ProduceResponse_v5
 from aiokafka.protocol.transaction import (
     AddOffsetsToTxnResponse_v0,
     AddPartitionsToTxnResponse_v0,
@@ -69,3 +70,37 @@ def test_transactional_producers_retry_after_the_fast_backoff() -> None:
     txn, plain = asyncio.run(backoffs())
     assert txn == kafka.TXN_RETRY_BACKOFF_MS / 1000 < DEFAULT
     assert plain == DEFAULT
+
+
+def _produce_handler(transactional: bool) -> tuple[sender.SendProduceReqHandler, SimpleNamespace]:
+    manager = SimpleNamespace(transactional_id="task-0") if transactional else None
+    fake = SimpleNamespace(_retry_backoff=kafka.TXN_RETRY_BACKOFF_MS / 1000, _txn_manager=manager)
+    fake.client = None
+    batch = SimpleNamespace(expired=lambda: False)
+    return sender.SendProduceReqHandler(fake, {TopicPartition("topic", 0): batch}), batch
+
+
+def _produced(error_code: int) -> ProduceResponse_v5:
+    return ProduceResponse_v5([("topic", [(0, error_code, -1, -1, -1)])], 0)
+
+
+def test_a_produce_meeting_the_last_transactions_markers_is_retried_once_quickly() -> None:
+    """NOT_ENOUGH_REPLICAS is how a 3.x broker's KIP-890 check answers a Produce while the last
+    transaction's markers are being written: the first retry comes after a few ms; the same
+    batch refused again waits the producer's backoff (a replica really is missing)."""
+    refused = errors.NotEnoughReplicasError.errno
+    handler, batch = _produce_handler(transactional=True)
+    handler.handle_response(_produced(refused))
+    assert handler._default_backoff == QUICK
+    again = sender.SendProduceReqHandler(handler._sender, {TopicPartition("topic", 0): batch})
+    again.handle_response(_produced(refused))
+    assert again._default_backoff == kafka.TXN_RETRY_BACKOFF_MS / 1000
+
+
+def test_other_produce_retries_and_plain_producers_keep_the_backoff() -> None:
+    handler, _ = _produce_handler(transactional=True)
+    handler.handle_response(_produced(errors.RequestTimedOutError.errno))
+    assert handler._default_backoff == kafka.TXN_RETRY_BACKOFF_MS / 1000
+    plain, _ = _produce_handler(transactional=False)
+    plain.handle_response(_produced(errors.NotEnoughReplicasError.errno))
+    assert plain._default_backoff == kafka.TXN_RETRY_BACKOFF_MS / 1000
