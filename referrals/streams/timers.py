@@ -31,6 +31,7 @@ _DUE_BYTES = 8
 _BY_ID = b"\xff"  # + id -> due time
 _COUNT = b"\xfe"  # -> live timers
 _TIMER_END = 0x80  # timer keys start below this byte; the index's own keys above it
+_NEVER = 1 << 63  # after every due time a timer key can hold
 
 
 class Timer(NamedTuple):
@@ -70,6 +71,13 @@ class TimerIndex:
         # since, perhaps below it: the floor is forgotten after the store's next rollback.
         self._floor = b""
         self._floor_rollbacks = store.rollbacks
+        # No live timer is due before this (epoch ms; 0: unknown): the due time of the key the
+        # last scan stopped at, lowered by every `set`. A `pop_due` before it has nothing to
+        # find and does not seek: most punctuations find nothing due, and each seek stepped
+        # over the deleted keys of every timer set and cleared since the last compaction (a
+        # delivery's retry timer is set and cleared once per message: 4.4 % of notifications'
+        # time in the year went to those seeks). Forgotten with the floor.
+        self._next_due = 0
         self._count()
 
     def _count(self) -> int:
@@ -136,6 +144,7 @@ class TimerIndex:
             self.store.put(key, b"")
             self.store.put(by_id, due_ms.to_bytes(_DUE_BYTES, "big"))
             self._floor = min(self._floor, key)
+            self._next_due = min(self._next_due, due_ms)
             count += 1
         self._put_count(count)
 
@@ -148,17 +157,20 @@ class TimerIndex:
             return out
         if self.store.rollbacks != self._floor_rollbacks:
             self._floor, self._floor_rollbacks = b"", self.store.rollbacks
-        floor = bytes([_TIMER_END])  # none left unless the scan stops at one
+            self._next_due = 0
+        if now_ms < self._next_due:
+            return out
+        floor, next_due = bytes([_TIMER_END]), _NEVER  # none left unless the scan stops at one
         for key, _ in self._timer_items(self._floor):
             timer = parse_timer_key(key)
             if timer.due_ms > now_ms:
-                floor = key
+                floor, next_due = key, timer.due_ms
                 break
             out.append(timer)
             if len(out) >= limit:
-                floor = key
+                floor, next_due = key, 0  # more may be due: the next call looks again
                 break
-        self._floor = floor
+        self._floor, self._next_due = floor, next_due
         for timer in out:
             self.set(timer.id, None)
         return out

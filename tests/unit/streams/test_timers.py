@@ -236,3 +236,38 @@ def test_a_timer_an_undone_record_brings_back_below_the_floor_still_fires() -> N
     assert [t.id for t in index.pop_due(250, 10)] == ["b"]  # ...and the floor to a's new key
     store.undo_record()  # the record failed: a is due at 100 again, b is back too
     assert [t.id for t in index.pop_due(250, 10)] == ["a", "b"]
+
+
+def test_no_seek_before_the_earliest_live_timer_is_due_and_a_set_is_always_seen() -> (
+    None
+):
+    store = _store()
+    space = _Seeks(store, b"w")
+    index = TimerIndex(space)
+    index.set("a", 100)
+    index.set("b", 200)
+    store.commit()
+    assert index.pop_due(50, 10) == []  # a scan: stops at a, due at 100
+    scans = len(space.starts)
+    assert index.pop_due(99, 10) == []  # nothing can be due before 100: no seek
+    index.set("b", None)  # clearing a timer never makes another due sooner
+    assert index.pop_due(99, 10) == [] and len(space.starts) == scans
+    index.set("early", 60)  # a timer set below the earliest is found
+    assert [t.id for t in index.pop_due(99, 10)] == ["early"]
+    assert [t.id for t in index.pop_due(100, 10)] == ["a"]
+    assert index.pop_due(10**12, 10) == []  # none left: nothing looked for until a set
+    scans = len(space.starts)
+    assert index.pop_due(10**13, 10) == [] and len(space.starts) == scans
+    index.set("late", 10**12)
+    assert [t.id for t in index.pop_due(10**13, 10)] == ["late"]
+
+
+def test_a_timer_an_aborted_transaction_brings_back_is_looked_for_again() -> None:
+    store = _store()
+    index = TimerIndex(Keyspace(store, b"w"))
+    index.set("a", 100)
+    index.set("b", 500)
+    store.commit()
+    assert [t.id for t in index.pop_due(100, 10)] == ["a"]  # next due: b at 500
+    store.abort()  # a is back, due at 100
+    assert [t.id for t in index.pop_due(101, 10)] == ["a"]
