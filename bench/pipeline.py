@@ -300,16 +300,26 @@ class Run:
 
     async def warm_up(self) -> None:
         """Rounds of referrals through the pipeline, not measured, until the broker's JIT is
-        quiet (when the bench runs the broker; one round otherwise): a broker just started
-        compiles for minutes, a C2 thread taking a quarter of a core at 1,000 events/s, which
-        a running system paid long ago."""
-        scale, pid = self.scale, self.broker_pid
-        deadline = time.monotonic() + scale.warmup_max_s
-        compiled = jit_compiled(pid) if pid else None
-        for n in itertools.count(1):
+        quiet: a broker just started compiles for minutes, a C2 thread taking a quarter of a
+        core at 1,000 events/s, which a running system paid long ago."""
+        scale = self.scale
+
+        async def one_round(n: int) -> None:
             say(f"warm-up round {n}: {scale.warmup:,} referrals through the pipeline, not measured")
             await self.blast(f"{WARMUP}{n}", scale.warmup, measure=False)
             await self.settle(within=scale.drain_s)
+
+        await self._until_jit_quiet(one_round)
+
+    async def _until_jit_quiet(self, one_round: Callable[[int], Awaitable[None]]) -> None:
+        """Runs `one_round(n)` for n = 1, 2, ... until the broker's JIT compiles fewer than
+        JIT_QUIET methods in a round or `warmup_max_s` has passed (one round when the bench
+        does not run the broker, or cannot ask its JIT)."""
+        pid = self.broker_pid
+        deadline = time.monotonic() + self.scale.warmup_max_s
+        compiled = jit_compiled(pid) if pid else None
+        for n in itertools.count(1):
+            await one_round(n)
             now = jit_compiled(pid) if pid else None
             if compiled is None or now is None:
                 return
@@ -561,28 +571,20 @@ class Run:
 
     async def paced_warm_up(self, rate: int) -> None:
         """Rounds offered at `rate` as the latency phases offer theirs, not measured, until the
-        broker's JIT is quiet (one round when the bench does not run the broker). The blast
-        rounds of `warm_up` leave a steady paced load's code cold: a 30 s run at 1,000/s after
-        them had the broker compile 1,078 methods, its C2 compiler thread taking 5.4 of the
-        broker's 21 CPU-seconds, a cost a running system paid long ago."""
-        scale, pid = self.scale, self.broker_pid
-        if not scale.paced_warmup_s:
+        broker's JIT is quiet. The blast rounds of `warm_up` leave a steady paced load's code
+        cold: a 30 s run at 1,000/s after them had the broker compile 1,078 methods, its C2
+        compiler thread taking 5.4 of the broker's 21 CPU-seconds, a cost a running system
+        paid long ago."""
+        seconds = self.scale.paced_warmup_s
+        if not seconds:
             return
-        deadline = time.monotonic() + scale.warmup_max_s
-        compiled = jit_compiled(pid) if pid else None
-        for n in itertools.count(1):
-            seconds = scale.paced_warmup_s
+
+        async def one_round(n: int) -> None:
             say(f"paced warm-up round {n}: {seconds:.0f} s at {rate:,}/s, not measured")
-            count = max(1, int(rate / 4 * seconds))
-            await self._paced(rate, f"{WARMUP}-paced{n}", count)
-            await self.settle(within=scale.drain_s, still_s=1.0)
-            now = jit_compiled(pid) if pid else None
-            if compiled is None or now is None:
-                return
-            say(f"  the broker's JIT compiled {now - compiled:,} methods in that round")
-            if now - compiled < JIT_QUIET or time.monotonic() >= deadline:
-                return
-            compiled = now
+            await self._paced(rate, f"{WARMUP}-paced{n}", max(1, int(rate / 4 * seconds)))
+            await self.settle(within=self.scale.drain_s, still_s=1.0)
+
+        await self._until_jit_quiet(one_round)
 
     async def latency(self, rate: int) -> None:
         seconds, per_s = self.scale.rate_seconds, rate / 4

@@ -238,9 +238,7 @@ def test_a_timer_an_undone_record_brings_back_below_the_floor_still_fires() -> N
     assert [t.id for t in index.pop_due(250, 10)] == ["a", "b"]
 
 
-def test_no_seek_before_the_earliest_live_timer_is_due_and_a_set_is_always_seen() -> (
-    None
-):
+def test_no_seek_before_the_earliest_live_timer_is_due_and_a_set_is_always_seen() -> None:
     store = _store()
     space = _Seeks(store, b"w")
     index = TimerIndex(space)
