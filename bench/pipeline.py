@@ -162,6 +162,11 @@ SCALES = {
 }
 
 
+def paced_referrals(rate: int, seconds: float) -> int:
+    """Referrals offered in `seconds` at `rate` input events/s (four events each)."""
+    return max(1, int(rate / 4 * seconds))
+
+
 def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
@@ -298,6 +303,11 @@ class Run:
         seen = self.follower.seen[PAYOUTS][since:]
         return [(t, r) for t, r in seen if isinstance(r, PayoutCommand)]
 
+    def _jit(self) -> int | None:
+        """Methods the broker's JIT has compiled so far; None when the bench does not run the
+        broker or cannot ask."""
+        return jit_compiled(self.broker_pid) if self.broker_pid else None
+
     async def warm_up(self) -> None:
         """Rounds of referrals through the pipeline, not measured, until the broker's JIT is
         quiet: a broker just started compiles for minutes, a C2 thread taking a quarter of a
@@ -315,12 +325,11 @@ class Run:
         """Runs `one_round(n)` for n = 1, 2, ... until the broker's JIT compiles fewer than
         JIT_QUIET methods in a round or `warmup_max_s` has passed (one round when the bench
         does not run the broker, or cannot ask its JIT)."""
-        pid = self.broker_pid
         deadline = time.monotonic() + self.scale.warmup_max_s
-        compiled = jit_compiled(pid) if pid else None
+        compiled = self._jit()
         for n in itertools.count(1):
             await one_round(n)
-            now = jit_compiled(pid) if pid else None
+            now = self._jit()
             if compiled is None or now is None:
                 return
             say(f"  the broker's JIT compiled {now - compiled:,} methods in that round")
@@ -581,19 +590,19 @@ class Run:
 
         async def one_round(n: int) -> None:
             say(f"paced warm-up round {n}: {seconds:.0f} s at {rate:,}/s, not measured")
-            await self._paced(rate, f"{WARMUP}-paced{n}", max(1, int(rate / 4 * seconds)))
+            await self._paced(rate, f"{WARMUP}-paced{n}", paced_referrals(rate, seconds))
             await self.settle(within=self.scale.drain_s, still_s=1.0)
 
         await self._until_jit_quiet(one_round)
 
     async def latency(self, rate: int) -> None:
-        seconds, per_s = self.scale.rate_seconds, rate / 4
-        n = max(1, int(per_s * seconds))
+        seconds = self.scale.rate_seconds
+        n = paced_referrals(rate, seconds)
         say(f"latency @{rate}/s: {n:,} referrals over {seconds:.0f} s (WONs {LEAD_S:.0f} s later)")
         seen0, mail0 = len(self.follower.seen[PAYOUTS]), len(self.mail.accepted)
         status0 = len(self.follower.seen[STATUS])  # before the first WON: each one is counted
         commits0 = await asyncio.to_thread(self._commit_buckets)
-        jit0 = jit_compiled(self.broker_pid) if self.broker_pid else None
+        jit0 = self._jit()
         refs, sent, sent_wall, span = await self._paced(rate, f"r{rate}", n)
         thank = {r.thank_you: r.referral_id for r in refs}
 
@@ -630,7 +639,7 @@ class Run:
             + ", ".join(f"{n} {a:g}/{b:g} ms" for n, (a, b) in commit_ms.items())
         )
         self.checks.setdefault("commit_ms", {})[rate] = commit_ms
-        jit1 = jit_compiled(self.broker_pid) if self.broker_pid else None
+        jit1 = self._jit()
         if jit0 is not None and jit1 is not None:
             say(f"  the broker's JIT compiled {jit1 - jit0:,} methods during this phase")
         offered = 4 * n / max(span - LEAD_S, 1e-9)  # both streams run but for the lead

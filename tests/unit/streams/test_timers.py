@@ -258,14 +258,3 @@ def test_no_seek_before_the_earliest_live_timer_is_due_and_a_set_is_always_seen(
     assert index.pop_due(10**13, 10) == [] and len(space.starts) == scans
     index.set("late", 10**12)
     assert [t.id for t in index.pop_due(10**13, 10)] == ["late"]
-
-
-def test_a_timer_an_aborted_transaction_brings_back_is_looked_for_again() -> None:
-    store = _store()
-    index = TimerIndex(Keyspace(store, b"w"))
-    index.set("a", 100)
-    index.set("b", 500)
-    store.commit()
-    assert [t.id for t in index.pop_due(100, 10)] == ["a"]  # next due: b at 500
-    store.abort()  # a is back, due at 100
-    assert [t.id for t in index.pop_due(101, 10)] == ["a"]
