@@ -34,6 +34,8 @@ from referrals.platform.settings import KafkaSettings
 from referrals.programs.model import ProgramStatus
 from referrals.programs.put import load_program, put
 from referrals.streams.kafka import make_producer
+from referrals.tools.caught_up import CaughtUp, Group
+from referrals.tools.doctor.targets import service as doctor_service
 from referrals.tools.report import read_topics, write
 from referrals.tools.report_compare import Comparison, compare
 from referrals.tools.report_figures import compute
@@ -320,21 +322,32 @@ def pause_hooks(
     plan: YearPlan, kafka: KafkaSettings, services: ServiceProcesses, sim: Simulation
 ) -> dict[int, list[Hook]]:
     """The planned pause (`sim.truth["pause"]`): the PAUSED version before its first arrival,
-    the ACTIVE one before the first arrival after it, each once the services are quiet, so
-    that the paused stretch is the planned one and not wherever a lagging service was."""
+    the ACTIVE one before the first arrival after it, each once the deciding services have
+    processed every earlier arrival, so that the paused stretch is the planned one and not
+    wherever a lagging service was."""
     pause = sim.truth["pause"]
+    names = TopicNames(kafka.topic_prefix)
+    deciding = []
+    for name in DECIDING:
+        service = doctor_service(name, services.env(name))
+        assert service.group is not None
+        topics = tuple(names(t) for t in service.inputs)
+        deciding.append(Group(service.group, topics, services.principals(name)))
 
     def publish(status: ProgramStatus) -> Hook:
         async def hook() -> None:
-            # Until quiet, however long: a pause placed while a service still works through
-            # earlier arrivals holds the wrong stretch (DEMO_ADVOCATES=115230 with a 30 s
-            # limit: 1,197 rewards held for the pause instead of 697, and 35 won and refunded
-            # inside that longer pause were cancelled instead of paid and clawed back).
+            # Until caught up, however long: a pause placed while a service still works
+            # through earlier arrivals holds the wrong stretch (DEMO_ADVOCATES=115230 with a
+            # 30 s limit: 1,197 rewards held for the pause instead of 697, and 35 won and
+            # refunded inside that longer pause were cancelled instead of paid and clawed back).
             # Only the service whose decisions the program's status changes (rewards: a paused
             # program's rewards are held) and the one feeding it its statuses (attribution).
             # The messages of the earlier arrivals need not be sent first, and waiting for them
-            # held the replay for seconds at each end of the pause.
-            await _quiet(services, within=3600.0, names=DECIDING, still_s=0.5)
+            # held the replay for seconds at each end of the pause. Caught up exactly (their
+            # groups' offsets past every record of their inputs), not "records in and out
+            # still for 0.5 s": that guess cost the half second and more at each end.
+            async with CaughtUp(deciding) as caught_up:
+                await caught_up.wait(within=3600.0)
             doc = replace(load_program(plan.program), status=status)
             config = await put(kafka, doc, "demo")
             plan.show(f"program {config.program_id} v{config.version}: {status.value}")
