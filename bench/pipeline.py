@@ -116,6 +116,7 @@ PARTITIONS = 6
 LEAD_S = 1.0  # a referral's WON deal follows its profile, share and conversion this much later
 LATENCY_RATES = (500, 1_000, 2_000)
 WON_TO_PAYOUT_P99_MS, WON_TO_SMTP_P99_MS = 250.0, 1_000.0  # targets at 1,000 input events/s
+YEAR_FLOOR = 3_000.0  # events/s end to end: where 10,000 is missed, the year must reach this
 
 
 @dataclass(frozen=True)
@@ -411,7 +412,7 @@ class Run:
         note = (
             f"{n_events:,} input events, {scale.year_advocates:,} advocates, "
             f"{n_referrals:,} referrals, {len(mails):,} messages; includes the planned pause's "
-            f"hooks ({hook_time[0]:.1f} s waiting for quiet services)"
+            f"hooks ({hook_time[0]:.1f} s until attribution and rewards had caught up)"
         )
         if not done:
             note = f"NOT FINISHED within {gave_up - t0:.0f} s (an upper bound); " + note
@@ -421,6 +422,14 @@ class Run:
             "events/s",
             target=10_000.0,
             note=f"to the last message ({last_mail - t0:.1f} s); " + note,
+        )
+        self.part.add(
+            "year mix end to end, against the floor",
+            n_events / (last_mail - t0),
+            "events/s",
+            target=YEAR_FLOOR,
+            note="the same figure against issue 11's alternative to 10,000: the year's mix end "
+            f"to end, to the last message, at {YEAR_FLOOR:,.0f} input events/s or more",
         )
         self.part.add(
             "year mix: statuses and payouts",
