@@ -64,6 +64,7 @@ from bench.pipeline_support import (
     jit_compiled,
     percentiles,
     profile,
+    tail_in_windows,
     top_own,
     top_total,
     vm_hwm_mb,
@@ -665,6 +666,13 @@ class Run:
             if not lat:
                 say(f"  no {what} measured at {rate}/s")
                 continue
+            if target is not None:
+                slow, share = tail_in_windows(sent, {r: (got[r] - sent[r]) * 1000 for r in got})
+                say(
+                    f"  {what}: {share:.0%} of the {slow} slowest 1% were sent within 4 of the "
+                    f"phase's {span / 0.25:.0f} windows of 250 ms (high: stalls, not a spread)"
+                )
+                self.checks.setdefault("tail_in_4_windows", {})[f"{what} @{rate}"] = round(share, 3)
             for q, ms in zip(("p50", "p90", "p99"), percentiles(lat), strict=True):
                 self.part.add(
                     f"{what} {q} @{rate}/s",

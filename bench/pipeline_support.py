@@ -258,6 +258,20 @@ def percentiles(values: Iterable[float]) -> tuple[float, float, float]:
     return q[49], q[89], q[98]
 
 
+def tail_in_windows(
+    sent: dict[str, float], latency_ms: dict[str, float], window_s: float = 0.25, top: int = 4
+) -> tuple[int, float]:
+    """Whether the slowest 1% are stalls or a spread: of the WONs at or above the p99, how many
+    there are and the share of them sent within the `top` windows of `window_s` holding the
+    most of them (`sent`: when each was sent; `latency_ms`: its latency, same keys)."""
+    if not latency_ms:
+        return 0, 0.0
+    p99 = percentiles(latency_ms.values())[2]
+    slow = [sent[key] for key, ms in latency_ms.items() if ms >= p99]
+    windows = Counter(int(at // window_s) for at in slow)
+    return len(slow), sum(n for _, n in windows.most_common(top)) / len(slow)
+
+
 def profile(pids: dict[str, int], seconds: int, out: Path) -> dict[str, Path]:
     """Starts `py-spy record` (raw collapsed stacks) on each pid; returns the files once done.
     Empty when py-spy is not installed."""
