@@ -42,7 +42,8 @@ class Group:
 
 class CaughtUp:
     """Asks, for `groups`, whether each has committed past every data record of its inputs;
-    `async with` starts and stops its consumers (one per group, never joining it)."""
+    `async with` starts and stops its clients (a consumer and an admin client per group,
+    neither joining it)."""
 
     def __init__(self, groups: Sequence[Group], client_id: str = "referrals-caught-up") -> None:
         self.groups = tuple(groups)
