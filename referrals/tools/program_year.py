@@ -347,7 +347,8 @@ def pause_hooks(
             # groups' offsets past every record of their inputs), not "records in and out
             # still for 0.5 s": that guess cost the half second and more at each end.
             async with CaughtUp(deciding) as caught_up:
-                await caught_up.wait(within=3600.0)
+                if not await caught_up.wait(within=3600.0):
+                    plan.show(f"{status.value}: attribution and rewards not caught up in an hour")
             doc = replace(load_program(plan.program), status=status)
             config = await put(kafka, doc, "demo")
             plan.show(f"program {config.program_id} v{config.version}: {status.value}")
