@@ -56,6 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import stateload
 from bench.figures import RESULTS, Part, save
 from bench.pipeline_support import (
+    TAIL_TOP,
+    TAIL_WINDOW_S,
     Follower,
     Services,
     StampingCatcher,
@@ -662,15 +664,17 @@ class Run:
             ("WON→status WON", won_statuses(), None),
             ("WON→SMTP", smtp(), WON_TO_SMTP_P99_MS),
         ):
-            lat = [(got[rid] - sent[rid]) * 1000 for rid in got]
+            by_won = {rid: (got[rid] - sent[rid]) * 1000 for rid in got}
+            lat = list(by_won.values())
             if not lat:
                 say(f"  no {what} measured at {rate}/s")
                 continue
             if target is not None:
-                slow, share = tail_in_windows(sent, {r: (got[r] - sent[r]) * 1000 for r in got})
+                slow, share = tail_in_windows(sent, by_won)
                 say(
-                    f"  {what}: {share:.0%} of the {slow} slowest 1% were sent within 4 of the "
-                    f"phase's {span / 0.25:.0f} windows of 250 ms (high: stalls, not a spread)"
+                    f"  {what}: {share:.0%} of the {slow} slowest 1% were sent within "
+                    f"{TAIL_TOP} of the phase's {span / TAIL_WINDOW_S:.0f} windows of "
+                    f"{TAIL_WINDOW_S * 1000:.0f} ms (high: stalls, not a spread)"
                 )
                 self.checks.setdefault("tail_in_4_windows", {})[f"{what} @{rate}"] = round(share, 3)
             for q, ms in zip(("p50", "p90", "p99"), percentiles(lat), strict=True):

@@ -258,8 +258,14 @@ def percentiles(values: Iterable[float]) -> tuple[float, float, float]:
     return q[49], q[89], q[98]
 
 
+TAIL_WINDOW_S, TAIL_TOP = 0.25, 4  # how `tail_in_windows` cuts a phase, and how many it takes
+
+
 def tail_in_windows(
-    sent: dict[str, float], latency_ms: dict[str, float], window_s: float = 0.25, top: int = 4
+    sent: dict[str, float],
+    latency_ms: dict[str, float],
+    window_s: float = TAIL_WINDOW_S,
+    top: int = TAIL_TOP,
 ) -> tuple[int, float]:
     """Whether the slowest 1% are stalls or a spread: of the WONs at or above the p99, how many
     there are and the share of them sent within the `top` windows of `window_s` holding the
