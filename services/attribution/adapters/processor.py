@@ -208,6 +208,13 @@ class AttributionProcessor(ProgramAwareProcessor):
         if horizon is None:
             return []
         out: list[Output] = []
+        if state.pending or state.rescan_all:
+            # A share or profile already read is decided before anything expires: with only
+            # the timers waking referrals, whether one was attributed or dropped depended on
+            # whether a punctuation fell between its share's arrival and this event (a year
+            # replayed in a second: 200 ms is 73 days of event time). The watermark is left
+            # to the timers; waking again after a crash decides the same.
+            out += self._wake(state)[1]
         for key in state.table.due(horizon):
             old = state.table.load(key)
             if old is not None:
