@@ -503,16 +503,26 @@ class StreamRuntime:
         have sent it further back."""
         assert self._consumer is not None
         owned = self._consumer.assignment()
-        assignment = self._consumer._subscription.subscription
-        states = assignment.assignment if assignment is not None else None
         for tp, messages in batch.items():
             if not messages or tp not in owned:
                 continue
             first = messages[0].offset
-            state = states.state_value(tp) if states is not None else None
-            if state is not None and state.has_valid_position and state.position <= first:
+            position = self._fetch_position(tp)
+            if position is not None and position <= first:
                 continue
             self._consumer.seek(tp, first)
+
+    def _fetch_position(self, tp: TopicPartition) -> int | None:
+        """The consumer's next offset to fetch for `tp`, past any commit markers it has read
+        (None: it has none yet)."""
+        assert self._consumer is not None
+        assignment = self._consumer._subscription.subscription
+        states = assignment.assignment if assignment is not None else None
+        state = states.state_value(tp) if states is not None else None
+        if state is None or not state.has_valid_position:
+            return None
+        position: int = state.position
+        return position
 
     # -- processing -----------------------------------------------------------------------------
     async def _run_cycle(self, work: dict[int, tuple[list[_Fetched], bool]]) -> None:
@@ -1114,12 +1124,21 @@ class StreamRuntime:
         partition's committed offset; a topic or partition it no longer owns drops to 0 (per
         topic) or disappears (per partition), so no instance reports what another one carries."""
         lag: dict[str, int] = defaultdict(int)
+        idle = self._running is None
         for tp in assigned:
             high = consumer.highwater(tp)
             position = self._positions.get(tp)
             if high is None or position is None:
                 continue
-            behind = max(0, high - position)
+            done = position
+            if idle and tp.partition in self._tasks and tp.partition not in self._backlog:
+                # Every record fetched is committed, so what lies between the committed offset
+                # and the consumer's next fetch is commit markers (offsets no consumer is
+                # given): a task that has done everything is 0 behind, not 1 per partition.
+                fetched = self._fetch_position(tp)
+                if fetched is not None and fetched > done:
+                    done = fetched
+            behind = max(0, high - done)
             lag[self.names.logical(tp.topic)] += behind
             children = self._partition_gauges.get(tp)
             if children is None:

@@ -35,7 +35,7 @@ from referrals.streams.dlq import header_dict
 from referrals.streams.globals import GlobalTables
 from referrals.streams.kafka import make_producer
 from referrals.streams.processor import Inbound, Outbound, Output, Processor
-from referrals.streams.runtime import StreamRuntime
+from referrals.streams.runtime import LAG_EVERY_S, StreamRuntime
 from referrals.streams.stores import StoreManager
 from referrals.streams.txn_offsets import GroupMetadata
 
@@ -488,3 +488,33 @@ async def test_not_ready_until_every_assigned_task_is_open(
         await until(runtime.health.is_ready)
         ids = await outputs(topics, expect=6)
     assert sum(ids.values()) == 6
+
+
+async def test_a_caught_up_task_shows_no_lag_for_its_inputs_commit_markers(
+    topics: KafkaSettings, tmp_path: Path
+) -> None:
+    """An input written in transactions (every topic between our services) ends each one with a
+    commit marker, an offset no consumer is given. A task that has processed every record
+    showed one record of lag per partition and transaction end, on the gauges and so on the
+    dashboards and alerts: an idle pipeline never read 0."""
+    producer = make_producer(
+        topics, client_id="tests-txn", transactional_id=f"{topics.topic_prefix}t"
+    )
+    await producer.start()
+    try:
+        async with producer.transaction():
+            for i in range(30):
+                key, value = share(i)
+                await producer.send(TopicNames(topics.topic_prefix)(SHARES), value, key=key)
+    finally:
+        await producer.stop()
+    async with running(Counting(), topics, settings_for(topics, tmp_path)) as runtime:
+        done = runtime.metrics.records_in.labels(SHARES)
+        await until(lambda: done._value.get() == 30)
+        lag = runtime.metrics.lag.labels(SHARES)
+        await asyncio.sleep(3 * LAG_EVERY_S)  # the gauges set since the last record
+        await until(lambda: lag._value.get() == 0, within=10)
+        per_partition = [
+            runtime.metrics.partition_lag.labels(SHARES, str(p))._value.get() for p in range(3)
+        ]
+        assert per_partition == [0, 0, 0]
