@@ -7,6 +7,7 @@ PLAINTEXT broker and a managed cluster.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import Any
@@ -20,6 +21,8 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from referrals.platform.errors import ConfigError
 from referrals.platform.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
 
 
 def client_options(settings: KafkaSettings, client_id: str | None = None) -> dict[str, Any]:
@@ -182,6 +185,14 @@ class FetchPacing:
                 fetcher._fetch_max_wait_ms = min(self.BUSY_WAIT_MS, self._quiet[1])
             else:
                 fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms = self._quiet
+
+
+async def stop_quietly(producer: AIOKafkaProducer) -> None:
+    """Stops a producer whose broker may be gone; never waits long or raises."""
+    try:
+        await asyncio.wait_for(producer.stop(), timeout=10.0)
+    except Exception as err:  # it is being thrown away
+        log.debug("producer stop failed", extra={"error": repr(err)})
 
 
 def make_consumer(

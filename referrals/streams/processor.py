@@ -135,8 +135,9 @@ class Processor:
         return {}
 
     async def startup(self) -> None:
-        """Once, after global tables are loaded and before any task: start helpers (servers,
-        senders) the processor owns."""
+        """After global tables are loaded and before any task: start helpers (servers,
+        senders) the processor owns. A broker error (`KafkaError`, `OSError`, `TimeoutError`)
+        has it called again after a backoff, so one that raises leaves nothing started."""
 
     async def shutdown(self) -> None:
         """Once, after every task closed: stop what startup started."""

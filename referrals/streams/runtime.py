@@ -73,6 +73,7 @@ from referrals.streams.kafka import (
     make_consumer,
     make_producer,
     partitions_of,
+    stop_quietly,
 )
 from referrals.streams.offsets import stable_committed
 from referrals.streams.processor import DeadLetterOut, Inbound, Output, Processor
@@ -231,7 +232,10 @@ class StreamRuntime:
                 return
             if self._globals is not None:
                 follower = asyncio.create_task(self._globals.follow(stop))
-            await self.p.startup()
+            # The processor's helpers may need the cluster too (the unsubscribe endpoint's
+            # producer), and the broker can go between the step above and this one.
+            if not await self._until_connected(stop, self.p.startup, keep_globals=True):
+                return
             if not await self._until_connected(stop, self._join, keep_globals=True):
                 return
             helpers = [
@@ -831,7 +835,7 @@ class StreamRuntime:
         try:
             await asyncio.wait_for(producer.start(), timeout=self.settings.commit_timeout_s)
         except BaseException:
-            await _stop_quietly(producer)
+            await stop_quietly(producer)
             raise
         self._producer = producer
 
@@ -839,7 +843,7 @@ class StreamRuntime:
         """Drops the producer after a failed transaction; the opener starts a new one."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _stop_quietly(producer)
+            await stop_quietly(producer)
             self._kick.set()
 
     async def _recover(self, tasks: frozenset[int], *, backoff: bool = True) -> None:
@@ -975,7 +979,7 @@ class StreamRuntime:
             try:
                 await asyncio.wait_for(producer.start(), timeout=self.settings.commit_timeout_s)
             finally:
-                await _stop_quietly(producer)
+                await stop_quietly(producer)
 
         await asyncio.gather(*(fence(task) for task in sorted(tasks)))
 
@@ -1175,14 +1179,6 @@ def _bounded(outputs: list[_Pending]) -> list[_Pending]:
 def _is_transient(err: BaseException) -> bool:
     """Errors the broker or the network cause, which retrying can clear."""
     return isinstance(err, TimeoutError | KafkaError | OSError)
-
-
-async def _stop_quietly(producer: AIOKafkaProducer) -> None:
-    """Stops a producer whose broker may be gone; never waits long or raises."""
-    try:
-        await asyncio.wait_for(producer.stop(), timeout=10.0)
-    except Exception as err:  # it is being thrown away
-        log.debug("producer stop failed", extra={"error": repr(err)})
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

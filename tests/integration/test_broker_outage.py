@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from referrals.contract.topics import TopicNames, create_topics
 from referrals.platform.settings import KafkaSettings
 from referrals.streams import runtime as runtime_module
-from referrals.streams.kafka import make_admin
+from referrals.streams.kafka import make_admin, make_producer, stop_quietly
 from referrals.tools import broker
 
 from ..conftest import _free_port
@@ -97,6 +98,55 @@ async def test_a_service_started_while_the_broker_is_down_waits_for_it_instead_o
         assert not runtime.health.is_ready() and runtime.health.alive()
         await asyncio.to_thread(broker.start, own_broker, timeout=120)
         await until(runtime.health.is_ready, within=90)
+        await produce(kafka, "referral.shares.v1", [share(i) for i in range(10)])
+        ids = await outputs(kafka, expect=10)
+    assert sum(ids.values()) == 10 and max(ids.values()) == 1
+
+
+class _HelperNeedsTheBroker(Counting):
+    """Starts a producer of its own in `startup`, as the notifications' unsubscribe endpoint
+    does; the broker goes away just before the first attempt."""
+
+    def __init__(self, kafka: KafkaSettings, cfg: broker.BrokerConfig) -> None:
+        super().__init__()
+        self.kafka, self.cfg = kafka, cfg
+        self.attempts = 0
+        self.producer: AIOKafkaProducer | None = None
+
+    async def startup(self) -> None:
+        self.attempts += 1
+        if self.attempts == 1:
+            await asyncio.to_thread(broker.stop, self.cfg)
+        producer = make_producer(self.kafka, client_id="helper")
+        try:
+            await producer.start()
+        except BaseException:
+            await stop_quietly(producer)
+            raise
+        self.producer = producer
+
+    async def shutdown(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+
+async def test_a_broker_lost_while_the_processor_starts_its_helpers_is_waited_for(
+    own_broker: broker.BrokerConfig, tmp_path: Path
+) -> None:
+    """Found by the fault suite: notifications, restarted 2 s before the broker stopped, got
+    past the cluster check, then exited (status 1) when its unsubscribe endpoint's producer
+    could not bootstrap."""
+    kafka = KafkaSettings(bootstrap_servers=own_broker.bootstrap, topic_prefix="h.")
+    await _contract_topics(kafka)
+    processor = _HelperNeedsTheBroker(kafka, own_broker)
+    async with running(processor, kafka, settings_for(kafka, tmp_path / "state")) as runtime:
+        await until(lambda: "broker" in runtime.health.problems, within=60)
+        await asyncio.sleep(3)  # retrying, not exiting (`running` fails if the run ended)
+        assert not runtime.health.is_ready() and runtime.health.alive()
+        assert processor.producer is None
+        await asyncio.to_thread(broker.start, own_broker, timeout=120)
+        await until(runtime.health.is_ready, within=90)
+        assert processor.attempts >= 2 and processor.producer is not None
         await produce(kafka, "referral.shares.v1", [share(i) for i in range(10)])
         ids = await outputs(kafka, expect=10)
     assert sum(ids.values()) == 10 and max(ids.values()) == 1

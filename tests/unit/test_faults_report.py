@@ -67,3 +67,30 @@ def test_the_suites_own_kills_are_not_unexpected_exits_but_an_instance_dying_is(
     assert fleet.reap(0) == ["rewards-1 exited with status 3"]
     assert inst.unexpected_exits == [3] and restarted == [inst]
     assert fleet.health()["rewards-1"]["unexpected_exits"] == [3]
+
+
+def test_an_instance_that_dies_is_reported_with_the_error_its_log_ends_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet = Fleet(tmp_path, KafkaSettings(), {"notifications": 1}, {})
+    monkeypatch.setattr(fleet, "start", lambda inst, port: None)
+    [inst] = fleet.instances
+    log = tmp_path / "logs" / "notifications-1.log"
+    earlier = '{"level": "ERROR", "msg": "an error the previous start logged"}\n'
+    traceback = (
+        'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
+        "    start()\n"
+        "aiokafka.errors.KafkaConnectionError: KafkaConnectionError: Unable to bootstrap\n"
+    )
+    log.write_text(earlier + '{"level": "INFO", "msg": "started"}\n' + traceback)
+    inst.proc = subprocess.Popen(["sh", "-c", "exit 1"])
+    inst.proc.wait()
+    assert fleet.reap(0) == [
+        "notifications-1 exited with status 1 (aiokafka.errors.KafkaConnectionError: "
+        "KafkaConnectionError: Unable to bootstrap)"
+    ]
+    # No traceback: the last ERROR line says why (a refused setting, status 2).
+    log.write_text(traceback + earlier.replace("the previous start logged", "cannot continue"))
+    inst.proc = subprocess.Popen(["sh", "-c", "exit 2"])
+    inst.proc.wait()
+    assert fleet.reap(0) == ["notifications-1 exited with status 2 (an error cannot continue)"]

@@ -11,6 +11,7 @@ every payout (PAID on rewards.payout-results.v1), riding out broker outages.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -67,6 +68,30 @@ def tasks_owned(port: int) -> int | None:
         if line.startswith("referrals_assigned_partitions")
     ]
     return int(sum(values)) if values else None
+
+
+def last_error(log: Path, tail_bytes: int = 65536) -> str:
+    """Why a process died, from the end of its log: the exception line of the last traceback,
+    else the message of the last ERROR or CRITICAL line; "" when neither is there."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i]
+        if line.startswith("Traceback "):
+            after = [x for x in lines[i + 1 :] if x.strip() and not x.startswith((" ", "\t"))]
+            return after[-1].strip()[:300] if after else ""
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("level") in ("ERROR", "CRITICAL"):
+                return str(entry.get("msg", ""))[:300]
+    return ""
 
 
 @dataclass
@@ -171,7 +196,11 @@ class Fleet:
         for inst in self.instances:
             if inst.proc is not None and inst.proc.poll() is not None:
                 inst.unexpected_exits.append(int(inst.proc.returncode))
-                found.append(f"{inst.name} exited with status {inst.proc.returncode}")
+                why = last_error(self.work / "logs" / f"{inst.name}.log")
+                found.append(
+                    f"{inst.name} exited with status {inst.proc.returncode}"
+                    + (f" ({why})" if why else "")
+                )
                 self.start(inst, smtp_port)
         return found
 

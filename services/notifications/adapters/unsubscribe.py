@@ -41,7 +41,7 @@ from referrals.contract.avro import AvroCodec
 from referrals.contract.records import UnsubscribeRequest
 from referrals.contract.topics import UNSUBSCRIBES, TopicNames
 from referrals.platform.settings import KafkaSettings
-from referrals.streams.kafka import make_producer
+from referrals.streams.kafka import make_producer, stop_quietly
 from services.notifications.adapters.config import NotificationsSettings
 from services.notifications.adapters.metrics import NotificationMetrics
 
@@ -179,8 +179,13 @@ class UnsubscribeEndpoint:
         self.port = 0
 
     async def start(self) -> None:
-        self._producer = make_producer(self.kafka, client_id="notifications-unsubscribe")
-        await self._producer.start()
+        producer = make_producer(self.kafka, client_id="notifications-unsubscribe")
+        try:
+            await producer.start()
+        except BaseException:  # the broker is away: the runtime calls start again later
+            await stop_quietly(producer)
+            raise
+        self._producer = producer
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         # Several instances on one host share the port (SO_REUSEPORT): any of them can take a

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +15,8 @@ from datetime import timedelta
 
 import pytest
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from notifications_builders import NOW
 
 from referrals.contract.avro import AvroCodec
@@ -202,3 +205,28 @@ def test_main_exits_2_naming_the_variable_without_a_secret(
     monkeypatch.delenv("NOTIFICATIONS_UNSUBSCRIBE_SECRET", raising=False)
     assert app.main() == 2
     assert "NOTIFICATIONS_UNSUBSCRIBE_SECRET is not set" in capsys.readouterr().err
+
+
+async def test_a_start_without_the_broker_raises_a_retriable_error_and_leaves_nothing_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runtime calls `startup` again after a broker error: a failed start must not leave
+    a producer running or the port bound (nothing listens on the bootstrap port here)."""
+    made: list[AIOKafkaProducer] = []
+
+    def recording(*args: object, **kwargs: object) -> AIOKafkaProducer:
+        made.append(unsubscribe_make_producer(*args, **kwargs))
+        return made[-1]
+
+    unsubscribe_make_producer = unsubscribe.make_producer
+    monkeypatch.setattr(unsubscribe, "make_producer", recording)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{closed_port}")
+    metrics = NotificationMetrics(RuntimeMetrics("t").registry)
+    served = unsubscribe.UnsubscribeEndpoint(SETTINGS, kafka, metrics, lambda: NOW)
+    with pytest.raises(KafkaError):
+        await served.start()
+    assert served._producer is None and served._runner is None
+    assert len(made) == 1 and made[0]._closed is True
