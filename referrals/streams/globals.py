@@ -37,6 +37,7 @@ from referrals.streams.kafka import (
     make_consumer,
     make_producer,
     partitions_of,
+    stop_quietly,
 )
 from referrals.streams.processor import Processor
 from referrals.streams.serde import Codec
@@ -146,7 +147,7 @@ class GlobalTables:
     async def close(self) -> None:
         for client in (self._consumer, self._dlq_producer):
             if client is not None:
-                await client.stop()
+                await stop_quietly(client)
 
     async def _apply(self, batch: dict[TopicPartition, list[Any]]) -> None:
         for tp, messages in batch.items():
@@ -211,7 +212,7 @@ class GlobalTables:
             except ConfigError:  # no .dlq topic: nothing was reported there
                 pass
             finally:
-                await consumer.stop()
+                await stop_quietly(consumer)
             self._reported[topic] = found
         return self._reported[topic]
 

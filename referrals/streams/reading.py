@@ -18,7 +18,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from referrals.platform.errors import ReferralsError
 from referrals.platform.settings import KafkaSettings
-from referrals.streams.kafka import absent_topic, make_consumer
+from referrals.streams.kafka import absent_topic, make_consumer, stop_quietly
 from referrals.streams.topics import TopicNames
 
 READ_LIMIT_S = 120.0  # a topic read that makes no progress for this long is an error
@@ -63,7 +63,7 @@ async def read_records(
         raw = {k.encode("utf-8") for k in wanted}
         return [m for m in await _drain(consumer, parts) if not raw or m.key in raw]
     finally:
-        await consumer.stop()
+        await stop_quietly(consumer)
 
 
 async def _drain(consumer: AIOKafkaConsumer, parts: list[TopicPartition]) -> list[Any]:

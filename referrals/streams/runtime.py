@@ -317,13 +317,10 @@ class StreamRuntime:
             clients += [self._restore_consumer, self._globals]
             self._restore_consumer, self._globals, self._stores = None, None, None
         for client in clients:
-            if client is not None:
-                try:
-                    await asyncio.wait_for(
-                        client.close() if isinstance(client, GlobalTables) else client.stop(), 10
-                    )
-                except Exception as err:
-                    log.debug("closing a client failed", extra={"error": repr(err)})
+            if isinstance(client, GlobalTables):
+                await client.close()
+            elif client is not None:
+                await stop_quietly(client)
 
     async def _shutdown(self) -> None:
         async with self._lock:
@@ -333,7 +330,7 @@ class StreamRuntime:
             await self._close_tasks(frozenset(self._tasks), checkpoint=True)
         for client in (self._consumer, self._restore_consumer):
             if client is not None:
-                await client.stop()
+                await stop_quietly(client)
         if self._globals is not None:
             await self._globals.close()
         await self._discard_producer()
@@ -1101,7 +1098,7 @@ class StreamRuntime:
             await consumer.start()
             counts = {t: len(await partitions_of(consumer, self.names(t))) for t in self.p.inputs}
         finally:
-            await consumer.stop()
+            await stop_quietly(consumer)
         if len(set(counts.values())) > 1:
             raise ConfigError(
                 f"input topics must have equal partition counts to be processed as tasks: {counts}"

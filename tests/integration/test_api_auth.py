@@ -96,13 +96,13 @@ async def test_health_and_reflection_need_no_token_and_calls_are_counted(
             "referrals.v1.Payouts",
             "grpc.health.v1.Health",
         } <= names
-        await outcome(api, "/referrals.v1.Programs/ValidateProgram", "operator")
-        await outcome(api, "/referrals.v1.Programs/ValidateProgram", "ingest")
+        method = "/referrals.v1.Programs/ValidateProgram"
+        assert await outcome(api, method, "operator") == grpc.StatusCode.OK
+        assert await outcome(api, method, "ingest") == grpc.StatusCode.PERMISSION_DENIED
         port = api.server.metrics_port
         # urllib blocks, and the endpoint is served by this test's event loop: a thread asks.
         status, body = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
         assert status == 200
-        method = "/referrals.v1.Programs/ValidateProgram"
         assert _metric(body, "referrals_api_calls_total", method=method, code="OK") == 1
         assert (
             _metric(body, "referrals_api_calls_total", method=method, code="PERMISSION_DENIED") == 1

@@ -31,7 +31,7 @@ from referrals.contract.validation import check_values
 from referrals.platform.errors import PermanentError
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.backoff import Backoff
-from referrals.streams.kafka import make_consumer, partitions_of
+from referrals.streams.kafka import make_consumer, partitions_of, stop_quietly
 from services.api.portal.metrics import PortalMetrics
 from services.api.portal.readmodel import FOLLOWED, ReadModel
 from services.api.portal.view import ReferralView
@@ -119,7 +119,7 @@ class Follower:
 
     async def close(self) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_quietly(self._consumer)
             self._consumer = None
 
     def ready(self) -> bool:

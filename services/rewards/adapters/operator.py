@@ -38,7 +38,13 @@ from referrals.contract.records import (
 from referrals.contract.topics import COMMAND_RESULTS, OPERATOR_COMMANDS, TopicNames
 from referrals.platform.errors import DecodeError, ReferralsError
 from referrals.platform.settings import KafkaSettings
-from referrals.streams.kafka import absent_topic, make_consumer, make_producer, transactional_id
+from referrals.streams.kafka import (
+    absent_topic,
+    make_consumer,
+    make_producer,
+    stop_quietly,
+    transactional_id,
+)
 from referrals.streams.reading import READ_LIMIT_S as READ_LIMIT_S
 from referrals.streams.reading import TopicReadError as TopicReadError
 from referrals.streams.reading import partition_for as partition_for
@@ -137,7 +143,7 @@ async def request(
         await publish_command(settings, command)
         result = await _await_result(consumer, command.command_id, timeout_s)
     finally:
-        await consumer.stop()
+        await stop_quietly(consumer)
     if result is None:
         raise NoAnswer(command, timeout_s)
     return Answer(command, result)
