@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -183,10 +184,31 @@ def env_for(settings: KafkaSettings, **extra: str) -> dict[str, str]:
     return env
 
 
+def _broker_line(facts: BrokerFacts) -> str:
+    return (
+        f"Kafka: integration tests ran against the project's Apache Kafka broker "
+        f"(KRaft, deploy/kafka) at {facts.bootstrap}, pid {facts.pid}, cluster id "
+        f"{facts.cluster_id}; {facts.topics_created} topics created on it."
+    )
+
+
+WORKER_BROKERS: list[str] = []  # in the controller of a parallel run: one line per worker
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A parallel run's worker (pytest-xdist) hands its broker's line to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None and FACTS.bootstrap:
+        output["broker"] = _broker_line(FACTS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    line = getattr(node, "workeroutput", {}).get("broker")
+    if line:
+        WORKER_BROKERS.append(line)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if FACTS.bootstrap:
-        terminalreporter.write_line(
-            f"Kafka: integration tests ran against the project's Apache Kafka broker "
-            f"(KRaft, deploy/kafka) at {FACTS.bootstrap}, pid {FACTS.pid}, cluster id "
-            f"{FACTS.cluster_id}; {FACTS.topics_created} topics created on it."
-        )
+    for line in [_broker_line(FACTS)] if FACTS.bootstrap else sorted(WORKER_BROKERS):
+        terminalreporter.write_line(line)
