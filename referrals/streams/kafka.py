@@ -200,8 +200,9 @@ async def stop_quietly(client: _Stoppable) -> None:
 
     aiokafka's `Fetcher.close` cancels a fetch waiting out its retry backoff and awaits it
     without catching the `CancelledError`, so stopping a consumer during a broker outage can
-    raise one that nobody asked for: found by the fault suite, where it ended a restarting
-    service (status 1) in place of the broker error it was retrying."""
+    raise one that nobody asked for (aio-libs/aiokafka#647, "Stop consumer raises
+    CancelledError", open): found by the fault suite, where it ended a restarting service
+    (status 1) in place of the broker error it was retrying."""
     try:
         await asyncio.wait_for(client.stop(), timeout=STOP_TIMEOUT_S)
     except asyncio.CancelledError:
