@@ -49,7 +49,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[broker.BrokerConfig]:
-    port = int(os.environ.get("TEST_KAFKA_PORT", "0")) or _free_port()
+    # TEST_KAFKA_PORT pins the session broker's port; in a parallel run only the first
+    # worker's (the others' brokers take free ports, as two cannot share one).
+    pinned = os.environ.get("PYTEST_XDIST_WORKER", "gw0") == "gw0"
+    port = (int(os.environ.get("TEST_KAFKA_PORT", "0")) if pinned else 0) or _free_port()
     cfg = broker.BrokerConfig(
         port=port,
         controller_port=_free_port(),
