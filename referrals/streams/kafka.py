@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -194,6 +194,9 @@ class _Stoppable(Protocol):
     async def stop(self) -> None: ...
 
 
+_C = TypeVar("_C", bound="_Startable")
+
+
 async def stop_quietly(client: _Stoppable) -> None:
     """Stops a client (producer, consumer) whose broker may be gone; never waits long or
     raises, unless the caller itself is being cancelled.
@@ -212,6 +215,21 @@ async def stop_quietly(client: _Stoppable) -> None:
         log.debug("client stop raised a stray CancelledError", extra={"client": repr(client)})
     except Exception as err:  # it is being thrown away
         log.debug("client stop failed", extra={"client": repr(client), "error": repr(err)})
+
+
+class _Startable(_Stoppable, Protocol):
+    async def start(self) -> None: ...
+
+
+async def started(client: _C) -> _C:
+    """`client` started; if its start fails (the broker is away), it is stopped before the
+    error is raised, so a caller that tries again leaves nothing running behind."""
+    try:
+        await client.start()
+    except BaseException:
+        await stop_quietly(client)
+        raise
+    return client
 
 
 def make_consumer(

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from referrals.contract.topics import TopicNames, create_topics
 from referrals.platform.settings import KafkaSettings
 from referrals.streams import runtime as runtime_module
-from referrals.streams.kafka import make_admin, make_producer, stop_quietly
+from referrals.streams.kafka import make_admin, make_producer, started
 from referrals.tools import broker
 
 from ..conftest import _free_port
@@ -117,13 +117,7 @@ class _HelperNeedsTheBroker(Counting):
         self.attempts += 1
         if self.attempts == 1:
             await asyncio.to_thread(broker.stop, self.cfg)
-        producer = make_producer(self.kafka, client_id="helper")
-        try:
-            await producer.start()
-        except BaseException:
-            await stop_quietly(producer)
-            raise
-        self.producer = producer
+        self.producer = await started(make_producer(self.kafka, client_id="helper"))
 
     async def shutdown(self) -> None:
         if self.producer is not None:

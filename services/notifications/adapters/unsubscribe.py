@@ -41,7 +41,7 @@ from referrals.contract.avro import AvroCodec
 from referrals.contract.records import UnsubscribeRequest
 from referrals.contract.topics import UNSUBSCRIBES, TopicNames
 from referrals.platform.settings import KafkaSettings
-from referrals.streams.kafka import make_producer, stop_quietly
+from referrals.streams.kafka import make_producer, started
 from services.notifications.adapters.config import NotificationsSettings
 from services.notifications.adapters.metrics import NotificationMetrics
 
@@ -179,13 +179,10 @@ class UnsubscribeEndpoint:
         self.port = 0
 
     async def start(self) -> None:
-        producer = make_producer(self.kafka, client_id="notifications-unsubscribe")
-        try:
-            await producer.start()
-        except BaseException:  # the broker is away: the runtime calls start again later
-            await stop_quietly(producer)
-            raise
-        self._producer = producer
+        # The broker may be away: the runtime calls start again later, and nothing is left open.
+        self._producer = await started(
+            make_producer(self.kafka, client_id="notifications-unsubscribe")
+        )
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         # Several instances on one host share the port (SO_REUSEPORT): any of them can take a
