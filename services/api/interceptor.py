@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 # Calls answer in milliseconds (validation, one transaction) to tens of seconds (a command
 # waiting for the rewards service, a reconcile reading whole topics).
 CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# A cancellation this close to the call's deadline is the deadline's: the client's timer runs
+# ahead of the server's by the time the request took to arrive.
+DEADLINE_SLACK_S = 0.1
 Handler = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
@@ -149,7 +152,7 @@ class Gate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
             except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
+                code = _cancelled(context)
                 raise
             except Exception:
                 code = grpc.StatusCode.INTERNAL
@@ -178,7 +181,7 @@ class Gate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
             except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
+                code = _cancelled(context)
                 raise
             finally:
                 self._observe(method, code, started)
@@ -188,6 +191,16 @@ class Gate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
         self.metrics.calls.labels(method, code.name).inc()
         self.metrics.seconds.labels(method).observe(time.perf_counter() - started)
+
+
+def _cancelled(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """Why gRPC cancelled the call's task. At the deadline, gRPC's own timer (or the client's,
+    a moment earlier than the server's) may fire before the handler's `asyncio.timeout`: that
+    call is DEADLINE_EXCEEDED. Well before it, the caller left: CANCELLED."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= DEADLINE_SLACK_S:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
 
 
 async def _unimplemented(request: Any, context: grpc.aio.ServicerContext) -> None:
