@@ -96,6 +96,13 @@ class RuntimeMetrics:
             "referrals_assigned_partitions", "Input partitions (tasks) owned", registry=r
         )
         self.lag = Gauge("referrals_consumer_lag", "Records behind the end", ["topic"], registry=r)
+        self.global_lag = Gauge(
+            "referrals_global_table_lag",
+            "Offsets of a global table (programs, shares, profiles) committed and not yet "
+            "applied here, summed over its partitions, as of the follower's last fetch",
+            ["topic"],
+            registry=r,
+        )
         self.partition_lag = Gauge(
             "referrals_consumer_partition_lag",
             "Records behind the end, per input partition this instance owns",

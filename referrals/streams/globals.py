@@ -4,7 +4,9 @@ Program configs (and, for attribution, shares and profiles) are needed by every 
 instance reads all their partitions outside any consumer group. `bootstrap` reads them to their
 end before the runtime processes any input; `follow` then applies new records as they come. A
 processor keeping a durable copy says where to resume (`Processor.global_start`) and is told how
-far it got (`global_position`). A bad record is dead-lettered directly: there is no transaction
+far it got (`global_position`) and how far behind the partition's end it still is
+(`global_behind`: a processor that decides by event time can wait while a global table lags
+its inputs). A bad record is dead-lettered directly: there is no transaction
 to join outside a group. A record re-read at start-up that this service already dead-lettered
 (found on the `.dlq` by its original coordinates and `dlq.service`) is not dead-lettered again,
 so restarts add no copies; instances following the table together may still each report a new
@@ -89,6 +91,8 @@ class GlobalTables:
         self.health = health or Health()
         self._next: dict[TopicPartition, int] = {}  # first offset not yet handled
         self._bootstrapping = False
+        # Partitions reported behind their end, and by how much, until they catch up.
+        self._lagging: dict[TopicPartition, int] = {}
         self._reported: dict[str, set[tuple[int, int]]] = {}  # topic -> dead-lettered (p, off)
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq_producer: AIOKafkaProducer | None = None
@@ -103,6 +107,8 @@ class GlobalTables:
         for topic in self.p.globals:
             parts += await partitions_of(consumer, self.names(topic))
         consumer.assign(parts)
+        for topic in self.p.globals:
+            self.metrics.global_lag.labels(topic).set(0)
         for tp in parts:  # resume where the processor's own durable copy says it is
             start = self.p.global_start(self.names.logical(tp.topic), tp.partition)
             if start is None:
@@ -173,6 +179,28 @@ class GlobalTables:
                 self._next[tp] = msg.offset + 1
             if messages:
                 self.p.global_position(logical, tp.partition, messages[-1].offset + 1)
+        await self._report_behind([tp for tp, ms in batch.items() if ms])
+
+    async def _report_behind(self, fetched: list[TopicPartition]) -> None:
+        """Tells the processor how far each partition just read, or reported behind before, is
+        from its last stable offset as the last fetch answer gave it."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        for tp in sorted({*fetched, *self._lagging}):
+            end = consumer.last_stable_offset(tp)
+            if end is None or end < 0:  # not known yet (no fetch answer for it)
+                continue
+            behind = max(0, end - await consumer.position(tp))
+            logical = self.names.logical(tp.topic)
+            if behind:
+                self._lagging[tp] = behind
+            elif self._lagging.pop(tp, None) is None:
+                continue  # caught up before as now: nothing to tell
+            self.metrics.global_lag.labels(logical).set(
+                sum(n for t, n in self._lagging.items() if t.topic == tp.topic)
+            )
+            self.p.global_behind(logical, tp.partition, behind)
 
     async def _dead_letter_direct(self, tp: TopicPartition, msg: Any, err: BaseException) -> None:
         if self._bootstrapping and (tp.partition, msg.offset) in await self._dead_already(tp.topic):

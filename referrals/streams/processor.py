@@ -104,6 +104,11 @@ class Processor:
     def global_position(self, topic: str, partition: int, next_offset: int) -> None:
         """Records of a global topic partition up to `next_offset` have been handed over."""
 
+    def global_behind(self, topic: str, partition: int, offsets: int) -> None:
+        """The follower knows of `offsets` more committed offsets on a global topic partition
+        than it has handed over (its last stable offset less its position). Told after each
+        batch while the partition is behind, and once with 0 when it caught up."""
+
     @cached_property
     def effects(self) -> AfterCommit:
         """The effects staged per task until its transaction's outcome (`effects`)."""

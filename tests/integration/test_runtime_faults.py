@@ -84,7 +84,10 @@ def settings_for(kafka: KafkaSettings, state_dir: Path, **extra: Any) -> Service
 
 @asynccontextmanager
 async def running(
-    processor: Processor, kafka: KafkaSettings, settings: ServiceSettings
+    processor: Processor,
+    kafka: KafkaSettings,
+    settings: ServiceSettings,
+    metrics: RuntimeMetrics | None = None,
 ) -> AsyncIterator[StreamRuntime]:
     runtime = StreamRuntime(
         processor,
@@ -92,7 +95,7 @@ async def running(
         settings=settings,
         codec=CODEC,
         catalogue=TOPICS,
-        metrics=RuntimeMetrics(processor.name),
+        metrics=metrics or RuntimeMetrics(processor.name),
         health=Health(),
     )
     stop = asyncio.Event()
@@ -351,6 +354,51 @@ async def test_the_global_table_follower_survives_a_failure_and_reports_it(
         await until(lambda: len(set(processor.seen)) == 5)
         await until(runtime.health.is_ready)
     assert calls["n"] == 1 and problems == ["globals"]
+
+
+class Lagging(Follower):
+    def __init__(self) -> None:
+        super().__init__()
+        self.behind: list[tuple[int, int]] = []  # (partition, offsets) as told
+
+    def global_behind(self, topic: str, partition: int, offsets: int) -> None:
+        assert topic == SHARES
+        self.behind.append((partition, offsets))
+
+
+async def test_the_follower_tells_the_processor_how_far_behind_it_is_until_it_caught_up(
+    topics: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attribution holds expiry while the shares follower lags its inputs: the follower must
+    say when it is behind a partition's end and, once it caught up, say 0."""
+    real = GlobalTables._apply
+    gate = asyncio.Event()
+    gate.set()
+
+    async def held(self: GlobalTables, batch: dict[Any, list[Any]]) -> None:
+        await gate.wait()
+        await real(self, batch)
+
+    processor = Lagging()
+    metrics = RuntimeMetrics(processor.name)
+    async with running(processor, topics, settings_for(topics, tmp_path), metrics) as runtime:
+        await until(runtime.health.is_ready)
+        gate.clear()  # the follower's next batch waits while the whole backlog is published
+        monkeypatch.setattr(GlobalTables, "_apply", held)
+        await produce(topics, SHARES, [share(i) for i in range(6000)])
+        gate.set()
+        await until(lambda: len(processor.seen) == 6000)
+        await until(lambda: bool(processor.behind) and _caught_up(processor.behind))
+        lag = metrics.registry.get_sample_value("referrals_global_table_lag", {"topic": SHARES})
+    assert max(n for _, n in processor.behind) > 0  # it was behind, and said so
+    assert lag == 0
+
+
+def _caught_up(told: list[tuple[int, int]]) -> bool:
+    last: dict[int, int] = {}
+    for partition, offsets in told:
+        last[partition] = offsets
+    return not any(last.values())
 
 
 async def test_a_restore_longer_than_the_session_timeout_does_not_rebalance_forever(

@@ -15,7 +15,9 @@ transaction as their outcome. A task opened after a crash or moved from another 
 re-notes everything the directory's change log holds after its watermark.
 
 Time. Stream time is per task (the largest occurred_at of its events) and drives `expire`
-(see `table`). The wall clock only bounds the wait for an unknown program: such an event waits
+(see `table`). Expiry waits while the directory's follower is behind its topics' ends
+(`global_behind`): inputs replayed at speed can run a window of event time ahead of the shares,
+and a share published but not yet read must not find its conversion dropped. The wall clock only bounds the wait for an unknown program: such an event waits
 in the task's `WaitingLot` (`referrals.streams.waiting`, keyspace `u` of the task's store), runs
 when its program arrives (before the program's next event) and goes to the .dlq with
 UNKNOWN_PROGRAM after `unknown_program_wait_s`.
@@ -90,6 +92,9 @@ class TaskState:
     parked: WaitingLot
     pending: set[WaitKey] = field(default_factory=set)
     rescan_all: bool = False  # no watermark yet: wake every waiting referral once
+    # An expiry horizon reached while the directory's follower lagged: applied once it caught
+    # up (in memory: after a restart the next horizon, an hour of stream time on, covers it).
+    deferred: int | None = None
     watermark_at: float = float("-inf")  # monotonic time the watermark was last written
 
 
@@ -124,6 +129,8 @@ class AttributionProcessor(ProgramAwareProcessor):
         self.unknown_program_wait_s = unknown_program_wait_s
         self.wall = wall
         self.tasks: dict[int, TaskState] = {}
+        # Directory partitions (shares, profiles) whose follower is behind their end.
+        self.directory_behind: set[tuple[str, int]] = set()
         # program_id -> (the catalogue's program version, its rules): rules are looked up a few
         # times per record; a new version (a new Program object) is translated again.
         self._rules_of: dict[str, tuple[Program, Rules]] = {}
@@ -169,6 +176,14 @@ class AttributionProcessor(ProgramAwareProcessor):
         if topic in DIRECTORY_TOPICS:
             self.directory.mark(topic, partition, next_offset)
 
+    def global_behind(self, topic: str, partition: int, offsets: int) -> None:
+        if topic not in DIRECTORY_TOPICS:
+            return
+        if offsets:
+            self.directory_behind.add((topic, partition))
+        else:
+            self.directory_behind.discard((topic, partition))
+
     def _note(self, keys: list[WaitKey]) -> None:
         for state in self.tasks.values():
             state.pending.update(keys)
@@ -205,8 +220,19 @@ class AttributionProcessor(ProgramAwareProcessor):
 
     def _expire(self, state: TaskState, occurred_at: datetime) -> list[Output]:
         horizon = state.table.advance(occurred_at)
-        if horizon is None:
+        if horizon is not None:
+            state.deferred = max(horizon, state.deferred or horizon)
+        return self._expire_due(state)
+
+    def _expire_due(self, state: TaskState) -> list[Output]:
+        """Stops waiting past the deadlines before the task's horizon, unless the directory's
+        follower is behind: stream time comes from the inputs, so when they run ahead of the
+        shares and profiles (a backlog replayed at speed), a share already published but not
+        yet read would find its conversion dropped. It waits until the follower caught up."""
+        horizon = state.deferred
+        if horizon is None or self.directory_behind:
             return []
+        state.deferred = None
         out: list[Output] = []
         if state.pending or state.rescan_all:
             # A share or profile already read is decided before anything expires: with only
@@ -255,14 +281,14 @@ class AttributionProcessor(ProgramAwareProcessor):
         # is known before any touch is pruned. A no-op read-free check when none is due.
         self.directory.prune_touches(self.touch_retention_ms())
         stale = time.monotonic() - state.watermark_at >= WATERMARK_EVERY_S
-        if not (state.pending or state.rescan_all or stale):
-            return out
-        positions = self.directory.positions()  # before draining: every record below is noted
-        woken, outputs = self._wake(state)
-        if woken or stale:
-            state.table.set_watermark(positions)
-            state.watermark_at = time.monotonic()
-        return out + outputs
+        if state.pending or state.rescan_all or stale:
+            positions = self.directory.positions()  # before draining: every record below is noted
+            woken, outputs = self._wake(state)
+            out += outputs
+            if woken or stale:
+                state.table.set_watermark(positions)
+                state.watermark_at = time.monotonic()
+        return out + self._expire_due(state)  # a horizon held while the directory lagged
 
     def _wake(self, state: TaskState) -> tuple[int, list[Output]]:
         """Decides again every referral of the task waiting for what arrived."""

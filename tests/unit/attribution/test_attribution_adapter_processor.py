@@ -349,3 +349,38 @@ async def test_a_share_that_arrived_before_the_deadline_hour_attributes_though_n
     assert h.metric("attribution_unmatched_dropped_total", kind="conversion") == 0
     assert h.metric("attribution_statuses_total", status="LEAD") == 1
     assert h.punctuate() == []  # decided once, not again at the next timer
+
+
+async def test_nothing_expires_while_the_shares_follower_is_behind_the_inputs(
+    tmp_path: Path,
+) -> None:
+    """A backlog replayed at speed: the conversions run a window of event time ahead of the
+    shares follower, whose share for the waiting conversion is published but not yet read.
+    Expiring then would drop a referral that has its share; it waits for the follower."""
+    h = await harness(tmp_path)
+    h.global_record(ADVOCATES, profile("adv-a"))
+    assert h.send(CONVERSIONS, conversion(code=code_of("adv-a"), at=T0)) == []
+    h.processor.global_behind(SHARES, 0, 40)  # the follower knows it is 40 offsets short
+    late = conversion("cv-9", prospect="prospect-9", at=T0 + 91 * DAY)
+    assert h.send(CONVERSIONS, late) == []
+    assert h.punctuate() == []
+    assert h.metric("attribution_unmatched_dropped_total", kind="conversion") == 0
+    h.global_record(SHARES, share("sh-1", "adv-a"))
+    h.processor.global_behind(SHARES, 0, 0)  # caught up
+    assert statuses(h.punctuate()) == [("adv-a", "LEAD")]
+    assert h.metric("attribution_unmatched_dropped_total", kind="conversion") == 0
+
+
+async def test_an_expiry_held_while_the_follower_lagged_is_applied_once_it_caught_up(
+    tmp_path: Path,
+) -> None:
+    h = await harness(tmp_path)
+    h.send(DEALS_BY_PROSPECT, deal("dl-1", DealStage.OPEN, at=T0))  # waits until T0 + 90 days
+    h.processor.global_behind(ADVOCATES, 3, 1)
+    h.processor.global_behind(PROGRAMS, 0, 5)  # not the directory: no reason to wait
+    h.send(CONVERSIONS, conversion("cv-9", prospect="prospect-9", at=T0 + 91 * DAY))
+    h.processor.global_behind(ADVOCATES, 3, 0)
+    assert h.metric("attribution_unmatched_dropped_total", kind="deal") == 0
+    h.punctuate()  # no input needed: the timers apply the held horizon
+    assert h.metric("attribution_unmatched_dropped_total", kind="deal") == 1
+    assert h.metric("attribution_unmatched_waiting", kind="deal") == 0
