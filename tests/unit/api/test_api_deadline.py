@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -52,6 +53,20 @@ def _counted(metrics: ApiMetrics, code: str) -> float:
     return value or 0.0
 
 
+def _approve(channel: grpc.aio.Channel, token: str, *, timeout: float) -> Any:
+    """An ApproveReward call as the operator, under way (await it for its answer)."""
+    method = channel.unary_unary(
+        APPROVE,
+        request_serializer=pb.PayoutCommandRequest.SerializeToString,
+        response_deserializer=pb.CommandResponse.FromString,
+    )
+    return method(
+        pb.PayoutCommandRequest(payout_id="p"),
+        metadata=(("authorization", f"Bearer {token}"),),
+        timeout=timeout,
+    )
+
+
 async def _until_counted(metrics: ApiMetrics, calls: int) -> None:
     """The server counts a call in its handler's task, which may end just after the client gave
     up: wait (up to 5 s) until it has counted `calls`, rather than read at once."""
@@ -65,19 +80,10 @@ async def test_a_call_past_its_deadline_is_counted_deadline_exceeded_every_time(
     gate: tuple[grpc.aio.Channel, ApiMetrics, str],
 ) -> None:
     channel, metrics, token = gate
-    call = channel.unary_unary(
-        APPROVE,
-        request_serializer=pb.PayoutCommandRequest.SerializeToString,
-        response_deserializer=pb.CommandResponse.FromString,
-    )
     codes = []
     for _ in range(CALLS):
         with pytest.raises(grpc.aio.AioRpcError) as late:
-            await call(
-                pb.PayoutCommandRequest(payout_id="p"),
-                metadata=(("authorization", f"Bearer {token}"),),
-                timeout=0.2,
-            )
+            await _approve(channel, token, timeout=0.2)
         codes.append(late.value.code())
     assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * CALLS
     await _until_counted(metrics, CALLS)
@@ -88,15 +94,7 @@ async def test_a_caller_that_leaves_well_before_the_deadline_is_counted_cancelle
     gate: tuple[grpc.aio.Channel, ApiMetrics, str],
 ) -> None:
     channel, metrics, token = gate
-    call = channel.unary_unary(
-        APPROVE,
-        request_serializer=pb.PayoutCommandRequest.SerializeToString,
-        response_deserializer=pb.CommandResponse.FromString,
-    )(
-        pb.PayoutCommandRequest(payout_id="p"),
-        metadata=(("authorization", f"Bearer {token}"),),
-        timeout=30.0,
-    )
+    call = _approve(channel, token, timeout=30.0)
     await asyncio.sleep(0.3)  # the handler is waiting
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
