@@ -17,10 +17,11 @@ re-notes everything the directory's change log holds after its watermark.
 Time. Stream time is per task (the largest occurred_at of its events) and drives `expire`
 (see `table`). Expiry waits while the directory's follower is behind its topics' ends
 (`global_behind`): inputs replayed at speed can run a window of event time ahead of the shares,
-and a share published but not yet read must not find its conversion dropped. The wall clock only bounds the wait for an unknown program: such an event waits
-in the task's `WaitingLot` (`referrals.streams.waiting`, keyspace `u` of the task's store), runs
-when its program arrives (before the program's next event) and goes to the .dlq with
-UNKNOWN_PROGRAM after `unknown_program_wait_s`.
+and a share published but not yet read must not find its conversion dropped. The wall clock
+only bounds the wait for an unknown program: such an event waits in the task's `WaitingLot`
+(`referrals.streams.waiting`, keyspace `u` of the task's store), runs when its program arrives
+(before the program's next event) and goes to the .dlq with UNKNOWN_PROGRAM after
+`unknown_program_wait_s`.
 
 Metrics are tallied per transaction in a `Staged` after-commit effect: counted once it commits.
 """
