@@ -59,7 +59,9 @@ async def test_commands_are_answered_by_the_rewards_service_and_recorded_as_the_
                 deadline=2.0,
             )
         assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-        assert time.monotonic() - started < 4
+        # Ended by the deadline, not by the API's own wait for an answer (20 s here): a bound with
+        # room for a machine busy with another test worker.
+        assert time.monotonic() - started < 15
         service = start_rewards(topics, tmp_path / "state")
         try:
 
