@@ -140,6 +140,12 @@ def runtime_rows(job: str) -> list[Row]:
                     agg("increase", "referrals_dead_letters_total", on, "topic, reason"),
                     stack=True,
                 ),
+                panel(
+                    "Global tables behind, by topic",
+                    agg("", "referrals_global_table_lag", on, "topic", op="max"),
+                    description="Offsets of programs (attribution: shares, profiles too) "
+                    "committed and not yet applied; attribution lets nothing expire meanwhile",
+                ),
             ],
         ),
         (
