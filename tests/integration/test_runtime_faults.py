@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import ProducerFenced
+from prometheus_client import CollectorRegistry
 
 from referrals.contract.avro import AvroCodec
 from referrals.contract.records import Channel, NotificationSent, ShareEvent
@@ -84,10 +85,7 @@ def settings_for(kafka: KafkaSettings, state_dir: Path, **extra: Any) -> Service
 
 @asynccontextmanager
 async def running(
-    processor: Processor,
-    kafka: KafkaSettings,
-    settings: ServiceSettings,
-    metrics: RuntimeMetrics | None = None,
+    processor: Processor, kafka: KafkaSettings, settings: ServiceSettings
 ) -> AsyncIterator[StreamRuntime]:
     runtime = StreamRuntime(
         processor,
@@ -95,7 +93,7 @@ async def running(
         settings=settings,
         codec=CODEC,
         catalogue=TOPICS,
-        metrics=metrics or RuntimeMetrics(processor.name),
+        metrics=RuntimeMetrics(processor.name),
         health=Health(),
     )
     stop = asyncio.Event()
@@ -359,18 +357,22 @@ async def test_the_global_table_follower_survives_a_failure_and_reports_it(
 class Lagging(Follower):
     def __init__(self) -> None:
         super().__init__()
-        self.behind: list[tuple[int, int]] = []  # (partition, offsets) as told
+        # (partition, offsets) as told, and the topic's lag gauge at that moment.
+        self.behind: list[tuple[int, int, float]] = []
+        self.registry: CollectorRegistry | None = None
 
     def global_behind(self, topic: str, partition: int, offsets: int) -> None:
-        assert topic == SHARES
-        self.behind.append((partition, offsets))
+        assert topic == SHARES and self.registry is not None
+        gauge = self.registry.get_sample_value("referrals_global_table_lag", {"topic": SHARES})
+        self.behind.append((partition, offsets, gauge or 0.0))
 
 
 async def test_the_follower_tells_the_processor_how_far_behind_it_is_until_it_caught_up(
     topics: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Attribution holds expiry while the shares follower lags its inputs: the follower must
-    say when it is behind a partition's end and, once it caught up, say 0."""
+    say when it is behind a partition's end and, once it caught up, say 0; its gauge shows the
+    topic's lag meanwhile."""
     real = GlobalTables._apply
     gate = asyncio.Event()
     gate.set()
@@ -380,23 +382,25 @@ async def test_the_follower_tells_the_processor_how_far_behind_it_is_until_it_ca
         await real(self, batch)
 
     processor = Lagging()
-    metrics = RuntimeMetrics(processor.name)
-    async with running(processor, topics, settings_for(topics, tmp_path), metrics) as runtime:
+    async with running(processor, topics, settings_for(topics, tmp_path)) as runtime:
         await until(runtime.health.is_ready)
+        processor.registry = runtime.metrics.registry
         gate.clear()  # the follower's next batch waits while the whole backlog is published
         monkeypatch.setattr(GlobalTables, "_apply", held)
         await produce(topics, SHARES, [share(i) for i in range(6000)])
         gate.set()
         await until(lambda: len(processor.seen) == 6000)
         await until(lambda: bool(processor.behind) and _caught_up(processor.behind))
-        lag = metrics.registry.get_sample_value("referrals_global_table_lag", {"topic": SHARES})
-    assert max(n for _, n in processor.behind) > 0  # it was behind, and said so
+        lag = processor.registry.get_sample_value("referrals_global_table_lag", {"topic": SHARES})
+    assert max(n for _, n, _ in processor.behind) > 0  # it was behind, and said so
+    # The gauge sums the topic's partitions: never below what one of them was behind.
+    assert all(gauge >= n for _, n, gauge in processor.behind)
     assert lag == 0
 
 
-def _caught_up(told: list[tuple[int, int]]) -> bool:
+def _caught_up(told: list[tuple[int, int, float]]) -> bool:
     last: dict[int, int] = {}
-    for partition, offsets in told:
+    for partition, offsets, _ in told:
         last[partition] = offsets
     return not any(last.values())
 

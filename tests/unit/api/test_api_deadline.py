@@ -20,7 +20,15 @@ CALLS = 12
 
 
 async def _never(request: pb.PayoutCommandRequest, context: grpc.aio.ServicerContext) -> None:
-    await asyncio.Event().wait()  # no rewards service answers
+    """No rewards service answers. Payout "stubborn" outlives the interceptor's own timer (it
+    waits on through one cancellation), so gRPC's cancellation at the deadline always ends it:
+    the order the race can take without it."""
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        if request.payout_id != "stubborn":
+            raise
+    await asyncio.Event().wait()
 
 
 @pytest.fixture
@@ -53,7 +61,7 @@ def _counted(metrics: ApiMetrics, code: str) -> float:
     return value or 0.0
 
 
-def _approve(channel: grpc.aio.Channel, token: str, *, timeout: float) -> Any:
+def _approve(channel: grpc.aio.Channel, token: str, *, timeout: float, payout_id: str = "p") -> Any:
     """An ApproveReward call as the operator, under way (await it for its answer)."""
     method = channel.unary_unary(
         APPROVE,
@@ -61,7 +69,7 @@ def _approve(channel: grpc.aio.Channel, token: str, *, timeout: float) -> Any:
         response_deserializer=pb.CommandResponse.FromString,
     )
     return method(
-        pb.PayoutCommandRequest(payout_id="p"),
+        pb.PayoutCommandRequest(payout_id=payout_id),
         metadata=(("authorization", f"Bearer {token}"),),
         timeout=timeout,
     )
@@ -101,3 +109,14 @@ async def test_a_caller_that_leaves_well_before_the_deadline_is_counted_cancelle
         await call
     await _until_counted(metrics, 1)
     assert (_counted(metrics, "CANCELLED"), _counted(metrics, "DEADLINE_EXCEEDED")) == (1, 0)
+
+
+async def test_a_call_grpc_cancels_at_its_deadline_is_counted_deadline_exceeded(
+    gate: tuple[grpc.aio.Channel, ApiMetrics, str],
+) -> None:
+    channel, metrics, token = gate
+    with pytest.raises(grpc.aio.AioRpcError) as late:
+        await _approve(channel, token, timeout=0.3, payout_id="stubborn")
+    assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    await _until_counted(metrics, 1)
+    assert (_counted(metrics, "DEADLINE_EXCEEDED"), _counted(metrics, "CANCELLED")) == (1, 0)
