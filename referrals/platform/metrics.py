@@ -71,6 +71,14 @@ class RuntimeMetrics:
         self.records_out = Counter(
             "referrals_records_out", "Records produced", ["topic"], registry=r
         )
+        self.handed_over = Counter(
+            "referrals_records_handed_over",
+            "Records of an internal re-key topic handed straight to their task in the "
+            "transaction that made them, not written (counted in records_out and records_in "
+            "too, as if they had passed through the topic)",
+            ["topic"],
+            registry=r,
+        )
         self.dead_letters = Counter(
             "referrals_dead_letters",
             "Input records sent to a dead-letter topic",

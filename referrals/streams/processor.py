@@ -65,6 +65,11 @@ class Processor:
     # key owns all its state, so a record keyed otherwise would split it across tasks). The
     # runtime dead-letters a mismatch with reason KEY_MISMATCH before `process` sees it.
     keyed_inputs: tuple[str, ...] = ()
+    # Internal topics (inputs too, one partition per task) whose records the runtime may hand
+    # straight to their task in the transaction that made them, when the task is open here,
+    # rather than write them and fetch them back (`referrals.streams.loopback`). The record
+    # then reaches `process` with offset -1.
+    loopback: tuple[str, ...] = ()
     # Set by the runtime: task -> store name -> store.
     task_stores: dict[int, dict[str, TaskStore]]
 

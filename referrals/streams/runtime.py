@@ -51,7 +51,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -75,6 +75,7 @@ from referrals.streams.kafka import (
     partitions_of,
     stop_quietly,
 )
+from referrals.streams.loopback import HANDED_OVER_OFFSET, Loopback, high_watermarks
 from referrals.streams.offsets import stable_committed
 from referrals.streams.processor import DeadLetterOut, Inbound, Output, Processor
 from referrals.streams.serde import Codec
@@ -137,6 +138,18 @@ class _Output:
     physical: str
     version: int | None
     counter: Any  # records_out's child for the topic
+
+
+@dataclass(slots=True)
+class _Handing:
+    """A cycle's handing over of re-keyed records (`referrals.streams.loopback`)."""
+
+    settled: dict[TopicPartition, int]  # re-key partitions fetched past their ends, where to
+    waiting: set[TopicPartition]  # re-key partitions with records this cycle has yet to handle
+    touched: set[int] = field(default_factory=set)  # tasks handed records in this cycle
+    # (source, target) pairs a record went from by the topic in this cycle, and the records
+    blocked: set[tuple[TopicPartition, TopicPartition]] = field(default_factory=set)
+    forwards: list[tuple[TopicPartition, _Pending]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +227,10 @@ class StreamRuntime:
         self._fatal: BaseException | None = None
         self._inputs: dict[str, _Input] = {}  # by physical topic
         self._outputs: dict[str, _Output] = {}  # by logical topic
+        # The processor's re-key topics whose records may skip the broker (None: it has none),
+        # and the high watermarks' read in flight.
+        self._loopback: Loopback | None = None
+        self._reading_highs: asyncio.Task[None] | None = None
         self.p.task_stores = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -269,6 +286,14 @@ class StreamRuntime:
             await self._globals.bootstrap()
         partitions = await self._check_copartitioned()
         await self._prepare_state(partitions)
+        if self.p.loopback and self.settings.hand_over:
+            internal = {s.name for s in self.p.internal_topics}
+            wrong = [t for t in self.p.loopback if t not in internal or t not in self.p.inputs]
+            if wrong:
+                raise ConfigError(f"loopback topics must be internal inputs: {wrong}")
+            self._loopback = Loopback((self.names(t) for t in self.p.loopback), partitions)
+            for topic in self.p.loopback:
+                self.metrics.handed_over.labels(topic)  # exported at 0 from the start
 
     async def _join(self) -> None:
         """The group consumer, subscribed with the sticky assignor and started."""
@@ -328,6 +353,9 @@ class StreamRuntime:
             await self._settle()
             await self._flush_tasks()
             await self._close_tasks(frozenset(self._tasks), checkpoint=True)
+        if self._reading_highs is not None:
+            self._reading_highs.cancel()
+            await asyncio.gather(self._reading_highs, return_exceptions=True)
         for client in (self._consumer, self._restore_consumer):
             if client is not None:
                 await stop_quietly(client)
@@ -440,7 +468,33 @@ class StreamRuntime:
                 self._punctuated[task] = now
             work[task] = (messages or [], due)
         if work:
-            self._running = asyncio.create_task(self._run_cycle(work))
+            settled = self._settled()
+            self._running = asyncio.create_task(self._run_cycle(work, settled))
+
+    def _settled(self) -> dict[TopicPartition, int] | None:
+        """The open tasks' re-key partitions the consumer has fetched past their ends, with
+        its positions (`referrals.streams.loopback`; None: no re-key topic); starts reading
+        the ends it lacks."""
+        loop = self._loopback
+        if loop is None or self._consumer is None:
+            return None
+        if loop.missing(self._tasks) and self._reading_highs is None:
+            self._reading_highs = asyncio.create_task(self._read_highs(loop))
+        return loop.settled(self._tasks, self._fetch_position)
+
+    async def _read_highs(self, loop: Loopback) -> None:
+        """Reads the high watermarks of the open tasks' re-key partitions (after a reset: the
+        tasks opened, their predecessors' last transactions settled). A failure is retried on
+        a later cycle, no sooner than a second later; records are forwarded meanwhile."""
+        epoch = loop.epoch
+        try:
+            if self._consumer is not None:
+                loop.read(await high_watermarks(self._consumer, loop.missing(self._tasks)), epoch)
+        except Exception as err:  # a broker error: forward until the next read
+            log.debug("reading the re-key topics' ends failed", extra={"error": repr(err)})
+            await asyncio.sleep(1.0)
+        finally:
+            self._reading_highs = None
 
     def _reap(self) -> None:
         """Forgets a finished transaction; one that failed beyond recovery stops the loop."""
@@ -526,41 +580,90 @@ class StreamRuntime:
         return position
 
     # -- processing -----------------------------------------------------------------------------
-    async def _run_cycle(self, work: dict[int, tuple[list[_Fetched], bool]]) -> None:
+    async def _run_cycle(
+        self,
+        work: dict[int, tuple[list[_Fetched], bool]],
+        settled: dict[TopicPartition, int] | None = None,
+    ) -> None:
         """One transaction for the tasks in `work`: each task's records handled (and its
         timers run, when due), then their outputs, changelog writes and offsets committed
-        together."""
+        together. With a re-key topic (`referrals.streams.loopback`; `settled`: its partitions
+        fetched past their ends at the start) every task's records of it are handled first,
+        and a re-keyed record may then be handed to its task at once, which commits in this
+        transaction too."""
         now = self.clock()
-        pending: list[_Pending] = []
+        steps, waiting = self._steps(work)
+        handing = _Handing(settled, waiting) if settled is not None else None
+        outputs: dict[int, list[_Pending]] = {}
         offsets: dict[TopicPartition, int] = {}
-        tasks: list[int] = []
+        by_task: dict[int, dict[TopicPartition, int]] = {}
         punctuated: list[int] = []
+        failed: set[int] = set()
         n_in = 0
-        for task, (messages, due) in work.items():
-            if task not in self._tasks:  # closed meanwhile (its timers failed, say)
+        for task, messages, due, looped in steps:
+            if task not in self._tasks or task in failed:  # closed meanwhile, or failed now
                 continue
-            done = await self._process_task(task, messages, due, now)
+            done = await self._process_task(task, messages, due, now, handing)
             if done is None:
-                continue  # its timers failed: nothing of it commits, it is being rebuilt
+                failed.add(task)  # its timers failed: nothing of it commits, it is rebuilt
+                outputs.pop(task, None)
+                by_task.pop(task, None)
+                continue
             out, consumed, ran = done
-            pending.extend(out)
-            offsets.update(consumed)
-            tasks.append(task)
+            outputs.setdefault(task, []).extend(out)
+            by_task.setdefault(task, {}).update(consumed)
             n_in += len(messages)
             if ran:
                 punctuated.append(task)
+            if looped and handing is not None:
+                handing.waiting -= {tp for tp, _ in messages}  # all handled: it may take more
+        tasks = list(outputs)
+        touched = handing.touched if handing is not None else set()
+        if failed and touched:
+            # A failed task's records are redone, and so must be what they handed over, or
+            # what was handed to it: redo the whole cycle.
+            undone = frozenset(tasks) | (touched - failed)
+            for task in undone:
+                self._finish_stores(task, committed=False)
+            await self._recover(undone, backoff=False)
+            return
+        tasks += sorted(touched - set(tasks))
+        pending = [item for task in tasks for item in outputs.get(task, ())]
+        for task in tasks:  # after every handing over: a task's writes may come from another's
+            pending.extend(self._changelog_entries(task))
+            offsets.update(by_task.get(task, {}))
         if tasks and (pending or offsets):
             # Every transaction commits offsets, so the group can refuse it if this member is
             # a zombie: a timers-only one commits its tasks' offsets where they are.
             for tp in self._task_partitions(frozenset(tasks)):
                 if tp not in offsets and tp in self._positions:
                     offsets[tp] = self._positions[tp]
-            if not await self._commit(tasks, pending, offsets, n_in):
+            forwards = handing.forwards if handing is not None else []
+            if not await self._commit(tasks, pending, offsets, n_in, forwards):
                 return
         ran_at = time.time()
         for task in punctuated:
             if task in self._tasks:
                 self._timers_ran[task] = ran_at
+
+    def _steps(
+        self, work: dict[int, tuple[list[_Fetched], bool]]
+    ) -> tuple[list[tuple[int, list[_Fetched], bool, bool]], set[TopicPartition]]:
+        """The cycle's steps, (task, records, timers due, records of the re-key topic): those
+        of the re-key topic first, every task's, then the rest; and the re-key partitions that
+        have records in the cycle."""
+        loop = self._loopback
+        if loop is None:
+            return [(task, messages, due, False) for task, (messages, due) in work.items()], set()
+        first: list[tuple[int, list[_Fetched], bool, bool]] = []
+        then: list[tuple[int, list[_Fetched], bool, bool]] = []
+        for task, (messages, due) in work.items():
+            looped = [m for m in messages if m[0].topic in loop.topics]
+            if looped:
+                first.append((task, looped, False, True))
+                messages = [m for m in messages if m[0].topic not in loop.topics]
+            then.append((task, messages, due, False))
+        return first + then, {tp for _, messages, _, _ in first for tp, _ in messages}
 
     async def _process_task(
         self,
@@ -568,10 +671,11 @@ class StreamRuntime:
         messages: list[tuple[TopicPartition, Any]],
         due: bool,
         now: datetime,
+        handing: _Handing | None = None,
     ) -> tuple[list[_Pending], dict[TopicPartition, int], bool] | None:
-        """A task's part of a cycle: (its outputs and changelog writes, the offsets it
-        consumed to, whether its timers ran); None when its timers failed (the task is closed
-        to be rebuilt)."""
+        """A task's part of a cycle: (its outputs, the offsets it consumed to, whether its
+        timers ran); None when its timers failed (the task is closed to be rebuilt). Re-keyed
+        records go to their task at once when `handing` says it is ready."""
         pending: list[_Pending] = []
         consumed: dict[TopicPartition, int] = {}
         # A batch is handled in slices of at most SLICE_S of CPU, the event loop running in
@@ -581,7 +685,10 @@ class StreamRuntime:
         yield_at = time.perf_counter() + SLICE_S
         for tp, msg in messages:
             consumed[tp] = msg.offset + 1
-            pending.extend(self._handle(tp, msg, now))
+            out = self._handle(tp, msg, now)
+            if handing is not None and out:
+                out = self._hand_over(out, now, handing, tp)
+            pending.extend(out)
             if time.perf_counter() >= yield_at:
                 await asyncio.sleep(0)
                 yield_at = time.perf_counter() + SLICE_S
@@ -606,8 +713,42 @@ class StreamRuntime:
                 del self._timers_at[task]
                 self._timer_backoff.pop(task, None)
                 self.health.resolved(f"timers:task-{task}")
-        pending.extend(self._changelog_entries(task))
         return pending, consumed, punctuated
+
+    def _hand_over(
+        self, outputs: list[_Pending], now: datetime, handing: _Handing, source: TopicPartition
+    ) -> list[_Pending]:
+        """`outputs` (of a record of `source`) without the re-keyed records their task may
+        take now (`referrals.streams.loopback`): each is handled by its task at once, and what
+        that outputs is added instead. The others are forwarded (written to the topic), and
+        no later record of `source` is handed to their task in this cycle."""
+        loop = self._loopback
+        if loop is None or not any(item.topic in loop.topics for item in outputs):
+            return outputs
+        kept: list[_Pending] = []
+        for item in outputs:
+            if item.topic not in loop.topics or not item.key:
+                kept.append(item)
+                continue
+            target = loop.target(item.topic, item.key)
+            at = handing.settled.get(target)
+            if (
+                at is None
+                or target in handing.waiting
+                or (source, target) in handing.blocked
+                or loop.behind(source, target, at)
+                or target.partition not in self._tasks
+            ):
+                handing.blocked.add((source, target))
+                handing.forwards.append((source, item))
+                kept.append(item)
+                continue
+            handing.touched.add(target.partition)
+            record = _Consumed(item.key, item.value, HANDED_OVER_OFFSET, int(time.time() * 1000))
+            self.metrics.handed_over.labels(self.names.logical(item.topic)).inc()
+            handled = self._handle(target, record, now)
+            kept.extend(self._hand_over(handled, now, handing, target))
+        return kept
 
     def _handle(self, tp: TopicPartition, msg: Any, now: datetime) -> list[_Pending]:
         """One record: its outputs, or its dead letter with its store writes undone."""
@@ -749,6 +890,7 @@ class StreamRuntime:
         pending: list[_Pending],
         offsets: dict[TopicPartition, int],
         n_in: int,
+        forwards: Sequence[tuple[TopicPartition, _Pending]] = (),
     ) -> bool:
         """The cycle's transaction; False when it did not commit (its tasks are rebuilt, or
         dropped if the group has moved on without this member)."""
@@ -756,6 +898,7 @@ class StreamRuntime:
         assert producer is not None
         started = time.perf_counter()
         written: list[tuple[int, str, asyncio.Future[Any]]] = []  # changelog sends, for checkpoints
+        forwarded: dict[int, asyncio.Future[Any]] = {}  # id(re-keyed record) -> its send
         try:
             membership = self._membership()
             if membership is None:
@@ -764,7 +907,8 @@ class StreamRuntime:
             # producer's epoch, and the next request would see "fenced".
             limit = min(self.settings.commit_timeout_s, self.settings.transaction_timeout_ms / 1000)
             await asyncio.wait_for(
-                self._transact(producer, pending, offsets, written, membership), timeout=limit
+                self._transact(producer, pending, offsets, written, forwarded, membership),
+                timeout=limit,
             )
         except (ProducerFenced, GroupMoved) as err:
             for task in tasks:
@@ -785,6 +929,13 @@ class StreamRuntime:
         if self._stores is not None:
             for task, store, sent in written:
                 self._stores.written(task, store, sent.result().offset + 1)
+        if self._loopback is not None:
+            for source, item in forwards:
+                future = forwarded.get(id(item))  # none: its task failed, its records redone
+                if future is not None:
+                    meta = future.result()
+                    target = TopicPartition(meta.topic, meta.partition)
+                    self._loopback.forwarded(source, target, meta.offset)
         for task in tasks:
             self._finish_stores(task, committed=True)
             self._task_backoff.pop(task, None)
@@ -801,8 +952,10 @@ class StreamRuntime:
         pending: list[_Pending],
         offsets: dict[TopicPartition, int],
         written: list[tuple[int, str, asyncio.Future[Any]]],
+        forwarded: dict[int, asyncio.Future[Any]],
         membership: GroupMetadata,
     ) -> None:
+        loop = self._loopback.topics if self._loopback is not None else frozenset()
         await producer.begin_transaction()
         for item in pending:
             sent = await producer.send(
@@ -815,6 +968,8 @@ class StreamRuntime:
             if item.store is not None:
                 assert item.partition is not None  # a changelog entry goes to its task
                 written.append((item.partition, item.store, sent))
+            elif item.topic in loop:
+                forwarded[id(item)] = sent
         if offsets:
             await send_offsets(producer, offsets, membership)
         await producer.commit_transaction()
@@ -850,6 +1005,8 @@ class StreamRuntime:
         partitions to the committed offsets."""
         await self._close_tasks(tasks, checkpoint=True)
         self._pause(tasks)
+        if self._loopback is not None:
+            self._loopback.reset()  # the failed transaction's forwards may yet have committed
         if backoff:
             for task in tasks:
                 self._retry_at[task] = time.monotonic() + self._task_backoff[task].next()
@@ -949,6 +1106,9 @@ class StreamRuntime:
                 await self._close_opened(keep)
                 raise
             self._tasks |= keep
+            if self._loopback is not None and keep:
+                # A new source may have left forwarded records behind: wait for them.
+                self._loopback.reset()
             opened_at = time.time()  # a task new to this instance is not late with its timers
             for task in keep:
                 self._retry_at.pop(task, None)
@@ -1049,6 +1209,8 @@ class StreamRuntime:
                 await self._seek(await self._read_committed(kept), kept)
             self._wanted = wanted
             self._assigned = True
+            if self._loopback is not None:
+                self._loopback.reset()
             self._pause(wanted - frozenset(self._tasks))
             self._bump()
             self._kick.set()

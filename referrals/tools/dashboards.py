@@ -455,6 +455,7 @@ def money() -> dict[str, Any]:
 def attribution() -> dict[str, Any]:
     on = sel(of("attribution"))
     shares = sel(of("attribution"), 'topic="referral.shares.v1"')
+    rekeyed = sel(of("attribution"), 'topic="attribution.deals-by-prospect.v1"')
     own: list[Row] = [
         (
             "Attribution",
@@ -495,6 +496,17 @@ def attribution() -> dict[str, Any]:
                     "Event to status committed",
                     *quantiles("attribution_status_latency_seconds", on),
                     unit="s",
+                ),
+                panel(
+                    "Deals re-keyed by prospect: handed to their task, written to the topic",
+                    agg("rate", "referrals_records_handed_over_total", rekeyed, legend="handed"),
+                    Query(
+                        f"sum (rate(referrals_records_out_total{rekeyed}[{RATE}])) - "
+                        f"sum (rate(referrals_records_handed_over_total{rekeyed}[{RATE}]))",
+                        "written",
+                    ),
+                    unit="ops",
+                    stack=True,
                 ),
             ],
         )

@@ -109,6 +109,10 @@ class AttributionProcessor(ProgramAwareProcessor):
     globals = (PROGRAMS, SHARES, ADVOCATES)  # type: ignore[assignment]
     stores = (STORE,)
     internal_topics = (spec_for(DEALS_BY_PROSPECT),)
+    # A deal whose prospect's task is open here is joined in the transaction that re-keyed
+    # it, not written and fetched back (`referrals.streams.loopback`): one transaction, not
+    # two, between the deal and its status.
+    loopback = (DEALS_BY_PROSPECT,)
 
     def __init__(
         self,

@@ -55,7 +55,7 @@ def test_a_long_batch_lets_the_event_loop_run_other_work_between_slices() -> Non
     runtime = _runtime(processor)
     committed: list[tuple[dict[TopicPartition, int], int]] = []
 
-    async def commit(tasks: list[int], pending: list[Any], offsets: Any, n: int) -> bool:
+    async def commit(tasks: list[int], pending: list[Any], offsets: Any, n: int, *_: Any) -> bool:
         committed.append((dict(offsets), n))
         return True
 
