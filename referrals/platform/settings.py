@@ -187,9 +187,10 @@ class ServiceSettings(EnvSettings):
     fetch_max_wait_ms: int = 100
     # How often each task's timers run (Processor.punctuate): due holds, nurture, wakeups.
     punctuate_ms: int = 1000
-    # A re-key hop's record (attribution's deals by prospect) is handled by its task in the
-    # transaction that made it when that task is open here (`referrals.streams.loopback`);
-    # false writes every one to its topic and fetches it back, a transaction later.
+    # A re-key hop's record (attribution's deals by prospect, rewards' records by payout and
+    # by advocate) is handled by its task in the transaction that made it when that task is
+    # open here (`referrals.streams.loopback`); false writes every one to its topic and
+    # fetches it back, a transaction later.
     hand_over: bool = True
     state_dir: Path = Path(".local/state")
     state_backend: str = "rocksdb"  # or "memory" (state rebuilt from changelogs at each start)

@@ -538,6 +538,11 @@ def rewards() -> dict[str, Any]:
                     unit="s",
                 ),
                 panel(
+                    "Forwarded records handed to their task, by topic",
+                    agg("rate", "referrals_records_handed_over_total", on, "topic"),
+                    unit="ops",
+                ),
+                panel(
                     "Waiting: releases due later, inputs parked",
                     agg("", "rewards_pending_releases", on, legend="advocates with a release due"),
                     agg("", "rewards_inputs_waiting", on, "kind", "waiting for {{kind}}"),

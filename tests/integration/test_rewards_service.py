@@ -368,6 +368,10 @@ async def test_payout_results_mark_paid_or_failed_and_a_failed_payout_can_be_ret
         retried = await payouts(topics, expect=4, within=60)
         assert (retried[-1].payout_id, retried[-1].attempt) == (payout_of("r2"), 1 + 1)
         assert service.metric("rewards_payout_failures_total") == 2
+        # The results reached the advocates' ledgers within the transactions that routed them
+        # (one process owns every task), not through rewards.by-advocate a transaction later.
+        by_advocate = {"topic": "rewards.by-advocate.v1"}
+        assert service.metric("referrals_records_handed_over_total", **by_advocate) >= 3
     finally:
         service.stop()
 

@@ -95,6 +95,10 @@ class RewardsProcessor(ProgramAwareProcessor):
     )
     stores = (keyspace.STORE,)
     internal_topics = (spec_for(REWARDS_BY_PAYOUT), spec_for(REWARDS_BY_ADVOCATE))
+    # A payout's owner record, a result or a command whose task is open here is handled in the
+    # transaction that forwarded it (`referrals.streams.loopback`): finance's answer reaches
+    # the advocate's ledger, and its PAID status the topic, a transaction sooner.
+    loopback = (REWARDS_BY_PAYOUT, REWARDS_BY_ADVOCATE)
     # rewards.by-advocate carries PayoutResults too, which name no advocate: `ledgers` checks
     # the commands on it itself.
     keyed_inputs = (STATUS, ADVOCATES, PAYOUT_RESULTS, REWARDS_BY_PAYOUT, OPERATOR_COMMANDS)
