@@ -12,16 +12,19 @@ Handing over must not let a record overtake one it followed. Records of one sour
 (one deal's stages, say) reach the internal topic in order, and each is handled after those
 before it; a record handed over skips the topic, so the task it goes to must have nothing of
 the topic's partition still unhandled that was written before it. The runtime hands a record
-of a source partition to a task only when:
-- at the transaction's start, the consumer had fetched the task's partition of the topic past
+a source task made (processing a record or running its timers) to its target task only when:
+- at the transaction's start, the consumer had fetched the target's partition of the topic past
   the high watermark read (read_uncommitted, open transactions included) after the last
   `reset` (`settled`), which covers whatever a previous owner of a source partition forwarded
-  before its last transaction settled, and past every record we forwarded there from the same
-  source (`forwarded`, `behind`);
-- the transaction has handled the task's records of the topic it took (each transaction takes
-  every record fetched, and handles every task's records of the topic before any other);
-- and nothing was forwarded from the same source to the task earlier in the transaction.
-Records of different source partitions keep no order between them on the topic either.
+  before its last transaction settled, and past every record the source task forwarded there
+  (`forwarded`, `behind`);
+- the transaction has handled the target's records of the topic it took (each transaction
+  takes every record fetched, and handles every task's records of the topic before any other);
+- and nothing was forwarded from the source task to the target earlier in the transaction.
+The source is the task, not the partition of the record being processed: a record (or a
+timer) may release others that waited in the task, such as events parked until their program
+arrived, that came from another of its partitions. Records of different source tasks keep no
+order between them on the topic either.
 Otherwise the record is forwarded as before. The runtime resets the floors whenever the tasks
 or the group change (and after a failed transaction), and reads the high watermarks again.
 """
@@ -51,8 +54,8 @@ class Loopback:
         self.topics = frozenset(topics)
         self.partitions = partitions
         self._high: dict[TopicPartition, int] = {}  # read after the last reset
-        # (source, target) -> past the last record forwarded from that source to that target
-        self._own: dict[tuple[TopicPartition, TopicPartition], int] = {}
+        # (source task, target) -> past the last record that task forwarded to that target
+        self._own: dict[tuple[int, TopicPartition], int] = {}
         self.epoch = 0  # bumped by each reset: a high watermark read before it is stale
 
     def target(self, topic: str, key: bytes) -> TopicPartition:
@@ -65,14 +68,14 @@ class Loopback:
         self.epoch += 1
         self._high.clear()
 
-    def forwarded(self, source: TopicPartition, target: TopicPartition, offset: int) -> None:
-        """A record of `source` forwarded to `target` committed at `offset`: the records of
-        `source` after it are not handed over before it is handled."""
+    def forwarded(self, source: int, target: TopicPartition, offset: int) -> None:
+        """A record task `source` forwarded to `target` committed at `offset`: what the task
+        hands over later waits until it is handled."""
         if offset + 1 > self._own.get((source, target), 0):
             self._own[(source, target)] = offset + 1
 
-    def behind(self, source: TopicPartition, target: TopicPartition, fetched: int) -> bool:
-        """Whether a record forwarded from `source` to `target` lies at or past `fetched`."""
+    def behind(self, source: int, target: TopicPartition, fetched: int) -> bool:
+        """Whether a record task `source` forwarded to `target` lies at or past `fetched`."""
         return fetched < self._own.get((source, target), 0)
 
     def missing(self, tasks: Iterable[int]) -> list[TopicPartition]:

@@ -147,9 +147,9 @@ class _Handing:
     settled: dict[TopicPartition, int]  # re-key partitions fetched past their ends, where to
     waiting: set[TopicPartition]  # re-key partitions with records this cycle has yet to handle
     touched: set[int] = field(default_factory=set)  # tasks handed records in this cycle
-    # (source, target) pairs a record went from by the topic in this cycle, and the records
-    blocked: set[tuple[TopicPartition, TopicPartition]] = field(default_factory=set)
-    forwards: list[tuple[TopicPartition, _Pending]] = field(default_factory=list)
+    # (source task, target) pairs a record went from by the topic in this cycle, and the records
+    blocked: set[tuple[int, TopicPartition]] = field(default_factory=set)
+    forwards: list[tuple[int, _Pending]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -687,7 +687,7 @@ class StreamRuntime:
             consumed[tp] = msg.offset + 1
             out = self._handle(tp, msg, now)
             if handing is not None and out:
-                out = self._hand_over(out, now, handing, tp)
+                out = self._hand_over(out, now, handing, task)
             pending.extend(out)
             if time.perf_counter() >= yield_at:
                 await asyncio.sleep(0)
@@ -695,7 +695,10 @@ class StreamRuntime:
         punctuated = due and time.monotonic() >= self._timers_at.get(task, 0.0)
         if punctuated:
             try:
-                pending.extend(self._encode(self.p.punctuate(task, now)))
+                out = self._encode(self.p.punctuate(task, now))
+                if handing is not None and out:
+                    out = self._hand_over(out, now, handing, task)
+                pending.extend(out)
             except Exception as err:
                 # A timer failure must neither stop the service nor commit half its work:
                 # leave the task out of the transaction (the batch's records are redone),
@@ -716,12 +719,15 @@ class StreamRuntime:
         return pending, consumed, punctuated
 
     def _hand_over(
-        self, outputs: list[_Pending], now: datetime, handing: _Handing, source: TopicPartition
+        self, outputs: list[_Pending], now: datetime, handing: _Handing, source: int
     ) -> list[_Pending]:
-        """`outputs` (of a record of `source`) without the re-keyed records their task may
-        take now (`referrals.streams.loopback`): each is handled by its task at once, and what
-        that outputs is added instead. The others are forwarded (written to the topic), and
-        no later record of `source` is handed to their task in this cycle."""
+        """`outputs` (of task `source`: a record's, or its timers') without the re-keyed
+        records their task may take now (`referrals.streams.loopback`): each is handled by its
+        task at once, and what that outputs is added instead. The others are forwarded
+        (written to the topic), and nothing more of `source` is handed to their task in this
+        cycle. The source is the task, not the record's partition: a record may release
+        others that waited in the task (events parked for their program), from any of its
+        partitions."""
         loop = self._loopback
         if loop is None or not any(item.topic in loop.topics for item in outputs):
             return outputs
@@ -747,7 +753,7 @@ class StreamRuntime:
             record = _Consumed(item.key, item.value, HANDED_OVER_OFFSET, int(time.time() * 1000))
             self.metrics.handed_over.labels(self.names.logical(item.topic)).inc()
             handled = self._handle(target, record, now)
-            kept.extend(self._hand_over(handled, now, handing, target))
+            kept.extend(self._hand_over(handled, now, handing, target.partition))
         return kept
 
     def _handle(self, tp: TopicPartition, msg: Any, now: datetime) -> list[_Pending]:
@@ -890,7 +896,7 @@ class StreamRuntime:
         pending: list[_Pending],
         offsets: dict[TopicPartition, int],
         n_in: int,
-        forwards: Sequence[tuple[TopicPartition, _Pending]] = (),
+        forwards: Sequence[tuple[int, _Pending]] = (),
     ) -> bool:
         """The cycle's transaction; False when it did not commit (its tasks are rebuilt, or
         dropped if the group has moved on without this member)."""

@@ -229,3 +229,51 @@ async def test_tasks_moving_between_two_instances_keep_each_share_once_and_in_or
         await publish(topics, 400, total)
         await check_outputs(topics, total)
         assert handed(a) > 0
+
+
+class Gated(ReKeying):
+    """Holds every share in its task while the gate is shut, and the shares after them while
+    any is held (in order, as attribution holds events until their program arrives); only the
+    task's timers release them, once the gate is open."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def process(self, record: Inbound, now: datetime) -> Iterable[Output]:
+        if record.topic != SHARES:
+            return super().process(record, now)
+        store = self.store(record.partition, "counts")
+        if not self.open or next(store.scan(b"held/"), None) is not None:
+            store.put(b"held/%012d" % int(record.value.event_id), CODEC.encode(record.value))
+            return []
+        return super().process(record, now)
+
+    def punctuate(self, task: int, now: datetime) -> Iterable[Output]:
+        if not self.open:
+            return []
+        store = self.store(task, "counts")
+        out: list[Output] = []
+        for key, value in list(store.scan(b"held/")):
+            store.delete(key)
+            share = CODEC.decode(value)
+            out.append(Outbound(REKEYED, share.referral_code, share))
+        return out
+
+
+async def test_records_released_by_a_task_s_timers_keep_their_place_before_later_ones(
+    rekeyed: KafkaSettings, tmp_path: Path
+) -> None:
+    """Shares held in their task are released by its timers while later shares keep coming:
+    the later ones, handed over, must not overtake the released ones (from the same task,
+    whatever partition they came from)."""
+    topics, total = rekeyed, 600
+    gated = Gated()
+    async with running(gated, topics, settings_for(topics, tmp_path)) as runtime:
+        stream = asyncio.create_task(publish(topics, 0, total, batch=10))
+        await asyncio.sleep(1.0)
+        gated.open = True
+        await stream
+        await check_outputs(topics, total)
+        assert handed(runtime) > 0

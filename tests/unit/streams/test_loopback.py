@@ -8,8 +8,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from referrals.streams.loopback import Loopback
 
 TOPIC = "t.by-key.v1"
-SOURCE = TopicPartition("t.in.v1", 0)
-OTHER = TopicPartition("t.in.v1", 1)
+SOURCE = 0  # source tasks
+OTHER = 1
 
 
 def tp(task: int) -> TopicPartition:
@@ -46,7 +46,7 @@ def test_a_reset_forgets_the_ends_and_an_end_read_before_it_is_dropped() -> None
     assert loop.settled([0], {tp(0): 9}.get) == {tp(0): 9}
 
 
-def test_a_source_waits_for_what_it_forwarded_and_other_sources_do_not() -> None:
+def test_a_source_task_waits_for_what_it_forwarded_and_other_tasks_do_not() -> None:
     loop = Loopback([TOPIC], 1)
     loop.forwarded(SOURCE, tp(0), 7)
     loop.forwarded(SOURCE, tp(0), 5)  # an earlier offset never lowers the floor
