@@ -25,8 +25,13 @@ The source is the task, not the partition of the record being processed: a recor
 timer) may release others that waited in the task, such as events parked until their program
 arrived, that came from another of its partitions. Records of different source tasks keep no
 order between them on the topic either.
-Otherwise the record is forwarded as before. The runtime resets the floors whenever the tasks
-or the group change (and after a failed transaction), and reads the high watermarks again.
+Otherwise the record is forwarded as before. The records handed over in a transaction are
+handled after every task's own records in it, in the order they were made: as when they came
+back through the topic a transaction later, a task's own records fetched with them go first
+(attribution's core takes events in any order, but a conversion handled after its deal's whole
+life, WON then REVERSED, would announce only the REVERSED). The runtime resets the floors
+whenever the tasks or the group change (and after a failed transaction), and reads the high
+watermarks again.
 """
 
 from __future__ import annotations

@@ -150,6 +150,8 @@ class _Handing:
     # (source task, target) pairs a record went from by the topic in this cycle, and the records
     blocked: set[tuple[int, TopicPartition]] = field(default_factory=set)
     forwards: list[tuple[int, _Pending]] = field(default_factory=list)
+    # records to hand over, in the order made: handled once every task's own records were
+    queue: list[tuple[TopicPartition, _Pending]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -627,6 +629,9 @@ class StreamRuntime:
                 self._finish_stores(task, committed=False)
             await self._recover(undone, backoff=False)
             return
+        if handing is not None:
+            for task, out in self._handle_handed(handing, now).items():
+                outputs.setdefault(task, []).extend(out)
         tasks += sorted(touched - set(tasks))
         pending = [item for task in tasks for item in outputs.get(task, ())]
         for task in tasks:  # after every handing over: a task's writes may come from another's
@@ -722,12 +727,11 @@ class StreamRuntime:
         self, outputs: list[_Pending], now: datetime, handing: _Handing, source: int
     ) -> list[_Pending]:
         """`outputs` (of task `source`: a record's, or its timers') without the re-keyed
-        records their task may take now (`referrals.streams.loopback`): each is handled by its
-        task at once, and what that outputs is added instead. The others are forwarded
-        (written to the topic), and nothing more of `source` is handed to their task in this
-        cycle. The source is the task, not the record's partition: a record may release
-        others that waited in the task (events parked for their program), from any of its
-        partitions."""
+        records their task may take in this cycle (`referrals.streams.loopback`): each is
+        queued for its task (`_handle_handed`). The others are forwarded (written to the
+        topic), and nothing more of `source` is handed to their task in this cycle. The
+        source is the task, not the record's partition: a record may release others that
+        waited in the task (events parked for their program), from any of its partitions."""
         loop = self._loopback
         if loop is None or not any(item.topic in loop.topics for item in outputs):
             return outputs
@@ -750,11 +754,26 @@ class StreamRuntime:
                 kept.append(item)
                 continue
             handing.touched.add(target.partition)
+            handing.queue.append((target, item))
+        return kept
+
+    def _handle_handed(self, handing: _Handing, now: datetime) -> dict[int, list[_Pending]]:
+        """The records handed over in this cycle, handled by their tasks in the order they
+        were made, after every task's own records (as when they came back through the topic,
+        a transaction later: a task's own records fetched with them go first); by task, their
+        outputs."""
+        outputs: dict[int, list[_Pending]] = {}
+        queue = handing.queue
+        done = 0
+        while done < len(queue):  # handling one may hand over more
+            target, item = queue[done]
+            done += 1
             record = _Consumed(item.key, item.value, HANDED_OVER_OFFSET, int(time.time() * 1000))
             self.metrics.handed_over.labels(self.names.logical(item.topic)).inc()
             handled = self._handle(target, record, now)
-            kept.extend(self._hand_over(handled, now, handing, target.partition))
-        return kept
+            out = self._hand_over(handled, now, handing, target.partition)
+            outputs.setdefault(target.partition, []).extend(out)
+        return outputs
 
     def _handle(self, tp: TopicPartition, msg: Any, now: datetime) -> list[_Pending]:
         """One record: its outputs, or its dead letter with its store writes undone."""
