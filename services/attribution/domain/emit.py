@@ -27,6 +27,7 @@ from services.attribution.domain.state import (
     from_ms,
 )
 
+WON = ReferralStatus.WON
 STATUS_OF_STAGE = {
     DealStage.OPEN: ReferralStatus.IN_PROGRESS,
     DealStage.QUALIFIED: ReferralStatus.IN_PROGRESS,
@@ -94,6 +95,12 @@ class Emitter:
             other_deal = credited is not None and deal.deal_id != credited
             if other_deal or shown.get(deal.deal_id) == status:
                 continue  # once WON, the referral follows the credited deal only
+            won_id, won_ms = deal.won_event_id, deal.won_ms
+            if credited is None and won_id and won_ms is not None and status is not WON:
+                # Won, then reversed, before the referral had its advocate: the win first.
+                won = replace(deal, stage=DealStage.WON, event_id=won_id, occurred_ms=won_ms)
+                self._emit(state, claim, WON, deal=won)
+                credited = deal.deal_id
             self._emit(state, claim, status, deal=deal)
             shown[deal.deal_id] = status
             if status is ReferralStatus.WON:

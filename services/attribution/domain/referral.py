@@ -53,7 +53,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from referrals.contract.records import ConversionEvent, DealEvent, MatchedBy
+from referrals.contract.records import ConversionEvent, DealEvent, DealStage, MatchedBy
 from services.attribution.domain.decide import decide
 from services.attribution.domain.emit import Emitter
 from services.attribution.domain.model import Directory
@@ -247,6 +247,10 @@ def _add_deal(state: ReferralState, deal: Deal, counters: dict[str, int]) -> Ref
         return state
     if held is not None and held.order() >= deal.order():
         return state  # an older stage arriving late changes nothing
+    if deal.stage is DealStage.WON:
+        deal = replace(deal, won_event_id=deal.event_id, won_ms=deal.occurred_ms)
+    elif held is not None and held.won_event_id is not None:
+        deal = replace(deal, won_event_id=held.won_event_id, won_ms=held.won_ms)
     others = tuple(d for d in state.deals if d.deal_id != deal.deal_id)
     return replace(state, deals=(*others, deal))
 

@@ -116,6 +116,10 @@ class Deal:
     deadline_ms: int  # waits for a winner until stream time passes this
     amount_minor: int | None = None
     currency: str | None = None
+    # The WON event this deal went through on its way to its latest stage (a REVERSED), so
+    # that a referral whose advocate is decided only after it still announces the win first.
+    won_event_id: str | None = None
+    won_ms: int | None = None
 
     def order(self) -> tuple[int, int, str]:
         return (self.occurred_ms, _STAGE_ORDER[self.stage], self.event_id)

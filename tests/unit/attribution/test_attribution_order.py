@@ -81,6 +81,30 @@ def test_a_deal_before_its_conversion_waits_and_resolves_as_lead_then_its_curren
     assert said(engine_.outputs) == [("adv-a", "LEAD", None), ("adv-a", "WON", None)]
 
 
+def test_a_deal_won_then_reversed_before_its_referral_resolved_announces_the_win_first() -> None:
+    """Its whole life went by while the conversion waited (a share read late, or the deal's
+    events handled before the conversion fetched with them): the advocate earned the reward
+    and lost it, so WON (the WON event's id and time) comes before REVERSED, as in order."""
+    engine_ = engine(shares=[share("sh-1", "adv-a")])
+    engine_.deal(deal("dl-1", DealStage.OPEN, at=T0 + DAY))
+    engine_.deal(deal("dl-2", DealStage.WON, at=T0 + 2 * DAY))
+    engine_.deal(deal("dl-3", DealStage.REVERSED, at=T0 + 3 * DAY))
+    engine_.conversion(conversion(code=code_of("adv-a")))
+    assert said(engine_.outputs) == [
+        ("adv-a", "LEAD", None),
+        ("adv-a", "WON", None),
+        ("adv-a", "REVERSED", None),
+    ]
+    won = engine_.outputs[1]
+    assert won.occurred_at == T0 + 2 * DAY
+    in_order = engine(shares=[share("sh-1", "adv-a")])
+    in_order.conversion(conversion(code=code_of("adv-a")))
+    for day, stage in enumerate((DealStage.OPEN, DealStage.WON, DealStage.REVERSED), 1):
+        in_order.deal(deal(f"dl-{day}", stage, at=T0 + day * DAY))
+    same = {o.status: o.status_id for o in in_order.outputs}
+    assert won.status_id == same[ReferralStatus.WON]  # the same status, whatever the order
+
+
 @pytest.mark.parametrize(
     ("stage", "status"),
     [
