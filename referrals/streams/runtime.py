@@ -630,7 +630,7 @@ class StreamRuntime:
             await self._recover(undone, backoff=False)
             return
         if handing is not None:
-            for task, out in self._handle_handed(handing, now).items():
+            for task, out in (await self._handle_handed(handing, now)).items():
                 outputs.setdefault(task, []).extend(out)
         tasks += sorted(touched - set(tasks))
         pending = [item for task in tasks for item in outputs.get(task, ())]
@@ -757,7 +757,7 @@ class StreamRuntime:
             handing.queue.append((target, item))
         return kept
 
-    def _handle_handed(self, handing: _Handing, now: datetime) -> dict[int, list[_Pending]]:
+    async def _handle_handed(self, handing: _Handing, now: datetime) -> dict[int, list[_Pending]]:
         """The records handed over in this cycle, handled by their tasks in the order they
         were made, after every task's own records (as when they came back through the topic,
         a transaction later: a task's own records fetched with them go first); by task, their
@@ -765,6 +765,7 @@ class StreamRuntime:
         outputs: dict[int, list[_Pending]] = {}
         queue = handing.queue
         done = 0
+        yield_at = time.perf_counter() + SLICE_S  # as `_process_task`: the loop gets turns
         while done < len(queue):  # handling one may hand over more
             target, item = queue[done]
             done += 1
@@ -773,6 +774,9 @@ class StreamRuntime:
             handled = self._handle(target, record, now)
             out = self._hand_over(handled, now, handing, target.partition)
             outputs.setdefault(target.partition, []).extend(out)
+            if time.perf_counter() >= yield_at:
+                await asyncio.sleep(0)
+                yield_at = time.perf_counter() + SLICE_S
         return outputs
 
     def _handle(self, tp: TopicPartition, msg: Any, now: datetime) -> list[_Pending]:
