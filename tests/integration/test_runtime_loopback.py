@@ -186,9 +186,9 @@ async def test_what_a_previous_owner_forwarded_is_handled_before_anything_is_han
 async def test_a_refused_transaction_that_handed_records_over_is_redone_once(
     rekeyed: KafkaSettings, tmp_path: Path
 ) -> None:
-    topics = rekeyed
     """The group refuses a transaction (a zombie's generation) after records were handed over:
     the target tasks' state is undone with it, and the records are redone once."""
+    topics = rekeyed
     async with running(ReKeying(), topics, settings_for(topics, tmp_path)) as runtime:
         await publish(topics, 0, 200)
         await until(lambda: handed(runtime) > 0)
@@ -212,10 +212,10 @@ async def test_a_refused_transaction_that_handed_records_over_is_redone_once(
 async def test_tasks_moving_between_two_instances_keep_each_share_once_and_in_order(
     rekeyed: KafkaSettings, tmp_path: Path
 ) -> None:
-    topics = rekeyed
     """A second instance takes half the tasks and leaves again: each instance hands over only
     to tasks it owns, and a task taken over waits for what its sources' previous owner
     forwarded before handing anything over."""
+    topics = rekeyed
     total = 600
     async with running(ReKeying(), topics, settings_for(topics, tmp_path / "a")) as a:
         await publish(topics, 0, 200)
