@@ -39,6 +39,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import os
 import signal
 import socket
 import sys
@@ -63,7 +64,9 @@ from bench.pipeline_support import (
     StampingCatcher,
     bucket_quantile,
     cpu_seconds,
+    cpu_shares,
     jit_compiled,
+    jvm_thread_cpu,
     percentiles,
     profile,
     tail_in_windows,
@@ -96,6 +99,7 @@ from referrals.contract.topics import (
     TopicNames,
     create_topics,
 )
+from referrals.platform.metrics import CYCLE_PHASES
 from referrals.platform.settings import KafkaSettings
 from referrals.programs.model import MessageKind
 from referrals.programs.put import load_program, put
@@ -614,8 +618,11 @@ class Run:
         seen0, mail0 = len(self.follower.seen[PAYOUTS]), len(self.mail.accepted)
         status0 = len(self.follower.seen[STATUS])  # before the first WON: each one is counted
         commits0 = await asyncio.to_thread(self._commit_buckets)
+        cycles0 = await asyncio.to_thread(self._cycle_buckets)
         jit0 = self._jit()
+        cpu0, threads0, offered_at = self._cpu_all(), self._broker_threads(), time.monotonic()
         refs, sent, sent_wall, span = await self._paced(rate, f"r{rate}", n)
+        self._cpu_while_offered(rate, cpu0, threads0, time.monotonic() - offered_at)
         thank = {r.thank_you: r.referral_id for r in refs}
 
         def payouts() -> dict[str, float]:
@@ -651,6 +658,23 @@ class Run:
             + ", ".join(f"{n} {a:g}/{b:g} ms" for n, (a, b) in commit_ms.items())
         )
         self.checks.setdefault("commit_ms", {})[rate] = commit_ms
+        cycles1 = await asyncio.to_thread(self._cycle_buckets)
+        cycle_ms = {
+            name: {
+                phase: [
+                    1000 * bucket_quantile(cycles0[name][phase], cycles1[name][phase], q)
+                    for q in (0.5, 0.99)
+                ]
+                for phase in CYCLE_PHASES
+            }
+            for name in cycles1
+        }
+        for name, phases in cycle_ms.items():
+            say(
+                f"  cycles by phase, p50/p99 (bucket bounds) ms, {name}: "
+                + ", ".join(f"{phase} {a:g}/{b:g}" for phase, (a, b) in phases.items())
+            )
+        self.checks.setdefault("cycle_ms", {})[rate] = cycle_ms
         jit1 = self._jit()
         if jit0 is not None and jit1 is not None:
             say(f"  the broker's JIT compiled {jit1 - jit0:,} methods during this phase")
@@ -830,6 +854,45 @@ class Run:
             note=f"{what}; seconds until it owns every task (its state restored); /readyz "
             f"answered after {ready:.1f} s; {n:,} advocates",
         )
+
+    def _cycle_buckets(self) -> dict[str, dict[str, dict[float, float]]]:
+        return {
+            name: {
+                phase: self.services.buckets(name, "referrals_cycle_seconds", phase=phase)
+                for phase in CYCLE_PHASES
+            }
+            for name in ("attribution", "rewards", "notifications")
+        }
+
+    def _cpu_all(self) -> dict[str, float]:
+        """CPU-seconds so far of the services, the broker, this bench and its SMTP relay."""
+        out = {**self.cpu_by_process(), "bench": time.process_time()}
+        if self.mail.pid is not None:
+            out["relay"] = cpu_seconds(self.mail.pid)
+        return out
+
+    def _broker_threads(self) -> dict[str, float] | None:
+        return jvm_thread_cpu(self.broker_pid) if self.broker_pid else None
+
+    def _cpu_while_offered(
+        self,
+        rate: int,
+        cpu0: dict[str, float],
+        threads0: dict[str, float] | None,
+        seconds: float,
+    ) -> None:
+        """Says how much CPU each process used while the load was offered (the machine's
+        cores: the room there was), and the broker's by thread (requests, JIT, GC)."""
+        cpu1, threads1 = self._cpu_all(), self._broker_threads()
+        cores = os.cpu_count() or 1
+        say(
+            f"  CPU while offered, % of one core ({cores} cores: {100 * cores}%): "
+            + cpu_shares(cpu0, cpu1, seconds)
+        )
+        shares = {n: round(100 * (cpu1[n] - cpu0.get(n, 0.0)) / seconds, 1) for n in cpu1}
+        self.checks.setdefault("cpu_pct", {})[rate] = shares
+        if threads0 is not None and threads1 is not None:
+            say("  the broker's CPU by thread: " + cpu_shares(threads0, threads1, seconds))
 
     def _commit_buckets(self) -> dict[str, dict[float, float]]:
         return {

@@ -46,6 +46,10 @@ class StampingCatcher:
     def count(self) -> int:
         return len(self.accepted)
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def __enter__(self) -> StampingCatcher:
         self._proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("mailsink.py")), str(self.port)],
@@ -192,15 +196,16 @@ class Services(ServiceProcesses):
             time.sleep(0.05)
         raise RuntimeError(f"{name} not ready within {within:.0f} s of its restart")
 
-    def buckets(self, name: str, metric: str) -> dict[float, float]:
-        """A histogram's cumulative bucket counts on a service's /metrics (label sets summed),
-        by upper bound."""
+    def buckets(self, name: str, metric: str, **labels: str) -> dict[float, float]:
+        """A histogram's cumulative bucket counts on a service's /metrics (the label sets that
+        hold `labels` summed), by upper bound."""
         from referrals.tools.program_year import _http_get
 
         body = _http_get(self.plan.metrics_ports[name], "/metrics")
+        want = [f'{k}="{v}"' for k, v in labels.items()]
         out: dict[float, float] = {}
         for line in body.splitlines():
-            if line.startswith(metric + "_bucket{"):
+            if line.startswith(metric + "_bucket{") and all(w in line for w in want):
                 le = line.split('le="', 1)[1].split('"', 1)[0]
                 bound = float("inf") if le == "+Inf" else float(le)
                 out[bound] = out.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
@@ -229,6 +234,39 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     # fields[0] is state (field 3); utime is field 14 -> index 11.
     return sum(int(f) for f in fields[11:15]) / CLK_TCK
+
+
+# A JVM's threads by what they do (/proc/<pid>/task/*/comm, 15 characters at most).
+JVM_THREADS = (
+    ("requests", ("data-plane-kafk", "executor-Fetch", "executor-Produc")),
+    ("JIT", ("C1 CompilerThre", "C2 CompilerThre", "Sweeper thread")),
+    ("GC", ("GC Thread#", "G1 ", "VM Thread")),
+)
+
+
+def jvm_thread_cpu(pid: int) -> dict[str, float]:
+    """CPU-seconds so far of a JVM's threads, grouped as JVM_THREADS says (the rest: other);
+    threads that have ended are not counted."""
+    out = dict.fromkeys([*(group for group, _ in JVM_THREADS), "other"], 0.0)
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        group = next(
+            (g for g, prefixes in JVM_THREADS if comm.startswith(prefixes)),
+            "other",
+        )
+        out[group] += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
+def cpu_shares(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
+    """CPU-seconds between two readings as % of one core each, busiest first, and the total."""
+    used = {name: 100 * (after[name] - before.get(name, 0.0)) / seconds for name in after}
+    parts = [f"{name} {pct:.0f}%" for name, pct in sorted(used.items(), key=lambda kv: -kv[1])]
+    return ", ".join(parts) + f" (total {sum(used.values()):.0f}%)"
 
 
 def vm_hwm_mb(pid: int) -> float:

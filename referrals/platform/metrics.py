@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 # Buckets for latencies from event time to output: tens of milliseconds up to minutes, since a
 # backfill or a restart can legitimately show old event times.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# A cycle's phases take from a millisecond (a transaction's requests) to seconds (a backlog).
+CYCLE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0)
+# Where a committed cycle's time went (referrals_cycle_seconds{phase}), in order.
+CYCLE_PHASES = ("queued", "handle", "produce", "offsets", "commit")
 M = TypeVar("M", bound=MetricWrapperBase)
 
 
@@ -100,6 +104,19 @@ class RuntimeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.cycle_seconds = Histogram(
+            "referrals_cycle_seconds",
+            "Where a committed cycle's time went, by phase: queued (its oldest input record's "
+            "age, from the record's timestamp, when the cycle began), handle (its records, "
+            "timers and handed-over records), produce (the outputs handed to the producer), "
+            "offsets (the transaction's partitions and offsets registered with the "
+            "coordinator), commit (the outputs acknowledged and the transaction ended)",
+            ["phase"],
+            buckets=CYCLE_BUCKETS,
+            registry=r,
+        )
+        for phase in CYCLE_PHASES:
+            self.cycle_seconds.labels(phase)  # exported at 0 from the start
         self.assigned = Gauge(
             "referrals_assigned_partitions", "Input partitions (tasks) owned", registry=r
         )

@@ -594,6 +594,8 @@ class StreamRuntime:
         and a re-keyed record may then be handed to its task at once, which commits in this
         transaction too."""
         now = self.clock()
+        began = time.perf_counter()
+        phases = _queued(work)
         steps, waiting = self._steps(work)
         handing = _Handing(settled, waiting) if settled is not None else None
         outputs: dict[int, list[_Pending]] = {}
@@ -644,7 +646,8 @@ class StreamRuntime:
                 if tp not in offsets and tp in self._positions:
                     offsets[tp] = self._positions[tp]
             forwards = handing.forwards if handing is not None else []
-            if not await self._commit(tasks, pending, offsets, n_in, forwards):
+            phases["handle"] = time.perf_counter() - began
+            if not await self._commit(tasks, pending, offsets, n_in, forwards, phases):
                 return
         ran_at = time.time()
         for task in punctuated:
@@ -920,9 +923,13 @@ class StreamRuntime:
         offsets: dict[TopicPartition, int],
         n_in: int,
         forwards: Sequence[tuple[int, _Pending]] = (),
+        phases: dict[str, float] | None = None,
     ) -> bool:
         """The cycle's transaction; False when it did not commit (its tasks are rebuilt, or
-        dropped if the group has moved on without this member)."""
+        dropped if the group has moved on without this member). `phases`: the cycle's time so
+        far by phase (referrals_cycle_seconds), the transaction's added and observed when it
+        commits."""
+        phases = {} if phases is None else phases
         producer = self._producer
         assert producer is not None
         started = time.perf_counter()
@@ -936,7 +943,7 @@ class StreamRuntime:
             # producer's epoch, and the next request would see "fenced".
             limit = min(self.settings.commit_timeout_s, self.settings.transaction_timeout_ms / 1000)
             await asyncio.wait_for(
-                self._transact(producer, pending, offsets, written, forwarded, membership),
+                self._transact(producer, pending, offsets, written, forwarded, membership, phases),
                 timeout=limit,
             )
         except (ProducerFenced, GroupMoved) as err:
@@ -973,6 +980,8 @@ class StreamRuntime:
         self.metrics.transactions.labels("commit").inc()
         self.metrics.batch_records.observe(n_in)
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        for phase, seconds in phases.items():
+            self.metrics.cycle_seconds.labels(phase).observe(seconds)
         return True
 
     async def _transact(
@@ -983,8 +992,10 @@ class StreamRuntime:
         written: list[tuple[int, str, asyncio.Future[Any]]],
         forwarded: dict[int, asyncio.Future[Any]],
         membership: GroupMetadata,
+        phases: dict[str, float],
     ) -> None:
         loop = self._loopback.topics if self._loopback is not None else frozenset()
+        began = time.perf_counter()
         await producer.begin_transaction()
         for item in pending:
             sent = await producer.send(
@@ -999,9 +1010,16 @@ class StreamRuntime:
                 written.append((item.partition, item.store, sent))
             elif item.topic in loop:
                 forwarded[id(item)] = sent
+        produced = time.perf_counter()
         if offsets:
             await send_offsets(producer, offsets, membership)
+        registered = time.perf_counter()
         await producer.commit_transaction()
+        phases.update(
+            produce=produced - began,
+            offsets=registered - produced,
+            commit=time.perf_counter() - registered,
+        )
 
     async def _start_producer(self) -> None:
         """The process's transactional producer; starting it (InitProducerId) aborts any
@@ -1362,6 +1380,18 @@ def _bounded(outputs: list[_Pending]) -> list[_Pending]:
                 reason="OUTPUT_TOO_LARGE",
             )
     return outputs
+
+
+def _queued(work: dict[int, tuple[list[_Fetched], bool]]) -> dict[str, float]:
+    """A cycle's first phase (referrals_cycle_seconds): how long its oldest record had waited
+    when it began, from the records' timestamps (none for a cycle of timers only)."""
+    oldest = min(
+        (m.timestamp for messages, _ in work.values() for _, m in messages if m.timestamp >= 0),
+        default=None,
+    )
+    if oldest is None:
+        return {}
+    return {"queued": max(0.0, time.time() - oldest / 1000)}
 
 
 def _is_transient(err: BaseException) -> bool:

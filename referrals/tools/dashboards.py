@@ -164,6 +164,15 @@ def runtime_rows(job: str) -> list[Row]:
                     *quantiles("referrals_batch_records", on, qs=(0.5, 0.99)),
                 ),
                 panel(
+                    "Cycle time p99, by phase",
+                    *quantiles("referrals_cycle_seconds", on, "phase", qs=(0.99,)),
+                    unit="s",
+                    description="Where a committed cycle's time went: queued (its oldest "
+                    "record's age when it began), handle, produce, offsets (registered with the "
+                    "transaction coordinator), commit. Slow handle under load: CPU; slow offsets "
+                    "and commit in every service at once: the broker",
+                ),
+                panel(
                     "Program versions in force",
                     agg("", "referrals_program_version", on, "program", op="max"),
                 ),

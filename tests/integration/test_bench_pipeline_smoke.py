@@ -60,3 +60,10 @@ def test_the_pipeline_bench_measures_what_it_sent(kafka: KafkaSettings, tmp_path
     assert blast["payouts"] == blast["thank_yous"] == blast["referrals"], blast
     for rate, got in checks["latency"].items():
         assert got["payouts"] == got["thank_yous"] == got["wons"], (rate, got)
+    for rate, shares in checks["cpu_pct"].items():  # CPU while the load was offered
+        assert {"attribution", "rewards", "notifications", "api", "bench"} <= set(shares), rate
+        assert all(pct >= 0 for pct in shares.values()) and shares["attribution"] > 0, shares
+    for rate, services in checks["cycle_ms"].items():  # the services' cycles by phase
+        for name, phases in services.items():
+            assert 0 < phases["handle"][0] <= phases["handle"][1], (rate, name, phases)
+            assert 0 < phases["commit"][0] < float("inf"), (rate, name, phases)
