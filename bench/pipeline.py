@@ -69,6 +69,7 @@ from bench.pipeline_support import (
     jvm_thread_cpu,
     percentiles,
     profile,
+    show_shares,
     tail_in_windows,
     top_own,
     top_total,
@@ -885,14 +886,15 @@ class Run:
         cores: the room there was), and the broker's by thread (requests, JIT, GC)."""
         cpu1, threads1 = self._cpu_all(), self._broker_threads()
         cores = os.cpu_count() or 1
+        shares = cpu_shares(cpu0, cpu1, seconds)
         say(
             f"  CPU while offered, % of one core ({cores} cores: {100 * cores}%): "
-            + cpu_shares(cpu0, cpu1, seconds)
+            + show_shares(shares)
         )
-        shares = {n: round(100 * (cpu1[n] - cpu0.get(n, 0.0)) / seconds, 1) for n in cpu1}
-        self.checks.setdefault("cpu_pct", {})[rate] = shares
+        self.checks.setdefault("cpu_pct", {})[rate] = {n: round(v, 1) for n, v in shares.items()}
         if threads0 is not None and threads1 is not None:
-            say("  the broker's CPU by thread: " + cpu_shares(threads0, threads1, seconds))
+            threads = cpu_shares(threads0, threads1, seconds)
+            say("  the broker's CPU by thread: " + show_shares(threads))
 
     def _commit_buckets(self) -> dict[str, dict[float, float]]:
         return {

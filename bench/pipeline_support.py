@@ -262,11 +262,17 @@ def jvm_thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
-def cpu_shares(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
-    """CPU-seconds between two readings as % of one core each, busiest first, and the total."""
-    used = {name: 100 * (after[name] - before.get(name, 0.0)) / seconds for name in after}
-    parts = [f"{name} {pct:.0f}%" for name, pct in sorted(used.items(), key=lambda kv: -kv[1])]
-    return ", ".join(parts) + f" (total {sum(used.values()):.0f}%)"
+def cpu_shares(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, float]:
+    """CPU-seconds used between two readings, as % of one core, by name."""
+    return {name: 100 * (after[name] - before.get(name, 0.0)) / seconds for name in after}
+
+
+def show_shares(shares: dict[str, float]) -> str:
+    """`cpu_shares` busiest first, and their total."""
+    parts = [f"{name} {pct:.0f}%" for name, pct in sorted(shares.items(), key=lambda kv: -kv[1])]
+    return ", ".join(parts) + f" (total {sum(shares.values()):.0f}%)"
 
 
 def vm_hwm_mb(pid: int) -> float:
