@@ -21,6 +21,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from referrals.platform.errors import ConfigError
 from referrals.platform.settings import KafkaSettings
+from referrals.streams.murmur import KeyPartitioner
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ def make_producer(
     opts = client_options(settings, client_id)
     # A few ms of lingering lets a batch of outputs share requests without hurting latency.
     opts.update(linger_ms=5, max_batch_size=256 * 1024, compression_type=None)
+    opts.update(partitioner=KeyPartitioner())  # aiokafka's, with a murmur2 twice as fast
     if transactional_id is not None:
         opts.update(transactional_id=transactional_id, enable_idempotence=True, acks="all")
         opts.update(retry_backoff_ms=TXN_RETRY_BACKOFF_MS)

@@ -41,8 +41,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import murmur2
 from aiokafka.protocol.offset import OffsetRequest
+
+from referrals.streams.murmur import partition_of
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,7 @@ class Loopback:
 
     def target(self, topic: str, key: bytes) -> TopicPartition:
         """The partition the producer's default partitioner gives `key` (its task's)."""
-        hashed: int = murmur2(key)
-        return TopicPartition(topic, (hashed & 0x7FFFFFFF) % self.partitions)
+        return TopicPartition(topic, partition_of(key, self.partitions))
 
     def reset(self) -> None:
         """Tasks or the group changed, or a transaction failed: forget the high watermarks."""

@@ -14,11 +14,11 @@ from collections.abc import Collection
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
 
 from referrals.platform.errors import ReferralsError
 from referrals.platform.settings import KafkaSettings
 from referrals.streams.kafka import absent_topic, make_consumer, stop_quietly
+from referrals.streams.murmur import partition_of
 from referrals.streams.topics import TopicNames
 
 READ_LIMIT_S = 120.0  # a topic read that makes no progress for this long is an error
@@ -31,8 +31,7 @@ class TopicReadError(ReferralsError):
 def partition_for(key: str, partitions: list[int]) -> int:
     """The partition a producer's default (murmur2) partitioner sends `key` to."""
     ordered = sorted(partitions)
-    chosen: int = DefaultPartitioner()(key.encode("utf-8"), ordered, ordered)
-    return chosen
+    return ordered[partition_of(key.encode("utf-8"), len(ordered))]
 
 
 async def read_records(
