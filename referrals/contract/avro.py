@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from io import BytesIO
 from pathlib import Path
+from types import MemberDescriptorType
 from typing import Any, get_type_hints
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -279,6 +280,7 @@ def _unknown_enum_index(body: BytesIO, schema: Any, enums: dict[str, Any]) -> in
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 _ENUM_FIELDS: dict[type, tuple[tuple[str, type[StrEnum]], ...]] = {}
+_BUILDERS: dict[str, _Builder] = {}
 
 
 def _field_names(cls: type[Any]) -> tuple[str, ...]:
@@ -299,16 +301,54 @@ def _enum_fields(cls: type[Any]) -> tuple[tuple[str, type[StrEnum]], ...]:
     return found
 
 
+class _Builder:
+    """Makes one record type's objects from decoded datums, about three times as fast as
+    `cls(**datum)` with `enum_type(symbol)` for each enum: a frozen dataclass's __init__ sets
+    each field through object.__setattr__, and an enum call goes through EnumType.__call__.
+    Here each slot is set through its descriptor and each symbol is looked up in its enum's
+    value map (a rewards or notifications process decodes every status it reads). A datum that
+    does not have exactly the record's fields takes `cls(**datum)`, with its error."""
+
+    __slots__ = ("cls", "count", "enums", "name", "setters")
+
+    def __init__(self, name: str, cls: type[Any]) -> None:
+        self.cls, self.name = cls, name
+        self.enums = tuple(
+            (field, enum_type, enum_type._value2member_map_)
+            for field, enum_type in _enum_fields(cls)
+        )
+        names = _field_names(cls)
+        slotted = all(isinstance(cls.__dict__.get(f), MemberDescriptorType) for f in names)
+        self.setters = tuple((f, cls.__dict__[f].__set__) for f in names) if slotted else None
+        self.count = len(names)
+
+    def __call__(self, datum: Datum) -> Record:
+        for field, enum_type, members in self.enums:
+            symbol = members.get(datum[field])
+            if symbol is None:
+                raise DecodeError(
+                    f"{self.name} field '{field}': {datum[field]!r} is not a symbol of "
+                    f"{enum_type.__name__}",
+                    reason="UNKNOWN_SYMBOL",
+                )
+            datum[field] = symbol
+        if self.setters is None or len(datum) != self.count:
+            made: Record = self.cls(**datum)
+            return made
+        record = object.__new__(self.cls)
+        try:
+            for field, set_slot in self.setters:
+                set_slot(record, datum[field])
+        except KeyError:  # a field missing, another in its place
+            made = self.cls(**datum)
+            return made
+        built: Record = record
+        return built
+
+
 def to_record(name: str, datum: Datum) -> Record:
     """Turns a decoded datum into the record's typed object (enum symbols become enums)."""
-    cls: type[Any] = RECORD_TYPES[name]
-    for field, enum_type in _enum_fields(cls):
-        try:
-            datum[field] = enum_type(datum[field])
-        except ValueError:
-            raise DecodeError(
-                f"{name} field '{field}': {datum[field]!r} is not a symbol of {enum_type.__name__}",
-                reason="UNKNOWN_SYMBOL",
-            ) from None
-    record: Record = cls(**datum)
-    return record
+    builder = _BUILDERS.get(name)
+    if builder is None:
+        builder = _BUILDERS[name] = _Builder(name, RECORD_TYPES[name])
+    return builder(datum)

@@ -677,3 +677,27 @@ def test_an_enum_symbol_the_python_type_lacks_is_an_unknown_symbol() -> None:
         to_record("PayoutResult", {**RESULT_V2_DATUM, "status": "PENDING"})
     assert caught.value.reason == "UNKNOWN_SYMBOL"
     assert "PENDING" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_a_record_built_from_a_datum_is_the_one_its_constructor_makes_and_stays_frozen(
+    name: str,
+) -> None:
+    record = SAMPLES[name]
+    built = to_record(name, dict(CODEC.decode_datum(CODEC.encode(record))[1]))
+    assert built == record and hash(built) == hash(record)
+    assert repr(built) == repr(record)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.__setattr__(dataclasses.fields(record)[0].name, "changed")
+
+
+def test_a_datum_with_a_field_missing_or_one_too_many_fails_as_the_constructor_does() -> None:
+    datum = dict(CODEC.decode_datum(CODEC.encode(SAMPLES["DealEvent"]))[1])
+    missing = {k: v for k, v in datum.items() if k != "deal_id"}
+    with pytest.raises(TypeError, match="deal_id"):
+        to_record("DealEvent", missing)
+    swapped = {**missing, "not_a_field": 1}  # as many fields, one of them wrong
+    with pytest.raises(TypeError, match="not_a_field"):
+        to_record("DealEvent", swapped)
+    with pytest.raises(TypeError, match="not_a_field"):
+        to_record("DealEvent", {**datum, "not_a_field": 1})
