@@ -12,9 +12,10 @@ so that its last status is never a stale LEAD.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from referrals.contract.records import DealStage, ReferralStatus, ReferralStatusChanged
+from referrals.platform.evolve import replace
 from services.attribution.domain.decide import View
 from services.attribution.domain.ids import status_id
 from services.attribution.domain.model import Directory

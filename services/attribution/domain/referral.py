@@ -50,10 +50,10 @@ conversions_unmatched_dropped, declared_unmatched_dropped, deals_unmatched_dropp
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from referrals.contract.records import ConversionEvent, DealEvent, DealStage, MatchedBy
+from referrals.platform.evolve import replace
 from services.attribution.domain.decide import decide
 from services.attribution.domain.emit import Emitter
 from services.attribution.domain.model import Directory

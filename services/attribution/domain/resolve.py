@@ -29,9 +29,10 @@ nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from referrals.contract.records import Channel, MatchedBy
+from referrals.platform.evolve import replace
 from services.attribution.domain.model import (
     EMAIL_MATCH_CHANNELS,
     Directory,

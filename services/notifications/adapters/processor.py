@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import datetime
 from functools import partial
 
@@ -51,6 +50,7 @@ from referrals.contract.records import (
 )
 from referrals.contract.topics import ADVOCATES, SHARES, STATUS, UNSUBSCRIBES
 from referrals.platform.errors import PermanentError, UnknownProgram
+from referrals.platform.evolve import replace
 from referrals.platform.metrics import RuntimeMetrics
 from referrals.programs.catalog import Program, ProgramAwareProcessor
 from referrals.programs.model import NotificationChannel

@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
+from referrals.platform.evolve import replace
 from referrals.programs.model import NotificationChannel
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,7 @@ Erasing again changes nothing (the first `erased_at` is kept).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from referrals.platform.evolve import replace
 from services.notifications.domain.messages import Plan, Reason, suppressed
 from services.notifications.domain.state import State
 

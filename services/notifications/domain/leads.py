@@ -18,11 +18,11 @@ document the webhook receives.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 
 from referrals.contract.records import ReferralStatus, ReferralStatusChanged
+from referrals.platform.evolve import replace
 from referrals.programs.model import MessageKind, NotificationChannel, ProgramDocument
 from services.notifications.domain.messages import Message, Plan, Reason, Suppressed
 from services.notifications.domain.state import DAY_MS, Lead, State, from_ms, to_ms

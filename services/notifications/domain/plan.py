@@ -35,7 +35,6 @@ held ones on `on_profile`). `next_wakeup` tells the adapter when a tick can next
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from referrals.contract.records import (
@@ -44,6 +43,7 @@ from referrals.contract.records import (
     ReferralStatusChanged,
     ShareEvent,
 )
+from referrals.platform.evolve import replace
 from referrals.programs.model import MessageKind, ProgramDocument
 from services.notifications.domain import leads
 from services.notifications.domain.messages import (

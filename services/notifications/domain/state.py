@@ -37,9 +37,10 @@ again is a deliberate operator action (a new state), not a side effect of a prof
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from referrals.platform.evolve import replace
 from referrals.platform.timestamps import from_ms as from_ms
 from referrals.platform.timestamps import to_ms as to_ms
 from referrals.programs.model import MessageKind

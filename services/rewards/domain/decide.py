@@ -33,8 +33,8 @@ from referrals.contract.records import (
     RewardAction,
     RewardCommand,
 )
+from referrals.platform.evolve import replace
 from services.rewards.domain.evaluate import issue, issue_friend, new_entry, past_review, settle
-from services.rewards.domain.evolve import replace
 from services.rewards.domain.ledger import ISSUED, Entry, Ledger, Reason, State, to_ms
 from services.rewards.domain.outputs import (
     Decision,

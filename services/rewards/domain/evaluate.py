@@ -23,9 +23,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from referrals.contract.records import PayoutKind, Recipient, ReferralStatus, ReferralStatusChanged
+from referrals.platform.evolve import replace
 from referrals.platform.money import percent_of
 from services.rewards.domain import ids
-from services.rewards.domain.evolve import replace
 from services.rewards.domain.ledger import Entry, Friend, Ledger, Reason, State, to_ms
 from services.rewards.domain.outputs import Output, friend_payout, payout, status
 from services.rewards.domain.rules import Lifecycle, RewardRules, Tier

@@ -32,9 +32,9 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from referrals.contract.records import Channel, MatchedBy, RewardType
+from referrals.platform.evolve import replace
 from referrals.platform.timestamps import from_ms as from_ms
 from referrals.platform.timestamps import to_ms as to_ms
-from services.rewards.domain.evolve import replace
 from services.rewards.domain.rules import Period
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -19,8 +19,8 @@ from referrals.contract.records import (
     ReferralStatusChanged,
     RewardType,
 )
+from referrals.platform.evolve import replace
 from services.rewards.domain import ids
-from services.rewards.domain.evolve import replace
 from services.rewards.domain.ledger import Entry, Friend, Ledger, State
 
 Output = ReferralStatusChanged | PayoutCommand
