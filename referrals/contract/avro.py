@@ -318,7 +318,9 @@ class _Builder:
             for field, enum_type in _enum_fields(cls)
         )
         names = _field_names(cls)
-        slotted = all(isinstance(cls.__dict__.get(f), MemberDescriptorType) for f in names)
+        slotted = not hasattr(cls, "__post_init__") and all(
+            isinstance(cls.__dict__.get(f), MemberDescriptorType) for f in names
+        )
         self.setters = tuple((f, cls.__dict__[f].__set__) for f in names) if slotted else None
         self.count = len(names)
 

@@ -701,3 +701,20 @@ def test_a_datum_with_a_field_missing_or_one_too_many_fails_as_the_constructor_d
         to_record("DealEvent", swapped)
     with pytest.raises(TypeError, match="not_a_field"):
         to_record("DealEvent", {**datum, "not_a_field": 1})
+
+
+def test_a_record_type_that_checks_itself_is_built_by_its_constructor() -> None:
+    from referrals.contract.avro import _Builder
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        amount: int
+
+        def __post_init__(self) -> None:
+            if self.amount < 0:
+                raise ValueError("amount below 0")
+
+    build = _Builder("Checked", Checked)
+    assert build({"amount": 3}) == Checked(3)
+    with pytest.raises(ValueError, match="below 0"):
+        build({"amount": -1})
