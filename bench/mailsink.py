@@ -13,6 +13,8 @@ command, the envelope's content decoded) cost 0.3 ms a message: 20-70 % of a cor
 year's 9,500 messages drained, taken from the two cores the services it measures share (a
 production relay runs on a machine of its own). This one answers the commands a sender needs,
 in the order RFC 5321 requires (503 out of order), and keeps nothing but each message's stamp.
+It announces PIPELINING (RFC 2920), as production relays do: the replies to the commands that
+came in one read go out in one write.
 
 Each accepted message is written to stdout as one line, `<CLOCK_MONOTONIC seconds> <notification
 id> <kind>`, taken when its final dot arrives: `time.monotonic()` is the system-wide monotonic
@@ -37,7 +39,8 @@ HOSTNAME = "bench-relay"
 MAX_LINE = 4096  # a command line longer than this is refused (RFC 5321 asks 512 at least)
 MAX_MESSAGE = 33_554_432
 EHLO = (
-    f"250-{HOSTNAME}\r\n250-SIZE {MAX_MESSAGE}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 HELP\r\n"
+    f"250-{HOSTNAME}\r\n250-SIZE {MAX_MESSAGE}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
+    "250-PIPELINING\r\n250 HELP\r\n"
 ).encode()
 END_OF_DATA = b"\r\n.\r\n"
 

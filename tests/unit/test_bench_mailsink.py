@@ -99,7 +99,7 @@ async def test_a_message_split_across_reads_is_stamped_when_its_final_dot_arrive
     writer.write(b"EHLO c\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nDATA\r\n")
     await writer.drain()
     ehlo = await reader.readuntil(b"250 HELP\r\n")
-    assert b"250-SIZE " in ehlo and b"250-SMTPUTF8" in ehlo
+    assert b"250-SIZE " in ehlo and b"250-SMTPUTF8" in ehlo and b"250-PIPELINING" in ehlo
     for _ in range(3):
         assert (await reader.readuntil(b"\r\n"))[:3] in (b"250", b"354")
     body = email(7)
