@@ -38,11 +38,13 @@ class FakeSmtp:
     failures: list[DeliveryFailure] = field(default_factory=list)  # raised first, in order
     sent: list[EmailMessage] = field(default_factory=list)  # as a mail client reads them
     gate: asyncio.Event | None = None  # when set up, each send waits for it
+    began: asyncio.Event = field(default_factory=asyncio.Event)  # set by the first send
 
     async def close(self) -> None:
         self.closed = True
 
     async def send(self, wire: bytes, sender: str, recipient: str) -> None:
+        self.began.set()
         if self.gate is not None:
             await self.gate.wait()
         if self.failures:
@@ -213,7 +215,7 @@ async def test_a_stop_lets_an_attempt_in_progress_finish_and_drops_those_waiting
     sender.smtp = smtp  # type: ignore[assignment]
     sender.submit(_delivery(_message("r1"), program()))  # talking; answers within the grace
     sender.submit(_delivery(_message("r2"), program()))  # waiting for the only connection
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(smtp.began.wait(), 10)  # r1 rendered (in a thread) and talking
     jobs = list(sender._running[0])
     asyncio.get_running_loop().call_later(0.05, smtp.gate.set)
     await sender.drain(frozenset({0}), grace_s=3600)
