@@ -95,6 +95,16 @@ async def _settle(outcomes: list[Outcome], count: int) -> None:
     raise AssertionError(f"{len(outcomes)} outcomes, expected {count}")
 
 
+async def _waiting_for_the_session(sender: Sender, count: int) -> None:
+    """Until `count` deliveries wait for a session to the relay (however loaded the machine)."""
+    for _ in range(2000):
+        destination = sender._destinations.get("smtp")
+        if destination is not None and destination.slots.waiting >= count:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"fewer than {count} deliveries waiting for the relay")
+
+
 def _sample(sender: Sender, name: str, **labels: str) -> float:
     return sender.metrics.registry.get_sample_value(name, labels) or 0.0
 
@@ -288,11 +298,11 @@ async def test_a_won_thank_you_takes_the_relay_s_next_free_session_before_earlie
     sender.smtp = smtp  # type: ignore[assignment]
     for referral in ("r1", "r2", "r3"):  # r1 talks; r2 and r3 wait for the one session
         sender.submit(_delivery(_message(referral), program()))
-    await asyncio.sleep(0.01)
+    await _waiting_for_the_session(sender, 2)  # each rendered first, in a thread
     _, plan = on_status(known_advocate(), status("w1", ReferralStatus.WON), program(), NOW)
     [won] = [m for m in plan.messages if m.kind.value == "WON"]
     sender.submit(_delivery(won, program()))  # arrives last
-    await asyncio.sleep(0.01)
+    await _waiting_for_the_session(sender, 3)
     smtp.gate.set()
     await _settle(outcomes, 4)
     assert [o.message.referral_id for o in outcomes] == ["r1", "w1", "r2", "r3"]
