@@ -17,7 +17,6 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from io import BytesIO
 from pathlib import Path
-from types import MemberDescriptorType
 from typing import Any, get_type_hints
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -26,6 +25,7 @@ from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from referrals.contract.records import RECORD_TYPES, Record
 from referrals.platform.errors import DecodeError
+from referrals.platform.evolve import slot_setters
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
@@ -305,9 +305,10 @@ class _Builder:
     """Makes one record type's objects from decoded datums, about three times as fast as
     `cls(**datum)` with `enum_type(symbol)` for each enum: a frozen dataclass's __init__ sets
     each field through object.__setattr__, and an enum call goes through EnumType.__call__.
-    Here each slot is set through its descriptor and each symbol is looked up in its enum's
-    value map (a rewards or notifications process decodes every status it reads). A datum that
-    does not have exactly the record's fields takes `cls(**datum)`, with its error."""
+    Here each slot is set through its descriptor (`slot_setters`, as `replace` copies) and each
+    symbol is looked up in its enum's value map (a rewards or notifications process decodes
+    every status it reads). A datum that does not have exactly the record's fields, or a record
+    type with a `__post_init__`, takes `cls(**datum)`, with its errors."""
 
     __slots__ = ("cls", "count", "enums", "name", "setters")
 
@@ -317,12 +318,8 @@ class _Builder:
             (field, enum_type, enum_type._value2member_map_)
             for field, enum_type in _enum_fields(cls)
         )
-        names = _field_names(cls)
-        slotted = not hasattr(cls, "__post_init__") and all(
-            isinstance(cls.__dict__.get(f), MemberDescriptorType) for f in names
-        )
-        self.setters = tuple((f, cls.__dict__[f].__set__) for f in names) if slotted else None
-        self.count = len(names)
+        self.setters = slot_setters(cls)  # None: only the constructor makes one
+        self.count = len(_field_names(cls))
 
     def __call__(self, datum: Datum) -> Record:
         for field, enum_type, members in self.enums:

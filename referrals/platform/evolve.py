@@ -57,20 +57,35 @@ def _positional(cls: type) -> _Spec | None:
     if len(fields) != len(declared) or any(not f.init or f.kw_only for f in fields):
         return None  # InitVars, init=False or keyword-only fields: the library's own way
     names = tuple(f.name for f in fields)
-    settable = not hasattr(cls, "__post_init__") and all(
-        isinstance(cls.__dict__.get(n), MemberDescriptorType) for n in names
-    )
-    return names, frozenset(names), settable
+    return names, frozenset(names), slot_setters(cls) is not None
+
+
+def slot_setters(cls: type) -> tuple[tuple[str, Callable[[Any, Any], None]], ...] | None:
+    """Each field of dataclass `cls` with the setter of its slot, in declaration order, when a
+    new object may be made by setting them after `object.__new__` (its `__init__` would do
+    nothing more: the class has slots of its own for every field and no `__post_init__`);
+    None otherwise. `referrals.contract.avro` builds decoded records this way too."""
+    if hasattr(cls, "__post_init__"):
+        return None
+    setters: list[tuple[str, Callable[[Any, Any], None]]] = []
+    for field in dataclasses.fields(cls):
+        slot = cls.__dict__.get(field.name)
+        if not isinstance(slot, MemberDescriptorType):
+            return None  # no slot of its own (no slots, or the field is a base class's)
+        setters.append((field.name, slot.__set__))
+    return tuple(setters)
 
 
 def _copier(
     cls: type, names: tuple[str, ...], changed: frozenset[str]
 ) -> Callable[[Any, dict[str, Any]], Any]:
     """A function (obj, changes) -> a new `cls` with `changes` and the rest of `obj`."""
+    setters = slot_setters(cls)
+    assert setters is not None and tuple(n for n, _ in setters) == names
     scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     lines = ["def copy(obj, changes):", "    made = _new(_cls)"]
-    for i, name in enumerate(names):
-        scope[f"_set{i}"] = cls.__dict__[name].__set__
+    for i, (name, set_slot) in enumerate(setters):
+        scope[f"_set{i}"] = set_slot
         value = f"changes[{name!r}]" if name in changed else f"obj.{name}"
         lines.append(f"    _set{i}(made, {value})")
     lines.append("    return made")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 from rewards_builders import T0, ledger, rules, won
 
-from referrals.platform.evolve import replace
+from referrals.platform.evolve import replace, slot_setters
 from services.rewards.domain.decide import on_won
 from services.rewards.domain.ledger import State
 
@@ -59,3 +59,15 @@ def test_a_copy_made_by_setting_slots_is_the_same_value_frozen_and_takes_each_ca
         with pytest.raises(dataclasses.FrozenInstanceError):
             made.a = 0  # type: ignore[misc]
     assert replace(one) is not one  # a new object, as dataclasses.replace makes
+
+
+@dataclass(frozen=True, slots=True)
+class Derived(Slotted):
+    d: int = 4
+
+
+def test_a_class_whose_fields_are_partly_its_bases_slots_is_copied_through_init() -> None:
+    assert slot_setters(Derived) is None  # `a`, `b`, `c` are Slotted's slots
+    assert [name for name, _ in slot_setters(Slotted) or ()] == ["a", "b", "c"]
+    one = Derived(1, "x", (2,), 5)
+    assert replace(one, d=6, a=0) == dataclasses.replace(one, d=6, a=0)
