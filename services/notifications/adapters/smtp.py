@@ -25,7 +25,12 @@ from functools import lru_cache
 
 import aiosmtplib
 from aiosmtplib.email import quote_address
-from aiosmtplib.protocol import SMTPProtocol, normalize_message_line_endings
+from aiosmtplib.protocol import (
+    COMMAND_INJECTION_REGEX,
+    PERIOD_REGEX,
+    SMTPProtocol,
+    normalize_message_line_endings,
+)
 from aiosmtplib.response import SMTPResponse
 
 from services.notifications.adapters.config import NotificationsSettings
@@ -45,8 +50,6 @@ MAX_LINE = 998
 # else (quoted local parts, domain literals, mistakes) goes through the parser as before.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*")
-_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")  # refused in a command's arguments (as aiosmtplib)
-_PERIOD = re.compile(rb"(?m)^\.")  # a line starting with a dot is sent with two (RFC 5321)
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')  # a display name holding one is quoted
 _ESCAPES = re.compile(r'[\\"]')
 
@@ -317,10 +320,11 @@ async def _pipelined(
     if protocol is None or lock is None:
         raise aiosmtplib.SMTPServerDisconnected("Server not connected")
     for arg in (*mail, *rcpt):
-        if _CONTROL.search(arg):  # what aiosmtplib refuses in a command's arguments
+        if COMMAND_INJECTION_REGEX.search(arg):  # what aiosmtplib refuses in a command
             raise ValueError("Command arg contains a prohibited control character")
     commands = b" ".join(mail) + b"\r\n" + b" ".join(rcpt) + b"\r\nDATA\r\n"
-    message = _PERIOD.sub(b"..", normalize_message_line_endings(email)) + b".\r\n"
+    # as aiosmtplib's DATA sends it: CRLF lines, a leading dot doubled, the final dot
+    message = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(email)) + b".\r\n"
     timeout = client.timeout
     try:
         async with lock:  # nothing else on this session meanwhile
