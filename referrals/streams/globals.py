@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -42,23 +42,11 @@ from referrals.streams.kafka import (
     stop_quietly,
 )
 from referrals.streams.processor import Processor
+from referrals.streams.produce import Sendable
 from referrals.streams.serde import Codec
 from referrals.streams.topics import Catalogue, TopicNames, dlq_of
 
 log = logging.getLogger(__name__)
-
-
-class Sendable(Protocol):
-    """A record ready to produce (a dead letter)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 DeadLetterOf = Callable[[TopicPartition, Any, BaseException], Sendable]

@@ -78,6 +78,7 @@ from referrals.streams.kafka import (
 from referrals.streams.loopback import HANDED_OVER_OFFSET, Loopback, high_watermarks
 from referrals.streams.offsets import stable_committed
 from referrals.streams.processor import DeadLetterOut, Inbound, Output, Processor
+from referrals.streams.produce import Sent, send_all
 from referrals.streams.serde import Codec
 from referrals.streams.state import MAX_RECORD_BYTES, RocksMemory, TaskStore
 from referrals.streams.stores import StoreManager, changelog_topic
@@ -933,8 +934,8 @@ class StreamRuntime:
         producer = self._producer
         assert producer is not None
         started = time.perf_counter()
-        written: list[tuple[int, str, asyncio.Future[Any]]] = []  # changelog sends, for checkpoints
-        forwarded: dict[int, asyncio.Future[Any]] = {}  # id(re-keyed record) -> its send
+        written: list[tuple[int, str, Sent]] = []  # changelog sends, for checkpoints
+        forwarded: dict[int, Sent] = {}  # id(re-keyed record) -> its send
         try:
             membership = self._membership()
             if membership is None:
@@ -964,14 +965,13 @@ class StreamRuntime:
             return False
         if self._stores is not None:
             for task, store, sent in written:
-                self._stores.written(task, store, sent.result().offset + 1)
+                self._stores.written(task, store, sent.offset + 1)
         if self._loopback is not None:
             for source, item in forwards:
-                future = forwarded.get(id(item))  # none: its task failed, its records redone
-                if future is not None:
-                    meta = future.result()
-                    target = TopicPartition(meta.topic, meta.partition)
-                    self._loopback.forwarded(source, target, meta.offset)
+                delivery = forwarded.get(id(item))  # none: its task failed, its records redone
+                if delivery is not None:
+                    target = TopicPartition(delivery.topic, delivery.partition)
+                    self._loopback.forwarded(source, target, delivery.offset)
         for task in tasks:
             self._finish_stores(task, committed=True)
             self._task_backoff.pop(task, None)
@@ -989,22 +989,15 @@ class StreamRuntime:
         producer: AIOKafkaProducer,
         pending: list[_Pending],
         offsets: dict[TopicPartition, int],
-        written: list[tuple[int, str, asyncio.Future[Any]]],
-        forwarded: dict[int, asyncio.Future[Any]],
+        written: list[tuple[int, str, Sent]],
+        forwarded: dict[int, Sent],
         membership: GroupMetadata,
         phases: dict[str, float],
     ) -> None:
         loop = self._loopback.topics if self._loopback is not None else frozenset()
         began = time.perf_counter()
         await producer.begin_transaction()
-        for item in pending:
-            sent = await producer.send(
-                item.topic,
-                item.value,
-                key=item.key,
-                headers=list(item.headers) if item.headers else None,
-                partition=item.partition,
-            )
+        for item, sent in zip(pending, await send_all(producer, pending), strict=True):
             if item.store is not None:
                 assert item.partition is not None  # a changelog entry goes to its task
                 written.append((item.partition, item.store, sent))
