@@ -36,6 +36,11 @@ class Outbound:
     topic: str  # logical topic name
     key: str
     value: Any  # the decoded record (the application's type; the runtime never looks inside)
+    # A consumed record forwarded unchanged (a re-key): its bytes as consumed (the Inbound's
+    # raw_value), written as they are rather than encoded again; and a task of this process
+    # handed the record in the same cycle takes `value` rather than decoding them. Only where
+    # `value` is what those bytes decode to.
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

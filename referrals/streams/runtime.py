@@ -120,6 +120,7 @@ class _Pending(NamedTuple):  # a tuple: one is built per output record
     headers: Sequence[tuple[str, bytes]] = ()
     partition: int | None = None  # changelog entries go to their task's partition
     store: str | None = None  # the store whose changelog entry this is
+    record: Any = None  # what `value` decodes to, when known exactly (a forwarded record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -775,7 +776,7 @@ class StreamRuntime:
             done += 1
             record = _Consumed(item.key, item.value, HANDED_OVER_OFFSET, int(time.time() * 1000))
             self.metrics.handed_over.labels(self.names.logical(item.topic)).inc()
-            handled = self._handle(target, record, now)
+            handled = self._handle(target, record, now, item.record)
             out = self._hand_over(handled, now, handing, target.partition)
             outputs.setdefault(target.partition, []).extend(out)
             if time.perf_counter() >= yield_at:
@@ -783,15 +784,18 @@ class StreamRuntime:
                 yield_at = time.perf_counter() + SLICE_S
         return outputs
 
-    def _handle(self, tp: TopicPartition, msg: Any, now: datetime) -> list[_Pending]:
-        """One record: its outputs, or its dead letter with its store writes undone."""
+    def _handle(
+        self, tp: TopicPartition, msg: Any, now: datetime, decoded: Any = None
+    ) -> list[_Pending]:
+        """One record: its outputs, or its dead letter with its store writes undone.
+        `decoded`: what its value decodes to, when known (a record handed over)."""
         task_stores = self.p.task_stores.get(tp.partition)
         if not task_stores:
-            return self._handle_record(tp, msg, now, ())
+            return self._handle_record(tp, msg, now, (), decoded)
         stores = list(task_stores.values())
         for store in stores:
             store.begin_record()
-        outputs = self._handle_record(tp, msg, now, stores)
+        outputs = self._handle_record(tp, msg, now, stores, decoded)
         for store in stores:
             store.end_record()
         return outputs
@@ -822,7 +826,12 @@ class StreamRuntime:
         return found
 
     def _handle_record(
-        self, tp: TopicPartition, msg: Any, now: datetime, stores: Sequence[TaskStore]
+        self,
+        tp: TopicPartition,
+        msg: Any,
+        now: datetime,
+        stores: Sequence[TaskStore],
+        decoded: Any = None,
     ) -> list[_Pending]:
         topic = self._input(tp.topic)
         topic.counter.inc()
@@ -833,7 +842,11 @@ class StreamRuntime:
                 deleted = Inbound(logical, tp.partition, msg.offset, key, None, msg.timestamp)
                 return _bounded(self._encode(self.p.deleted(deleted, now)))
             value = msg.value
-            record = self.codec.decode(value, topic.expected) if value is not None else None
+            expected = topic.expected
+            if decoded is not None and (expected is None or type(decoded).__name__ == expected):
+                record = decoded  # as `value` decodes (the record it was forwarded from)
+            else:
+                record = self.codec.decode(value, expected) if value is not None else None
             if record is None:
                 raise PermanentError("record has no value (a tombstone)", reason="TOMBSTONE")
             if topic.validate:
@@ -911,9 +924,13 @@ class StreamRuntime:
                 out.append(self._dead_letter(tp, late, o.error))
                 continue
             topic = self._output(o.topic)
-            out.append(
-                _Pending(topic.physical, o.key.encode(), self.codec.encode(o.value, topic.version))
-            )
+            if o.raw is not None and topic.version is None:  # forwarded as consumed
+                item = _Pending(topic.physical, o.key.encode(), o.raw, record=o.value)
+            else:
+                item = _Pending(
+                    topic.physical, o.key.encode(), self.codec.encode(o.value, topic.version)
+                )
+            out.append(item)
             topic.counter.inc()
         return out
 

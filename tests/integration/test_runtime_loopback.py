@@ -27,7 +27,7 @@ from referrals.contract.topics import NOTIFICATIONS_SENT, SHARES
 from referrals.platform.settings import KafkaSettings
 from referrals.streams import runtime as runtime_module
 from referrals.streams.kafka import make_admin
-from referrals.streams.loopback import high_watermarks
+from referrals.streams.loopback import HANDED_OVER_OFFSET, high_watermarks
 from referrals.streams.processor import Inbound, Outbound, Output, Processor
 from referrals.streams.runtime import StreamRuntime
 from referrals.streams.topics import Role, TopicNames, TopicSpec, create_named_topics
@@ -277,3 +277,56 @@ async def test_records_released_by_a_task_s_timers_keep_their_place_before_later
         await stream
         await check_outputs(topics, total)
         assert handed(runtime) > 0
+
+
+class Forwarding(ReKeying):
+    """ReKeying that forwards each share as consumed (`Outbound.raw`), and notes, for each
+    share handed over, whether its task got the very record the re-key stage forwarded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forwarded: dict[str, ShareEvent] = {}
+        self.handed_same: list[bool] = []
+
+    def process(self, record: Inbound, now: datetime) -> Iterable[Output]:
+        share = record.value
+        if record.topic == SHARES:
+            self.forwarded[share.event_id] = share
+            return [Outbound(REKEYED, share.referral_code, share, raw=record.raw_value)]
+        if record.offset == HANDED_OVER_OFFSET:
+            self.handed_same.append(share is self.forwarded[share.event_id])
+        return super().process(record, now)
+
+
+async def test_a_record_forwarded_as_consumed_is_neither_encoded_nor_decoded_again(
+    rekeyed: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-key stage that forwards its input unchanged passes the bytes it consumed: what
+    the re-key topic holds is those bytes (no share is encoded by the runtime), and a share
+    handed over in the same cycle reaches its task as the record forwarded, not decoded again.
+    Every share still counted once and in order."""
+    topics, total = rekeyed, 400
+    batches = [shares(first, min(first + 20, total)) for first in range(0, total, 20)]
+    published = {CODEC.decode(v).event_id: v for batch in batches for _, v in batch}
+    encoded: list[str] = []
+    encode = CODEC.encode
+
+    def counting(record: Any, version: int | None = None) -> bytes:
+        encoded.append(type(record).__name__)
+        return encode(record, version)
+
+    monkeypatch.setattr(CODEC, "encode", counting)
+    forwarding = Forwarding()
+    async with running(forwarding, topics, settings_for(topics, tmp_path)) as runtime:
+        for batch in batches:
+            await produce(topics, SHARES, batch)
+            await asyncio.sleep(0.1)
+        await check_outputs(topics, total)
+        over = handed(runtime)
+    written = await read_topic(topics, REKEYED, within=10, quiet=1.0)
+    assert over > 0 and written, f"{over:.0f} handed over, {len(written)} forwarded"
+    assert len(written) + over == total
+    assert "ShareEvent" not in encoded, "a forwarded share was encoded again"
+    for m in written:
+        assert m.value == published[CODEC.decode(m.value).event_id]
+    assert len(forwarding.handed_same) == over and all(forwarding.handed_same)

@@ -212,7 +212,7 @@ class AttributionProcessor(ProgramAwareProcessor):
     def _dispatch(self, state: TaskState, record: Inbound) -> list[Output]:
         event = record.value
         if record.topic == DEALS and isinstance(event, DealEvent):
-            return [Outbound(DEALS_BY_PROSPECT, event.prospect_id, event)]
+            return [Outbound(DEALS_BY_PROSPECT, event.prospect_id, event, raw=record.raw_value)]
         assert isinstance(event, ConversionEvent | DealEvent)
         out = self._expire(state, event.occurred_at)
         key = referral_key(event.program_id, event.prospect_id)

@@ -137,9 +137,12 @@ def statuses(outputs: Iterable[Output]) -> list[tuple[str, str]]:
 
 
 async def test_a_deal_is_forwarded_unchanged_keyed_by_its_prospect(tmp_path: Path) -> None:
+    """Unchanged: the record and the bytes it was consumed as (written as they are)."""
     h = await harness(tmp_path)
     event = deal("dl-1", DealStage.OPEN)
-    assert h.send(DEALS, event) == [Outbound(DEALS_BY_PROSPECT, event.prospect_id, event)]
+    consumed = CODEC.encode(event)
+    forwarded = Outbound(DEALS_BY_PROSPECT, event.prospect_id, event, raw=consumed)
+    assert h.send(DEALS, event) == [forwarded]
     assert h.metric("attribution_unmatched_waiting", kind="deal") == 0  # not decided here
 
 
