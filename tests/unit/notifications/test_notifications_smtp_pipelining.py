@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiosmtplib.errors import SMTPReadTimeoutError
-from aiosmtplib.protocol import SMTPProtocol
+from aiosmtplib.protocol import PERIOD_REGEX, SMTPProtocol, normalize_message_line_endings
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.notifications.adapters import smtp
 from services.notifications.adapters.config import NotificationsSettings
@@ -238,3 +240,27 @@ async def test_aiosmtplibs_own_protocol_drops_it_which_is_why_the_session_keeps_
     """If this fails, aiosmtplib keeps such replies now and `_PipeliningProtocol` can go."""
     with pytest.raises(SMTPReadTimeoutError):
         await _group_replies_fed_before_the_first_is_taken(_connected(SMTPProtocol))
+
+
+@given(st.lists(st.sampled_from([b"a", b"\xc3\xa9", b".", b"\r", b"\n", b"\r\n", b"\r\n."])))
+def test_the_message_is_sent_as_aiosmtplib_s_data_frames_it(parts: list[bytes]) -> None:
+    """Whatever the line endings and dots: CRLF lines, every leading dot doubled, the final
+    dot, byte for byte as aiosmtplib's DATA writes it (it skips only rewrites that change
+    nothing)."""
+    email = b"".join(parts)
+    expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(email)) + b".\r\n"
+    assert smtp._data(email) == expected
+
+
+def test_a_message_as_build_email_writes_it_needs_no_rewrite(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CRLF lines and no leading dot: sent as it is, the regular expressions not run."""
+
+    def refuse(*_: object) -> bytes:
+        raise AssertionError("rewritten")
+
+    monkeypatch.setattr(smtp, "normalize_message_line_endings", refuse)
+    monkeypatch.setattr(smtp, "PERIOD_REGEX", None)
+    email = b"Subject: hi\r\n\r\nline one\r\nline. two\r\n"
+    assert smtp._data(email) == email + b".\r\n"
