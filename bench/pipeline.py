@@ -54,6 +54,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from prometheus_client import CollectorRegistry
+
 from bench import stateload
 from bench.figures import RESULTS, Part, save
 from bench.pipeline_support import (
@@ -101,6 +103,7 @@ from referrals.contract.topics import (
     create_topics,
 )
 from referrals.platform.metrics import CYCLE_PHASES
+from referrals.platform.pauses import PAUSE_BUCKETS, PauseMetrics, watch_gc
 from referrals.platform.settings import KafkaSettings
 from referrals.programs.model import MessageKind
 from referrals.programs.put import load_program, put
@@ -622,6 +625,7 @@ class Run:
         cycles0 = await asyncio.to_thread(self._cycle_buckets)
         jit0 = self._jit()
         cpu0, threads0, offered_at = self._cpu_all(), self._broker_threads(), time.monotonic()
+        collected0 = full_collections()
         refs, sent, sent_wall, span = await self._paced(rate, f"r{rate}", n)
         self._cpu_while_offered(rate, cpu0, threads0, time.monotonic() - offered_at)
         thank = {r.thank_you: r.referral_id for r in refs}
@@ -649,6 +653,12 @@ class Run:
 
         await self.until(lambda: len(payouts()) >= n, self.scale.drain_s, "payouts")
         await self.until(lambda: len(smtp()) >= n, self.scale.drain_s, "thank-yous")
+        count, ms, longest = collections_between(collected0, full_collections())
+        say(
+            f"  the bench's own full collections while measuring: {count}, {ms:.0f} ms in all"
+            + (f", the longest <= {longest:g} ms" if longest is not None else "")
+        )
+        self.checks.setdefault("bench_full_collections", {})[rate] = [count, round(ms, 1)]
         commits1 = await asyncio.to_thread(self._commit_buckets)
         commit_ms = {
             name: [1000 * bucket_quantile(commits0[name], commits1[name], q) for q in (0.5, 0.99)]
@@ -921,12 +931,61 @@ PHASES = ("year", "blast", "latency", "state")
 RUNS: list[Run] = []
 
 
+# The bench's own collector, as the services keep theirs (`watch_gc`: survivors frozen after each
+# full collection). The follower stamps each record when the bench's loop gets it, so a pause
+# of the bench is a pause in every latency it measures: holding the year's and the blasts'
+# records, the bench's full collections took 200-475 ms each, one every second or two, and
+# showed as "stalls" where every WON in a window came out 100-400 ms slower.
+BENCH_PAUSES = PauseMetrics(CollectorRegistry())
+
+
+def full_collections() -> tuple[float, float, list[float]]:
+    """The bench's full collections so far: (count, seconds in all, count per pause bucket)."""
+    registry = BENCH_PAUSES.registry
+    labels = {"generation": "2"}
+    count = registry.get_sample_value("referrals_gc_pause_seconds_count", labels) or 0.0
+    total = registry.get_sample_value("referrals_gc_pause_seconds_sum", labels) or 0.0
+    buckets = [
+        registry.get_sample_value("referrals_gc_pause_seconds_bucket", {**labels, "le": str(b)})
+        or 0.0
+        for b in PAUSE_BUCKETS
+    ]
+    return count, total, buckets
+
+
+def collections_between(
+    before: tuple[float, float, list[float]], after: tuple[float, float, list[float]]
+) -> tuple[int, float, float | None]:
+    """(full collections, ms in all, the longest's bucket bound in ms) between two readings."""
+    count, total = after[0] - before[0], after[1] - before[1]
+    longest = None
+    for bound, a, b in zip(PAUSE_BUCKETS, before[2], after[2], strict=True):
+        if b - a >= count:  # every one of them within this bound
+            longest = bound * 1000
+            break
+    return int(count), total * 1000, longest if count else None
+
+
 async def run(
     kafka: KafkaSettings,
     scale: Scale,
     work: Path,
     broker_pid: int | None,
     phases: tuple[str, ...] = PHASES,
+) -> Run:
+    unwatch = watch_gc(BENCH_PAUSES)
+    try:
+        return await _run(kafka, scale, work, broker_pid, phases)
+    finally:
+        unwatch()
+
+
+async def _run(
+    kafka: KafkaSettings,
+    scale: Scale,
+    work: Path,
+    broker_pid: int | None,
+    phases: tuple[str, ...],
 ) -> Run:
     admin = make_admin(kafka, "bench")
     await admin.start()

@@ -345,7 +345,7 @@ def top_own(raw: Path, n: int = 10) -> tuple[int, list[tuple[str, float]]]:
     """The n functions with the most own (leaf) samples in a py-spy raw file, as % of all."""
     own: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text().splitlines():
+    for line in raw.read_text(errors="replace").splitlines():  # --nonblocking: torn names
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
@@ -363,7 +363,7 @@ def top_total(
     pattern = re.compile(under)
     total_of: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text().splitlines():
+    for line in raw.read_text(errors="replace").splitlines():  # --nonblocking: torn names
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
