@@ -304,10 +304,14 @@ async def test_a_record_forwarded_as_consumed_is_neither_encoded_nor_decoded_aga
     """A re-key stage that forwards its input unchanged passes the bytes it consumed: what
     the re-key topic holds is those bytes (no share is encoded by the runtime), and a share
     handed over in the same cycle reaches its task as the record forwarded, not decoded again.
-    Every share still counted once and in order."""
-    topics, total = rekeyed, 400
-    batches = [shares(first, min(first + 20, total)) for first in range(0, total, 20)]
-    published = {CODEC.decode(v).event_id: v for batch in batches for _, v in batch}
+    Every share still counted once and in order. Both paths are taken: a backlog waits when the
+    instance starts, forwarded until the partitions' ends are read (late, as in the first
+    test); the shares that follow, a little apart, find the partitions drained."""
+    topics, backlog, total = rekeyed, 200, 400
+    batches = [shares(first, min(first + 20, total)) for first in range(backlog, total, 20)]
+    waiting = shares(0, backlog)
+    published = {CODEC.decode(v).event_id: v for _, v in waiting}
+    published |= {CODEC.decode(v).event_id: v for batch in batches for _, v in batch}
     encoded: list[str] = []
     encode = CODEC.encode
 
@@ -315,9 +319,17 @@ async def test_a_record_forwarded_as_consumed_is_neither_encoded_nor_decoded_aga
         encoded.append(type(record).__name__)
         return encode(record, version)
 
+    async def late(*args: Any) -> dict[TopicPartition, int]:
+        found = await high_watermarks(*args)
+        await asyncio.sleep(0.05)
+        return found
+
+    monkeypatch.setattr(runtime_module, "high_watermarks", late)
+    await produce(topics, SHARES, waiting)
     monkeypatch.setattr(CODEC, "encode", counting)
     forwarding = Forwarding()
-    async with running(forwarding, topics, settings_for(topics, tmp_path)) as runtime:
+    settings = settings_for(topics, tmp_path, max_batch=10)
+    async with running(forwarding, topics, settings) as runtime:
         for batch in batches:
             await produce(topics, SHARES, batch)
             await asyncio.sleep(0.1)
