@@ -973,20 +973,6 @@ async def run(
     broker_pid: int | None,
     phases: tuple[str, ...] = PHASES,
 ) -> Run:
-    unwatch = watch_gc(BENCH_PAUSES)
-    try:
-        return await _run(kafka, scale, work, broker_pid, phases)
-    finally:
-        unwatch()
-
-
-async def _run(
-    kafka: KafkaSettings,
-    scale: Scale,
-    work: Path,
-    broker_pid: int | None,
-    phases: tuple[str, ...],
-) -> Run:
     admin = make_admin(kafka, "bench")
     await admin.start()
     try:
@@ -1069,6 +1055,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     phases = tuple(p for p in args.phases.split(",") if p)
     quiet_client_logs()
+    watch_gc(BENCH_PAUSES)  # for the rest of the process
     try:
         with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
             work = args.keep or Path(tmp)

@@ -20,13 +20,14 @@ it as `send` does.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from referrals.streams.murmur import partition_of
+from referrals.streams.murmur import KeyPartitioner
+
+_PARTITIONER = KeyPartitioner()
 
 
 class Sendable(Protocol):
@@ -46,7 +47,7 @@ class Record(Sendable, Protocol):
     """What `send_all` sends (the runtime's pending outputs are such records)."""
 
     @property
-    def partition(self) -> int | None:  # None: by key (murmur2), random without a key
+    def partition(self) -> int | None:  # None: by key, as `KeyPartitioner` picks
         ...
 
 
@@ -73,7 +74,7 @@ class Sent(NamedTuple):
 async def send_all(producer: AIOKafkaProducer, records: Sequence[Record]) -> list[Sent]:
     """Queues `records` for delivery, a batch per partition; their `Sent`, in the same order.
     Like `send`, it returns once everything is queued, not delivered."""
-    partitions: dict[str, int] = {}  # topic -> its number of partitions
+    partitions: dict[str, list[int]] = {}  # topic -> its partitions
     open_: dict[tuple[str, int], tuple[Any, list[tuple[int, int]]]] = {}  # builder, (index, rel)
     sent: list[Sent | None] = [None] * len(records)
 
@@ -85,11 +86,11 @@ async def send_all(producer: AIOKafkaProducer, records: Sequence[Record]) -> lis
 
     for index, record in enumerate(records):
         topic, key, value, partition = record.topic, record.key, record.value, record.partition
-        if partition is None:
-            count = partitions.get(topic)
-            if count is None:
-                count = partitions[topic] = len(await producer.partitions_for(topic))
-            partition = random.randrange(count) if key is None else partition_of(key, count)
+        if partition is None:  # as `make_producer`'s partitioner picks for `send`
+            parts = partitions.get(topic)
+            if parts is None:
+                parts = partitions[topic] = sorted(await producer.partitions_for(topic))
+            partition = _PARTITIONER(key, parts, parts)
         batch = open_.get((topic, partition))
         if batch is None:
             batch = open_[topic, partition] = (producer.create_batch(), [])

@@ -266,6 +266,40 @@ def _parsed(wire: bytes) -> EmailMessage:
     return parsed
 
 
+@pytest.mark.parametrize(
+    ("text", "html"),
+    [
+        ("Hi Alex\nthanks\r\nfor 5 points\rbye", "<p>Hi</p>\n<p>x</p>"),  # every line ending
+        ("Grüße, Zoë\n" + "é" * 120 + "\nbye.", None),  # quoted-printable, long lines
+    ],
+)
+def test_an_email_as_build_email_writes_it_is_sent_without_a_rewrite(
+    monkeypatch: pytest.MonkeyPatch, text: str, html: str | None
+) -> None:
+    """CRLF lines whatever the template's line endings, and, where no line starts with a
+    dot, nothing to stuff: the pipelined send frames it as it is, no regular expression run."""
+    wire = _wire(_message(), html=html, text=text)
+
+    def refuse(*_: object) -> bytes:
+        raise AssertionError("rewritten")
+
+    monkeypatch.setattr(smtp, "normalize_message_line_endings", refuse)
+    monkeypatch.setattr(smtp, "PERIOD_REGEX", None)
+    assert smtp._data(wire) == wire + b".\r\n"
+
+
+def test_a_line_of_an_email_that_starts_with_a_dot_is_stuffed_and_nothing_else_rewritten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*_: object) -> bytes:
+        raise AssertionError("line endings rewritten")
+
+    monkeypatch.setattr(smtp, "normalize_message_line_endings", refuse)
+    wire = _wire(_message(), html=None, text="Hi Alex\n.5 points\nbye")
+    assert b"\r\n.5 points\r\n" in wire
+    assert smtp._data(wire) == wire.replace(b"\r\n.5", b"\r\n..5") + b".\r\n"
+
+
 def test_an_email_has_the_notification_id_as_message_id_and_one_click_unsubscribe() -> None:
     email = _email(_message())
     assert email["Message-ID"] == "<nt-0123@referrals.local>"

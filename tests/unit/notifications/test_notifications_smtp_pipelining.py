@@ -250,17 +250,3 @@ def test_the_message_is_sent_as_aiosmtplib_s_data_frames_it(parts: list[bytes]) 
     email = b"".join(parts)
     expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(email)) + b".\r\n"
     assert smtp._data(email) == expected
-
-
-def test_a_message_as_build_email_writes_it_needs_no_rewrite(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """CRLF lines and no leading dot: sent as it is, the regular expressions not run."""
-
-    def refuse(*_: object) -> bytes:
-        raise AssertionError("rewritten")
-
-    monkeypatch.setattr(smtp, "normalize_message_line_endings", refuse)
-    monkeypatch.setattr(smtp, "PERIOD_REGEX", None)
-    email = b"Subject: hi\r\n\r\nline one\r\nline. two\r\n"
-    assert smtp._data(email) == email + b".\r\n"
